@@ -1,0 +1,281 @@
+//! The validated configuration: every value typed, every cross-reference
+//! resolved. Nothing downstream re-checks what is here.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::{Serialize, Serializer};
+
+use super::units::{
+    Bandwidth, Direction, Dscp, HostPattern, PortRange, Protocol, Rate, serialize_duration,
+};
+
+/// Index of a category in [`Config::category`]; small and `Copy`, so the hot
+/// path passes it instead of the name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct CategoryId(pub u8);
+
+impl CategoryId {
+    /// The index as `usize`.
+    #[inline]
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// The most categories a configuration may define.
+pub const MAX_CATEGORIES: usize = 32;
+
+/// A value that may differ between the two directions of the link.
+/// Written as one value for both, or as `{ upload = ..., download = ... }`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PerDirection<T> {
+    /// Value for traffic from the LAN to the WAN.
+    pub upload: T,
+    /// Value for traffic from the WAN to the LAN.
+    pub download: T,
+}
+
+impl<T: Copy> PerDirection<T> {
+    /// The same value in both directions.
+    pub const fn both(value: T) -> Self {
+        PerDirection {
+            upload: value,
+            download: value,
+        }
+    }
+    /// The value for `dir`.
+    #[inline]
+    pub fn get(&self, dir: Direction) -> T {
+        match dir {
+            Direction::Upload => self.upload,
+            Direction::Download => self.download,
+        }
+    }
+    /// Sets the value for `dir`.
+    pub fn set(&mut self, dir: Direction, value: T) {
+        match dir {
+            Direction::Upload => self.upload = value,
+            Direction::Download => self.download = value,
+        }
+    }
+}
+
+impl<T: Serialize + PartialEq> Serialize for PerDirection<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.upload == self.download {
+            self.upload.serialize(s)
+        } else {
+            use serde::ser::SerializeStruct;
+            let mut st = s.serialize_struct("PerDirection", 2)?;
+            st.serialize_field("upload", &self.upload)?;
+            st.serialize_field("download", &self.download)?;
+            st.end()
+        }
+    }
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Config {
+    /// The category for traffic that no rule, app or heuristic claims.
+    pub default_category: String,
+    /// The two interfaces qosd bridges.
+    pub interfaces: Interfaces,
+    /// The Internet link's rates.
+    pub link: Link,
+    /// Categories, in file order; [`CategoryId`] indexes this list.
+    pub category: Vec<Category>,
+    /// Admin rules, first match wins.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rule: Vec<Rule>,
+    /// Prometheus exposition.
+    pub metrics: Metrics,
+    /// Admin HTTP API.
+    pub api: Api,
+    /// Flow-table limits.
+    pub flows: Flows,
+    /// Where this configuration was read from (file path or "<embedded>").
+    #[serde(skip)]
+    pub source: String,
+}
+
+impl Config {
+    /// The id of the category named `name`.
+    pub fn category_id(&self, name: &str) -> Option<CategoryId> {
+        self.category
+            .iter()
+            .position(|c| c.name == name)
+            .and_then(|i| u8::try_from(i).ok())
+            .map(CategoryId)
+    }
+    /// The category with id `id`.
+    pub fn category(&self, id: CategoryId) -> Option<&Category> {
+        self.category.get(id.index())
+    }
+    /// The id of [`Config::default_category`].
+    pub fn default_category_id(&self) -> CategoryId {
+        // Validation guarantees the name exists.
+        self.category_id(&self.default_category).unwrap_or_default()
+    }
+    /// The configuration as TOML, with every default written out.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self)
+            .unwrap_or_else(|e| format!("# cannot print configuration: {e}\n"))
+    }
+}
+
+/// `[interfaces]`: the gateway's two sides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Interfaces {
+    /// Toward the office LAN (download traffic leaves here).
+    pub lan: String,
+    /// Toward the ISP (upload traffic leaves here).
+    pub wan: String,
+}
+
+/// `[link]`: what the shaper runs at.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Link {
+    /// Shaped rate from LAN to WAN.
+    pub upload: Rate,
+    /// Shaped rate from WAN to LAN.
+    pub download: Rate,
+    /// Bytes added to every frame's length when charging it to the shaper
+    /// (framing the ISP's link adds and AF_PACKET does not see).
+    pub overhead: PerDirection<i32>,
+}
+
+impl Link {
+    /// The shaped rate in `dir`.
+    pub fn rate(&self, dir: Direction) -> Rate {
+        match dir {
+            Direction::Upload => self.upload,
+            Direction::Download => self.download,
+        }
+    }
+}
+
+/// One `[[category]]`: a traffic class with HTB-like semantics.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Category {
+    /// Short name used in rules, metrics labels and the API.
+    pub name: String,
+    /// Free text for admins and dashboards.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// 0 (served first) .. 7 (served last).
+    pub priority: u8,
+    /// Share of spare capacity among categories of equal priority.
+    pub weight: u32,
+    /// Guaranteed rate when the category has traffic.
+    pub min: PerDirection<Bandwidth>,
+    /// Ceiling the category never exceeds.
+    pub max: PerDirection<Bandwidth>,
+    /// DSCP written into packets of this category on egress, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dscp: Option<Dscp>,
+    /// CoDel target queue delay.
+    #[serde(serialize_with = "serialize_duration")]
+    pub codel_target: Duration,
+    /// CoDel interval.
+    #[serde(serialize_with = "serialize_duration")]
+    pub codel_interval: Duration,
+    /// Mark ECN-capable packets instead of dropping them.
+    pub ecn: bool,
+}
+
+impl Category {
+    /// The guaranteed rate in `dir` on a link of `link`.
+    pub fn min_rate(&self, dir: Direction, link: &Link) -> Rate {
+        self.min.get(dir).resolve(link.rate(dir))
+    }
+    /// The ceiling in `dir` on a link of `link`.
+    pub fn max_rate(&self, dir: Direction, link: &Link) -> Rate {
+        self.max.get(dir).resolve(link.rate(dir))
+    }
+}
+
+/// One `[[rule]]`: conditions that, when all hold, put a flow in a category.
+/// Lists match when any element matches; an absent condition always matches.
+/// `src`/`dst` are as seen in the flow's first packet (src = initiator);
+/// `ports`/`cidrs` match either end.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rule {
+    /// Name shown as the classifier's `decided_by` ("rule:<name>").
+    pub name: String,
+    /// Category for matching traffic.
+    pub category: String,
+    /// Resolved [`Rule::category`].
+    #[serde(skip)]
+    pub category_id: CategoryId,
+    /// IP protocol.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Protocol>,
+    /// Port ranges matching either end.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortRange>,
+    /// Port ranges matching the initiator's port.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub src_ports: Vec<PortRange>,
+    /// Port ranges matching the responder's port.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dst_ports: Vec<PortRange>,
+    /// Networks matching either end.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cidrs: Vec<IpNet>,
+    /// Networks matching the initiator.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub src_cidrs: Vec<IpNet>,
+    /// Networks matching the responder.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dst_cidrs: Vec<IpNet>,
+    /// DSCP values on the packet.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dscp: Vec<Dscp>,
+    /// 802.1Q VLAN ids (the outer tag).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub vlan: Vec<u16>,
+    /// Host names learned from SNI, HTTP Host or DNS.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<HostPattern>,
+    /// Only packets travelling this way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub direction: Option<Direction>,
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Metrics {
+    /// Address of the Prometheus `/metrics` endpoint.
+    pub listen: SocketAddr,
+}
+
+/// `[api]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Api {
+    /// Address of the admin API.
+    pub listen: SocketAddr,
+    /// File holding the bearer token that write requests must present;
+    /// without it the API is read-only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+}
+
+/// `[flows]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Flows {
+    /// Most flows tracked at once; beyond it the least recently seen go.
+    pub max_flows: u32,
+    /// A TCP flow with no packet for this long is forgotten.
+    #[serde(serialize_with = "serialize_duration")]
+    pub tcp_idle_timeout: Duration,
+    /// A UDP (or other) flow with no packet for this long is forgotten.
+    #[serde(serialize_with = "serialize_duration")]
+    pub udp_idle_timeout: Duration,
+    /// A TCP flow is forgotten this long after its FIN or RST.
+    #[serde(serialize_with = "serialize_duration")]
+    pub tcp_closed_timeout: Duration,
+}
