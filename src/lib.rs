@@ -12,3 +12,6 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod classify;
+pub mod shaper;
+pub mod time;

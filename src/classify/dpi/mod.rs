@@ -1,0 +1,23 @@
+//! Deep packet inspection: small, checked parsers that read what a flow's
+//! first packets reveal (host names, media protocols). Each never panics on
+//! any input and never allocates unless its doc says so.
+
+pub mod dns;
+pub mod dtls;
+pub mod http;
+pub mod quic;
+pub mod rtp;
+pub mod stun;
+pub mod tls;
+
+/// What a parser made of the bytes it was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parse<T> {
+    /// The protocol was recognised and this is what it says.
+    Found(T),
+    /// The bytes start like this protocol but stop too early; more of the
+    /// stream (the next TCP segment, the next datagram) is needed.
+    NeedMore,
+    /// The bytes are not this protocol (or are malformed).
+    NotThis,
+}

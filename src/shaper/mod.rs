@@ -1,0 +1,1 @@
+//! The shaper (to be written).
