@@ -11,7 +11,8 @@
 )]
 #![warn(missing_docs)]
 
-pub mod config;
 pub mod classify;
+pub mod config;
+pub mod packet;
 pub mod shaper;
 pub mod time;

@@ -46,7 +46,10 @@ impl Add<Duration> for Instant {
     type Output = Instant;
     #[inline]
     fn add(self, d: Duration) -> Instant {
-        Instant(self.0.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))
+        Instant(
+            self.0
+                .saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+        )
     }
 }
 
@@ -54,7 +57,10 @@ impl Sub<Duration> for Instant {
     type Output = Instant;
     #[inline]
     fn sub(self, d: Duration) -> Instant {
-        Instant(self.0.saturating_sub(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))
+        Instant(
+            self.0
+                .saturating_sub(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+        )
     }
 }
 
@@ -68,7 +74,10 @@ mod tests {
         assert_eq!((t + Duration::from_nanos(500)).as_nanos(), 1_500);
         assert_eq!((t - Duration::from_secs(1)), Instant::ZERO);
         assert_eq!(Instant::NEVER + Duration::from_secs(1), Instant::NEVER);
-        assert_eq!(t.saturating_since(Instant::from_nanos(2_000)), Duration::ZERO);
+        assert_eq!(
+            t.saturating_since(Instant::from_nanos(2_000)),
+            Duration::ZERO
+        );
         assert_eq!(Instant::from_nanos(2_000).nanos_since(t), 1_000);
     }
 }

@@ -13,10 +13,11 @@ mod validate;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
+use std::sync::{Arc, LazyLock};
 
 pub use model::{
-    Api, Category, CategoryId, Config, Flows, Interfaces, Link, MAX_CATEGORIES, Metrics,
-    PerDirection, Rule,
+    Api, App, Catalog, Category, CategoryId, Classify, Config, Flows, Interfaces, Link,
+    MAX_CATEGORIES, Match, Metrics, PerDirection, Rule,
 };
 pub use units::{Bandwidth, Direction, Dscp, HostPattern, PortRange, Protocol, Rate};
 pub use validate::{DEFAULT_API_LISTEN, DEFAULT_METRICS_LISTEN};
@@ -114,6 +115,81 @@ pub fn load(path: Option<&Path>) -> Result<Config, ConfigErrors> {
 
 /// Loads and validates TOML `text`, naming it `name` in errors.
 pub fn load_str(name: &str, text: &str, env: &Env) -> Result<Config, ConfigErrors> {
+    let mut problems = validate::Problems::default();
+    let raw: Option<raw::RawConfig> = read_raw(text, env, &mut problems);
+    let config = raw.and_then(|raw| validate::validate(&raw, name, &mut problems));
+    let mut errors = to_errors(name, problems);
+    let Some(mut config) = config.filter(|_| errors.is_empty()) else {
+        return Err(ConfigErrors(errors));
+    };
+    match load_catalog(config.classify.apps_file.as_deref()) {
+        Ok(catalog) => config.catalog = Arc::new(catalog),
+        Err(e) => errors.extend(e.0),
+    }
+    for (i, rule) in config.rule.iter().enumerate() {
+        for (j, app) in rule.when.apps.iter().enumerate() {
+            if config.catalog.app(app).is_none() {
+                errors.push(ConfigError {
+                    file: name.to_owned(),
+                    key: format!("rule[{i}].apps[{j}]"),
+                    message: format!("unknown app \"{app}\" (see `qosd apps` for the catalog)"),
+                });
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// The built-in app catalog (`config/apps.toml`).
+pub const DEFAULT_APPS_TOML: &str = include_str!("../../config/apps.toml");
+
+/// The name used for the embedded catalog in messages.
+pub const EMBEDDED_APPS_NAME: &str = "<embedded apps.toml>";
+
+/// Parses and validates an app catalog.
+pub fn load_catalog_str(name: &str, text: &str) -> Result<Catalog, ConfigErrors> {
+    let mut problems = validate::Problems::default();
+    let raw: Option<raw::RawCatalog> = read_raw(text, &Env::None, &mut problems);
+    let catalog = raw.map(|raw| validate::validate_catalog(&raw, &mut problems));
+    let errors = to_errors(name, problems);
+    match catalog {
+        Some(c) if errors.is_empty() => Ok(c),
+        _ => Err(ConfigErrors(errors)),
+    }
+}
+
+/// The built-in catalog, plus the apps of `extra` (which replace built-in
+/// apps of the same name).
+pub fn load_catalog(extra: Option<&Path>) -> Result<Catalog, ConfigErrors> {
+    static EMBEDDED: LazyLock<Result<Catalog, ConfigErrors>> =
+        LazyLock::new(|| load_catalog_str(EMBEDDED_APPS_NAME, DEFAULT_APPS_TOML));
+    let mut catalog = EMBEDDED.clone()?;
+    if let Some(path) = extra {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors::single(&name, "", format!("cannot read the app catalog: {e}"))
+        })?;
+        for app in load_catalog_str(&name, &text)?.apps {
+            match catalog.apps.iter_mut().find(|a| a.name == app.name) {
+                Some(existing) => *existing = app,
+                None => catalog.apps.push(app),
+            }
+        }
+    }
+    Ok(catalog)
+}
+
+/// Deserializes `text` (plus environment overrides) into a raw model,
+/// recording unknown keys and structural errors in `problems`.
+fn read_raw<T: serde::de::DeserializeOwned>(
+    text: &str,
+    env: &Env,
+    problems: &mut validate::Problems,
+) -> Option<T> {
     let mut builder = config::Config::builder()
         .add_source(config::File::from_str(text, config::FileFormat::Toml));
     let environment = config::Environment::with_prefix(ENV_PREFIX)
@@ -126,17 +202,18 @@ pub fn load_str(name: &str, text: &str, env: &Env) -> Result<Config, ConfigError
             builder.add_source(environment.source(Some(map.clone().into_iter().collect())))
         }
     };
-    let merged = builder
-        .build()
-        .map_err(|e| ConfigErrors::single(name, "", syntax_message(&e)))?;
-
+    let merged = match builder.build() {
+        Ok(m) => m,
+        Err(e) => {
+            problems.list.push((String::new(), syntax_message(&e)));
+            return None;
+        }
+    };
     let mut unknown: Vec<String> = Vec::new();
     let mut on_ignored = |path: serde_ignored::Path| unknown.push(key_path(&path));
     let deserializer = serde_ignored::Deserializer::new(merged, &mut on_ignored);
-    let raw: Result<raw::RawConfig, _> = serde_path_to_error::deserialize(deserializer);
-
-    let mut problems = validate::Problems::default();
-    let raw = match raw {
+    let result: Result<T, _> = serde_path_to_error::deserialize(deserializer);
+    let raw = match result {
         Ok(raw) => Some(raw),
         Err(e) => {
             let key = e.path().to_string();
@@ -147,32 +224,27 @@ pub fn load_str(name: &str, text: &str, env: &Env) -> Result<Config, ConfigError
             None
         }
     };
-    let mut errors: Vec<(String, String)> = unknown
+    // Unknown keys first: they often explain the errors that follow.
+    let unknown = unknown.into_iter().map(|k| {
+        (
+            k,
+            "unknown key (check the spelling; see config/qosd.toml)".to_owned(),
+        )
+    });
+    problems.list.splice(0..0, unknown);
+    raw
+}
+
+fn to_errors(file: &str, problems: validate::Problems) -> Vec<ConfigError> {
+    problems
+        .list
         .into_iter()
-        .map(|k| {
-            (
-                k,
-                "unknown key (check the spelling; see config/qosd.toml)".to_owned(),
-            )
+        .map(|(key, message)| ConfigError {
+            file: file.to_owned(),
+            key,
+            message,
         })
-        .collect();
-    let config = raw.and_then(|raw| validate::validate(&raw, name, &mut problems));
-    errors.extend(problems.list);
-    if errors.is_empty()
-        && let Some(config) = config
-    {
-        return Ok(config);
-    }
-    Err(ConfigErrors(
-        errors
-            .into_iter()
-            .map(|(key, message)| ConfigError {
-                file: name.to_owned(),
-                key,
-                message,
-            })
-            .collect(),
-    ))
+        .collect()
 }
 
 /// `category[2].min` from serde_ignored's path.

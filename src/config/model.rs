@@ -91,6 +91,8 @@ pub struct Config {
     /// Admin rules, first match wins.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rule: Vec<Rule>,
+    /// Classifier settings.
+    pub classify: Classify,
     /// Prometheus exposition.
     pub metrics: Metrics,
     /// Admin HTTP API.
@@ -100,6 +102,9 @@ pub struct Config {
     /// Where this configuration was read from (file path or "<embedded>").
     #[serde(skip)]
     pub source: String,
+    /// The app catalog: built-in, plus `classify.apps_file`.
+    #[serde(skip)]
+    pub catalog: std::sync::Arc<Catalog>,
 }
 
 impl Config {
@@ -125,6 +130,36 @@ impl Config {
         toml::to_string_pretty(self)
             .unwrap_or_else(|e| format!("# cannot print configuration: {e}\n"))
     }
+}
+
+/// The application catalog: named apps with host patterns and signatures.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Catalog {
+    /// Apps in file order (built-in first, then the admin's file).
+    pub apps: Vec<App>,
+}
+
+impl Catalog {
+    /// The app named `name`.
+    pub fn app(&self, name: &str) -> Option<&App> {
+        self.apps.iter().find(|a| a.name == name)
+    }
+}
+
+/// One application in the catalog.
+#[derive(Debug, Clone, PartialEq)]
+pub struct App {
+    /// Unique name ("teams-audio").
+    pub name: String,
+    /// The category it belongs in by default (a category name; one the
+    /// running configuration lacks means the default category).
+    pub category: String,
+    /// For admins.
+    pub description: String,
+    /// Host-name patterns (SNI, HTTP Host, DNS).
+    pub hosts: Vec<HostPattern>,
+    /// Signatures: any one matching identifies the app.
+    pub signatures: Vec<Match>,
 }
 
 /// `[interfaces]`: the gateway's two sides.
@@ -199,9 +234,6 @@ impl Category {
 }
 
 /// One `[[rule]]`: conditions that, when all hold, put a flow in a category.
-/// Lists match when any element matches; an absent condition always matches.
-/// `src`/`dst` are as seen in the flow's first packet (src = initiator);
-/// `ports`/`cidrs` match either end.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Rule {
     /// Name shown as the classifier's `decided_by` ("rule:<name>").
@@ -211,6 +243,17 @@ pub struct Rule {
     /// Resolved [`Rule::category`].
     #[serde(skip)]
     pub category_id: CategoryId,
+    /// The conditions.
+    #[serde(flatten)]
+    pub when: Match,
+}
+
+/// Conditions on a flow, shared by admin rules and the app catalog's
+/// signatures. Lists match when any element matches; an absent condition
+/// always matches. `src`/`dst` are as seen in the flow's first packet
+/// (src = the side that opened it); `ports`/`cidrs` match either end.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Match {
     /// IP protocol.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub protocol: Option<Protocol>,
@@ -241,9 +284,42 @@ pub struct Rule {
     /// Host names learned from SNI, HTTP Host or DNS.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<HostPattern>,
+    /// Applications recognised by the app catalog.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub apps: Vec<String>,
     /// Only packets travelling this way.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub direction: Option<Direction>,
+    /// The first bytes of the first payload the flow carries (either way).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_bytes_as_str"
+    )]
+    pub payload_prefix: Option<Vec<u8>>,
+}
+
+fn serialize_bytes_as_str<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(b) => s.serialize_str(&b.iter().map(|&c| char::from(c)).collect::<String>()),
+        None => s.serialize_none(),
+    }
+}
+
+/// `[classify]`: how the classifier works, beyond rules.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Classify {
+    /// Trust the DSCP that hosts set (EF -> voice, AF4x -> video, CS1/LE ->
+    /// bulk) for flows nothing else recognised.
+    pub trust_dscp: bool,
+    /// An extra app catalog file: its apps are added to the built-in
+    /// catalog, replacing built-in apps of the same name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub apps_file: Option<PathBuf>,
+    /// How many packets of a flow are inspected before its verdict is final.
+    pub inspect_packets: u16,
+    /// A flow that has moved this many bytes and is still only "default" is
+    /// treated as bulk (long high-rate transfers).
+    pub bulk_after_bytes: u64,
 }
 
 /// `[metrics]`

@@ -123,6 +123,7 @@ pub struct RawConfig {
     pub category: Vec<RawCategory>,
     pub default_category: Option<Value>,
     pub rule: Vec<RawRule>,
+    pub classify: RawClassify,
     pub metrics: RawMetrics,
     pub api: RawApi,
     pub flows: RawFlows,
@@ -177,7 +178,79 @@ pub struct RawRule {
     pub dscp: Option<Value>,
     pub vlan: Option<Value>,
     pub hosts: Option<Value>,
+    pub apps: Option<Value>,
     pub direction: Option<Value>,
+    pub payload_prefix: Option<Value>,
+}
+
+impl RawRule {
+    /// The rule's conditions. (Not `#[serde(flatten)]`: flattening hides
+    /// unknown keys from `serde_ignored`.)
+    pub fn when(&self) -> RawMatch {
+        RawMatch {
+            protocol: self.protocol.clone(),
+            ports: self.ports.clone(),
+            src_ports: self.src_ports.clone(),
+            dst_ports: self.dst_ports.clone(),
+            cidrs: self.cidrs.clone(),
+            src_cidrs: self.src_cidrs.clone(),
+            dst_cidrs: self.dst_cidrs.clone(),
+            dscp: self.dscp.clone(),
+            vlan: self.vlan.clone(),
+            hosts: self.hosts.clone(),
+            apps: self.apps.clone(),
+            direction: self.direction.clone(),
+            payload_prefix: self.payload_prefix.clone(),
+        }
+    }
+}
+
+/// Conditions of a rule or of a catalog signature.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawMatch {
+    pub protocol: Option<Value>,
+    pub ports: Option<Value>,
+    pub src_ports: Option<Value>,
+    pub dst_ports: Option<Value>,
+    pub cidrs: Option<Value>,
+    pub src_cidrs: Option<Value>,
+    pub dst_cidrs: Option<Value>,
+    pub dscp: Option<Value>,
+    pub vlan: Option<Value>,
+    pub hosts: Option<Value>,
+    pub apps: Option<Value>,
+    pub direction: Option<Value>,
+    pub payload_prefix: Option<Value>,
+}
+
+/// `[classify]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawClassify {
+    pub trust_dscp: Option<Value>,
+    pub apps_file: Option<Value>,
+    pub inspect_packets: Option<Value>,
+    pub bulk_after_bytes: Option<Value>,
+}
+
+/// An app catalog file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawCatalog {
+    pub app: Vec<RawApp>,
+}
+
+/// One `[[app]]` of the catalog.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawApp {
+    pub name: Option<Value>,
+    pub category: Option<Value>,
+    pub description: Option<Value>,
+    pub hosts: Option<Value>,
+    #[serde(rename = "match")]
+    pub matches: Vec<RawMatch>,
 }
 
 /// `[metrics]`

@@ -475,9 +475,9 @@ fn rules_parse_every_condition() {
     let r = &cfg.rule[0];
     assert_eq!(r.name, "teams");
     assert_eq!(r.category_id, CategoryId(0));
-    assert_eq!(r.protocol, Some(Protocol::UDP));
+    assert_eq!(r.when.protocol, Some(Protocol::UDP));
     assert_eq!(
-        r.ports,
+        r.when.ports,
         vec![
             PortRange {
                 first: 3478,
@@ -489,17 +489,17 @@ fn rules_parse_every_condition() {
             }
         ]
     );
-    assert_eq!(r.dst_cidrs.len(), 2);
-    assert_eq!(r.cidrs[0].to_string(), "198.18.0.1/32");
-    assert_eq!(r.dscp, vec![Dscp::EF, Dscp::new(34).unwrap()]);
-    assert_eq!(r.vlan, vec![20, 30]);
-    assert!(r.hosts[0].matches("eu.teams.microsoft.com"));
-    assert!(!r.hosts[0].matches("teams.microsoft.com"));
-    assert!(r.hosts[1].matches("Teams.Live.com."));
-    assert_eq!(r.direction, Some(Direction::Upload));
+    assert_eq!(r.when.dst_cidrs.len(), 2);
+    assert_eq!(r.when.cidrs[0].to_string(), "198.18.0.1/32");
+    assert_eq!(r.when.dscp, vec![Dscp::EF, Dscp::new(34).unwrap()]);
+    assert_eq!(r.when.vlan, vec![20, 30]);
+    assert!(r.when.hosts[0].matches("eu.teams.microsoft.com"));
+    assert!(!r.when.hosts[0].matches("teams.microsoft.com"));
+    assert!(r.when.hosts[1].matches("Teams.Live.com."));
+    assert_eq!(r.when.direction, Some(Direction::Upload));
     // Unnamed rules get a name from their position; comma lists work.
     assert_eq!(cfg.rule[1].name, "rule1");
-    assert_eq!(cfg.rule[1].ports.len(), 2);
+    assert_eq!(cfg.rule[1].when.ports.len(), 2);
 }
 
 #[test]

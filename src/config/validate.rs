@@ -10,10 +10,10 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use super::model::{
-    Api, Category, CategoryId, Config, Flows, Interfaces, Link, MAX_CATEGORIES, Metrics,
-    PerDirection, Rule,
+    Api, App, Catalog, Category, CategoryId, Classify, Config, Flows, Interfaces, Link,
+    MAX_CATEGORIES, Match, Metrics, PerDirection, Rule,
 };
-use super::raw::{RawCategory, RawConfig, RawRule, Value};
+use super::raw::{RawCatalog, RawCategory, RawConfig, RawMatch, RawRule, Value};
 use super::units::{
     Bandwidth, Direction, Dscp, HostPattern, PortRange, Protocol, Rate, parse_duration,
 };
@@ -480,6 +480,33 @@ pub(super) fn validate(raw: &RawConfig, file: &str, problems: &mut Problems) -> 
         }
     }
 
+    // [classify]
+    let classify = Classify {
+        trust_dscp: p.optional(
+            "classify.trust_dscp",
+            &raw.classify.trust_dscp,
+            false,
+            parse_bool,
+        ),
+        apps_file: raw
+            .classify
+            .apps_file
+            .as_ref()
+            .and_then(|v| p.parse("classify.apps_file", v, |s| relative_path(s, &base_dir))),
+        inspect_packets: p.optional(
+            "classify.inspect_packets",
+            &raw.classify.inspect_packets,
+            10,
+            |s| int_in_range(1, 100, "inspect_packets")(s).map(|n| n as u16),
+        ),
+        bulk_after_bytes: p.optional(
+            "classify.bulk_after_bytes",
+            &raw.classify.bulk_after_bytes,
+            50_000_000,
+            |s| int_in_range(0, i64::MAX, "bulk_after_bytes")(s).map(|n| n as u64),
+        ),
+    };
+
     // [metrics], [api]
     let metrics_listen = p.optional(
         "metrics.listen",
@@ -493,19 +520,11 @@ pub(super) fn validate(raw: &RawConfig, file: &str, problems: &mut Problems) -> 
         default_addr(DEFAULT_API_LISTEN),
         parse_listen,
     );
-    let token_file = raw.api.token_file.as_ref().and_then(|v| {
-        p.parse("api.token_file", v, |s| {
-            if s.trim().is_empty() {
-                return Err("empty path".to_string());
-            }
-            let path = PathBuf::from(s);
-            Ok(if path.is_absolute() {
-                path
-            } else {
-                base_dir.join(path)
-            })
-        })
-    });
+    let token_file = raw
+        .api
+        .token_file
+        .as_ref()
+        .and_then(|v| p.parse("api.token_file", v, |s| relative_path(s, &base_dir)));
 
     // [flows]
     let max_flows = p.optional("flows.max_flows", &raw.flows.max_flows, 65_536, |s| {
@@ -554,6 +573,7 @@ pub(super) fn validate(raw: &RawConfig, file: &str, problems: &mut Problems) -> 
         },
         category: categories,
         rule: rules,
+        classify,
         metrics: Metrics {
             listen: metrics_listen,
         },
@@ -563,6 +583,20 @@ pub(super) fn validate(raw: &RawConfig, file: &str, problems: &mut Problems) -> 
         },
         flows,
         source: file.to_owned(),
+        catalog: Default::default(),
+    })
+}
+
+/// A path from the file, relative ones resolved against the file's directory.
+fn relative_path(s: &str, base_dir: &Path) -> Result<PathBuf, String> {
+    if s.trim().is_empty() {
+        return Err("empty path".to_string());
+    }
+    let path = PathBuf::from(s);
+    Ok(if path.is_absolute() {
+        path
+    } else {
+        base_dir.join(path)
     })
 }
 
@@ -671,7 +705,46 @@ fn validate_rule(
         }
         id
     });
-    let protocol = rr
+    let when = validate_match(&rr.when(), key, p, MatchScope::Rule);
+    Some(Rule {
+        name: name?,
+        category: category?,
+        category_id: category_id?,
+        when,
+    })
+}
+
+/// Where a set of conditions appears: catalog signatures take only the
+/// conditions that identify an application on the wire.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum MatchScope {
+    /// A `[[rule]]`: every condition.
+    Rule,
+    /// An `[[app.match]]`.
+    Signature,
+}
+
+/// Validates a rule's or signature's conditions.
+pub(super) fn validate_match(
+    rm: &RawMatch,
+    key: &str,
+    p: &mut Problems,
+    scope: MatchScope,
+) -> Match {
+    if scope == MatchScope::Signature {
+        for (name, v) in [
+            ("dscp", &rm.dscp),
+            ("vlan", &rm.vlan),
+            ("hosts", &rm.hosts),
+            ("apps", &rm.apps),
+            ("direction", &rm.direction),
+        ] {
+            if v.is_some() {
+                p.add(format!("{key}.{name}"), "not allowed in an app signature (use it in a [[rule]]; hosts go on the [[app]] itself)");
+            }
+        }
+    }
+    let protocol = rm
         .protocol
         .as_ref()
         .and_then(|v| {
@@ -684,15 +757,15 @@ fn validate_rule(
             })
         })
         .flatten();
-    let ports = p.list(&format!("{key}.ports"), &rr.ports, PortRange::from_str);
+    let ports = p.list(&format!("{key}.ports"), &rm.ports, PortRange::from_str);
     let src_ports = p.list(
         &format!("{key}.src_ports"),
-        &rr.src_ports,
+        &rm.src_ports,
         PortRange::from_str,
     );
     let dst_ports = p.list(
         &format!("{key}.dst_ports"),
-        &rr.dst_ports,
+        &rm.dst_ports,
         PortRange::from_str,
     );
     if let Some(proto) = protocol
@@ -704,13 +777,7 @@ fn validate_rule(
             format!("ports only exist for tcp, udp and sctp, not {proto}"),
         );
     }
-    let cidrs = p.list(&format!("{key}.cidrs"), &rr.cidrs, parse_cidr);
-    let src_cidrs = p.list(&format!("{key}.src_cidrs"), &rr.src_cidrs, parse_cidr);
-    let dst_cidrs = p.list(&format!("{key}.dst_cidrs"), &rr.dst_cidrs, parse_cidr);
-    let dscp = p.list(&format!("{key}.dscp"), &rr.dscp, Dscp::from_str);
-    let vlan = p.list(&format!("{key}.vlan"), &rr.vlan, parse_vlan);
-    let hosts = p.list(&format!("{key}.hosts"), &rr.hosts, HostPattern::from_str);
-    let direction = rr
+    let direction = rm
         .direction
         .as_ref()
         .and_then(|v| {
@@ -723,20 +790,100 @@ fn validate_rule(
             })
         })
         .flatten();
-    Some(Rule {
-        name: name?,
-        category: category?,
-        category_id: category_id?,
+    let payload_prefix = rm.payload_prefix.as_ref().and_then(|v| {
+        p.parse(&format!("{key}.payload_prefix"), v, |s| {
+            let bytes: Option<Vec<u8>> =
+                s.chars().map(|c| u8::try_from(u32::from(c)).ok()).collect();
+            match bytes {
+                None => {
+                    Err("payload_prefix takes bytes: characters up to \\u00ff only".to_string())
+                }
+                Some(b) if b.is_empty() || b.len() > 64 => {
+                    Err("payload_prefix must be 1-64 bytes".to_string())
+                }
+                Some(b) => Ok(b),
+            }
+        })
+    });
+    Match {
         protocol,
         ports,
         src_ports,
         dst_ports,
-        cidrs,
-        src_cidrs,
-        dst_cidrs,
-        dscp,
-        vlan,
-        hosts,
+        cidrs: p.list(&format!("{key}.cidrs"), &rm.cidrs, parse_cidr),
+        src_cidrs: p.list(&format!("{key}.src_cidrs"), &rm.src_cidrs, parse_cidr),
+        dst_cidrs: p.list(&format!("{key}.dst_cidrs"), &rm.dst_cidrs, parse_cidr),
+        dscp: p.list(&format!("{key}.dscp"), &rm.dscp, Dscp::from_str),
+        vlan: p.list(&format!("{key}.vlan"), &rm.vlan, parse_vlan),
+        hosts: p.list(&format!("{key}.hosts"), &rm.hosts, HostPattern::from_str),
+        apps: p.list(&format!("{key}.apps"), &rm.apps, parse_name),
         direction,
-    })
+        payload_prefix,
+    }
+}
+
+/// Validates an app catalog read from `file`.
+pub(super) fn validate_catalog(raw: &RawCatalog, p: &mut Problems) -> Catalog {
+    let mut apps: Vec<App> = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, ra) in raw.app.iter().enumerate() {
+        let key = format!("app[{i}]");
+        let name = p.required(
+            &format!("{key}.name"),
+            &ra.name,
+            "every app needs a name",
+            parse_name,
+        );
+        let category = p.required(
+            &format!("{key}.category"),
+            &ra.category,
+            "name the app's category",
+            parse_name,
+        );
+        let description = ra
+            .description
+            .as_ref()
+            .and_then(|v| p.text(&format!("{key}.description"), v))
+            .unwrap_or_default();
+        let hosts = p.list(&format!("{key}.hosts"), &ra.hosts, HostPattern::from_str);
+        let signatures: Vec<Match> = ra
+            .matches
+            .iter()
+            .enumerate()
+            .map(|(j, m)| validate_match(m, &format!("{key}.match[{j}]"), p, MatchScope::Signature))
+            .collect();
+        if hosts.is_empty() && signatures.is_empty() {
+            p.add(
+                key.clone(),
+                "an app needs hosts or at least one [[app.match]]",
+            );
+        }
+        for (j, sig) in signatures.iter().enumerate() {
+            if *sig == Match::default() {
+                p.add(
+                    format!("{key}.match[{j}]"),
+                    "empty signature: it would match every flow",
+                );
+            }
+        }
+        let (Some(name), Some(category)) = (name, category) else {
+            continue;
+        };
+        if let Some(first) = seen.get(&name) {
+            p.add(
+                format!("{key}.name"),
+                format!("duplicate app name \"{name}\" (first defined at app[{first}])"),
+            );
+            continue;
+        }
+        seen.insert(name.clone(), i);
+        apps.push(App {
+            name,
+            category,
+            description,
+            hosts,
+            signatures,
+        });
+    }
+    Catalog { apps }
 }

@@ -1,0 +1,95 @@
+//! In-place edits of a frame's IP header on egress: DSCP marking per
+//! category and ECN CE marking by CoDel. Pure functions on bytes; the IPv4
+//! header checksum is updated incrementally (RFC 1624) so the rest of the
+//! frame is never touched.
+
+use super::IpVersion;
+
+/// Reads the 8-bit traffic class (IPv4 TOS / IPv6 traffic class).
+fn traffic_class(frame: &[u8], ip_offset: usize, version: IpVersion) -> Option<u8> {
+    match version {
+        IpVersion::V4 => frame.get(ip_offset + 1).copied(),
+        IpVersion::V6 => {
+            let b0 = *frame.get(ip_offset)?;
+            let b1 = *frame.get(ip_offset + 1)?;
+            Some(((b0 & 0x0f) << 4) | (b1 >> 4))
+        }
+    }
+}
+
+/// Writes the traffic class, fixing the IPv4 header checksum.
+fn set_traffic_class(frame: &mut [u8], ip_offset: usize, version: IpVersion, tc: u8) -> bool {
+    match version {
+        IpVersion::V4 => {
+            let (Some(&b0), Some(&old_tos)) = (frame.get(ip_offset), frame.get(ip_offset + 1))
+            else {
+                return false;
+            };
+            if frame.len() < ip_offset + 20 || b0 >> 4 != 4 {
+                return false;
+            }
+            let old_word = u16::from_be_bytes([b0, old_tos]);
+            let new_word = u16::from_be_bytes([b0, tc]);
+            let (Some(c0), Some(c1)) = (frame.get(ip_offset + 10), frame.get(ip_offset + 11))
+            else {
+                return false;
+            };
+            let old_sum = u16::from_be_bytes([*c0, *c1]);
+            // RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m')
+            let mut sum = u32::from(!old_sum) + u32::from(!old_word) + u32::from(new_word);
+            sum = (sum & 0xffff) + (sum >> 16);
+            sum = (sum & 0xffff) + (sum >> 16);
+            let new_sum = !(sum as u16);
+            let bytes = new_sum.to_be_bytes();
+            if let Some(slot) = frame.get_mut(ip_offset + 10..ip_offset + 12) {
+                slot.copy_from_slice(&bytes);
+            }
+            if let Some(t) = frame.get_mut(ip_offset + 1) {
+                *t = tc;
+            }
+            true
+        }
+        IpVersion::V6 => {
+            let Some(hdr) = frame.get_mut(ip_offset..ip_offset + 2) else {
+                return false;
+            };
+            if hdr.first().is_none_or(|b| b >> 4 != 6) {
+                return false;
+            }
+            if let [b0, b1] = hdr {
+                *b0 = (*b0 & 0xf0) | (tc >> 4);
+                *b1 = (*b1 & 0x0f) | (tc << 4);
+            }
+            true
+        }
+    }
+}
+
+/// Sets the DSCP (keeping ECN). Returns false when the header is not there.
+pub fn set_dscp(frame: &mut [u8], ip_offset: usize, version: IpVersion, dscp: u8) -> bool {
+    match traffic_class(frame, ip_offset, version) {
+        Some(tc) if tc >> 2 == dscp & 0x3f => true,
+        Some(tc) => set_traffic_class(
+            frame,
+            ip_offset,
+            version,
+            ((dscp & 0x3f) << 2) | (tc & 0x03),
+        ),
+        None => false,
+    }
+}
+
+/// Marks Congestion Experienced if the packet is ECN-capable (ECT(0) or
+/// ECT(1)); returns true when the packet now carries CE.
+pub fn mark_ce(frame: &mut [u8], ip_offset: usize, version: IpVersion) -> bool {
+    match traffic_class(frame, ip_offset, version) {
+        Some(tc) if tc & 0x03 == 0x03 => true,
+        Some(tc) if tc & 0x03 != 0 => set_traffic_class(frame, ip_offset, version, tc | 0x03),
+        _ => false,
+    }
+}
+
+/// True if the packet is ECN-capable (ECT(0), ECT(1) or already CE).
+pub fn ecn_capable(frame: &[u8], ip_offset: usize, version: IpVersion) -> bool {
+    traffic_class(frame, ip_offset, version).is_some_and(|tc| tc & 0x03 != 0)
+}

@@ -1,0 +1,240 @@
+use std::net::{IpAddr, Ipv4Addr};
+
+use etherparse::{IpNumber, Ipv4Header, PacketBuilder};
+use proptest::prelude::*;
+
+use super::rewrite::{ecn_capable, mark_ce, set_dscp};
+use super::*;
+
+const MAC_A: [u8; 6] = [2, 0, 0, 0, 0, 1];
+const MAC_B: [u8; 6] = [2, 0, 0, 0, 0, 2];
+
+fn tcp_v4(payload: &[u8], flags_syn: bool) -> Vec<u8> {
+    let mut b = PacketBuilder::ethernet2(MAC_A, MAC_B)
+        .ipv4([198, 18, 0, 1], [198, 19, 0, 2], 64)
+        .tcp(40000, 443, 1, 65535);
+    if flags_syn {
+        b = b.syn();
+    }
+    let mut out = Vec::new();
+    b.write(&mut out, payload).unwrap();
+    out
+}
+
+fn udp_v6(payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2(MAC_A, MAC_B)
+        .ipv6(
+            [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+            64,
+        )
+        .udp(5353, 53)
+        .write(&mut out, payload)
+        .unwrap();
+    out
+}
+
+#[test]
+fn ipv4_tcp() {
+    let frame = tcp_v4(b"hello", true);
+    let m = PacketMeta::parse(&frame);
+    assert_eq!(m.kind, FrameKind::Ip);
+    assert_eq!(m.ip_version, IpVersion::V4);
+    assert_eq!(m.src_ip(), IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)));
+    assert_eq!(m.dst_ip(), IpAddr::V4(Ipv4Addr::new(198, 19, 0, 2)));
+    assert_eq!((m.protocol, m.src_port, m.dst_port), (6, 40000, 443));
+    assert_eq!(m.tcp_flags & TCP_SYN, TCP_SYN);
+    assert_eq!(m.payload, b"hello");
+    assert_eq!(m.ip_offset, 14);
+    assert_eq!(m.frame_len, frame.len());
+    assert!(m.has_ports());
+    assert_eq!(m.vlan, None);
+}
+
+#[test]
+fn ipv6_udp_with_extension_headers() {
+    let frame = udp_v6(b"dns");
+    let m = PacketMeta::parse(&frame);
+    assert_eq!(
+        (m.kind, m.ip_version, m.protocol),
+        (FrameKind::Ip, IpVersion::V6, 17)
+    );
+    assert_eq!((m.src_port, m.dst_port), (5353, 53));
+    assert_eq!(m.payload, b"dns");
+    assert_eq!(m.src_ip().to_string(), "2001:db8::1");
+
+    // Insert a hop-by-hop options header (8 bytes) before UDP.
+    let mut with_ext = frame[..14 + 40].to_vec();
+    with_ext[14 + 6] = 0; // next header: hop-by-hop
+    let plen = u16::from_be_bytes([with_ext[14 + 4], with_ext[14 + 5]]) + 8;
+    with_ext[14 + 4..14 + 6].copy_from_slice(&plen.to_be_bytes());
+    with_ext.extend_from_slice(&[17, 0, 1, 4, 0, 0, 0, 0]); // next=UDP, len=0, PadN
+    with_ext.extend_from_slice(&frame[14 + 40..]);
+    let m = PacketMeta::parse(&with_ext);
+    assert_eq!((m.kind, m.protocol, m.dst_port), (FrameKind::Ip, 17, 53));
+    assert_eq!(m.payload, b"dns");
+}
+
+#[test]
+fn vlan_and_qinq() {
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2(MAC_A, MAC_B)
+        .single_vlan(20.try_into().unwrap())
+        .ipv4([198, 18, 0, 1], [198, 18, 0, 2], 64)
+        .udp(1, 2)
+        .write(&mut out, b"x")
+        .unwrap();
+    let m = PacketMeta::parse(&out);
+    assert_eq!(
+        (m.kind, m.vlan, m.vlan_tags, m.ip_offset),
+        (FrameKind::Ip, Some(20), 1, 18)
+    );
+
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2(MAC_A, MAC_B)
+        .double_vlan(100.try_into().unwrap(), 20.try_into().unwrap())
+        .ipv4([198, 18, 0, 1], [198, 18, 0, 2], 64)
+        .udp(1, 2)
+        .write(&mut out, b"x")
+        .unwrap();
+    let m = PacketMeta::parse(&out);
+    assert_eq!(
+        (m.kind, m.vlan, m.vlan_tags, m.ip_offset),
+        (FrameKind::Ip, Some(100), 2, 22)
+    );
+}
+
+#[test]
+fn non_ip_frames_are_recognised() {
+    // ARP request.
+    let mut arp = vec![0xff; 6];
+    arp.extend_from_slice(&MAC_A);
+    arp.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+    arp.extend_from_slice(&MAC_A);
+    arp.extend_from_slice(&[198, 18, 0, 1, 0, 0, 0, 0, 0, 0, 198, 18, 0, 2]);
+    assert_eq!(
+        PacketMeta::parse(&arp).kind,
+        FrameKind::NonIp { ether_type: 0x0806 }
+    );
+    // LLDP (0x88cc) with a short body.
+    let mut lldp = vec![0x01, 0x80, 0xc2, 0, 0, 0x0e];
+    lldp.extend_from_slice(&MAC_A);
+    lldp.extend_from_slice(&[0x88, 0xcc, 2, 7, 4]);
+    assert_eq!(
+        PacketMeta::parse(&lldp).kind,
+        FrameKind::NonIp { ether_type: 0x88cc }
+    );
+}
+
+#[test]
+fn malformed_frames_are_recognised() {
+    let frame = tcp_v4(b"payload", false);
+    // Truncated inside the IP header.
+    assert_eq!(PacketMeta::parse(&frame[..20]).kind, FrameKind::Malformed);
+    // Too short for Ethernet.
+    assert_eq!(PacketMeta::parse(&frame[..5]).kind, FrameKind::Malformed);
+    assert_eq!(PacketMeta::parse(&[]).kind, FrameKind::Malformed);
+    // IPv4 total length larger than the frame.
+    let mut bogus = frame.clone();
+    bogus[16..18].copy_from_slice(&9000u16.to_be_bytes());
+    assert_eq!(PacketMeta::parse(&bogus).kind, FrameKind::Malformed);
+}
+
+#[test]
+fn fragments_are_recognised() {
+    let mut frame = tcp_v4(&[0u8; 64], false);
+    // Set a non-zero fragment offset (and fix nothing else: the L4 header is
+    // not read for fragments).
+    frame[14 + 6] = 0x00;
+    frame[14 + 7] = 0x10;
+    let m = PacketMeta::parse(&frame);
+    assert_eq!(m.kind, FrameKind::Ip);
+    assert!(m.fragment);
+    assert!(!m.has_ports());
+    assert_eq!((m.src_port, m.dst_port), (0, 0));
+}
+
+fn ipv4_checksum_ok(frame: &[u8], off: usize) -> bool {
+    let (h, _) = Ipv4Header::from_slice(&frame[off..]).unwrap();
+    h.calc_header_checksum() == h.header_checksum
+}
+
+#[test]
+fn dscp_rewrite_keeps_ipv4_checksum_valid() {
+    let mut frame = tcp_v4(b"abc", false);
+    assert!(ipv4_checksum_ok(&frame, 14));
+    for dscp in [46u8, 34, 8, 0, 63] {
+        assert!(set_dscp(&mut frame, 14, IpVersion::V4, dscp));
+        let m = PacketMeta::parse(&frame);
+        assert_eq!(m.dscp, dscp);
+        assert!(ipv4_checksum_ok(&frame, 14), "dscp {dscp}");
+    }
+}
+
+#[test]
+fn dscp_and_ce_on_ipv6() {
+    let mut frame = udp_v6(b"abc");
+    assert!(!ecn_capable(&frame, 14, IpVersion::V6));
+    assert!(
+        !mark_ce(&mut frame, 14, IpVersion::V6),
+        "not-ECT must not be marked"
+    );
+    assert!(set_dscp(&mut frame, 14, IpVersion::V6, 46));
+    // Set ECT(0) by hand, then mark.
+    frame[15] |= 0x02 << 4;
+    assert!(ecn_capable(&frame, 14, IpVersion::V6));
+    assert!(mark_ce(&mut frame, 14, IpVersion::V6));
+    let m = PacketMeta::parse(&frame);
+    assert_eq!((m.dscp, m.ecn), (46, 3));
+    // The flow label and version survive.
+    assert_eq!(frame[14] >> 4, 6);
+}
+
+#[test]
+fn ce_mark_on_ipv4() {
+    let mut frame = tcp_v4(b"abc", false);
+    frame[15] = 0x02; // ECT(0); fix the checksum by rewriting DSCP to itself
+    let sum = {
+        let (mut h, _) = Ipv4Header::from_slice(&frame[14..]).unwrap();
+        h.header_checksum = h.calc_header_checksum();
+        h.header_checksum
+    };
+    frame[24..26].copy_from_slice(&sum.to_be_bytes());
+    assert!(mark_ce(&mut frame, 14, IpVersion::V4));
+    let m = PacketMeta::parse(&frame);
+    assert_eq!(m.ecn, 3);
+    assert!(ipv4_checksum_ok(&frame, 14));
+}
+
+#[test]
+fn udp_builder_sanity() {
+    // Guard against a builder change silently producing another protocol.
+    let frame = udp_v6(b"");
+    assert_eq!(PacketMeta::parse(&frame).protocol, IpNumber::UDP.0);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let m = PacketMeta::parse(&bytes);
+        prop_assert!(m.payload.len() <= bytes.len());
+        let mut copy = bytes.clone();
+        let _ = set_dscp(&mut copy, m.ip_offset, m.ip_version, 46);
+        let _ = mark_ce(&mut copy, m.ip_offset, m.ip_version);
+    }
+
+    #[test]
+    fn mutated_frames_never_panic(pos in 0usize..80, byte in any::<u8>(), cut in 0usize..80) {
+        let mut frame = tcp_v4(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", false);
+        if pos < frame.len() { frame[pos] = byte; }
+        frame.truncate(frame.len().saturating_sub(cut));
+        let m = PacketMeta::parse(&frame);
+        prop_assert!(m.payload.len() <= frame.len());
+        if m.kind == FrameKind::Ip {
+            prop_assert!(m.ip_offset < frame.len());
+        }
+    }
+}
