@@ -13,6 +13,9 @@
 
 pub mod classify;
 pub mod config;
+pub mod flow;
+pub mod io;
+pub mod offline;
 pub mod packet;
 pub mod shaper;
 pub mod time;

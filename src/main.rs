@@ -3,7 +3,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+
 use clap::{Parser, Subcommand};
+use qosd::classify::NoNames;
 
 /// Traffic prioritisation for branch-office Internet gateways.
 #[derive(Parser)]
@@ -24,6 +28,19 @@ enum Command {
         #[arg(long)]
         print: bool,
     },
+    /// Classify every flow of a capture (pcap or pcapng) and report each
+    /// flow's app, category and how it was decided.
+    Classify {
+        /// The capture to read.
+        #[arg(long)]
+        pcap: PathBuf,
+        /// Configuration (the embedded default when absent).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// One JSON object per flow per line.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Exit status for an invalid configuration or unusable arguments.
@@ -33,7 +50,117 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { file, print } => check_config(file, print),
+        Command::Classify { pcap, config, json } => classify(&pcap, config, json),
     }
+}
+
+fn load_config(file: Option<PathBuf>) -> Result<qosd::config::Config, ExitCode> {
+    qosd::config::load(file.as_deref()).map_err(|errors| {
+        eprintln!("{errors}");
+        ExitCode::from(EXIT_INVALID)
+    })
+}
+
+fn classify(pcap: &std::path::Path, config: Option<PathBuf>, json: bool) -> ExitCode {
+    let cfg = match load_config(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let tty = std::io::stderr().is_terminal();
+    let progress = |n: u64| {
+        if tty {
+            eprint!("\r{n} frames...");
+        }
+    };
+    let (flows, stats) =
+        match qosd::offline::classify_capture(pcap, &cfg, Arc::new(NoNames), progress) {
+            Ok(r) => r,
+            Err(e) => {
+                if tty {
+                    eprintln!();
+                }
+                eprintln!("qosd classify: {e}");
+                return ExitCode::from(EXIT_INVALID);
+            }
+        };
+    if tty && stats.read.frames >= 65_536 {
+        eprintln!();
+    }
+    let mut out = std::io::stdout().lock();
+    if json {
+        for f in &flows {
+            match serde_json::to_string(f) {
+                Ok(line) => {
+                    if writeln!(out, "{line}").is_err() {
+                        return ExitCode::SUCCESS; // stdout closed (e.g. piped to head)
+                    }
+                }
+                Err(e) => eprintln!("qosd classify: {e}"),
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
+    print_flow_table(&mut out, &flows, &cfg, &stats);
+    ExitCode::SUCCESS
+}
+
+fn print_flow_table(
+    out: &mut impl Write,
+    flows: &[qosd::offline::FlowReport],
+    cfg: &qosd::config::Config,
+    stats: &qosd::offline::CaptureStats,
+) {
+    let _ = writeln!(
+        out,
+        "{:<6} {:<45} {:<45} {:<20} {:<10} {:<18} {:>8} {:>12}",
+        "proto", "src", "dst", "app", "category", "decided_by", "packets", "bytes"
+    );
+    for f in flows {
+        let _ = writeln!(
+            out,
+            "{:<6} {:<45} {:<45} {:<20} {:<10} {:<18} {:>8} {:>12}",
+            f.proto,
+            f.src,
+            f.dst,
+            f.app.as_deref().unwrap_or("-"),
+            f.category,
+            f.decided_by,
+            f.packets,
+            f.bytes
+        );
+    }
+    let total_bytes: u64 = flows.iter().map(|f| f.bytes).sum::<u64>().max(1);
+    let _ = writeln!(
+        out,
+        "\n{:<10} {:>8} {:>10} {:>14} {:>7}",
+        "category", "flows", "packets", "bytes", "share"
+    );
+    for c in &cfg.category {
+        let (n, p, b) = flows
+            .iter()
+            .filter(|f| f.category == c.name)
+            .fold((0u64, 0u64, 0u64), |(n, p, b), f| {
+                (n + 1, p + f.packets, b + f.bytes)
+            });
+        let _ = writeln!(
+            out,
+            "{:<10} {:>8} {:>10} {:>14} {:>6.1}%",
+            c.name,
+            n,
+            p,
+            b,
+            b as f64 * 100.0 / total_bytes as f64
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n{} frames: {} IP, {} not IP, {} malformed, {} skipped (unsupported link type)",
+        stats.read.frames + stats.read.skipped,
+        stats.ip_frames,
+        stats.non_ip_frames,
+        stats.malformed_frames,
+        stats.read.skipped
+    );
 }
 
 fn check_config(file: Option<PathBuf>, print: bool) -> ExitCode {

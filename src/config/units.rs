@@ -623,6 +623,26 @@ impl Direction {
             Direction::Download => 1,
         }
     }
+    /// The element of a per-direction pair `[upload, download]`.
+    #[inline]
+    pub fn pick<T: Copy>(self, pair: [T; 2]) -> T {
+        let [up, down] = pair;
+        match self {
+            Direction::Upload => up,
+            Direction::Download => down,
+        }
+    }
+
+    /// Mutable access to the element of a per-direction pair.
+    #[inline]
+    pub fn pick_mut<T>(self, pair: &mut [T; 2]) -> &mut T {
+        let [up, down] = pair;
+        match self {
+            Direction::Upload => up,
+            Direction::Download => down,
+        }
+    }
+
     /// The lower-case name used in the config, metrics and JSON.
     pub const fn as_str(self) -> &'static str {
         match self {

@@ -1,0 +1,379 @@
+//! The flow table: one entry per bidirectional connection, shared by both
+//! direction threads and read by the API.
+//!
+//! Keys are canonical (the lower endpoint first), so the download half of a
+//! connection finds the entry, and the verdict, its upload half created.
+//! The VLAN id is part of the key because offices reuse private addresses
+//! across VLANs.
+//!
+//! Memory is bounded: at most `max_flows` entries. New flows evict old ones
+//! with the CLOCK algorithm (an approximation of least-recently-used): a
+//! flow that saw a packet since the clock hand last passed gets a second
+//! chance, so an active call survives a flood of one-packet spoofed flows.
+//! Idle flows expire by timeout (separate TCP/UDP, shorter after FIN/RST)
+//! in [`FlowTable::expire`], called periodically.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use dashmap::DashMap;
+
+use crate::classify::FlowClass;
+use crate::config::{Direction, Flows};
+use crate::packet::{PacketMeta, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+use crate::time::Instant;
+
+/// Which end of a canonical key an address belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The lower (address, port) endpoint.
+    Lo,
+    /// The higher endpoint.
+    Hi,
+}
+
+/// A canonical, bidirectional flow key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    /// Lower endpoint address (IPv4-mapped for IPv4).
+    pub lo: [u8; 16],
+    /// Higher endpoint address.
+    pub hi: [u8; 16],
+    /// Port of `lo` (0 without ports).
+    pub lo_port: u16,
+    /// Port of `hi`.
+    pub hi_port: u16,
+    /// Outer VLAN id (0 when untagged).
+    pub vlan: u16,
+    /// IP protocol.
+    pub protocol: u8,
+}
+
+impl FlowKey {
+    /// The key of `pkt`'s flow and which side of it `pkt`'s source is.
+    /// ICMP and fragments are keyed by address pair and protocol only.
+    #[inline]
+    pub fn of(pkt: &PacketMeta<'_>) -> (FlowKey, Side) {
+        let (sp, dp) = if pkt.has_ports() {
+            (pkt.src_port, pkt.dst_port)
+        } else {
+            (0, 0)
+        };
+        let vlan = pkt.vlan.unwrap_or(0);
+        if (pkt.src, sp) <= (pkt.dst, dp) {
+            (
+                FlowKey {
+                    lo: pkt.src,
+                    hi: pkt.dst,
+                    lo_port: sp,
+                    hi_port: dp,
+                    vlan,
+                    protocol: pkt.protocol,
+                },
+                Side::Lo,
+            )
+        } else {
+            (
+                FlowKey {
+                    lo: pkt.dst,
+                    hi: pkt.src,
+                    lo_port: dp,
+                    hi_port: sp,
+                    vlan,
+                    protocol: pkt.protocol,
+                },
+                Side::Hi,
+            )
+        }
+    }
+
+    /// (address, port) of `side`.
+    pub fn endpoint(&self, side: Side) -> ([u8; 16], u16) {
+        match side {
+            Side::Lo => (self.lo, self.lo_port),
+            Side::Hi => (self.hi, self.hi_port),
+        }
+    }
+}
+
+/// One connection's state.
+#[derive(Debug)]
+pub struct Flow {
+    /// Unique id (order of creation), for reports and the API.
+    pub id: u64,
+    /// When the first packet was seen.
+    pub first_seen: Instant,
+    /// When the latest packet was seen.
+    pub last_seen: Instant,
+    /// The side that sent the first packet seen (taken as the initiator).
+    pub initiator: Side,
+    /// The direction of the first packet seen.
+    pub first_direction: Direction,
+    /// Packets seen, by [`Direction::index`].
+    pub packets: [u64; 2],
+    /// Bytes (frame lengths) seen, by [`Direction::index`].
+    pub bytes: [u64; 2],
+    /// A TCP FIN or RST was seen: expire soon.
+    pub closed: bool,
+    /// CLOCK bit: set by traffic, cleared by the eviction hand.
+    referenced: bool,
+    /// Classification state and verdict.
+    pub class: FlowClass,
+}
+
+impl Flow {
+    fn new(initiator: Side, dir: Direction, now: Instant) -> Self {
+        Flow {
+            id: 0,
+            first_seen: now,
+            last_seen: now,
+            initiator,
+            first_direction: dir,
+            packets: [0; 2],
+            bytes: [0; 2],
+            closed: false,
+            referenced: false,
+            class: FlowClass::default(),
+        }
+    }
+
+    /// Total packets both ways.
+    pub fn total_packets(&self) -> u64 {
+        self.packets[0] + self.packets[1]
+    }
+
+    /// Total bytes both ways.
+    pub fn total_bytes(&self) -> u64 {
+        self.bytes[0] + self.bytes[1]
+    }
+
+    fn idle_timeout(&self, protocol: u8, limits: &Limits) -> u64 {
+        if protocol == 6 {
+            if self.closed {
+                limits.tcp_closed_ns
+            } else {
+                limits.tcp_idle_ns
+            }
+        } else {
+            limits.udp_idle_ns
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max_flows: usize,
+    tcp_idle_ns: u64,
+    udp_idle_ns: u64,
+    tcp_closed_ns: u64,
+}
+
+impl Limits {
+    fn from(cfg: &Flows) -> Self {
+        let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        Limits {
+            max_flows: cfg.max_flows as usize,
+            tcp_idle_ns: ns(cfg.tcp_idle_timeout),
+            udp_idle_ns: ns(cfg.udp_idle_timeout),
+            tcp_closed_ns: ns(cfg.tcp_closed_timeout),
+        }
+    }
+}
+
+/// Counters of the table's life, read by metrics.
+#[derive(Debug, Default)]
+pub struct FlowTableStats {
+    /// Flows created.
+    pub created: AtomicU64,
+    /// Flows evicted to make room (the table was full).
+    pub evicted: AtomicU64,
+    /// Flows removed after their idle timeout.
+    pub expired: AtomicU64,
+}
+
+/// The bidirectional flow table.
+pub struct FlowTable {
+    map: DashMap<FlowKey, Flow, foldhash::fast::RandomState>,
+    /// Keys in insertion order, for the CLOCK hand. May hold keys of flows
+    /// already removed; those are skipped and, when it grows, compacted.
+    clock: Mutex<VecDeque<FlowKey>>,
+    len: AtomicUsize,
+    limits: Mutex<Limits>,
+    /// Copy of `limits.max_flows` readable without the lock.
+    max_flows: AtomicUsize,
+    /// Counters.
+    pub stats: FlowTableStats,
+}
+
+/// The most entries the CLOCK hand inspects to make room for one new flow;
+/// bounds the work a flood can cause per packet.
+const CLOCK_SCAN_LIMIT: usize = 64;
+
+impl FlowTable {
+    /// An empty table with the limits of `cfg`.
+    pub fn new(cfg: &Flows) -> Self {
+        let limits = Limits::from(cfg);
+        let shards = 64;
+        FlowTable {
+            map: DashMap::with_capacity_and_hasher_and_shard_amount(
+                limits.max_flows.min(1 << 20),
+                foldhash::fast::RandomState::default(),
+                shards,
+            ),
+            clock: Mutex::new(VecDeque::with_capacity(limits.max_flows.min(1 << 20))),
+            len: AtomicUsize::new(0),
+            max_flows: AtomicUsize::new(limits.max_flows),
+            limits: Mutex::new(limits),
+            stats: FlowTableStats::default(),
+        }
+    }
+
+    /// Applies new limits (a reload). A smaller `max_flows` takes effect as
+    /// new flows arrive.
+    pub fn set_limits(&self, cfg: &Flows) {
+        let limits = Limits::from(cfg);
+        self.max_flows.store(limits.max_flows, Ordering::Relaxed);
+        if let Ok(mut l) = self.limits.lock() {
+            *l = limits;
+        }
+    }
+
+    /// Number of flows.
+    pub fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    /// True when no flow is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Runs `f` on the flow of `pkt` (travelling `dir`), creating it if
+    /// needed, after updating its counters and TCP state. `f` gets the flow,
+    /// the side `pkt`'s source is on, and whether the flow is new. The
+    /// flow's shard is locked while `f` runs: keep `f` short.
+    #[inline]
+    pub fn with_flow<R>(
+        &self,
+        key: &FlowKey,
+        side: Side,
+        pkt: &PacketMeta<'_>,
+        dir: Direction,
+        now: Instant,
+        f: impl FnOnce(&mut Flow, bool) -> R,
+    ) -> R {
+        let mut created = false;
+        loop {
+            if let Some(mut flow) = self.map.get_mut(key) {
+                let flow = &mut *flow;
+                if pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN && flow.closed {
+                    // A new connection reusing the 5-tuple: start afresh.
+                    let id = flow.id;
+                    *flow = Flow::new(side, dir, now);
+                    flow.id = id;
+                }
+                if !created {
+                    flow.referenced = true;
+                }
+                flow.last_seen = now;
+                *dir.pick_mut(&mut flow.packets) += 1;
+                *dir.pick_mut(&mut flow.bytes) += pkt.frame_len as u64;
+                if pkt.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
+                    flow.closed = true;
+                }
+                return f(flow, created);
+            }
+            self.insert(*key, Flow::new(side, dir, now));
+            created = true;
+        }
+    }
+
+    /// Inserts a new flow, evicting to stay within `max_flows`.
+    fn insert(&self, key: FlowKey, mut flow: Flow) {
+        let max = self.max_flows.load(Ordering::Relaxed).max(1);
+        let Ok(mut clock) = self.clock.lock() else {
+            return;
+        };
+        let mut scanned = 0;
+        while self.len() >= max {
+            let Some(candidate) = clock.pop_front() else {
+                break;
+            };
+            scanned += 1;
+            match self.map.get_mut(&candidate) {
+                None => continue, // already expired: its key was stale
+                Some(mut f) if f.referenced && scanned < CLOCK_SCAN_LIMIT => {
+                    f.referenced = false;
+                    drop(f);
+                    clock.push_back(candidate);
+                    continue;
+                }
+                Some(_) => {}
+            }
+            if self.map.remove(&candidate).is_some() {
+                self.len.fetch_sub(1, Ordering::Relaxed);
+                self.stats.evicted.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if let dashmap::Entry::Vacant(slot) = self.map.entry(key) {
+            flow.id = self.stats.created.fetch_add(1, Ordering::Relaxed) + 1;
+            slot.insert(flow);
+            self.len.fetch_add(1, Ordering::Relaxed);
+            clock.push_back(key);
+        }
+        // Keys of expired flows accumulate in the clock; drop them once it
+        // holds twice what the table can.
+        if clock.len() > 2 * max + 64 {
+            clock.retain(|k| self.map.contains_key(k));
+        }
+    }
+
+    /// Removes flows idle past their timeout; returns how many. Call about
+    /// once a second: it visits every entry (one shard locked at a time).
+    pub fn expire(&self, now: Instant) -> usize {
+        let limits = match self.limits.lock() {
+            Ok(l) => *l,
+            Err(_) => return 0,
+        };
+        let mut removed = 0;
+        self.map.retain(|key, flow| {
+            let keep = now.nanos_since(flow.last_seen) < flow.idle_timeout(key.protocol, &limits);
+            if !keep {
+                removed += 1;
+            }
+            keep
+        });
+        self.len
+            .fetch_sub(removed.min(self.len()), Ordering::Relaxed);
+        self.stats
+            .expired
+            .fetch_add(removed as u64, Ordering::Relaxed);
+        removed
+    }
+
+    /// Calls `f` on every flow (one shard locked at a time), e.g. for the
+    /// API's top flows or a reload that re-classifies.
+    pub fn for_each(&self, mut f: impl FnMut(&FlowKey, &Flow)) {
+        for entry in self.map.iter() {
+            f(entry.key(), entry.value());
+        }
+    }
+
+    /// Calls `f` on every flow mutably.
+    pub fn for_each_mut(&self, mut f: impl FnMut(&FlowKey, &mut Flow)) {
+        for mut entry in self.map.iter_mut() {
+            let (k, v) = entry.pair_mut();
+            f(k, v);
+        }
+    }
+
+    /// The flow of `key`, if tracked, passed to `f`.
+    pub fn get<R>(&self, key: &FlowKey, f: impl FnOnce(&Flow) -> R) -> Option<R> {
+        self.map.get(key).map(|flow| f(&flow))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,174 @@
+use std::time::Duration;
+
+use etherparse::PacketBuilder;
+
+use super::*;
+
+fn frame(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, tcp_flags: Option<&str>) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2([2; 6], [4; 6]).ipv4(src, dst, 64);
+    let mut out = Vec::new();
+    match tcp_flags {
+        None => b.udp(sp, dp).write(&mut out, b"x").unwrap(),
+        Some(flags) => {
+            let mut t = b.tcp(sp, dp, 1, 1000);
+            if flags.contains('S') {
+                t = t.syn();
+            }
+            if flags.contains('F') {
+                t = t.fin();
+            }
+            if flags.contains('R') {
+                t = t.rst();
+            }
+            if flags.contains('A') {
+                t = t.ack(1);
+            }
+            t.write(&mut out, b"").unwrap()
+        }
+    }
+    out
+}
+
+fn limits(max: u32) -> Flows {
+    Flows {
+        max_flows: max,
+        tcp_idle_timeout: Duration::from_secs(600),
+        udp_idle_timeout: Duration::from_secs(60),
+        tcp_closed_timeout: Duration::from_secs(10),
+    }
+}
+
+fn touch(table: &FlowTable, f: &[u8], dir: Direction, now: Instant) -> u64 {
+    let pkt = PacketMeta::parse(f);
+    let (key, side) = FlowKey::of(&pkt);
+    table.with_flow(&key, side, &pkt, dir, now, |flow, _| flow.id)
+}
+
+#[test]
+fn both_halves_share_one_canonical_entry() {
+    let up = frame([198, 18, 0, 10], 40000, [198, 19, 1, 1], 443, Some("S"));
+    let down = frame([198, 19, 1, 1], 443, [198, 18, 0, 10], 40000, Some("SA"));
+    let (k1, s1) = FlowKey::of(&PacketMeta::parse(&up));
+    let (k2, s2) = FlowKey::of(&PacketMeta::parse(&down));
+    assert_eq!(k1, k2);
+    assert_ne!(s1, s2);
+
+    let table = FlowTable::new(&limits(100));
+    let now = Instant::from_nanos(1);
+    let a = touch(&table, &up, Direction::Upload, now);
+    let b = touch(&table, &down, Direction::Download, now);
+    assert_eq!(a, b);
+    assert_eq!(table.len(), 1);
+    table.get(&k1, |f| {
+        assert_eq!(f.packets, [1, 1]);
+        assert_eq!(f.initiator, s1);
+        assert_eq!(f.first_direction, Direction::Upload);
+    });
+}
+
+#[test]
+fn vlan_is_part_of_the_key() {
+    let mut tagged = Vec::new();
+    PacketBuilder::ethernet2([2; 6], [4; 6])
+        .single_vlan(30.try_into().unwrap())
+        .ipv4([198, 18, 0, 10], [198, 19, 1, 1], 64)
+        .udp(1000, 53)
+        .write(&mut tagged, b"x")
+        .unwrap();
+    let plain = frame([198, 18, 0, 10], 1000, [198, 19, 1, 1], 53, None);
+    let (k1, _) = FlowKey::of(&PacketMeta::parse(&tagged));
+    let (k2, _) = FlowKey::of(&PacketMeta::parse(&plain));
+    assert_ne!(k1, k2);
+    assert_eq!(k1.vlan, 30);
+}
+
+#[test]
+fn table_stays_bounded_and_keeps_recent_and_active_flows() {
+    let max = 1000u32;
+    let table = FlowTable::new(&limits(max));
+    let voice = frame([198, 18, 0, 10], 50000, [198, 19, 1, 1], 3478, None);
+    let mut now = Instant::from_nanos(1);
+    touch(&table, &voice, Direction::Upload, now);
+    // A flood of one-packet flows, 20x the table, with the voice flow
+    // sending every 50 flood packets.
+    let total = 20 * max;
+    for i in 0..total {
+        now = now.add_nanos(1000);
+        let f = frame(
+            [198, 18, (i >> 8) as u8, i as u8],
+            1024 + (i % 50000) as u16,
+            [198, 19, 9, 9],
+            80,
+            None,
+        );
+        touch(&table, &f, Direction::Upload, now);
+        if i % 50 == 0 {
+            touch(&table, &voice, Direction::Upload, now);
+        }
+        assert!(table.len() <= max as usize, "len {} > max", table.len());
+    }
+    let (vkey, _) = FlowKey::of(&PacketMeta::parse(&voice));
+    let voice_packets = table.get(&vkey, |f| f.total_packets());
+    assert!(
+        voice_packets.is_some_and(|p| p > 100),
+        "the active voice flow was evicted: {voice_packets:?}"
+    );
+    // The most recent flood flows survive.
+    for i in (total - 100)..total {
+        let f = frame(
+            [198, 18, (i >> 8) as u8, i as u8],
+            1024 + (i % 50000) as u16,
+            [198, 19, 9, 9],
+            80,
+            None,
+        );
+        let (k, _) = FlowKey::of(&PacketMeta::parse(&f));
+        assert!(
+            table.get(&k, |_| ()).is_some(),
+            "recent flow {i} was evicted"
+        );
+    }
+    let evicted = table.stats.evicted.load(Ordering::Relaxed);
+    let created = table.stats.created.load(Ordering::Relaxed);
+    assert_eq!(created - evicted, table.len() as u64);
+    assert!(evicted >= u64::from(total - max));
+    // The CLOCK queue stays bounded too.
+    assert!(table.clock.lock().unwrap().len() <= 2 * max as usize + 64);
+}
+
+#[test]
+fn idle_and_closed_flows_expire() {
+    let table = FlowTable::new(&limits(100));
+    let t0 = Instant::from_nanos(1);
+    let udp = frame([198, 18, 0, 10], 5000, [198, 19, 1, 1], 53, None);
+    let tcp = frame([198, 18, 0, 10], 40000, [198, 19, 1, 1], 443, Some("SA"));
+    let closed = frame([198, 18, 0, 11], 40001, [198, 19, 1, 1], 443, Some("FA"));
+    touch(&table, &udp, Direction::Upload, t0);
+    touch(&table, &tcp, Direction::Upload, t0);
+    touch(&table, &closed, Direction::Upload, t0);
+    assert_eq!(table.expire(t0 + Duration::from_secs(9)), 0);
+    // The closed TCP flow goes after 10 s.
+    assert_eq!(table.expire(t0 + Duration::from_secs(11)), 1);
+    // UDP after 60 s, open TCP after 600 s.
+    assert_eq!(table.expire(t0 + Duration::from_secs(61)), 1);
+    assert_eq!(table.len(), 1);
+    assert_eq!(table.expire(t0 + Duration::from_secs(601)), 1);
+    assert!(table.is_empty());
+    assert_eq!(table.stats.expired.load(Ordering::Relaxed), 3);
+}
+
+#[test]
+fn new_syn_on_a_closed_flow_starts_afresh() {
+    let table = FlowTable::new(&limits(100));
+    let t0 = Instant::from_nanos(1);
+    let fin = frame([198, 18, 0, 10], 40000, [198, 19, 1, 1], 443, Some("FA"));
+    let syn = frame([198, 18, 0, 10], 40000, [198, 19, 1, 1], 443, Some("S"));
+    touch(&table, &fin, Direction::Upload, t0);
+    touch(&table, &fin, Direction::Upload, t0);
+    touch(&table, &syn, Direction::Upload, t0);
+    let (k, _) = FlowKey::of(&PacketMeta::parse(&syn));
+    table.get(&k, |f| {
+        assert!(!f.closed);
+        assert_eq!(f.total_packets(), 1);
+    });
+}

@@ -1,0 +1,4 @@
+//! The edges where frames enter and leave: captures (`pcap`), and later the
+//! raw sockets of the daemon and the simulator's traffic.
+
+pub mod pcap;

@@ -1,0 +1,171 @@
+//! Offline classification of a capture (`qosd classify --pcap`): every
+//! frame goes through the same parser, flow table and classifier as in the
+//! daemon, at the capture's timestamps; the result is one report per flow.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::classify::{Classifier, NameLookup};
+use crate::config::{Config, Direction, Flows, Protocol};
+use crate::flow::{FlowKey, FlowTable, Side};
+use crate::io::pcap::{PcapError, ReadStats, for_each_frame};
+use crate::packet::{FrameKind, PacketMeta, addr_from_bytes};
+use crate::time::Instant;
+
+/// One flow of a capture, as `qosd classify --json` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct FlowReport {
+    /// "tcp", "udp", "icmp", "icmpv6", ... or the protocol number.
+    pub proto: String,
+    /// The side that sent the flow's first packet: "ip:port", IPv6 in brackets.
+    pub src: String,
+    /// The other side.
+    pub dst: String,
+    /// The app recognised, if any.
+    pub app: Option<String>,
+    /// The category (of the first packet's direction).
+    pub category: String,
+    /// How the verdict was reached ("sni", "rule:erp", ...).
+    pub decided_by: String,
+    /// Packets both ways.
+    pub packets: u64,
+    /// Bytes (frame lengths) both ways.
+    pub bytes: u64,
+    /// Host name learned, if any (not in `--json`).
+    #[serde(skip)]
+    pub host: Option<String>,
+    /// Order of appearance in the capture.
+    #[serde(skip)]
+    pub id: u64,
+}
+
+/// Frame counts of a whole capture.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CaptureStats {
+    /// What the reader saw.
+    pub read: ReadStats,
+    /// IP frames classified.
+    pub ip_frames: u64,
+    /// Frames that are not IP.
+    pub non_ip_frames: u64,
+    /// Frames claiming to be IP that could not be parsed.
+    pub malformed_frames: u64,
+}
+
+/// True for addresses that belong inside an office (RFC 1918, CGNAT, ULA,
+/// link-local, loopback): used to tell upload from download in a capture,
+/// which has no LAN/WAN interfaces.
+pub fn is_local(addr: IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(a) => {
+            a.is_private()
+                || a.is_loopback()
+                || a.is_link_local()
+                || (a.octets()[0] == 100 && (a.octets()[1] & 0xc0) == 64)
+        }
+        IpAddr::V6(a) => {
+            let s = a.segments()[0];
+            a.is_loopback() || (s & 0xfe00) == 0xfc00 || (s & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+/// The direction of `pkt` in a capture: from a local to a non-local address
+/// is upload, the reverse download; otherwise the flow's initiator uploads.
+pub fn capture_direction(pkt: &PacketMeta<'_>, from_initiator: bool) -> Direction {
+    match (is_local(pkt.src_ip()), is_local(pkt.dst_ip())) {
+        (true, false) => Direction::Upload,
+        (false, true) => Direction::Download,
+        _ if from_initiator => Direction::Upload,
+        _ => Direction::Download,
+    }
+}
+
+fn endpoint(addr: [u8; 16], port: u16, v4: bool) -> String {
+    let ip = addr_from_bytes(
+        addr,
+        if v4 {
+            crate::packet::IpVersion::V4
+        } else {
+            crate::packet::IpVersion::V6
+        },
+    );
+    SocketAddr::new(ip, port).to_string()
+}
+
+/// Classifies every flow of the capture at `path` with `cfg`. `progress`
+/// is called every 64k frames with the frames read so far.
+pub fn classify_capture(
+    path: &Path,
+    cfg: &Config,
+    names: Arc<dyn NameLookup + Send + Sync>,
+    mut progress: impl FnMut(u64),
+) -> Result<(Vec<FlowReport>, CaptureStats), PcapError> {
+    let classifier = Classifier::new(cfg, 1);
+    // Offline, nothing expires and nothing is evicted: every flow is reported.
+    let table = FlowTable::new(&Flows {
+        max_flows: 16_777_216,
+        ..cfg.flows.clone()
+    });
+    let mut stats = CaptureStats::default();
+    let read = for_each_frame(path, |ts, frame| {
+        let now = Instant::from_nanos(u64::try_from(ts.as_nanos()).unwrap_or(u64::MAX));
+        let pkt = PacketMeta::parse(frame);
+        match pkt.kind {
+            FrameKind::NonIp { .. } => stats.non_ip_frames += 1,
+            FrameKind::Malformed => stats.malformed_frames += 1,
+            FrameKind::Ip => {
+                stats.ip_frames += 1;
+                let (key, side) = FlowKey::of(&pkt);
+                // The direction needs the initiator: peek, else this packet starts the flow.
+                let initiator = table.get(&key, |f| f.initiator).unwrap_or(side);
+                let dir = capture_direction(&pkt, side == initiator);
+                table.with_flow(&key, side, &pkt, dir, now, |flow, _| {
+                    classifier.classify(flow, &key, side, &pkt, dir, now, &*names);
+                });
+            }
+        }
+        let n = stats.ip_frames + stats.non_ip_frames + stats.malformed_frames;
+        if n % 65_536 == 0 {
+            progress(n);
+        }
+    })?;
+    stats.read = read;
+
+    let mut reports = Vec::with_capacity(table.len());
+    table.for_each(|key, flow| {
+        let v4 = key.lo[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]
+            && key.hi[..12] == key.lo[..12];
+        let (src, sp) = key.endpoint(flow.initiator);
+        let (dst, dp) = key.endpoint(if flow.initiator == Side::Lo {
+            Side::Hi
+        } else {
+            Side::Lo
+        });
+        let c = &flow.class;
+        let category_id = flow.first_direction.pick(c.category);
+        reports.push(FlowReport {
+            proto: Protocol(key.protocol).to_string(),
+            src: endpoint(src, sp, v4),
+            dst: endpoint(dst, dp, v4),
+            app: c
+                .app
+                .and_then(|a| classifier.app_name(a))
+                .map(str::to_owned),
+            category: cfg
+                .category(category_id)
+                .map(|c| c.name.clone())
+                .unwrap_or_default(),
+            decided_by: classifier.decided_by_name(c.decided_by).into_owned(),
+            packets: flow.total_packets(),
+            bytes: flow.total_bytes(),
+            host: c.host.as_deref().map(str::to_owned),
+            id: flow.id,
+        });
+    });
+    reports.sort_by_key(|r| r.id);
+    Ok((reports, stats))
+}
