@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# A throwaway branch office in network namespaces, for trying qosd by hand
+# and for the integration tests. Needs root, iproute2, ethtool.
+#
+#   lab.sh up   [-p PREFIX] [-u UP_LINE] [-d DOWN_LINE] [-b BUFFER_MS]
+#   lab.sh bridge   [-p PREFIX]   # plain kernel bridge lan0<->wan0 ("no qosd")
+#   lab.sh unbridge [-p PREFIX]
+#   lab.sh down [-p PREFIX]       # remove everything (idempotent)
+#   lab.sh exec [-p PREFIX] NODE CMD...   # NODE: lan, gw, isp, srv
+#
+# Topology (one layer-2 segment, addresses in the RFC 2544/5180 benchmarking
+# ranges 198.18.0.0/15 and 2001:2::/48):
+#
+#   [P-lan] eth0 198.18.0.10        LAN host (phones, PCs)
+#      |
+#   [P-gw]  lan0 -- qosd (or a kernel bridge) -- wan0     the office gateway
+#      |
+#   [P-isp] ispa -- br0 -- ispb    the ISP access line: tbf at the line rate
+#      |                           with a deep, modem-like buffer each way
+#   [P-srv] eth0 198.18.0.20        a server on the Internet
+#
+# Offloads are off on every veth, as on a real wire (no GRO/TSO super-frames,
+# complete checksums on every frame).
+set -euo pipefail
+
+PREFIX=qlab
+UP_LINE=20mbit
+DOWN_LINE=50mbit
+BUFFER_MS=300
+
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+
+cmd=${1:-}; [ -n "$cmd" ] || usage; shift
+while getopts "p:u:d:b:" opt; do
+  case $opt in
+    p) PREFIX=$OPTARG ;;
+    u) UP_LINE=$OPTARG ;;
+    d) DOWN_LINE=$OPTARG ;;
+    b) BUFFER_MS=$OPTARG ;;
+    *) usage ;;
+  esac
+done
+shift $((OPTIND - 1))
+
+LAN=$PREFIX-lan GW=$PREFIX-gw ISP=$PREFIX-isp SRV=$PREFIX-srv
+in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+
+quiet_offloads() { # ns dev
+  in_ns "$1" ethtool -K "$2" tx off rx off tso off gso off gro off lro off >/dev/null 2>&1 || true
+}
+
+# tbf with a buffer of BUFFER_MS at the line rate: the deep FIFO of a modem.
+line_shaper() { # ns dev rate
+  in_ns "$1" tc qdisc replace dev "$2" root tbf rate "$3" burst 3000 latency "${BUFFER_MS}ms"
+}
+
+up() {
+  down_quiet
+  for ns in "$LAN" "$GW" "$ISP" "$SRV"; do
+    ip netns add "$ns"
+    in_ns "$ns" ip link set lo up
+    in_ns "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+  done
+  in_ns "$GW" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+  ip link add eth0 netns "$LAN" type veth peer name lan0 netns "$GW"
+  ip link add wan0 netns "$GW" type veth peer name ispa netns "$ISP"
+  ip link add ispb netns "$ISP" type veth peer name eth0 netns "$SRV"
+
+  in_ns "$ISP" ip link add br0 type bridge
+  in_ns "$ISP" ip link set br0 type bridge stp_state 0 forward_delay 0
+  for dev in ispa ispb; do
+    in_ns "$ISP" ip link set "$dev" master br0
+  done
+
+  for pair in "$LAN eth0" "$GW lan0" "$GW wan0" "$ISP ispa" "$ISP ispb" "$SRV eth0"; do
+    set -- $pair
+    quiet_offloads "$1" "$2"
+    in_ns "$1" ip link set "$2" up
+  done
+  in_ns "$ISP" ip link set br0 up
+  # Upload leaves the ISP side toward the server through ispb; download
+  # leaves toward the office through ispa.
+  line_shaper "$ISP" ispb "$UP_LINE"
+  line_shaper "$ISP" ispa "$DOWN_LINE"
+
+  in_ns "$LAN" ip addr add 198.18.0.10/24 dev eth0
+  in_ns "$LAN" ip addr add 2001:2::10/64 dev eth0 nodad
+  in_ns "$SRV" ip addr add 198.18.0.20/24 dev eth0
+  in_ns "$SRV" ip addr add 2001:2::20/64 dev eth0 nodad
+  echo "lab $PREFIX up: lan 198.18.0.10 -> gw (lan0|wan0) -> isp ($UP_LINE up / $DOWN_LINE down, ${BUFFER_MS}ms buffer) -> srv 198.18.0.20"
+}
+
+bridge_on() {
+  in_ns "$GW" ip link add br0 type bridge 2>/dev/null || true
+  in_ns "$GW" ip link set br0 type bridge stp_state 0 forward_delay 0
+  in_ns "$GW" ip link set lan0 master br0
+  in_ns "$GW" ip link set wan0 master br0
+  in_ns "$GW" ip link set br0 up
+}
+
+bridge_off() {
+  in_ns "$GW" ip link del br0 2>/dev/null || true
+}
+
+down_quiet() {
+  for ns in "$LAN" "$GW" "$ISP" "$SRV"; do
+    if ip netns pids "$ns" >/dev/null 2>&1; then
+      for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
+      ip netns del "$ns" 2>/dev/null || true
+    fi
+  done
+}
+
+case $cmd in
+  up) up ;;
+  bridge) bridge_on ;;
+  unbridge) bridge_off ;;
+  down) down_quiet; echo "lab $PREFIX down" ;;
+  exec)
+    node=${1:?node: lan, gw, isp or srv}; shift
+    exec ip netns exec "$PREFIX-$node" "$@" ;;
+  *) usage ;;
+esac
