@@ -108,12 +108,17 @@ impl DecidedBy {
     ];
 
     /// Strength of an app identification: a stronger one replaces a weaker.
-    fn strength(self) -> u8 {
+    /// A name learned from DNS says which service a server belongs to, not
+    /// what the flow carries: it ranks below the service's published media
+    /// ranges, and for UDP (call media to a conferencing server) below its
+    /// media ports too.
+    fn strength(self, protocol: u8) -> u8 {
         match self {
             DecidedBy::Sni | DecidedBy::QuicSni | DecidedBy::HttpHost => 7,
-            DecidedBy::Dns => 6,
-            DecidedBy::Payload => 5,
-            DecidedBy::IpRange => 4,
+            DecidedBy::Payload => 6,
+            DecidedBy::IpRange => 5,
+            DecidedBy::Dns if protocol == 17 => 2,
+            DecidedBy::Dns => 4,
             DecidedBy::Port => 3,
             _ => 0,
         }
@@ -389,14 +394,14 @@ impl Classifier {
                 &facts,
             );
             if let Some((host, how)) = found.host
-                && how.strength() >= c.host_source.strength()
+                && how.strength(key.protocol) >= c.host_source.strength(key.protocol)
             {
                 c.host = Some(host);
                 c.host_source = how;
             }
+            // A payload prefix is the strongest signature; the first one stays.
             if let Some(app) = found.payload_app
-                && c.sig_app
-                    .is_none_or(|(_, how)| how.strength() <= DecidedBy::Payload.strength())
+                && c.sig_app.is_none_or(|(_, how)| how != DecidedBy::Payload)
             {
                 c.sig_app = Some((app, DecidedBy::Payload));
             }
@@ -416,7 +421,9 @@ impl Classifier {
             .and_then(|h| self.catalog.app_for_host(h))
             .map(|a| (a, c.host_source));
         let identified = match (host_app, c.sig_app) {
-            (Some(h), Some(s)) if s.1.strength() > h.1.strength() => Some(s),
+            (Some(h), Some(s)) if s.1.strength(key.protocol) > h.1.strength(key.protocol) => {
+                Some(s)
+            }
             (Some(h), _) => Some(h),
             (None, s) => s,
         };
@@ -501,7 +508,13 @@ impl Classifier {
             }
         }
         let _ = self.rules_need_identity;
+        // Real-time media in a UDP flow whose app is only known from a DNS
+        // name (the conferencing service's server) is the call itself.
+        let media_over_name = media != Media::None
+            && facts.protocol == 17
+            && identified.is_some_and(|(_, how)| how == DecidedBy::Dns);
         if let Some((app, how)) = identified
+            && !media_over_name
             && let Some(cat) = self.catalog.app(app).and_then(|a| a.category)
         {
             return ((cat, how), false);

@@ -42,23 +42,37 @@ pub(crate) fn config(extra: &str) -> Config {
     load_str("test.toml", &format!("{TEST_CONFIG}{extra}"), &Env::None).unwrap()
 }
 
-/// A frame and the direction it travels.
-pub(crate) struct Pkt {
-    pub frame: Vec<u8>,
-    pub dir: Direction,
-}
-
-pub(crate) fn udp(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, payload: &[u8], dscp: u8) -> Vec<u8> {
+pub(crate) fn udp(
+    src: [u8; 4],
+    sp: u16,
+    dst: [u8; 4],
+    dp: u16,
+    payload: &[u8],
+    dscp: u8,
+) -> Vec<u8> {
     let mut out = Vec::new();
     let mut ip = etherparse::Ipv4Header::new(0, 64, etherparse::IpNumber::UDP, src, dst).unwrap();
     ip.dscp = etherparse::IpDscp::try_new(dscp).unwrap();
-    PacketBuilder::ethernet2([2; 6], [4; 6]).ip(etherparse::IpHeaders::Ipv4(ip, Default::default())).udp(sp, dp).write(&mut out, payload).unwrap();
+    PacketBuilder::ethernet2([2; 6], [4; 6])
+        .ip(etherparse::IpHeaders::Ipv4(ip, Default::default()))
+        .udp(sp, dp)
+        .write(&mut out, payload)
+        .unwrap();
     out
 }
 
-pub(crate) fn tcp(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, payload: &[u8], syn: bool) -> Vec<u8> {
+pub(crate) fn tcp(
+    src: [u8; 4],
+    sp: u16,
+    dst: [u8; 4],
+    dp: u16,
+    payload: &[u8],
+    syn: bool,
+) -> Vec<u8> {
     let mut out = Vec::new();
-    let mut b = PacketBuilder::ethernet2([2; 6], [4; 6]).ipv4(src, dst, 64).tcp(sp, dp, 1, 65535);
+    let mut b = PacketBuilder::ethernet2([2; 6], [4; 6])
+        .ipv4(src, dst, 64)
+        .tcp(sp, dp, 1, 65535);
     if syn {
         b = b.syn();
     } else {
@@ -104,7 +118,8 @@ impl Harness {
         (
             self.cfg.category(cat).unwrap().name.clone(),
             self.classifier.decided_by_name(by).into_owned(),
-            app.and_then(|a| self.classifier.app_name(a)).map(str::to_owned),
+            app.and_then(|a| self.classifier.app_name(a))
+                .map(str::to_owned),
         )
     }
 
@@ -120,10 +135,15 @@ const SRV: [u8; 4] = [198, 19, 1, 1];
 
 #[test]
 fn rules_come_first_and_settle_at_once() {
-    let cfg = config("[[rule]]\nname = \"pbx\"\nprotocol = \"udp\"\ndst_ports = \"5060\"\ncategory = \"voice\"\n");
+    let cfg = config(
+        "[[rule]]\nname = \"pbx\"\nprotocol = \"udp\"\ndst_ports = \"5060\"\ncategory = \"voice\"\n",
+    );
     let mut h = Harness::new(cfg);
     let up = udp(PC, 5060, SRV, 5060, b"INVITE sip:x SIP/2.0\r\n", 0);
-    assert_eq!(h.send(&up, Direction::Upload), ("voice".into(), "rule:pbx".into(), None));
+    let (cat, by, app) = h.send(&up, Direction::Upload);
+    assert_eq!((cat.as_str(), by.as_str()), ("voice", "rule:pbx"));
+    // The catalog still names the app (by its payload), the rule decides.
+    assert_eq!(app.as_deref(), Some("sip"));
     // The reply half of the flow gets the same verdict.
     let down = udp(SRV, 5060, PC, 5060, b"SIP/2.0 200 OK\r\n", 0);
     assert_eq!(h.send(&down, Direction::Download).0, "voice");
@@ -135,9 +155,19 @@ fn rules_come_first_and_settle_at_once() {
 fn catalog_port_signature_and_default() {
     let mut h = Harness::new(config(""));
     // The catalog knows DNS by port.
-    let dns = udp(PC, 40000, SRV, 53, b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00", 0);
+    let dns = udp(
+        PC,
+        40000,
+        SRV,
+        53,
+        b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00",
+        0,
+    );
     let (cat, by, app) = h.send(&dns, Direction::Upload);
-    assert_eq!((cat.as_str(), by.as_str(), app.as_deref()), ("control", "port", Some("dns")));
+    assert_eq!(
+        (cat.as_str(), by.as_str(), app.as_deref()),
+        ("control", "port", Some("dns"))
+    );
     // Unknown TCP stays in the default category.
     let other = tcp(PC, 40001, SRV, 12345, b"", true);
     assert_eq!(h.send(&other, Direction::Upload).1, "default");
@@ -145,7 +175,9 @@ fn catalog_port_signature_and_default() {
 
 #[test]
 fn direction_rules_give_each_half_its_own_category() {
-    let cfg = config("[[rule]]\nname = \"nas-up\"\nsrc_cidrs = \"192.168.1.10\"\ndirection = \"upload\"\ncategory = \"bulk\"\n");
+    let cfg = config(
+        "[[rule]]\nname = \"nas-up\"\nsrc_cidrs = \"192.168.1.10\"\ndirection = \"upload\"\ncategory = \"bulk\"\n",
+    );
     let mut h = Harness::new(cfg);
     let up = tcp(PC, 40000, SRV, 443, b"", true);
     let down = tcp(SRV, 443, PC, 40000, b"", false);
@@ -172,7 +204,8 @@ fn src_and_dst_follow_the_initiator() {
 fn host_rules_wait_for_the_host_name() {
     // A rule on host names cannot decide from the SYN: the verdict stays
     // provisional (default) and the flow pending.
-    let cfg = config("[[rule]]\nname = \"sp\"\nhosts = \"*.sharepoint.com\"\ncategory = \"business\"\n");
+    let cfg =
+        config("[[rule]]\nname = \"sp\"\nhosts = \"*.sharepoint.com\"\ncategory = \"business\"\n");
     let mut h = Harness::new(cfg);
     let syn = tcp(PC, 40000, SRV, 443, b"", true);
     assert_eq!(h.send(&syn, Direction::Upload).0, "browsing");
@@ -193,7 +226,10 @@ fn dscp_trust_is_optional() {
     for _ in 0..12 {
         h.send(&ef, Direction::Upload);
     }
-    assert_eq!(h.send(&ef, Direction::Upload), ("voice".into(), "dscp".into(), None));
+    assert_eq!(
+        h.send(&ef, Direction::Upload),
+        ("voice".into(), "dscp".into(), None)
+    );
 }
 
 #[test]
@@ -217,15 +253,28 @@ fn reload_reclassifies_existing_flows() {
         h.send(&up, Direction::Upload);
     }
     assert_eq!(h.send(&up, Direction::Upload).0, "browsing");
-    h.reload(config("[[rule]]\nname = \"game\"\nports = 9999\ncategory = \"bulk\"\n"));
-    assert_eq!(h.send(&up, Direction::Upload), ("bulk".into(), "rule:game".into(), None));
+    h.reload(config(
+        "[[rule]]\nname = \"game\"\nports = 9999\ncategory = \"bulk\"\n",
+    ));
+    assert_eq!(
+        h.send(&up, Direction::Upload),
+        ("bulk".into(), "rule:game".into(), None)
+    );
 }
 
 #[test]
 fn rules_can_name_catalog_apps() {
-    let cfg = config("[[rule]]\nname = \"no-dns-priority\"\napps = [\"dns\"]\ncategory = \"bulk\"\n");
+    let cfg =
+        config("[[rule]]\nname = \"no-dns-priority\"\napps = [\"dns\"]\ncategory = \"bulk\"\n");
     let mut h = Harness::new(cfg);
-    let dns = udp(PC, 40000, SRV, 53, b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00", 0);
+    let dns = udp(
+        PC,
+        40000,
+        SRV,
+        53,
+        b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00",
+        0,
+    );
     assert_eq!(h.send(&dns, Direction::Upload).1, "rule:no-dns-priority");
 }
 
@@ -233,5 +282,9 @@ fn rules_can_name_catalog_apps() {
 fn unknown_rule_app_is_a_config_error() {
     let text = format!("{TEST_CONFIG}[[rule]]\napps = [\"nosuchapp\"]\ncategory = \"bulk\"\n");
     let errs = load_str("test.toml", &text, &Env::None).unwrap_err().0;
-    assert!(errs.iter().any(|e| e.key == "rule[0].apps[0]" && e.message.contains("unknown app")), "{errs:?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.key == "rule[0].apps[0]" && e.message.contains("unknown app")),
+        "{errs:?}"
+    );
 }
