@@ -821,4 +821,280 @@ mod tests {
     fn rfc9369_a2_client_initial() {
         check_rfc_sample(RFC9369_A2, Version::V2, 0xd3);
     }
+
+    /// Builds a protected client Initial packet (the inverse of [`open`]).
+    pub(crate) fn protect(version: Version, dcid: &[u8], pn: u32, frames: &[u8]) -> Vec<u8> {
+        protect_with(version, dcid, dcid, pn, frames)
+    }
+
+    fn crypto_frame(offset: usize, data: &[u8]) -> Vec<u8> {
+        let mut f = vec![0x06, 0x80];
+        f.extend(&(offset as u32).to_be_bytes()[1..]);
+        f.extend((0x4000 | data.len() as u16).to_be_bytes());
+        f.extend(data);
+        f
+    }
+
+    /// A ClientHello handshake message with the given SNI, padded by an
+    /// unknown extension to about `size` bytes.
+    fn hello_message(sni: &[u8], size: usize) -> Vec<u8> {
+        let mut exts = vec![0x00, 0x00];
+        exts.extend(((sni.len() + 5) as u16).to_be_bytes());
+        exts.extend(((sni.len() + 3) as u16).to_be_bytes());
+        exts.push(0);
+        exts.extend((sni.len() as u16).to_be_bytes());
+        exts.extend(sni);
+        exts.extend([0x00, 0x10, 0x00, 0x05, 0x00, 0x03, 0x02, b'h', b'3']);
+        let pad = size.saturating_sub(exts.len() + 50);
+        exts.extend([0xfe, 0x02]);
+        exts.extend((pad as u16).to_be_bytes());
+        exts.extend(vec![0x5a; pad]);
+        let mut body = vec![0x03, 0x03];
+        body.extend([7; 32]);
+        body.extend([0, 0, 2, 0x13, 0x01, 1, 0]);
+        body.extend((exts.len() as u16).to_be_bytes());
+        body.extend(exts);
+        let mut m = vec![1, 0];
+        m.extend((body.len() as u16).to_be_bytes());
+        m.extend(body);
+        m
+    }
+
+    /// Chrome-style "chaos protection": the ClientHello cut in pieces sent
+    /// as shuffled CRYPTO frames with PING and PADDING in between, over
+    /// two packets, for every version.
+    #[test]
+    fn shuffled_crypto_frames_over_two_packets() {
+        let dcid = [0x5e; 8];
+        let msg = hello_message(b"teams.microsoft.com", 1800);
+        let cuts = [0, 40, 90, 400, 700, 1000, 1300, 1500, msg.len()];
+        let pieces: Vec<Vec<u8>> = cuts
+            .windows(2)
+            .map(|w| crypto_frame(w[0], &msg[w[0]..w[1]]))
+            .collect();
+        let mut p1 = Vec::new();
+        for i in [3, 0, 6] {
+            p1.extend(&pieces[i]);
+            p1.extend([0x01, 0x00, 0x00]);
+        }
+        let mut p2 = vec![0x02, 0x00, 0x00, 0x00, 0x00]; // ACK
+        for i in [7, 1, 4, 2, 5] {
+            p2.extend([0x01]);
+            p2.extend(&pieces[i]);
+        }
+        p2.extend([0; 20]);
+        for v in [Version::V1, Version::V2, Version::Draft29, Version::Draft23] {
+            let a = protect(v, &dcid, 0, &p1);
+            let b = protect(v, &dcid, 1, &p2);
+            assert_eq!(is_initial(&a), Some(v));
+            let mut r = InitialReassembler::new();
+            assert_eq!(r.push_datagram(&a), Parse::NeedMore, "{v:?}");
+            match r.push_datagram(&b) {
+                Parse::Found(h) => {
+                    assert_eq!(h.sni, Some("teams.microsoft.com"));
+                    assert_eq!(h.alpn, Some(&b"h3"[..]));
+                }
+                other => panic!("{v:?}: {other:?}"),
+            }
+            // Coalesced, second packet first.
+            let mut r = InitialReassembler::new();
+            assert!(matches!(r.push_datagram(&[b, a].concat()), Parse::Found(_)));
+        }
+    }
+
+    /// After the server's Initial, a client sends to the server's
+    /// connection ID but keeps the keys of its first DCID.
+    #[test]
+    fn keys_kept_after_dcid_change() {
+        let msg = hello_message(b"www.youtube.com", 1500);
+        let a = protect(Version::V1, &[1; 8], 0, &crypto_frame(0, &msg[..1000]));
+        let b = protect_with(
+            Version::V1,
+            &[1; 8],
+            &[9; 5],
+            1,
+            &crypto_frame(1000, &msg[1000..]),
+        );
+        let mut r = InitialReassembler::new();
+        assert_eq!(r.push_datagram(&a), Parse::NeedMore);
+        assert!(matches!(r.push_datagram(&b), Parse::Found(h) if h.sni == Some("www.youtube.com")));
+        // Alone, the second packet cannot be decrypted.
+        assert_eq!(InitialReassembler::new().push_datagram(&b), Parse::NotThis);
+    }
+
+    /// A protected client Initial with keys from `key_dcid` and
+    /// `wire_dcid` in its header, 4-byte packet number.
+    fn protect_with(
+        v: Version,
+        key_dcid: &[u8],
+        wire_dcid: &[u8],
+        pn: u32,
+        frames: &[u8],
+    ) -> Vec<u8> {
+        let m = client_key_material(v, key_dcid).unwrap();
+        let mut p = vec![0xc3 | v.initial_type() << 4];
+        p.extend(
+            match v {
+                Version::V1 => 1u32,
+                Version::V2 => 0x6b33_43cf,
+                Version::Draft29 => 0xff00_001d,
+                Version::Draft23 => 0xff00_001b,
+                Version::T051 => 0x5430_3531,
+            }
+            .to_be_bytes(),
+        );
+        p.push(wire_dcid.len() as u8);
+        p.extend(wire_dcid);
+        p.extend([0, 0]); // no SCID, no token
+        let len = 4 + frames.len() + AEAD_TAG_LEN;
+        p.extend((0x4000 | len as u16).to_be_bytes());
+        let pn_offset = p.len();
+        p.extend(pn.to_be_bytes());
+        let mut payload = frames.to_vec();
+        let key = LessSafeKey::new(UnboundKey::new(&aead::AES_128_GCM, &m.key).unwrap());
+        let mut nonce = m.iv;
+        for (n, b) in nonce[4..].iter_mut().zip(u64::from(pn).to_be_bytes()) {
+            *n ^= b;
+        }
+        let tag = key
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(&p[..]),
+                &mut payload,
+            )
+            .unwrap();
+        p.extend(payload);
+        p.extend(tag.as_ref());
+        let hp = HeaderProtectionKey::new(&AES_128, &m.hp).unwrap();
+        let mask = hp.new_mask(&p[pn_offset + 4..pn_offset + 20]).unwrap();
+        p[0] ^= mask[0] & 0x0f;
+        for i in 0..4 {
+            p[pn_offset + i] ^= mask[1 + i];
+        }
+        p
+    }
+
+    #[test]
+    fn gives_up_on_oversized_or_foreign_crypto_data() {
+        let dcid = [3; 8];
+        // A ClientHello declaring more than CRYPTO_CAP bytes.
+        let big = crypto_frame(0, &[1, 0, 0x50, 0x00, 3, 3]);
+        let mut r = InitialReassembler::new();
+        assert_eq!(
+            r.push_datagram(&protect(Version::V1, &dcid, 0, &big)),
+            Parse::NotThis
+        );
+        // Final: a good packet afterwards does not revive it.
+        let good = protect(
+            Version::V1,
+            &dcid,
+            1,
+            &crypto_frame(0, &hello_message(b"a.b", 300)),
+        );
+        assert_eq!(r.push_datagram(&good), Parse::NotThis);
+        assert!(matches!(
+            InitialReassembler::new().push_datagram(&good),
+            Parse::Found(_)
+        ));
+        // A ServerHello (type 2) in the CRYPTO stream.
+        let server = crypto_frame(0, &[2, 0, 0, 40]);
+        let mut r = InitialReassembler::new();
+        assert_eq!(
+            r.push_datagram(&protect(Version::V1, &dcid, 0, &server)),
+            Parse::NotThis
+        );
+        // ACK-only Initial: decryptable, nothing yet.
+        let mut r = InitialReassembler::new();
+        let ack = protect(
+            Version::V1,
+            &dcid,
+            0,
+            &[0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        );
+        assert_eq!(r.push_datagram(&ack), Parse::NeedMore);
+        assert!(matches!(r.push_datagram(&good), Parse::Found(_)));
+    }
+
+    #[test]
+    fn gives_up_after_max_datagrams() {
+        let dcid = [4; 8];
+        let msg = hello_message(b"x.example", 300);
+        let part = protect(Version::V1, &dcid, 0, &crypto_frame(0, &msg[..100]));
+        let rest = protect(Version::V1, &dcid, 1, &crypto_frame(100, &msg[100..]));
+        let mut r = InitialReassembler::new();
+        for _ in 0..MAX_DATAGRAMS {
+            assert_eq!(r.push_datagram(&part), Parse::NeedMore);
+        }
+        assert_eq!(r.push_datagram(&rest), Parse::NotThis);
+    }
+
+    #[test]
+    fn frames_beyond_the_cap_and_bad_frames() {
+        let mut c = CryptoStream::new();
+        c.insert(u64::MAX, &[1, 2, 3]);
+        c.insert(CRYPTO_CAP as u64 - 1, &[1, 2, 3]);
+        assert_eq!(c.prefix(), 0);
+        c.insert(0, &[9; 70]);
+        assert_eq!(c.prefix(), 70);
+        c.insert(64, &[9; 100]);
+        assert_eq!(c.prefix(), 164);
+        // Unknown frame type (STREAM) stops the walk; ACK with ECN counts.
+        assert_eq!(walk_frames(&[0x08, 0, 0], 0x06, &mut c), None);
+        assert_eq!(
+            walk_frames(&[0x03, 1, 0, 1, 0, 0, 0, 5, 6, 7], 0x06, &mut c),
+            Some(())
+        );
+        assert_eq!(walk_frames(&[0x03, 1, 0, 1, 0, 0], 0x06, &mut c), None);
+        assert_eq!(
+            walk_frames(
+                &[
+                    0x02, 0x3f, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0
+                ],
+                0x06,
+                &mut c
+            ),
+            None
+        );
+        assert_eq!(
+            walk_frames(&[0x1c, 0, 0, 3, b'b', b'y', b'e', 0, 0], 0x06, &mut c),
+            Some(())
+        );
+        assert_eq!(walk_frames(&[0x06, 0, 5, 1], 0x06, &mut c), None);
+    }
+
+    #[test]
+    fn packet_number_decoding() {
+        assert_eq!(decode_pn(None, 0, 8), 0);
+        assert_eq!(decode_pn(None, 2, 32), 2);
+        assert_eq!(decode_pn(Some(0xa82f30ea), 0x9b32, 16), 0xa82f9b32);
+        assert_eq!(decode_pn(Some(255), 0, 8), 256);
+        assert_eq!(decode_pn(Some(300), 0xff, 8), 255);
+    }
+
+    #[test]
+    fn header_checks() {
+        let a = protect(Version::V1, &[1; 8], 0, &[0; 1170]);
+        assert_eq!(is_initial(&a), Some(Version::V1));
+        assert_eq!(is_initial(&a[..a.len() - 1]), None); // Length past the end
+        let mut short = a.clone();
+        short[0] &= 0x7f;
+        assert_eq!(is_initial(&short), None);
+        let mut handshake = a.clone();
+        handshake[0] |= 0x20; // type 2
+        assert_eq!(is_initial(&handshake), None);
+        let mut v = a.clone();
+        v[4] = 2;
+        assert_eq!(is_initial(&v), None); // unknown version
+        let mut long_cid = a.clone();
+        long_cid[5] = 21;
+        assert_eq!(is_initial(&long_cid), None);
+        assert_eq!(is_initial(&[0xc0, 0, 0, 0, 1]), None);
+        assert_eq!(is_initial(&[]), None);
+        // v2 Initial type bits are 0b01; 0b00 is its Retry.
+        let b = protect(Version::V2, &[1; 8], 0, &[0; 1170]);
+        assert_eq!(is_initial(&b), Some(Version::V2));
+        let mut retry = b.clone();
+        retry[0] &= !0x30;
+        assert_eq!(is_initial(&retry), None);
+    }
 }
