@@ -1097,4 +1097,80 @@ mod tests {
         retry[0] &= !0x30;
         assert_eq!(is_initial(&retry), None);
     }
+
+    const VERSIONS: [Version; 5] = [
+        Version::V1,
+        Version::V2,
+        Version::Draft29,
+        Version::Draft23,
+        Version::T051,
+    ];
+
+    proptest::proptest! {
+        /// Decryptable packets with random frames: the frame walker and the
+        /// TLS parser behind it never panic.
+        #[test]
+        fn decrypted_random_frames(
+            frames in proptest::collection::vec(proptest::num::u8::ANY, 0..1300),
+            v in 0..VERSIONS.len(),
+        ) {
+            let packet = protect(VERSIONS[v], &[7; 8], 0, &frames);
+            let mut r = InitialReassembler::new();
+            let _ = r.push_datagram(&packet);
+            let _ = r.push_datagram(&[packet.clone(), packet].concat());
+        }
+
+        /// A mutated ClientHello in valid CRYPTO frames over two packets.
+        #[test]
+        fn decrypted_mutated_hello(
+            edits in proptest::collection::vec((0usize..2000, proptest::num::u8::ANY), 1..8),
+            split in 1usize..1000,
+            v in 0..4usize,
+        ) {
+            let mut msg = hello_message(b"contoso.sharepoint.com", 1200);
+            // Past the handshake header: all bytes are there, so the
+            // verdict is final either way.
+            for (i, b) in edits {
+                let n = msg.len() - 4;
+                msg[4 + i % n] = b;
+            }
+            let split = split.min(msg.len() - 1);
+            let crypto = if VERSIONS[v] == Version::T051 { 0x08 } else { 0x06 };
+            let mut f1 = crypto_frame(0, &msg[..split]);
+            let mut f2 = crypto_frame(split, &msg[split..]);
+            f1[0] = crypto;
+            f2[0] = crypto;
+            let mut r = InitialReassembler::new();
+            let _ = r.push_datagram(&protect(VERSIONS[v], &[8; 8], 0, &f1));
+            let verdict = r.push_datagram(&protect(VERSIONS[v], &[8; 8], 1, &f2));
+            proptest::prop_assert_ne!(verdict, Parse::NeedMore);
+        }
+
+        #[test]
+        fn walk_random_plaintext(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..1500),
+        ) {
+            let mut c = CryptoStream::new();
+            let _ = walk_frames(&bytes, 0x06, &mut c);
+            let _ = walk_frames(&bytes, 0x08, &mut c);
+            proptest::prop_assert!(c.prefix() <= CRYPTO_CAP);
+        }
+
+        /// The received-bytes bitmap agrees with a naive model.
+        #[test]
+        fn crypto_prefix_model(
+            ranges in proptest::collection::vec((0u64..17_000, 0usize..2_000), 0..20),
+        ) {
+            let mut c = CryptoStream::new();
+            let mut model = vec![false; CRYPTO_CAP];
+            for (offset, len) in ranges {
+                c.insert(offset, &vec![0xab; len]);
+                let start = (offset as usize).min(CRYPTO_CAP);
+                let end = (offset as usize + len).min(CRYPTO_CAP);
+                model[start..end].fill(true);
+            }
+            let expected = model.iter().take_while(|&&b| b).count();
+            proptest::prop_assert_eq!(c.prefix(), expected);
+        }
+    }
 }
