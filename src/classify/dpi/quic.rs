@@ -136,7 +136,7 @@ impl Version {
 /// protection is removed.
 #[derive(Debug, Clone, Copy)]
 struct LongHeader<'a> {
-    version: Option<Version>,
+    version: Version,
     /// Long packet type (0..=3), still valid under header protection.
     packet_type: u8,
     dcid: &'a [u8],
@@ -148,8 +148,7 @@ struct LongHeader<'a> {
 
 impl LongHeader<'_> {
     fn initial(&self) -> Option<Version> {
-        self.version
-            .filter(|v| self.packet_type == v.initial_type())
+        (self.packet_type == self.version.initial_type()).then_some(self.version)
     }
 }
 
@@ -180,23 +179,19 @@ fn long_header(buf: &[u8]) -> Option<LongHeader<'_>> {
     }
     let (version, rest) = rest.split_first_chunk::<4>()?;
     let version = u32::from_be_bytes(*version);
-    if version == 0 {
-        return None; // Version Negotiation
-    }
     let (&dcid_len, rest) = rest.split_first()?;
     let (dcid, rest) = rest.split_at_checked(length(dcid_len.into(), MAX_CID_LEN)?)?;
     let (&scid_len, rest) = rest.split_first()?;
     let (_scid, rest) = rest.split_at_checked(length(scid_len.into(), MAX_CID_LEN)?)?;
-    let version = Version::from_wire(version);
+    let version = Version::from_wire(version)?;
     let packet_type = (first >> 4) & 3;
-    let rest = match version {
-        Some(v) if packet_type == v.initial_type() => {
-            let (token_len, rest) = varint(rest)?;
-            rest.get(length(token_len, rest.len())?..)?
-        }
-        Some(v) if packet_type == v.retry_type() => return None,
-        Some(_) => rest,
-        None => return None,
+    let rest = if packet_type == version.initial_type() {
+        let (token_len, rest) = varint(rest)?;
+        rest.get(length(token_len, rest.len())?..)?
+    } else if packet_type == version.retry_type() {
+        return None;
+    } else {
+        rest // 0-RTT or Handshake
     };
     let (len, rest) = varint(rest)?;
     let pn_offset = buf.len() - rest.len();
@@ -522,7 +517,8 @@ impl InitialReassembler {
         self.keys.as_ref().map(|k| k.version)
     }
 
-    /// Feeds one client-to-server UDP payload.
+    /// Feeds one client-to-server UDP payload (the server's packets use
+    /// other keys and are simply not decryptable here).
     ///
     /// - [`Parse::Found`]: the ClientHello is complete (in this or earlier
     ///   datagrams); repeated on later calls.
@@ -810,6 +806,23 @@ mod tests {
             InitialReassembler::new().push_datagram(&bad),
             Parse::NotThis
         );
+    }
+
+    /// RFC 9001 Appendix A.3: the server's Initial looks like an Initial
+    /// but does not open with client keys.
+    #[test]
+    fn rfc9001_a3_server_initial_is_not_a_client_initial() {
+        let packet = unhex(concat!(
+            "cf000000010008f067a5502a4262b5004075c0d95a482cd0991cd25b0aac406a",
+            "5816b6394100f37a1c69797554780bb38cc5a99f5ede4cf73c3ec2493a1839b3",
+            "dbcba3f6ea46c5b7684df3548e7ddeb9c3bf9c73cc3f3bded74b562bfb19fb84",
+            "022f8ef4cdd93795d77d06edbb7aaf2f58891850abbdca3d20398c276456cbc4",
+            "2158407dd074ee",
+        ));
+        assert_eq!(is_initial(&packet), Some(Version::V1));
+        let mut r = InitialReassembler::new();
+        assert_eq!(r.push_datagram(&packet), Parse::NotThis);
+        assert_eq!(r.version(), None);
     }
 
     #[test]
