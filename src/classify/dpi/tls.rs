@@ -100,7 +100,7 @@ pub fn parse_client_hello_body(body: &[u8]) -> Option<ClientHello<'_>> {
     hello_body(&mut r, body.len()).ok()
 }
 
-/// How many stream bytes the whole ClientHello occupies, records headers
+/// How many stream bytes the whole ClientHello occupies, record headers
 /// included, read from the record and handshake headers at the start of
 /// `stream`.
 ///
