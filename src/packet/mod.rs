@@ -85,6 +85,8 @@ pub const TCP_ACK: u8 = 0x10;
 pub const ETHERTYPE_IPV4: u16 = 0x0800;
 /// EtherType of IPv6.
 pub const ETHERTYPE_IPV6: u16 = 0x86dd;
+/// EtherType of PPPoE session frames.
+pub const ETHERTYPE_PPPOE_SESSION: u16 = 0x8864;
 
 impl<'a> PacketMeta<'a> {
     fn empty(kind: FrameKind, frame_len: usize) -> Self {
@@ -115,7 +117,12 @@ impl<'a> PacketMeta<'a> {
             Ok(s) => s,
             Err(_) => return Self::unreadable(frame),
         };
-        let mut meta = Self::empty(FrameKind::Malformed, frame.len());
+        if sliced.net.is_none()
+            && let Some(inner) = Self::pppoe(frame, &sliced)
+        {
+            return inner;
+        }
+        let mut meta = Self::from_sliced(frame, &sliced);
         let mut ether_type = be16(frame, 12).unwrap_or(0);
         for ext in &sliced.link_exts {
             if let LinkExtSlice::Vlan(v) = ext {
@@ -126,6 +133,16 @@ impl<'a> PacketMeta<'a> {
                 ether_type = v.ether_type().0;
             }
         }
+        if meta.kind == FrameKind::Malformed {
+            meta.kind = FrameKind::NonIp { ether_type };
+        }
+        meta
+    }
+
+    /// The IP and transport parts of a sliced frame; `kind` stays
+    /// `Malformed` when there is no IP layer.
+    fn from_sliced(frame: &'a [u8], sliced: &SlicedPacket<'a>) -> Self {
+        let mut meta = Self::empty(FrameKind::Malformed, frame.len());
         let base = frame.as_ptr() as usize;
         match &sliced.net {
             Some(NetSlice::Ipv4(ip)) => {
@@ -152,10 +169,7 @@ impl<'a> PacketMeta<'a> {
                 meta.ecn = h.ecn().value();
                 meta.fragment = ip.is_payload_fragmented();
             }
-            Some(NetSlice::Arp(_)) | None => {
-                meta.kind = FrameKind::NonIp { ether_type };
-                return meta;
-            }
+            Some(NetSlice::Arp(_)) | None => return meta,
         }
         match &sliced.transport {
             Some(TransportSlice::Tcp(t)) => {
@@ -174,6 +188,40 @@ impl<'a> PacketMeta<'a> {
             Some(TransportSlice::Igmp(_)) | None => {}
         }
         meta
+    }
+
+    /// IP inside a PPPoE session frame (DSL gateways' WAN side): parsed
+    /// from the IP header on, with `ip_offset` pointing into the frame.
+    fn pppoe(frame: &'a [u8], sliced: &SlicedPacket<'a>) -> Option<Self> {
+        let tags = sliced.link_exts.len();
+        let off = 14 + 4 * tags;
+        if be16(frame, off - 2)? != ETHERTYPE_PPPOE_SESSION {
+            return None;
+        }
+        // PPPoE header: ver/type 0x11, code 0, session id, length; then the
+        // PPP protocol: 0x0021 IPv4, 0x0057 IPv6.
+        if frame.get(off).copied()? != 0x11 || frame.get(off + 1).copied()? != 0 {
+            return None;
+        }
+        if !matches!(be16(frame, off + 6)?, 0x0021 | 0x0057) {
+            return None;
+        }
+        let ip = frame.get(off + 8..)?;
+        let inner = SlicedPacket::from_ip(ip).ok()?;
+        let mut meta = Self::from_sliced(frame, &inner);
+        if meta.kind != FrameKind::Ip {
+            return None;
+        }
+        meta.frame_len = frame.len();
+        for ext in &sliced.link_exts {
+            if let LinkExtSlice::Vlan(v) = ext {
+                if meta.vlan.is_none() {
+                    meta.vlan = Some(v.vlan_identifier().value());
+                }
+                meta.vlan_tags = meta.vlan_tags.saturating_add(1);
+            }
+        }
+        Some(meta)
     }
 
     /// A frame etherparse refused: still tell IP from non-IP by EtherType so

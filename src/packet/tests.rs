@@ -238,3 +238,36 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn ip_inside_pppoe_sessions() {
+    let mut ip = Vec::new();
+    PacketBuilder::ipv4([198, 18, 0, 1], [198, 19, 0, 2], 64)
+        .udp(4000, 53)
+        .write(&mut ip, b"q")
+        .unwrap();
+    let mut frame = vec![0u8; 12];
+    frame.extend_from_slice(&[0x81, 0x00, 0x00, 0x07, 0x88, 0x64]); // VLAN 7, PPPoE session
+    frame.extend_from_slice(&[0x11, 0x00, 0x12, 0x34]);
+    frame.extend_from_slice(&((ip.len() + 2) as u16).to_be_bytes());
+    frame.extend_from_slice(&[0x00, 0x21]);
+    frame.extend_from_slice(&ip);
+    let m = PacketMeta::parse(&frame);
+    assert_eq!(
+        (m.kind, m.protocol, m.dst_port, m.vlan),
+        (FrameKind::Ip, 17, 53, Some(7))
+    );
+    assert_eq!(m.ip_offset, 26);
+    assert_eq!(m.payload, b"q");
+    assert_eq!(m.frame_len, frame.len());
+    let mut marked = frame.clone();
+    assert!(set_dscp(&mut marked, m.ip_offset, m.ip_version, 46));
+    assert!(ipv4_checksum_ok(&marked, 26));
+    // PPPoE discovery and LCP are not IP.
+    let mut lcp = frame.clone();
+    lcp[24..26].copy_from_slice(&[0xc0, 0x21]);
+    assert_eq!(
+        PacketMeta::parse(&lcp).kind,
+        FrameKind::NonIp { ether_type: 0x8864 }
+    );
+}
