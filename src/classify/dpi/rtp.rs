@@ -299,6 +299,9 @@ pub const RTP_CONFIRM_PACKETS: u8 = 4;
 pub const ISOCHRONOUS_INTERVALS: u16 = 8;
 /// Packets up to this size (UDP payload bytes) count as "small".
 pub const SMALL_PACKET: usize = 300;
+/// Packets below this size are too small to carry media (keep-alives,
+/// probes, acknowledgements) and do not count as isochronous.
+pub const MIN_MEDIA_PACKET: usize = 20;
 /// Packets from this size on count as "large" (video-like).
 pub const LARGE_PACKET: usize = 700;
 const MIN_PERIOD_NS: u64 = 10_000_000;
@@ -324,7 +327,8 @@ struct SsrcSlot {
 ///   retransmissions on one 5-tuple); one with [`RTP_CONFIRM_PACKETS`]
 ///   packets in a row with sequence numbers advancing by 1-100 and
 ///   non-decreasing timestamps makes the flow RTP.
-/// - Isochronous: small packets ([`SMALL_PACKET`]) whose interval is steady
+/// - Isochronous: small packets ([`MIN_MEDIA_PACKET`]..=[`SMALL_PACKET`]
+///   bytes) whose interval is steady
 ///   (within a quarter of its running mean, or 3 ms) and between 10 and
 ///   60 ms, [`ISOCHRONOUS_INTERVALS`] times and at least 3 times as often
 ///   as not.
@@ -431,7 +435,7 @@ impl MediaTracker {
     }
 
     fn observe_gap(&mut self, gap: u64, payload_len: usize) {
-        if payload_len > SMALL_PACKET {
+        if !(MIN_MEDIA_PACKET..=SMALL_PACKET).contains(&payload_len) {
             self.irregular = self.irregular.saturating_add(1);
             return;
         }
@@ -837,6 +841,31 @@ mod tests {
         assert!(h.is_some());
         let mut t = MediaTracker::new();
         assert!(t.observe(252, h.as_ref(), us(0)).is_none());
+    }
+
+    #[test]
+    fn tiny_periodic_probes_are_not_media() {
+        // nomachine.pcapng, client -> server UDP 4000: 10-byte probes every
+        // 20 ms while the session is set up (a remote desktop, not a call).
+        const PROBES: [(u64, &str); 11] = [
+            (0, "010001000a0000000000"),
+            (20072, "010001000a0001000000"),
+            (40151, "010001000a0002000000"),
+            (60224, "010001000a0003000000"),
+            (80311, "030001000a0004000000"),
+            (100393, "030001000a0005000000"),
+            (120450, "030001000a0006000000"),
+            (140517, "030001000a0007000000"),
+            (160601, "030001000a0008000000"),
+            (326832, "0b000100120000000000f769c11890026965"),
+            (420397, "0a0001000e0009000000e164fbd8"),
+        ];
+        let mut t = MediaTracker::new();
+        for (at, p) in PROBES {
+            let p = hex(p);
+            assert!(rtp_or_rtcp(&p).is_none());
+            assert!(t.observe(p.len(), None, us(at)).is_none());
+        }
     }
 
     #[test]
