@@ -1285,6 +1285,30 @@ mod tests {
         }
 
         #[test]
+        fn cache_random_operations_keep_the_bound(
+            ops in proptest::collection::vec((any::<u8>(), any::<u32>(), 0u64..100_000, any::<bool>()), 1..300),
+        ) {
+            let c = DnsCache::new(32);
+            let mut latest = std::collections::HashMap::new();
+            let mut clock = 0u64;
+            for (k, ttl, dt, is_insert) in ops {
+                clock += dt;
+                let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, k));
+                let now = t(clock);
+                if is_insert {
+                    c.insert(ip, &format!("h{k}.example"), ttl, now);
+                    let clamped = u64::from(ttl).clamp(30, 86_400);
+                    latest.insert(k, clock + clamped);
+                } else if let Some(name) = c.lookup(ip, now) {
+                    // A hit is always the latest name, not yet expired.
+                    prop_assert_eq!(&*name, format!("h{k}.example"));
+                    prop_assert!(latest[&k] > clock);
+                }
+                prop_assert!(c.len() <= c.capacity());
+            }
+        }
+
+        #[test]
         fn mutated_real_packets_never_panic(
             which in 0usize..5,
             muts in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),

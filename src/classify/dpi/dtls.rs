@@ -657,6 +657,7 @@ mod tests {
         fn random_bytes_never_panic(b in proptest::collection::vec(any::<u8>(), 0..400)) {
             let _ = dtls_record(&b);
             let _ = client_hello(&b);
+            let _ = DtlsClientHello::parse(&b);
             for r in records(&b) {
                 for h in r.handshakes() {
                     let _ = h.client_hello();
