@@ -7,7 +7,7 @@ use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use qosd::classify::NoNames;
+use qosd::classify::dpi::dns::DnsCache;
 
 /// Traffic prioritisation for branch-office Internet gateways.
 #[derive(Parser)]
@@ -72,17 +72,21 @@ fn classify(pcap: &std::path::Path, config: Option<PathBuf>, json: bool) -> Exit
             eprint!("\r{n} frames...");
         }
     };
-    let (flows, stats) =
-        match qosd::offline::classify_capture(pcap, &cfg, Arc::new(NoNames), progress) {
-            Ok(r) => r,
-            Err(e) => {
-                if tty {
-                    eprintln!();
-                }
-                eprintln!("qosd classify: {e}");
-                return ExitCode::from(EXIT_INVALID);
+    let (flows, stats) = match qosd::offline::classify_capture(
+        pcap,
+        &cfg,
+        Arc::new(DnsCache::new(65_536)),
+        progress,
+    ) {
+        Ok(r) => r,
+        Err(e) => {
+            if tty {
+                eprintln!();
             }
-        };
+            eprintln!("qosd classify: {e}");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
     if tty && stats.read.frames >= 65_536 {
         eprintln!();
     }

@@ -5,14 +5,14 @@
 
 use super::DecidedBy;
 use super::catalog::CompiledCatalog;
-use super::dpi::{Parse, quic, tls};
+use super::dpi::rtp::{MediaKind, MediaTracker, RtpOrRtcp, rtp_or_rtcp};
+use super::dpi::{Parse, dtls, http, quic, rpc, stun, tls};
 use super::matcher::{AppId, FlowFacts};
 use crate::packet::PacketMeta;
 use crate::time::Instant;
 
 /// Real-time media seen on a flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[allow(dead_code)] // Constructed once the media parsers are wired in.
 pub enum Media {
     /// Nothing seen.
     #[default]
@@ -63,6 +63,12 @@ pub struct DpiState {
     quic: Option<Box<quic::InitialReassembler>>,
     /// The flow is not QUIC (or its Initial was read).
     quic_done: bool,
+    /// The client stream is not TLS: look for an HTTP request instead.
+    http_pending: bool,
+    /// Media timing and RTP headers, per direction (initiator first).
+    media: [MediaTracker; 2],
+    /// Strongest media evidence so far.
+    media_seen: Media,
 }
 
 /// A host name from a parser, owned.
@@ -77,7 +83,7 @@ impl DpiState {
         protocol: u8,
         pkt: &PacketMeta<'_>,
         from_initiator: bool,
-        _now: Instant,
+        now: Instant,
         catalog: &CompiledCatalog,
         facts: &FlowFacts<'_>,
     ) -> Found {
@@ -88,29 +94,56 @@ impl DpiState {
             if let Some(seen) = self.seen_payload.get_mut(who) {
                 *seen = true;
             }
-            found.payload_app = catalog.app_for_payload(facts, payload);
+            found.payload_app = catalog.app_for_payload(facts, payload).or_else(|| {
+                let prog = rpc::call_program(payload, protocol == 6)?;
+                rpc::NFS_FAMILY
+                    .contains(&prog)
+                    .then(|| catalog.app_id("nfs"))
+                    .flatten()
+            });
         }
         match protocol {
-            6 if from_initiator && !payload.is_empty() && !self.hello_done => {
-                self.tcp_client(payload, &mut found)
-            }
-            17 if from_initiator && !payload.is_empty() && !self.quic_done => {
-                self.udp_client(payload, &mut found)
+            6 if from_initiator && !payload.is_empty() => self.tcp_client(payload, &mut found),
+            17 if !payload.is_empty() => {
+                if from_initiator && !self.quic_done {
+                    self.udp_client(payload, &mut found);
+                }
+                self.udp_media(payload, who, now);
             }
             _ => {}
         }
+        found.media = self.media_seen;
         let names_done = match protocol {
-            6 => self.hello_done,
+            6 => self.hello_done && !self.http_pending,
             17 => self.quic_done,
             _ => true,
         };
-        found.done = found.host.is_some() || (names_done && self.seen_payload == [true, true]);
+        // UDP flows keep being watched for media timing until the
+        // inspection limit, unless RTP already settled it.
+        let media_done = protocol != 17 || matches!(self.media_seen, Media::Rtp { .. });
+        found.done =
+            found.host.is_some() || (names_done && media_done && self.seen_payload == [true, true]);
         found
     }
 
     /// The client side of a TCP stream: a TLS ClientHello, possibly spread
     /// over several segments.
     fn tcp_client(&mut self, payload: &[u8], found: &mut Found) {
+        if self.http_pending {
+            match http::request_host(payload) {
+                Parse::Found(host) => {
+                    found.host = Some((owned_host(host), DecidedBy::HttpHost));
+                    self.http_pending = false;
+                }
+                // Headers continue in the next segment; look at it alone.
+                Parse::NeedMore => {}
+                Parse::NotThis => self.http_pending = false,
+            }
+            return;
+        }
+        if self.hello_done {
+            return;
+        }
         let parsed = match self.hello.as_mut() {
             Some(buf) => {
                 let room = MAX_HELLO_BUFFER.saturating_sub(buf.len());
@@ -142,10 +175,56 @@ impl DpiState {
                     self.hello = Some(buf);
                 }
             }
-            Parse::NotThis => self.hello_done = true,
+            Parse::NotThis => {
+                self.hello_done = true;
+                if self.hello.is_none() && http::is_http_request_start(payload) {
+                    self.http_pending = true;
+                    self.tcp_client(payload, found);
+                }
+            }
         }
         if self.hello_done {
             self.hello = None;
+        }
+    }
+
+    /// Media evidence in a UDP payload from one side (`who`: 0 initiator).
+    fn udp_media(&mut self, payload: &[u8], who: usize, now: Instant) {
+        let rtp = match rtp_or_rtcp(payload) {
+            Some(RtpOrRtcp::Rtp(h)) => Some(h),
+            // A compound RTCP packet opening with a sender or receiver
+            // report (RFC 3550 6.1) is a call's control channel.
+            Some(RtpOrRtcp::Rtcp(info))
+                if info.packets >= 2 && matches!(info.first_type, 200 | 201) =>
+            {
+                if self.media_seen == Media::None || self.media_seen == Media::Stun {
+                    self.media_seen = Media::Rtp { video: false };
+                }
+                None
+            }
+            _ => None,
+        };
+        if let Some(tracker) = self.media.get_mut(who)
+            && let Some(v) = tracker.observe(payload.len(), rtp.as_ref(), now)
+        {
+            let video = v.kind == MediaKind::Video;
+            self.media_seen = if v.rtp {
+                Media::Rtp { video }
+            } else {
+                Media::Isochronous { video }
+            };
+            return;
+        }
+        if matches!(
+            self.media_seen,
+            Media::Rtp { .. } | Media::Isochronous { .. }
+        ) {
+            return;
+        }
+        if stun::stun(payload).is_some() {
+            self.media_seen = Media::Stun;
+        } else if self.media_seen == Media::None && dtls::dtls_record(payload).is_some() {
+            self.media_seen = Media::Dtls;
         }
     }
 
@@ -153,6 +232,9 @@ impl DpiState {
     fn udp_client(&mut self, payload: &[u8], found: &mut Found) {
         if self.quic.is_none() {
             if quic::is_initial(payload).is_none() {
+                if let Some(sni) = quic::gquic_chlo_sni(payload) {
+                    found.host = Some((owned_host(sni), DecidedBy::QuicSni));
+                }
                 self.quic_done = true;
                 return;
             }

@@ -125,10 +125,12 @@ impl DecidedBy {
     }
 }
 
-/// Looks up names learned from DNS answers (the DNS snooping cache).
+/// Names learned from DNS answers seen on the wire (DNS snooping).
 pub trait NameLookup {
     /// The name a client resolved to reach `addr`, if still fresh at `now`.
     fn name_of(&self, addr: IpAddr, now: Instant) -> Option<Arc<str>>;
+    /// Learns from a DNS response (a UDP payload from port 53).
+    fn learn(&self, dns_payload: &[u8], now: Instant);
 }
 
 /// No DNS snooping (tests, or when disabled).
@@ -137,6 +139,18 @@ pub struct NoNames;
 impl NameLookup for NoNames {
     fn name_of(&self, _: IpAddr, _: Instant) -> Option<Arc<str>> {
         None
+    }
+    fn learn(&self, _: &[u8], _: Instant) {}
+}
+
+impl NameLookup for dpi::dns::DnsCache {
+    fn name_of(&self, addr: IpAddr, now: Instant) -> Option<Arc<str>> {
+        self.lookup(addr, now)
+    }
+    fn learn(&self, dns_payload: &[u8], now: Instant) {
+        if let Some(resp) = dpi::dns::parse_response(dns_payload) {
+            self.insert_response(&resp, now);
+        }
     }
 }
 
@@ -302,6 +316,11 @@ impl Classifier {
         now: Instant,
         names: &dyn NameLookup,
     ) -> Verdict {
+        // DNS answers teach names for flows to come, whatever this flow's
+        // state (resolvers reuse one port for many queries).
+        if pkt.protocol == 17 && pkt.src_port == 53 && !pkt.payload.is_empty() {
+            names.learn(pkt.payload, now);
+        }
         let c = &flow.class;
         if c.settled && c.generation == self.generation {
             if c.watch_volume && flow.bytes[0] + flow.bytes[1] >= self.bulk_after_bytes {

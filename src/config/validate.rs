@@ -496,7 +496,7 @@ pub(super) fn validate(raw: &RawConfig, file: &str, problems: &mut Problems) -> 
         inspect_packets: p.optional(
             "classify.inspect_packets",
             &raw.classify.inspect_packets,
-            10,
+            24,
             |s| int_in_range(1, 100, "inspect_packets")(s).map(|n| n as u16),
         ),
         bulk_after_bytes: p.optional(

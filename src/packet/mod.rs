@@ -85,6 +85,8 @@ pub const TCP_ACK: u8 = 0x10;
 pub const ETHERTYPE_IPV4: u16 = 0x0800;
 /// EtherType of IPv6.
 pub const ETHERTYPE_IPV6: u16 = 0x86dd;
+/// UDP port of GTP-U (mobile-network user-plane tunnels).
+pub const GTP_U_PORT: u16 = 2152;
 /// EtherType of PPPoE session frames.
 pub const ETHERTYPE_PPPOE_SESSION: u16 = 0x8864;
 
@@ -122,7 +124,57 @@ impl<'a> PacketMeta<'a> {
         {
             return inner;
         }
-        let mut meta = Self::from_sliced(frame, &sliced);
+        if let Some(TransportSlice::Udp(u)) = &sliced.transport
+            && (u.destination_port() == GTP_U_PORT || u.source_port() == GTP_U_PORT)
+            && let Some(mut inner) = Self::gtp_inner(u.payload())
+        {
+            // Classify and queue by the tunnelled flow; keep the outer
+            // header's offset, DSCP and VLAN, which egress marking edits.
+            let outer = Self::parse_outer(frame, &sliced);
+            inner.frame_len = frame.len();
+            inner.vlan = outer.vlan;
+            inner.vlan_tags = outer.vlan_tags;
+            inner.ip_offset = outer.ip_offset;
+            inner.ip_version = outer.ip_version;
+            inner.dscp = outer.dscp;
+            inner.ecn = outer.ecn;
+            return inner;
+        }
+        Self::parse_outer(frame, &sliced)
+    }
+
+    /// The IP flow carried by a GTP-U G-PDU (3GPP TS 29.281), if any.
+    fn gtp_inner(gtp: &'a [u8]) -> Option<Self> {
+        let flags = *gtp.first()?;
+        // Version 1, protocol type GTP, message type 255 (G-PDU).
+        if flags >> 5 != 1 || flags & 0x10 == 0 || *gtp.get(1)? != 0xff {
+            return None;
+        }
+        let mut off = 8usize;
+        if flags & 0x07 != 0 {
+            // Sequence number, N-PDU number and next extension type.
+            let mut next = *gtp.get(off + 3)?;
+            off += 4;
+            let mut hops = 0;
+            while next != 0 && hops < 8 {
+                let len = usize::from(*gtp.get(off)?) * 4;
+                if len == 0 {
+                    return None;
+                }
+                next = *gtp.get(off + len - 1)?;
+                off += len;
+                hops += 1;
+            }
+        }
+        let inner = gtp.get(off..)?;
+        let sliced = SlicedPacket::from_ip(inner).ok()?;
+        let meta = Self::from_sliced(inner, &sliced);
+        (meta.kind == FrameKind::Ip).then_some(meta)
+    }
+
+    /// An Ethernet frame without tunnels.
+    fn parse_outer(frame: &'a [u8], sliced: &SlicedPacket<'a>) -> Self {
+        let mut meta = Self::from_sliced(frame, sliced);
         let mut ether_type = be16(frame, 12).unwrap_or(0);
         for ext in &sliced.link_exts {
             if let LinkExtSlice::Vlan(v) = ext {

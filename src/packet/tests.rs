@@ -271,3 +271,40 @@ fn ip_inside_pppoe_sessions() {
         FrameKind::NonIp { ether_type: 0x8864 }
     );
 }
+
+#[test]
+fn flows_inside_gtp_u_tunnels() {
+    let mut inner = Vec::new();
+    PacketBuilder::ipv4([10, 1, 0, 2], [10, 2, 0, 3], 64)
+        .udp(30000, 40000)
+        .write(&mut inner, b"rtp!")
+        .unwrap();
+    // GTP-U G-PDU with a sequence number (E/S/PN flags) and no extensions.
+    let mut gtp = vec![0x32, 0xff];
+    gtp.extend_from_slice(&((inner.len() + 4) as u16).to_be_bytes());
+    gtp.extend_from_slice(&[0, 0, 0, 1, 0, 7, 0, 0]);
+    gtp.extend_from_slice(&inner);
+    let mut ip =
+        etherparse::Ipv4Header::new(0, 64, IpNumber::UDP, [198, 18, 0, 1], [198, 19, 0, 2])
+            .unwrap();
+    ip.dscp = etherparse::IpDscp::try_new(46).unwrap();
+    let mut frame = Vec::new();
+    PacketBuilder::ethernet2(MAC_A, MAC_B)
+        .ip(etherparse::IpHeaders::Ipv4(ip, Default::default()))
+        .udp(2152, 2152)
+        .write(&mut frame, &gtp)
+        .unwrap();
+    let m = PacketMeta::parse(&frame);
+    assert_eq!(m.kind, FrameKind::Ip);
+    assert_eq!(m.src_ip().to_string(), "10.1.0.2");
+    assert_eq!(
+        (m.src_port, m.dst_port, m.payload),
+        (30000, 40000, &b"rtp!"[..])
+    );
+    // The outer header is what egress marking edits.
+    assert_eq!((m.ip_offset, m.dscp, m.frame_len), (14, 46, frame.len()));
+    // GTP control messages (echo request, type 1) stay the outer flow.
+    let mut echo = frame.clone();
+    echo[14 + 20 + 8 + 1] = 1;
+    assert_eq!(PacketMeta::parse(&echo).dst_port, 2152);
+}

@@ -6,6 +6,7 @@ pub mod dns;
 pub mod dtls;
 pub mod http;
 pub mod quic;
+pub mod rpc;
 pub mod rtp;
 pub mod stun;
 pub mod tls;
