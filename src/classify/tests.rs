@@ -215,15 +215,16 @@ fn host_rules_wait_for_the_host_name() {
 
 #[test]
 fn dscp_trust_is_optional() {
-    let ef = udp(PC, 40000, SRV, 40000, &[0u8; 40], 46);
+    // Large packets: not the small isochronous kind the media heuristic claims.
+    let ef = udp(PC, 40000, SRV, 40000, &[0u8; 1200], 46);
     let mut h = Harness::new(config(""));
-    for _ in 0..12 {
+    for _ in 0..30 {
         h.send(&ef, Direction::Upload);
     }
     assert_eq!(h.send(&ef, Direction::Upload).1, "default");
 
     let mut h = Harness::new(config("[classify]\ntrust_dscp = true\n"));
-    for _ in 0..12 {
+    for _ in 0..30 {
         h.send(&ef, Direction::Upload);
     }
     assert_eq!(
@@ -248,8 +249,8 @@ fn long_high_volume_default_flows_become_bulk() {
 #[test]
 fn reload_reclassifies_existing_flows() {
     let mut h = Harness::new(config(""));
-    let up = udp(PC, 40000, SRV, 9999, &[0u8; 100], 0);
-    for _ in 0..12 {
+    let up = udp(PC, 40000, SRV, 9999, &[0u8; 1200], 0);
+    for _ in 0..30 {
         h.send(&up, Direction::Upload);
     }
     assert_eq!(h.send(&up, Direction::Upload).0, "browsing");
@@ -287,4 +288,16 @@ fn unknown_rule_app_is_a_config_error() {
             .any(|e| e.key == "rule[0].apps[0]" && e.message.contains("unknown app")),
         "{errs:?}"
     );
+}
+
+#[test]
+fn small_isochronous_udp_is_real_time() {
+    // 20 ms, 172-byte payloads, unknown ports: a voice stream by behaviour.
+    let mut h = Harness::new(config(""));
+    let pkt = udp(PC, 41000, SRV, 41000, &[0x55u8; 172], 0);
+    let mut last = h.send(&pkt, Direction::Upload);
+    for _ in 0..30 {
+        last = h.send(&pkt, Direction::Upload);
+    }
+    assert_eq!((last.0.as_str(), last.1.as_str()), ("voice", "heuristic"));
 }

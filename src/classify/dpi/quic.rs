@@ -636,6 +636,44 @@ impl InitialReassembler {
     }
 }
 
+/// The SNI of a Google QUIC (Q039-Q046) client hello, which those versions
+/// send in clear: a `CHLO` message whose tag table holds an `SNI` tag.
+/// gQUIC is legacy but still seen from older clients and devices.
+pub fn gquic_chlo_sni(datagram: &[u8]) -> Option<&str> {
+    // The version ("Q0xx") sits after the flags and 8-byte connection id
+    // (Q039-Q043) or right after the first byte (Q046's long header).
+    let head = datagram.get(..16)?;
+    let versioned = head.windows(3).any(|w| {
+        w.first() == Some(&b'Q')
+            && w.get(1) == Some(&b'0')
+            && w.get(2).is_some_and(u8::is_ascii_digit)
+    });
+    if !versioned {
+        return None;
+    }
+    let window = datagram.get(..datagram.len().min(96))?;
+    let at = window.windows(4).position(|w| w == b"CHLO")?;
+    let msg = datagram.get(at..)?;
+    let num_tags = usize::from(u16::from_le_bytes([*msg.get(4)?, *msg.get(5)?]));
+    if num_tags == 0 || num_tags > 64 {
+        return None;
+    }
+    let table = msg.get(8..8 + num_tags * 8)?;
+    let values = msg.get(8 + num_tags * 8..)?;
+    let mut start = 0usize;
+    for entry in table.chunks_exact(8) {
+        let end = u32::from_le_bytes(<[u8; 4]>::try_from(entry.get(4..8)?).ok()?) as usize;
+        if end < start || end > values.len() {
+            return None;
+        }
+        if entry.get(..4) == Some(b"SNI\0") {
+            return tls::plausible_host(values.get(start..end)?);
+        }
+        start = end;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1186,42 +1224,4 @@ mod tests {
             proptest::prop_assert_eq!(c.prefix(), expected);
         }
     }
-}
-
-/// The SNI of a Google QUIC (Q039-Q046) client hello, which those versions
-/// send in clear: a `CHLO` message whose tag table holds an `SNI` tag.
-/// gQUIC is legacy but still seen from older clients and devices.
-pub fn gquic_chlo_sni(datagram: &[u8]) -> Option<&str> {
-    // The version ("Q0xx") sits after the flags and 8-byte connection id
-    // (Q039-Q043) or right after the first byte (Q046's long header).
-    let head = datagram.get(..16)?;
-    let versioned = head.windows(3).any(|w| {
-        w.first() == Some(&b'Q')
-            && w.get(1) == Some(&b'0')
-            && w.get(2).is_some_and(u8::is_ascii_digit)
-    });
-    if !versioned {
-        return None;
-    }
-    let window = datagram.get(..datagram.len().min(96))?;
-    let at = window.windows(4).position(|w| w == b"CHLO")?;
-    let msg = datagram.get(at..)?;
-    let num_tags = usize::from(u16::from_le_bytes([*msg.get(4)?, *msg.get(5)?]));
-    if num_tags == 0 || num_tags > 64 {
-        return None;
-    }
-    let table = msg.get(8..8 + num_tags * 8)?;
-    let values = msg.get(8 + num_tags * 8..)?;
-    let mut start = 0usize;
-    for entry in table.chunks_exact(8) {
-        let end = u32::from_le_bytes(<[u8; 4]>::try_from(entry.get(4..8)?).ok()?) as usize;
-        if end < start || end > values.len() {
-            return None;
-        }
-        if entry.get(..4) == Some(b"SNI\0") {
-            return tls::plausible_host(values.get(start..end)?);
-        }
-        start = end;
-    }
-    None
 }
