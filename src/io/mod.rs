@@ -1,4 +1,5 @@
 //! The edges where frames enter and leave: captures (`pcap`), and later the
 //! raw sockets of the daemon and the simulator's traffic.
 
+pub mod afpacket;
 pub mod pcap;

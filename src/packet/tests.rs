@@ -308,3 +308,21 @@ fn flows_inside_gtp_u_tunnels() {
     echo[14 + 20 + 8 + 1] = 1;
     assert_eq!(PacketMeta::parse(&echo).dst_port, 2152);
 }
+
+#[test]
+fn partial_checksums_are_completed() {
+    use super::rewrite::complete_l4_checksum;
+    for frame in [tcp_v4(b"some payload", false), udp_v6(b"payload!")] {
+        let mut broken = frame.clone();
+        // What an offloading sender leaves: some other value in the field.
+        let m = PacketMeta::parse(&broken);
+        let l4 = m.ip_offset + if m.ip_version == IpVersion::V4 { 20 } else { 40 };
+        let field = l4 + if m.protocol == 6 { 16 } else { 6 };
+        broken[field] ^= 0x5a;
+        assert!(complete_l4_checksum(&mut broken));
+        assert_eq!(broken, frame, "checksum differs from etherparse's");
+    }
+    let mut arp = vec![0u8; 42];
+    arp[12..14].copy_from_slice(&[0x08, 0x06]);
+    assert!(!complete_l4_checksum(&mut arp));
+}
