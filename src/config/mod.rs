@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::{Arc, LazyLock};
 
 pub use model::{
-    Api, App, Catalog, Category, CategoryId, Classify, Config, Flows, Interfaces, Link,
+    Api, App, Catalog, Category, CategoryId, Classify, Config, Datapath, Flows, Interfaces, Link,
     MAX_CATEGORIES, Match, Metrics, PerDirection, Rule,
 };
 pub use units::{Bandwidth, Direction, Dscp, HostPattern, PortRange, Protocol, Rate};

@@ -93,6 +93,8 @@ pub struct Config {
     pub rule: Vec<Rule>,
     /// Classifier settings.
     pub classify: Classify,
+    /// Data-path settings of the daemon.
+    pub datapath: Datapath,
     /// Prometheus exposition.
     pub metrics: Metrics,
     /// Admin HTTP API.
@@ -303,6 +305,20 @@ fn serialize_bytes_as_str<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S:
         Some(b) => s.serialize_str(&b.iter().map(|&c| char::from(c)).collect::<String>()),
         None => s.serialize_none(),
     }
+}
+
+/// `[datapath]`: how the daemon moves frames.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Datapath {
+    /// Turn off GRO/GSO/TSO/LRO on both interfaces at start (and restore
+    /// them at exit); when false, qosd refuses to start if they are on.
+    pub manage_offloads: bool,
+    /// Largest frame forwarded, in bytes; `None`: the larger interface MTU
+    /// plus Ethernet and two VLAN headers (jumbo frames follow the MTU).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_frame: Option<u32>,
+    /// Kernel socket buffer per interface and direction, in bytes.
+    pub socket_buffer: u32,
 }
 
 /// `[classify]`: how the classifier works, beyond rules.

@@ -124,6 +124,7 @@ pub struct RawConfig {
     pub default_category: Option<Value>,
     pub rule: Vec<RawRule>,
     pub classify: RawClassify,
+    pub datapath: RawDatapath,
     pub metrics: RawMetrics,
     pub api: RawApi,
     pub flows: RawFlows,
@@ -222,6 +223,15 @@ pub struct RawMatch {
     pub apps: Option<Value>,
     pub direction: Option<Value>,
     pub payload_prefix: Option<Value>,
+}
+
+/// `[datapath]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawDatapath {
+    pub manage_offloads: Option<Value>,
+    pub max_frame: Option<Value>,
+    pub socket_buffer: Option<Value>,
 }
 
 /// `[classify]`

@@ -10,7 +10,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use super::model::{
-    Api, App, Catalog, Category, CategoryId, Classify, Config, Flows, Interfaces, Link,
+    Api, App, Catalog, Category, CategoryId, Classify, Config, Datapath, Flows, Interfaces, Link,
     MAX_CATEGORIES, Match, Metrics, PerDirection, Rule,
 };
 use super::raw::{RawCatalog, RawCategory, RawConfig, RawMatch, RawRule, Value};
@@ -507,6 +507,17 @@ pub(super) fn validate(raw: &RawConfig, file: &str, problems: &mut Problems) -> 
         ),
     };
 
+    // [datapath]
+    let datapath = Datapath {
+        manage_offloads: p.optional("datapath.manage_offloads", &raw.datapath.manage_offloads, true, parse_bool),
+        max_frame: raw.datapath.max_frame.as_ref().and_then(|v| {
+            p.parse("datapath.max_frame", v, |s| int_in_range(128, 65_535, "max_frame")(s).map(|n| n as u32))
+        }),
+        socket_buffer: p.optional("datapath.socket_buffer", &raw.datapath.socket_buffer, 4 << 20, |s| {
+            int_in_range(65_536, 1 << 30, "socket_buffer")(s).map(|n| n as u32)
+        }),
+    };
+
     // [metrics], [api]
     let metrics_listen = p.optional(
         "metrics.listen",
@@ -574,6 +585,7 @@ pub(super) fn validate(raw: &RawConfig, file: &str, problems: &mut Problems) -> 
         category: categories,
         rule: rules,
         classify,
+        datapath,
         metrics: Metrics {
             listen: metrics_listen,
         },
