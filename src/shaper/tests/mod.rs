@@ -285,7 +285,9 @@ impl<Q: LinkQueue<Pkt>> Harness<Q> {
             }
         }
         if (self.window.0..self.window.1).contains(&now) {
-            self.window_bytes[cat] += wire_len(p.len as u32, self.overhead);
+            // Computed here, not with the shaper's own helper, so a shaper
+            // that forgets the overhead is caught.
+            self.window_bytes[cat] += (p.len as i64 + i64::from(self.overhead)).max(1) as u64;
         }
         if self.record_deliveries {
             self.deliveries.push((now, p.src, p.len));

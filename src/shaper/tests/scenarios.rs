@@ -249,8 +249,14 @@ fn max_is_a_ceiling_even_on_an_idle_link() {
 /// Saturates every category and compares what each gets with the HTB
 /// reference allocation.
 fn check_shares(cfg: &ShaperConfig, tolerance: f64) -> Vec<f64> {
+    check_active_shares(cfg, &vec![true; cfg.categories.len()], tolerance)
+}
+
+/// As [`check_shares`], with only the categories marked `active` loaded.
+fn check_active_shares(cfg: &ShaperConfig, active: &[bool], tolerance: f64) -> Vec<f64> {
     let n = cfg.categories.len();
     let sources: Vec<Source> = (0..n)
+        .filter(|&c| active[c])
         .flat_map(|c| {
             (0..3).map(move |f| Source::greedy(c as u8, (c * 10 + f) as u32, 300 + 400 * f))
         })
@@ -258,9 +264,9 @@ fn check_shares(cfg: &ShaperConfig, tolerance: f64) -> Vec<f64> {
     let mut h = Harness::new(Shaper::new(cfg), sources);
     h.window = (SEC / 2, 6 * SEC);
     h.run_until(6 * SEC);
-    let want = expected_rates(cfg, &vec![true; n]);
+    let want = expected_rates(cfg, active);
     let got: Vec<f64> = (0..n).map(|c| h.window_rate(c)).collect();
-    for c in 0..n {
+    for c in (0..n).filter(|&c| active[c]) {
         let min = cfg.categories[c].min.bps() as f64;
         let (g, w) = (got[c] - min, want[c] - min);
         assert!(
@@ -282,6 +288,20 @@ fn weights_split_spare_capacity_among_equal_priorities() {
     // min; video and priority 3 are left with their mins.
     assert!((got[0] - 2e6).abs() < 0.01 * 2e6, "control {}", got[0]);
     assert!((got[1] - 6e6).abs() < 0.01 * 6e6, "voice {}", got[1]);
+
+    // Only the four priority-3 categories busy: 20 - 8 Mbit of mins is
+    // spare, split 50:30:15:5, i.e. business 5 + 6, browsing 2 + 3.6,
+    // streaming 0.6 + 1.8, bulk 0.4 + 0.6.
+    let (cfg, scfg) = default_config("20 Mbit");
+    let mut active = vec![false; scfg.categories.len()];
+    for name in ["business", "browsing", "streaming", "bulk"] {
+        active[id(&cfg, name) as usize] = true;
+    }
+    let got = check_active_shares(&scfg, &active, 0.02);
+    let bulk = got[id(&cfg, "bulk") as usize];
+    assert!((bulk - 1e6).abs() < 0.02e6, "bulk {bulk}");
+    let business = got[id(&cfg, "business") as usize];
+    assert!((business - 11e6).abs() < 0.1e6, "business {business}");
 }
 
 #[test]
