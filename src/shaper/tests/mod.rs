@@ -86,6 +86,8 @@ impl Tcp {
 pub(super) enum Kind {
     /// One packet every `interval` from `next`.
     Cbr { interval: u64, next: u64 },
+    /// `count` packets at once every `every` from `next`.
+    Burst { every: u64, count: u32, next: u64 },
     /// Keeps `depth` packets queued at all times.
     Greedy { depth: usize },
     /// Congestion-controlled.
@@ -147,7 +149,7 @@ impl Source {
     }
     fn next_event(&self) -> u64 {
         match &self.kind {
-            Kind::Cbr { next, .. } => *next,
+            Kind::Cbr { next, .. } | Kind::Burst { next, .. } => *next,
             Kind::Tcp(t) => t.acks.front().copied().unwrap_or(u64::MAX),
             Kind::Greedy { .. } => u64::MAX,
         }
@@ -236,7 +238,7 @@ impl<Q: LinkQueue<Pkt>> Harness<Q> {
                     self.send(src);
                 }
             }
-            Kind::Cbr { .. } => {}
+            Kind::Cbr { .. } | Kind::Burst { .. } => {}
         }
     }
 
@@ -249,6 +251,12 @@ impl<Q: LinkQueue<Pkt>> Harness<Q> {
                     Kind::Cbr { interval, next } if *next <= now => {
                         *next += *interval;
                         self.send(i);
+                    }
+                    Kind::Burst { every, count, next } if *next <= now => {
+                        *next += *every;
+                        for _ in 0..*count {
+                            self.send(i);
+                        }
                     }
                     Kind::Tcp(t) if t.acks.front().is_some_and(|&a| a <= now) => {
                         t.acks.pop_front();

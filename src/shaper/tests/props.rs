@@ -47,7 +47,12 @@ fn arb_config(max_cats: usize) -> impl Strategy<Value = ShaperConfig> {
                 .into_iter()
                 .map(|(prio, weight, min_pct, max_pct, ecn, target, interval)| {
                     let min = (rate as f64 * min_pct as f64 * scale / 100.0) as u64;
-                    let max = min + (rate - min) * max_pct.max(5) / 100;
+                    // Sometimes min == max: a fixed rate.
+                    let max = if max_pct < 10 && min > 0 {
+                        min
+                    } else {
+                        min + (rate - min) * max_pct.max(5) / 100
+                    };
                     let mut c =
                         CategoryParams::new(prio, weight, Rate::from_bps(min), Rate::from_bps(max));
                     c.ecn = ecn;
