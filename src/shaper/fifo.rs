@@ -26,13 +26,14 @@ pub struct Fifo<P> {
     link: TokenBucket,
     overhead: i32,
     counters: Vec<CategoryCounters>,
+    fallback: usize,
     dropped: Vec<(P, DropReason)>,
 }
 
 impl<P: ShapedPacket> Fifo<P> {
     /// A FIFO at `cfg`'s link rate, overhead and burst, holding at most
-    /// `limit_bytes`, with counters for `cfg`'s categories (everything else
-    /// in `cfg` is ignored).
+    /// `limit_bytes`, with counters for `cfg`'s categories and its fallback
+    /// (everything else in `cfg` is ignored).
     pub fn new(cfg: &ShaperConfig, limit_bytes: u64) -> Self {
         let cfg = cfg.normalized();
         Fifo {
@@ -42,15 +43,18 @@ impl<P: ShapedPacket> Fifo<P> {
             link: TokenBucket::new(cfg.rate, nanos(cfg.burst)),
             overhead: cfg.overhead,
             counters: vec![CategoryCounters::default(); cfg.categories.len()],
+            fallback: cfg.fallback.index(),
             dropped: Vec::with_capacity(256),
         }
     }
 
+    /// The counters a packet of `category` goes to (the fallback category
+    /// if it does not exist, as in the shaper).
     fn slot(&self, category: CategoryId) -> usize {
         if category.index() < self.counters.len() {
             category.index()
         } else {
-            self.counters.len().saturating_sub(1)
+            self.fallback
         }
     }
 

@@ -479,7 +479,9 @@ impl<P: ShapedPacket> Shaper<P> {
                 }
             }
             if let Some((ci, vtime)) = best {
-                *clock = vtime;
+                // Monotonic: a laggard released from its ceiling must not
+                // pull the clock back and hand newcomers its credit.
+                *clock = (*clock).max(vtime);
                 return Some((ci, false));
             }
         }
@@ -511,7 +513,9 @@ impl<P: ShapedPacket> Shaper<P> {
     /// Switches to `cfg` live: rates, overhead, weights, priorities,
     /// min/max, CoDel parameters and limits change; every queued packet is
     /// kept (even above a smaller budget: later arrivals bring the backlog
-    /// back under it). Categories are matched by index. Packets of
+    /// back under it). Categories are matched by index. A change of
+    /// `flows_per_category` rehashes the queued packets (in arrival order)
+    /// and restarts CoDel's state for them. Packets of
     /// categories that no longer exist move to the fallback category, which
     /// counts them as arrivals; the removed categories' counters go.
     pub fn reconfigure(&mut self, cfg: &ShaperConfig) {
