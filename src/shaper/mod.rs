@@ -1,1 +1,618 @@
-//! The shaper (to be written).
+//! The shaper: one per direction, it holds packets back so the link runs
+//! slightly below line rate (the queue forms here, where we control it, not
+//! in the modem), and decides who leaves first.
+//!
+//! Sans-IO and deterministic: no clock (every call takes `now`), no
+//! threads, no allocation per packet once the packet store has grown to the
+//! peak backlog. The caller loops `dequeue(now)` until it returns `None`,
+//! then sleeps until [`Shaper::next_wakeup`] or the next arrival.
+//!
+//! Inside, HTB-like categories (see [`Shaper`]) each hold hashed per-flow
+//! queues served by DRR, new flows first, each kept short by CoDel
+//! (RFC 8289), as fq_codel does. [`Fifo`] is the "no qosd" baseline: one
+//! deep tail-drop buffer at the link rate, as in a modem.
+
+mod bucket;
+mod codel;
+mod config;
+mod fifo;
+mod flows;
+mod stats;
+
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+use crate::config::{CategoryId, Rate};
+use crate::time::Instant;
+
+use bucket::TokenBucket;
+use codel::CodelParams;
+use flows::{Dropped, FlowSet, Slab};
+
+pub use config::{
+    CategoryParams, DEFAULT_BURST, DEFAULT_FLOWS_PER_CATEGORY, DEFAULT_QUANTUM, MIN_MEMORY_LIMIT,
+    ShaperConfig,
+};
+pub use fifo::Fifo;
+pub use stats::{
+    CategoryCounters, DELAY_BUCKET_BOUNDS_NS, DelayHistogram, LOG_BUCKETS, LogHistogram,
+    PacketBytes,
+};
+
+/// What the shaper needs to know about a packet. The daemon's frame type
+/// implements it; tests use a small struct.
+pub trait ShapedPacket {
+    /// Length in bytes as captured (the link overhead is added by the shaper).
+    fn len(&self) -> usize;
+    /// Whether the length is zero.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Whether the packet is ECN-capable (ECT(0) or ECT(1)).
+    fn ecn_capable(&self) -> bool;
+    /// Sets the ECN field to CE (fixing checksums as needed); false if the
+    /// packet could not be marked, in which case CoDel drops it instead.
+    fn mark_ce(&mut self) -> bool;
+}
+
+/// Why a packet was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// CoDel: its flow had a standing queue above target.
+    Codel,
+    /// The global memory (or packet) budget was full; taken from the head of
+    /// the fattest flow queue.
+    Overflow,
+    /// Its category's backlog limit was full (typically a category held at
+    /// its `max`); taken from the head of the category's fattest flow.
+    Ceiling,
+}
+
+impl DropReason {
+    /// Every reason, in a fixed order.
+    pub const ALL: [DropReason; 3] = [DropReason::Codel, DropReason::Overflow, DropReason::Ceiling];
+
+    /// The label used in metrics.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Codel => "codel",
+            DropReason::Overflow => "overflow",
+            DropReason::Ceiling => "ceiling",
+        }
+    }
+}
+
+/// The interface [`Shaper`] and [`Fifo`] share, so a simulation can run the
+/// same traffic through either.
+pub trait LinkQueue<P> {
+    /// Queues `pkt`, arrived at `now`, for `category` and flow hash `flow`.
+    fn enqueue(&mut self, pkt: P, category: CategoryId, flow: u32, now: Instant);
+    /// The next packet allowed to leave at `now`, if any.
+    fn dequeue(&mut self, now: Instant) -> Option<P>;
+    /// The earliest instant `dequeue` could return a packet; `None` when empty.
+    fn next_wakeup(&self) -> Option<Instant>;
+    /// Hands every dropped packet back (to recycle its buffer).
+    fn drain_dropped(&mut self, f: &mut dyn FnMut(P, DropReason));
+    /// Counters, indexed by [`CategoryId`].
+    fn counters(&self) -> &[CategoryCounters];
+}
+
+#[inline]
+pub(crate) fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The length a packet is charged at on the wire: `len + overhead`, at
+/// least 1 byte.
+#[inline]
+pub(crate) fn wire_len(len: u32, overhead: i32) -> u64 {
+    u64::try_from((i64::from(len) + i64::from(overhead)).max(1)).unwrap_or(1)
+}
+
+/// Virtual-time units per byte at weight 1; 2^32 keeps the rounding of
+/// `2^32 / weight` negligible for any weight.
+const VTIME_ONE: u128 = 1 << 32;
+
+/// The scheduling state of one category.
+struct Class {
+    fq: FlowSet,
+    priority: u8,
+    /// Virtual time a byte costs this category: inversely proportional to
+    /// its weight, so equal virtual progress means bytes in weight ratio.
+    stride: u128,
+    /// Virtual time of this category's spare-capacity service.
+    vtime: u128,
+    /// The guarantee (`None` when `min` is 0).
+    min: Option<TokenBucket>,
+    /// The ceiling.
+    max: TokenBucket,
+    /// Backlog limit in bytes.
+    limit: u64,
+}
+
+impl Class {
+    /// A category created at `now`: its buckets hold no credit from before.
+    fn new(p: &CategoryParams, cfg: &ShaperConfig, now: Instant) -> Self {
+        let bucket = |rate| {
+            let mut b = TokenBucket::new(rate, class_burst(cfg, rate));
+            b.wake(now);
+            b
+        };
+        Class {
+            fq: FlowSet::new(
+                cfg.flows_per_category as usize,
+                cfg.quantum,
+                codel_params(p, cfg),
+            ),
+            priority: p.priority,
+            stride: VTIME_ONE / u128::from(p.weight.max(1)),
+            vtime: 0,
+            min: (p.min.bps() > 0).then(|| bucket(p.min)),
+            max: bucket(p.max),
+            limit: p.backlog_limit.unwrap_or(u64::MAX),
+        }
+    }
+
+    /// Takes new parameters, keeping queued packets, bucket debts and CoDel
+    /// state.
+    fn update<P>(
+        &mut self,
+        p: &CategoryParams,
+        cfg: &ShaperConfig,
+        slab: &mut Slab<P>,
+        now: Instant,
+    ) {
+        let burst = class_burst(cfg, p.min);
+        self.fq.resize(cfg.flows_per_category as usize, slab);
+        self.fq.set_quantum(cfg.quantum);
+        self.fq.codel = codel_params(p, cfg);
+        self.priority = p.priority;
+        self.stride = VTIME_ONE / u128::from(p.weight.max(1));
+        self.min = match (self.min.take(), p.min.bps() > 0) {
+            (_, false) => None,
+            (Some(mut b), true) => {
+                b.set_rate(p.min, burst);
+                Some(b)
+            }
+            (None, true) => {
+                // A new guarantee starts now, owing nothing for the past.
+                let mut b = TokenBucket::new(p.min, burst);
+                b.wake(now);
+                Some(b)
+            }
+        };
+        self.max.set_rate(p.max, class_burst(cfg, p.max));
+        self.limit = p.backlog_limit.unwrap_or(u64::MAX);
+    }
+
+    #[inline]
+    fn below_min(&self, now: Instant) -> bool {
+        self.min.as_ref().is_some_and(|b| b.is_ready(now))
+    }
+}
+
+/// The credit a category's bucket at `rate` may save up, in time.
+///
+/// A category whose bucket becomes ready may still wait for the link while
+/// others are served: guarantees first, higher priorities first, and those
+/// may be catching up on credit of their own. Credit lost in that wait
+/// would leave the category below its `max` for good, so the burst covers
+/// it: at least [`ShaperConfig::burst`]; at least the time the link takes
+/// to send one quantum per category (plus one); and, like HTB's default,
+/// at least two quanta at the bucket's own rate, which small categories
+/// need. What a category can send above `max` in a short window is bounded
+/// by this credit; over long windows it never exceeds `max`.
+fn class_burst(cfg: &ShaperConfig, rate: Rate) -> u64 {
+    let quantum_bits = u128::from(cfg.quantum) * 8;
+    let link_wait = (cfg.categories.len() as u128 + 1) * quantum_bits * 1_000_000_000
+        / u128::from(cfg.rate.bps().max(1));
+    let own = 2 * quantum_bits * 1_000_000_000 / u128::from(rate.bps().max(1));
+    let longest = link_wait.max(own);
+    nanos(cfg.burst).max(u64::try_from(longest).unwrap_or(u64::MAX))
+}
+
+fn codel_params(p: &CategoryParams, cfg: &ShaperConfig) -> CodelParams {
+    CodelParams {
+        target: nanos(p.codel_target),
+        interval: nanos(p.codel_interval),
+        mtu: u64::from(cfg.quantum),
+        ecn: p.ecn,
+    }
+}
+
+/// Iterates the set bits of a category mask, lowest first.
+#[inline]
+fn bits(mut mask: u32) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        if mask == 0 {
+            return None;
+        }
+        let i = mask.trailing_zeros() as usize;
+        mask &= mask - 1;
+        Some(i)
+    })
+}
+
+/// The shaper of one direction of the link.
+///
+/// Scheduling, HTB-like: the link is a token bucket at [`ShaperConfig::rate`]
+/// (packets charged `len + overhead`). When it allows a packet, the
+/// category is chosen in two rounds:
+/// 1. backlogged categories still below their `min` (and below `max`), the
+///    highest priority (lowest number) first: the guarantees;
+/// 2. backlogged categories below their `max`, the highest priority level
+///    first; inside a level, the one with the least weighted service so far
+///    (start-time fair queueing on bytes / weight, the fine-grained form of
+///    weighted DRR), so spare capacity is split in weight ratio.
+///
+/// `max` is charged in both rounds and never exceeded; `min` only in the
+/// first, so a category gets its guarantee plus its weighted share of the
+/// rest. Within the chosen category, fq_codel picks the packet.
+pub struct Shaper<P> {
+    cfg: ShaperConfig,
+    link: TokenBucket,
+    classes: Vec<Class>,
+    counters: Vec<CategoryCounters>,
+    slab: Slab<P>,
+    dropped: Dropped<P>,
+    /// Categories with packets queued (bit = category index).
+    backlogged: u32,
+    /// Categories with a guarantee.
+    min_mask: u32,
+    /// Categories at each priority level.
+    level_mask: [u32; 8],
+    /// Virtual time of the last spare-capacity pick at each level; a
+    /// category that becomes backlogged starts there (no credit for idling).
+    level_vclock: [u128; 8],
+    /// Everything queued, all categories.
+    queued: PacketBytes,
+    /// The latest `now` seen, for [`Shaper::reconfigure`], which has none.
+    clock: Instant,
+}
+
+impl<P: ShapedPacket> Shaper<P> {
+    /// An empty shaper running `cfg` (normalised, see
+    /// [`ShaperConfig::normalized`]).
+    pub fn new(cfg: &ShaperConfig) -> Self {
+        let cfg = cfg.normalized();
+        let classes: Vec<Class> = cfg
+            .categories
+            .iter()
+            .map(|p| Class::new(p, &cfg, Instant::ZERO))
+            .collect();
+        let mut s = Shaper {
+            link: TokenBucket::new(cfg.rate, nanos(cfg.burst)),
+            counters: vec![CategoryCounters::default(); classes.len()],
+            classes,
+            slab: Slab::with_capacity(1024),
+            dropped: Dropped::new(),
+            backlogged: 0,
+            min_mask: 0,
+            level_mask: [0; 8],
+            level_vclock: [0; 8],
+            queued: PacketBytes::default(),
+            clock: Instant::ZERO,
+            cfg,
+        };
+        s.rebuild_masks();
+        s
+    }
+
+    /// The configuration in force (normalised).
+    pub fn config(&self) -> &ShaperConfig {
+        &self.cfg
+    }
+
+    /// Counters, indexed by [`CategoryId`].
+    pub fn counters(&self) -> &[CategoryCounters] {
+        &self.counters
+    }
+
+    /// Everything queued, all categories.
+    pub fn backlog(&self) -> PacketBytes {
+        self.queued
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.queued.packets == 0
+    }
+
+    /// Queues `pkt`, arrived at `now`, in `category` (the fallback category
+    /// if it does not exist) and the flow queue that `flow` (a hash of the
+    /// flow's key) maps to. If that breaks the category's backlog limit or
+    /// the memory budget, packets are dropped from the head of the fattest
+    /// flow queue, never the arriving packet of a thinner flow.
+    pub fn enqueue(&mut self, pkt: P, category: CategoryId, flow: u32, now: Instant) {
+        let ci = if category.index() < self.classes.len() {
+            category.index()
+        } else {
+            self.cfg.fallback.index()
+        };
+        let len = u32::try_from(pkt.len()).unwrap_or(u32::MAX);
+        self.clock = self.clock.max(now);
+        let (Some(class), Some(ctr)) = (self.classes.get_mut(ci), self.counters.get_mut(ci)) else {
+            // Unreachable: normalisation keeps the fallback in range.
+            return;
+        };
+        class
+            .fq
+            .enqueue(&mut self.slab, pkt, len, flow, now.as_nanos());
+        ctr.arrived.add(u64::from(len));
+        ctr.backlog.add(u64::from(len));
+        self.queued.add(u64::from(len));
+        let bit = 1u32 << ci;
+        if self.backlogged & bit == 0 {
+            self.backlogged |= bit;
+            let clock = self
+                .level_vclock
+                .get(usize::from(class.priority))
+                .copied()
+                .unwrap_or(0);
+            class.vtime = class.vtime.max(clock);
+            if let Some(b) = class.min.as_mut() {
+                b.wake(now);
+            }
+        }
+        let over_ceiling = ctr.backlog.bytes > class.limit;
+        if over_ceiling {
+            while self
+                .counters
+                .get(ci)
+                .zip(self.classes.get(ci))
+                .is_some_and(|(c, k)| c.backlog.bytes > k.limit)
+            {
+                if !self.shed(1u32 << ci, DropReason::Ceiling) {
+                    break;
+                }
+            }
+        }
+        while self.queued.bytes > self.cfg.memory_limit
+            || self.queued.packets > self.cfg.packet_limit
+        {
+            if !self.shed(self.backlogged, DropReason::Overflow) {
+                break;
+            }
+        }
+    }
+
+    /// Drops from the head of the fattest flow of the categories in `scope`;
+    /// false if they hold nothing.
+    fn shed(&mut self, scope: u32, reason: DropReason) -> bool {
+        let mut best: Option<(usize, usize, u64)> = None;
+        for ci in bits(scope & self.backlogged) {
+            if let Some((fi, bytes)) = self.classes.get(ci).and_then(|c| c.fq.fattest())
+                && bytes > best.map_or(0, |b| b.2)
+            {
+                best = Some((ci, fi, bytes));
+            }
+        }
+        let Some((ci, fi, _)) = best else {
+            return false;
+        };
+        let (Some(class), Some(ctr)) = (self.classes.get_mut(ci), self.counters.get_mut(ci)) else {
+            return false;
+        };
+        let before = ctr.backlog;
+        class
+            .fq
+            .drop_head(fi, &mut self.slab, ctr, &mut self.dropped, reason);
+        settle(&mut self.queued, before, ctr.backlog);
+        if ctr.backlog.packets == 0 {
+            self.backlogged &= !(1u32 << ci);
+        }
+        true
+    }
+
+    /// The next packet allowed to leave at `now`: `None` if the link or
+    /// every backlogged category's ceiling says wait (see
+    /// [`Shaper::next_wakeup`]), or if nothing is queued. CoDel may drop
+    /// packets on the way; collect them with [`Shaper::drain_dropped`].
+    pub fn dequeue(&mut self, now: Instant) -> Option<P> {
+        if self.backlogged == 0 || !self.link.is_ready(now) {
+            return None;
+        }
+        let t = now.as_nanos();
+        self.clock = self.clock.max(now);
+        loop {
+            let (ci, guaranteed) = self.pick(now)?;
+            let (Some(class), Some(ctr)) = (self.classes.get_mut(ci), self.counters.get_mut(ci))
+            else {
+                return None;
+            };
+            let before = ctr.backlog;
+            let out = class.fq.dequeue(&mut self.slab, t, ctr, &mut self.dropped);
+            settle(&mut self.queued, before, ctr.backlog);
+            if ctr.backlog.packets == 0 || out.is_none() {
+                self.backlogged &= !(1u32 << ci);
+            }
+            let Some(p) = out else {
+                // CoDel emptied this category; try the next one.
+                continue;
+            };
+            let wire = wire_len(p.len, self.cfg.overhead);
+            self.link.charge(wire, now);
+            class.max.charge(wire, now);
+            if guaranteed {
+                // No idle cap while backlogged: what the guarantee owes a
+                // category kept waiting by others is paid back, not lost.
+                if let Some(b) = class.min.as_mut() {
+                    b.charge_owed(wire);
+                }
+            } else {
+                class.vtime = class
+                    .vtime
+                    .saturating_add(u128::from(wire).saturating_mul(class.stride));
+            }
+            ctr.count_sent(u64::from(p.len), t.saturating_sub(p.enqueued));
+            return Some(p.pkt);
+        }
+    }
+
+    /// The category to serve now, and whether it is served under its
+    /// guarantee (round 1) rather than from spare capacity (round 2).
+    #[inline]
+    fn pick(&mut self, now: Instant) -> Option<(usize, bool)> {
+        let guaranteed = self.backlogged & self.min_mask;
+        if guaranteed != 0 {
+            for &level in &self.level_mask {
+                for ci in bits(level & guaranteed) {
+                    if let Some(c) = self.classes.get(ci)
+                        && c.below_min(now)
+                        && c.max.is_ready(now)
+                    {
+                        return Some((ci, true));
+                    }
+                }
+            }
+        }
+        for (level, clock) in self.level_mask.iter().zip(self.level_vclock.iter_mut()) {
+            let mut best: Option<(usize, u128)> = None;
+            for ci in bits(level & self.backlogged) {
+                if let Some(c) = self.classes.get(ci)
+                    && c.max.is_ready(now)
+                    && best.is_none_or(|(_, v)| c.vtime < v)
+                {
+                    best = Some((ci, c.vtime));
+                }
+            }
+            if let Some((ci, vtime)) = best {
+                // Monotonic: a laggard released from its ceiling must not
+                // pull the clock back and hand newcomers its credit.
+                *clock = (*clock).max(vtime);
+                return Some((ci, false));
+            }
+        }
+        None
+    }
+
+    /// The earliest instant [`Shaper::dequeue`] could return a packet (it may
+    /// be in the past: call `dequeue` now); `None` when nothing is queued.
+    pub fn next_wakeup(&self) -> Option<Instant> {
+        if self.backlogged == 0 {
+            return None;
+        }
+        let ceiling = bits(self.backlogged)
+            .filter_map(|ci| self.classes.get(ci))
+            .map(|c| c.max.ready_at())
+            .min()
+            .unwrap_or(Instant::NEVER);
+        Some(ceiling.max(self.link.ready_at()))
+    }
+
+    /// Hands every packet dropped since the last call back to `f`, with the
+    /// reason (counters already include them). Call it after each batch of
+    /// enqueues and dequeues: at most 4096 are kept between calls, beyond
+    /// that dropped packets are freed here.
+    pub fn drain_dropped(&mut self, f: impl FnMut(P, DropReason)) {
+        self.dropped.drain(f);
+    }
+
+    /// Switches to `cfg` live: rates, overhead, weights, priorities,
+    /// min/max, CoDel parameters and limits change; every queued packet is
+    /// kept (even above a smaller budget: later arrivals bring the backlog
+    /// back under it). Categories are matched by index. A change of
+    /// `flows_per_category` rehashes the queued packets (in arrival order)
+    /// and restarts CoDel's state for them. Packets of
+    /// categories that no longer exist move to the fallback category, which
+    /// counts them as arrivals; the removed categories' counters go.
+    pub fn reconfigure(&mut self, cfg: &ShaperConfig) {
+        let cfg = cfg.normalized();
+        self.link.set_rate(cfg.rate, nanos(cfg.burst));
+        let keep = cfg.categories.len();
+        let mut moved: Vec<u32> = Vec::new();
+        for class in self.classes.iter_mut().skip(keep) {
+            class.fq.unlink_all(&self.slab, &mut moved);
+        }
+        self.classes.truncate(keep);
+        self.counters.truncate(keep);
+        for (i, p) in cfg.categories.iter().enumerate() {
+            match self.classes.get_mut(i) {
+                Some(class) => class.update(p, &cfg, &mut self.slab, self.clock),
+                None => {
+                    self.classes.push(Class::new(p, &cfg, self.clock));
+                    self.counters.push(CategoryCounters::default());
+                }
+            }
+        }
+        if !moved.is_empty()
+            && let (Some(class), Some(ctr)) = (
+                self.classes.get_mut(cfg.fallback.index()),
+                self.counters.get_mut(cfg.fallback.index()),
+            )
+        {
+            if ctr.backlog.packets == 0
+                && let Some(b) = class.min.as_mut()
+            {
+                b.wake(self.clock);
+            }
+            let bytes = FlowSet::bytes_of(&self.slab, &moved);
+            let n = moved.len() as u64;
+            class.fq.relink(&mut self.slab, &mut moved);
+            for c in [&mut ctr.arrived, &mut ctr.backlog] {
+                c.packets = c.packets.wrapping_add(n);
+                c.bytes = c.bytes.wrapping_add(bytes);
+            }
+        }
+        self.cfg = cfg;
+        self.rebuild_masks();
+        // Weighted service restarts level with the level's clock: no
+        // category carries credit or debt across a change of weights.
+        for c in &mut self.classes {
+            c.vtime = self
+                .level_vclock
+                .get(usize::from(c.priority))
+                .copied()
+                .unwrap_or(0);
+        }
+    }
+
+    fn rebuild_masks(&mut self) {
+        self.level_mask = [0; 8];
+        self.min_mask = 0;
+        self.backlogged = 0;
+        for (i, (c, ctr)) in self.classes.iter().zip(&self.counters).enumerate() {
+            let bit = 1u32 << i;
+            if let Some(m) = self.level_mask.get_mut(usize::from(c.priority)) {
+                *m |= bit;
+            }
+            if c.min.is_some() {
+                self.min_mask |= bit;
+            }
+            if ctr.backlog.packets > 0 {
+                self.backlogged |= bit;
+            }
+        }
+    }
+}
+
+/// Takes what a category op removed (`before - after`) off the totals.
+#[inline]
+fn settle(total: &mut PacketBytes, before: PacketBytes, after: PacketBytes) {
+    total.packets = total
+        .packets
+        .wrapping_sub(before.packets.wrapping_sub(after.packets));
+    total.bytes = total
+        .bytes
+        .wrapping_sub(before.bytes.wrapping_sub(after.bytes));
+}
+
+impl<P: ShapedPacket> LinkQueue<P> for Shaper<P> {
+    fn enqueue(&mut self, pkt: P, category: CategoryId, flow: u32, now: Instant) {
+        Shaper::enqueue(self, pkt, category, flow, now);
+    }
+    fn dequeue(&mut self, now: Instant) -> Option<P> {
+        Shaper::dequeue(self, now)
+    }
+    fn next_wakeup(&self) -> Option<Instant> {
+        Shaper::next_wakeup(self)
+    }
+    fn drain_dropped(&mut self, f: &mut dyn FnMut(P, DropReason)) {
+        Shaper::drain_dropped(self, f);
+    }
+    fn counters(&self) -> &[CategoryCounters] {
+        Shaper::counters(self)
+    }
+}
