@@ -13,9 +13,12 @@
 
 pub mod classify;
 pub mod config;
+pub mod daemon;
+pub mod engine;
 pub mod flow;
 pub mod io;
 pub mod offline;
 pub mod packet;
 pub mod shaper;
+pub mod simulate;
 pub mod time;

@@ -213,6 +213,7 @@ pub struct Classifier {
     trust_dscp: bool,
     inspect_packets: u16,
     bulk_after_bytes: u64,
+    ack_category: Option<CategoryId>,
 }
 
 /// What [`Classifier::classify`] returns for one packet.
@@ -263,6 +264,11 @@ impl Classifier {
             trust_dscp: cfg.classify.trust_dscp,
             inspect_packets: cfg.classify.inspect_packets,
             bulk_after_bytes: cfg.classify.bulk_after_bytes,
+            ack_category: cfg
+                .classify
+                .ack_category
+                .as_deref()
+                .and_then(|n| cfg.category_id(n)),
         }
     }
 
@@ -279,6 +285,19 @@ impl Classifier {
     /// The category of frames that are not IP.
     pub fn non_ip_category(&self) -> CategoryId {
         self.targets.control.unwrap_or(self.default)
+    }
+
+    /// Where pure TCP ACKs go instead of their flow's category, if
+    /// configured: a download's ACKs stuck behind a saturated upload make
+    /// the download bursty, and its bursts queue at the ISP, out of qosd's
+    /// reach (the classic reason shapers prioritise small ACKs).
+    #[inline]
+    pub fn ack_category(&self, pkt: &PacketMeta<'_>) -> Option<CategoryId> {
+        use crate::packet::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+        let pure_ack = pkt.protocol == 6
+            && pkt.payload.is_empty()
+            && pkt.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST | TCP_ACK) == TCP_ACK;
+        if pure_ack { self.ack_category } else { None }
     }
 
     /// The category for malformed frames (forwarded, counted, not trusted).
@@ -574,4 +593,4 @@ impl Classifier {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -336,6 +336,10 @@ pub struct Classify {
     /// A flow that has moved this many bytes and is still only "default" is
     /// treated as bulk (long high-rate transfers).
     pub bulk_after_bytes: u64,
+    /// Category for pure TCP ACKs (no payload), whatever their flow's
+    /// category; `None` keeps them with their flow.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ack_category: Option<String>,
 }
 
 /// `[metrics]`

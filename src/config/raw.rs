@@ -242,6 +242,7 @@ pub struct RawClassify {
     pub apps_file: Option<Value>,
     pub inspect_packets: Option<Value>,
     pub bulk_after_bytes: Option<Value>,
+    pub ack_category: Option<Value>,
 }
 
 /// An app catalog file.

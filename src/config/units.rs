@@ -633,6 +633,16 @@ impl Direction {
         }
     }
 
+    /// Shared access to the element of a per-direction pair.
+    #[inline]
+    pub fn pick_ref<T>(self, pair: &[T; 2]) -> &T {
+        let [up, down] = pair;
+        match self {
+            Direction::Upload => up,
+            Direction::Download => down,
+        }
+    }
+
     /// Mutable access to the element of a per-direction pair.
     #[inline]
     pub fn pick_mut<T>(self, pair: &mut [T; 2]) -> &mut T {

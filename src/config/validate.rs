@@ -481,7 +481,30 @@ pub(super) fn validate(raw: &RawConfig, file: &str, problems: &mut Problems) -> 
     }
 
     // [classify]
+    let ack_category = match &raw.classify.ack_category {
+        None => categories
+            .iter()
+            .any(|c| c.name == "control")
+            .then(|| "control".to_owned()),
+        Some(v) => p.text("classify.ack_category", v).and_then(|name| {
+            if name.is_empty() || name == "none" {
+                None
+            } else if lookup(&name).is_none() && !categories.is_empty() {
+                p.add(
+                    "classify.ack_category",
+                    format!(
+                        "unknown category \"{name}\" (known: {}; or \"none\")",
+                        known()
+                    ),
+                );
+                None
+            } else {
+                Some(name)
+            }
+        }),
+    };
     let classify = Classify {
+        ack_category,
         trust_dscp: p.optional(
             "classify.trust_dscp",
             &raw.classify.trust_dscp,
@@ -509,13 +532,23 @@ pub(super) fn validate(raw: &RawConfig, file: &str, problems: &mut Problems) -> 
 
     // [datapath]
     let datapath = Datapath {
-        manage_offloads: p.optional("datapath.manage_offloads", &raw.datapath.manage_offloads, true, parse_bool),
+        manage_offloads: p.optional(
+            "datapath.manage_offloads",
+            &raw.datapath.manage_offloads,
+            true,
+            parse_bool,
+        ),
         max_frame: raw.datapath.max_frame.as_ref().and_then(|v| {
-            p.parse("datapath.max_frame", v, |s| int_in_range(128, 65_535, "max_frame")(s).map(|n| n as u32))
+            p.parse("datapath.max_frame", v, |s| {
+                int_in_range(128, 65_535, "max_frame")(s).map(|n| n as u32)
+            })
         }),
-        socket_buffer: p.optional("datapath.socket_buffer", &raw.datapath.socket_buffer, 4 << 20, |s| {
-            int_in_range(65_536, 1 << 30, "socket_buffer")(s).map(|n| n as u32)
-        }),
+        socket_buffer: p.optional(
+            "datapath.socket_buffer",
+            &raw.datapath.socket_buffer,
+            4 << 20,
+            |s| int_in_range(65_536, 1 << 30, "socket_buffer")(s).map(|n| n as u32),
+        ),
     };
 
     // [metrics], [api]

@@ -1,0 +1,253 @@
+//! The sans-IO core: given a frame, its direction and `now`, parse it, find
+//! its flow, classify it, mark it and queue it in that direction's shaper;
+//! [`DirectionEngine::dequeue`] hands back frames due to leave and
+//! [`DirectionEngine::next_wakeup`] says when to ask again. No syscalls, no
+//! clocks, no threads: the daemon, the simulator and the tests drive it.
+//!
+//! State shared by both directions (flow table, DNS names, the current
+//! classifier) lives in [`Shared`]; each direction owns its queue and its
+//! counters, so the per-packet path takes no lock but its flow's shard.
+
+pub mod frame;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use arc_swap::ArcSwap;
+
+use self::frame::Frame;
+use crate::classify::dpi::dns::DnsCache;
+use crate::classify::{Classifier, DecidedBy};
+use crate::config::{CategoryId, Config, Direction};
+use crate::flow::{FlowKey, FlowTable};
+use crate::packet::{FrameKind, PacketMeta, rewrite};
+use crate::shaper::{CategoryCounters, DropReason, LinkQueue};
+use crate::time::Instant;
+
+/// Entries in the DNS snooping cache.
+pub const DNS_CACHE_ENTRIES: usize = 65_536;
+
+/// What both directions share.
+pub struct Shared {
+    /// The bidirectional flow table.
+    pub table: FlowTable,
+    /// Names learned from DNS answers.
+    pub names: DnsCache,
+    classifier: ArcSwap<Classifier>,
+    config: ArcSwap<Config>,
+    generation: AtomicU32,
+}
+
+impl Shared {
+    /// State for `cfg`.
+    pub fn new(cfg: &Config) -> Self {
+        Shared {
+            table: FlowTable::new(&cfg.flows),
+            names: DnsCache::new(DNS_CACHE_ENTRIES),
+            classifier: ArcSwap::from_pointee(Classifier::new(cfg, 1)),
+            config: ArcSwap::from_pointee(cfg.clone()),
+            generation: AtomicU32::new(1),
+        }
+    }
+
+    /// Installs a new configuration: a new classifier (existing flows
+    /// re-derive their verdicts on their next packet) and flow limits. The
+    /// shapers are reconfigured by their owners ([`DirectionEngine::reconfigure`]).
+    pub fn reload(&self, cfg: &Config) {
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        self.table.set_limits(&cfg.flows);
+        self.classifier
+            .store(Arc::new(Classifier::new(cfg, generation)));
+        self.config.store(Arc::new(cfg.clone()));
+    }
+
+    /// The classifier in force.
+    pub fn classifier(&self) -> Arc<Classifier> {
+        self.classifier.load_full()
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+}
+
+/// Counters of one direction's engine, besides the queue's own.
+#[derive(Debug, Clone, Default)]
+pub struct EngineCounters {
+    /// IP frames handled.
+    pub ip_frames: u64,
+    /// Frames that are not IP (passed in the control category).
+    pub non_ip_frames: u64,
+    /// Frames that claim to be IP but could not be parsed (passed in the
+    /// default category).
+    pub malformed_frames: u64,
+    /// Flows settled, by [`DecidedBy::KINDS`] index.
+    pub decisions: [u64; DecidedBy::KINDS.len()],
+    /// Frames rewritten with their category's DSCP.
+    pub dscp_marked: u64,
+}
+
+fn decided_index(d: DecidedBy) -> usize {
+    DecidedBy::KINDS
+        .iter()
+        .position(|k| *k == d.kind())
+        .unwrap_or(0)
+}
+
+/// One direction: classification in front of a link queue (the shaper, or
+/// a plain FIFO for comparisons).
+pub struct DirectionEngine<Q> {
+    dir: Direction,
+    shared: Arc<Shared>,
+    classifier: Arc<Classifier>,
+    queue: Q,
+    /// DSCP to write per category, if any.
+    marks: Vec<Option<u8>>,
+    counters: EngineCounters,
+}
+
+impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
+    /// The engine for `dir`, in front of `queue`.
+    pub fn new(dir: Direction, shared: Arc<Shared>, queue: Q) -> Self {
+        let cfg = shared.config();
+        DirectionEngine {
+            dir,
+            classifier: shared.classifier(),
+            marks: cfg
+                .category
+                .iter()
+                .map(|c| c.dscp.map(|d| d.value()))
+                .collect(),
+            shared,
+            queue,
+            counters: EngineCounters::default(),
+        }
+    }
+
+    /// The direction.
+    pub fn direction(&self) -> Direction {
+        self.dir
+    }
+
+    /// The queue (for its counters).
+    pub fn queue(&self) -> &Q {
+        &self.queue
+    }
+
+    /// The queue, mutably (to reconfigure it).
+    pub fn queue_mut(&mut self) -> &mut Q {
+        &mut self.queue
+    }
+
+    /// This direction's counters.
+    pub fn counters(&self) -> &EngineCounters {
+        &self.counters
+    }
+
+    /// The queue's per-category counters.
+    pub fn category_counters(&self) -> &[CategoryCounters] {
+        self.queue.counters()
+    }
+
+    /// Picks up a configuration installed with [`Shared::reload`] (call
+    /// once per batch of frames: it is one atomic load when nothing changed).
+    /// Returns the new configuration when there is one, for the caller to
+    /// reconfigure its queue.
+    #[inline]
+    pub fn refresh(&mut self) -> Option<Arc<Config>> {
+        let current = self.shared.classifier.load();
+        if Arc::ptr_eq(&current, &self.classifier) {
+            return None;
+        }
+        self.classifier = Arc::clone(&current);
+        let cfg = self.shared.config();
+        self.marks = cfg
+            .category
+            .iter()
+            .map(|c| c.dscp.map(|d| d.value()))
+            .collect();
+        Some(cfg)
+    }
+
+    /// The classifier this direction uses.
+    pub fn classifier(&self) -> &Classifier {
+        &self.classifier
+    }
+
+    /// Classifies `frame`, arrived at `now`, and queues it. Returns its
+    /// category.
+    pub fn ingress(&mut self, mut frame: Frame, now: Instant) -> CategoryId {
+        let (category, flow_hash, ip) = {
+            let pkt = PacketMeta::parse(frame.bytes());
+            match pkt.kind {
+                FrameKind::NonIp { ether_type } => {
+                    self.counters.non_ip_frames += 1;
+                    (
+                        self.classifier.non_ip_category(),
+                        u32::from(ether_type),
+                        None,
+                    )
+                }
+                FrameKind::Malformed => {
+                    self.counters.malformed_frames += 1;
+                    (self.classifier.malformed_category(), 0, None)
+                }
+                FrameKind::Ip => {
+                    self.counters.ip_frames += 1;
+                    let (key, side) = FlowKey::of(&pkt);
+                    let (dir, classifier, names) =
+                        (self.dir, &*self.classifier, &self.shared.names);
+                    let (verdict, id, decided_by) =
+                        self.shared
+                            .table
+                            .with_flow(&key, side, &pkt, dir, now, |flow, _| {
+                                let v =
+                                    classifier.classify(flow, &key, side, &pkt, dir, now, names);
+                                (v, flow.id, flow.class.decided_by)
+                            });
+                    if verdict.decided
+                        && let Some(n) = self.counters.decisions.get_mut(decided_index(decided_by))
+                    {
+                        *n += 1;
+                    }
+                    let category = self
+                        .classifier
+                        .ack_category(&pkt)
+                        .unwrap_or(verdict.category);
+                    (category, id as u32, Some((pkt.ip_offset, pkt.ip_version)))
+                }
+            }
+        };
+        if let Some((offset, version)) = ip {
+            frame.set_ip(offset, version);
+            if let Some(Some(dscp)) = self.marks.get(category.index())
+                && rewrite::set_dscp(frame.bytes_mut(), offset, version, *dscp)
+            {
+                self.counters.dscp_marked += 1;
+            }
+        }
+        self.queue.enqueue(frame, category, flow_hash, now);
+        category
+    }
+
+    /// The next frame allowed to leave at `now`.
+    #[inline]
+    pub fn dequeue(&mut self, now: Instant) -> Option<Frame> {
+        self.queue.dequeue(now)
+    }
+
+    /// When [`DirectionEngine::dequeue`] could next return a frame.
+    #[inline]
+    pub fn next_wakeup(&self) -> Option<Instant> {
+        self.queue.next_wakeup()
+    }
+
+    /// Hands back frames the queue dropped (to recycle their buffers).
+    pub fn drain_dropped(&mut self, f: &mut dyn FnMut(Frame, DropReason)) {
+        self.queue.drain_dropped(f);
+    }
+}
+
+#[cfg(test)]
+mod tests;
