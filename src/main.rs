@@ -28,6 +28,29 @@ enum Command {
         #[arg(long)]
         print: bool,
     },
+    /// Simulate an office under load in virtual time, with qosd and
+    /// without (a plain FIFO with a modem-sized buffer), and compare.
+    Simulate {
+        /// Configuration (the embedded default when absent).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Simulated time.
+        #[arg(long, default_value = "60s", value_parser = parse_duration_arg)]
+        duration: std::time::Duration,
+        /// Replay a capture at its timestamps instead of the built-in office.
+        #[arg(long)]
+        pcap: Option<PathBuf>,
+        /// One JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the daemon: bridge interfaces.lan and interfaces.wan, classify
+    /// and shape both directions, until SIGTERM or SIGINT.
+    Run {
+        /// Configuration (the embedded default when absent).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Classify every flow of a capture (pcap or pcapng) and report each
     /// flow's app, category and how it was decided.
     Classify {
@@ -51,7 +74,74 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { file, print } => check_config(file, print),
         Command::Classify { pcap, config, json } => classify(&pcap, config, json),
+        Command::Simulate {
+            config,
+            duration,
+            pcap,
+            json,
+        } => simulate(config, duration, pcap, json),
+        Command::Run { config } => run(config),
     }
+}
+
+fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (write e.g. 60s or 5m)"))?;
+    if d.is_zero() || d > std::time::Duration::from_secs(24 * 3600) {
+        return Err("between 1ms and 24h".into());
+    }
+    Ok(d)
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn run(config: Option<PathBuf>) -> ExitCode {
+    init_logging();
+    match qosd::daemon::run(config.as_deref()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn simulate(
+    config: Option<PathBuf>,
+    duration: std::time::Duration,
+    pcap: Option<PathBuf>,
+    json: bool,
+) -> ExitCode {
+    let cfg = match load_config(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let report = match pcap {
+        Some(path) => match qosd::simulate::run_pcap(&cfg, &path) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("qosd simulate: {e}");
+                return ExitCode::from(EXIT_INVALID);
+            }
+        },
+        None => qosd::simulate::run_office(&cfg, duration),
+    };
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => eprintln!("qosd simulate: {e}"),
+        }
+    } else {
+        print!("{}", report.to_table());
+    }
+    ExitCode::SUCCESS
 }
 
 fn load_config(file: Option<PathBuf>) -> Result<qosd::config::Config, ExitCode> {

@@ -13,7 +13,9 @@ use std::io;
 use std::mem;
 use std::os::fd::RawFd;
 
-use pnet_datalink::{Channel, Config as PnetConfig, DataLinkReceiver, DataLinkSender, NetworkInterface};
+use pnet_datalink::{
+    Channel, Config as PnetConfig, DataLinkReceiver, DataLinkSender, NetworkInterface,
+};
 
 use crate::packet::rewrite;
 
@@ -46,7 +48,10 @@ pub struct SocketOptions {
 
 impl Default for SocketOptions {
     fn default() -> Self {
-        SocketOptions { rcvbuf: 4 << 20, sndbuf: 1 << 20 }
+        SocketOptions {
+            rcvbuf: 4 << 20,
+            sndbuf: 1 << 20,
+        }
     }
 }
 
@@ -78,25 +83,38 @@ pub struct AfPacket {
 }
 
 fn os_err(name: &str, what: &'static str) -> OpenError {
-    OpenError::Socket { name: name.to_owned(), what, source: io::Error::last_os_error() }
+    OpenError::Socket {
+        name: name.to_owned(),
+        what,
+        source: io::Error::last_os_error(),
+    }
 }
 
 fn set_int(fd: RawFd, level: i32, opt: i32, value: i32) -> bool {
     // SAFETY: setsockopt reads `size_of::<i32>()` bytes from a valid i32.
     unsafe {
-        libc::setsockopt(fd, level, opt, (&value as *const i32).cast(), mem::size_of::<i32>() as libc::socklen_t) == 0
+        libc::setsockopt(
+            fd,
+            level,
+            opt,
+            (&value as *const i32).cast(),
+            mem::size_of::<i32>() as libc::socklen_t,
+        ) == 0
     }
 }
 
 /// The interface named `name`, from pnet's list.
 pub fn find_interface(name: &str) -> Option<NetworkInterface> {
-    pnet_datalink::interfaces().into_iter().find(|i| i.name == name)
+    pnet_datalink::interfaces()
+        .into_iter()
+        .find(|i| i.name == name)
 }
 
 impl AfPacket {
     /// Opens `name` for raw frames in and out.
     pub fn open(name: &str, opts: SocketOptions) -> Result<Self, OpenError> {
-        let iface = find_interface(name).ok_or_else(|| OpenError::NoSuchInterface(name.to_owned()))?;
+        let iface =
+            find_interface(name).ok_or_else(|| OpenError::NoSuchInterface(name.to_owned()))?;
         // Protocol 0: receive nothing until pnet binds with ETH_P_ALL to
         // this interface, so no frame of another interface slips in.
         // SAFETY: plain socket(2) call.
@@ -110,7 +128,10 @@ impl AfPacket {
             e
         };
         if !set_int(fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1) {
-            return Err(close(os_err(name, "PACKET_IGNORE_OUTGOING (needs Linux 4.20)")));
+            return Err(close(os_err(
+                name,
+                "PACKET_IGNORE_OUTGOING (needs Linux 4.20)",
+            )));
         }
         if !set_int(fd, libc::SOL_PACKET, libc::PACKET_AUXDATA, 1) {
             return Err(close(os_err(name, "PACKET_AUXDATA")));
@@ -137,13 +158,88 @@ impl AfPacket {
         };
         let (tx, rx) = match pnet_datalink::channel(&iface, config) {
             Ok(Channel::Ethernet(tx, rx)) => (tx, rx),
-            Ok(_) => return Err(OpenError::Socket { name: name.to_owned(), what: "pnet channel", source: io::Error::other("not an Ethernet channel") }),
+            Ok(_) => {
+                return Err(OpenError::Socket {
+                    name: name.to_owned(),
+                    what: "pnet channel",
+                    source: io::Error::other("not an Ethernet channel"),
+                });
+            }
             // pnet closed the descriptor on failure.
-            Err(source) => return Err(OpenError::Socket { name: name.to_owned(), what: "bind/promiscuous", source }),
+            Err(source) => {
+                return Err(OpenError::Socket {
+                    name: name.to_owned(),
+                    what: "bind/promiscuous",
+                    source,
+                });
+            }
         };
-        Ok(AfPacket { name: name.to_owned(), fd, tx, _rx: rx })
+        Ok(AfPacket {
+            name: name.to_owned(),
+            fd,
+            tx,
+            _rx: rx,
+        })
     }
 
+    /// The interface name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The socket, for `poll`.
+    pub fn fd(&self) -> RawFd {
+        self.fd
+    }
+
+    /// Splits the socket into its receiving and sending halves, for two
+    /// threads (each direction receives on one interface and sends on the
+    /// other).
+    pub fn split(self) -> (RxSocket, TxSocket) {
+        (
+            RxSocket {
+                name: self.name.clone(),
+                fd: self.fd,
+                _rx: self._rx,
+            },
+            TxSocket {
+                name: self.name,
+                tx: self.tx,
+            },
+        )
+    }
+}
+
+/// The receiving half of an [`AfPacket`].
+pub struct RxSocket {
+    name: String,
+    fd: RawFd,
+    _rx: Box<dyn DataLinkReceiver>,
+}
+
+/// The sending half of an [`AfPacket`].
+pub struct TxSocket {
+    name: String,
+    tx: Box<dyn DataLinkSender>,
+}
+
+impl TxSocket {
+    /// The interface name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Sends one frame. `WouldBlock`/`TimedOut` mean the interface's queue
+    /// is full.
+    pub fn send(&mut self, frame: &[u8]) -> io::Result<()> {
+        match self.tx.send_to(frame, None) {
+            Some(r) => r,
+            None => Err(io::Error::other("frame larger than the send buffer")),
+        }
+    }
+}
+
+impl RxSocket {
     /// The interface name.
     pub fn name(&self) -> &str {
         &self.name
@@ -161,7 +257,10 @@ impl AfPacket {
         let Some(space) = buf.get_mut(HEADROOM..) else {
             return Err(io::Error::other("receive buffer too small"));
         };
-        let mut iov = libc::iovec { iov_base: space.as_mut_ptr().cast(), iov_len: space.len() };
+        let mut iov = libc::iovec {
+            iov_base: space.as_mut_ptr().cast(),
+            iov_len: space.len(),
+        };
         // Room for one tpacket_auxdata control message.
         let mut cmsg_buf = [0u64; 8];
         // SAFETY: msghdr is plain data; all pointers set below are valid for
@@ -191,7 +290,9 @@ impl AfPacket {
             let mut c = libc::CMSG_FIRSTHDR(&msg);
             while !c.is_null() {
                 if (*c).cmsg_level == libc::SOL_PACKET && (*c).cmsg_type == libc::PACKET_AUXDATA {
-                    aux = Some(std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::tpacket_auxdata>()));
+                    aux = Some(std::ptr::read_unaligned(
+                        libc::CMSG_DATA(c).cast::<libc::tpacket_auxdata>(),
+                    ));
                 }
                 c = libc::CMSG_NXTHDR(&msg, c);
             }
@@ -201,7 +302,12 @@ impl AfPacket {
         if let Some(a) = aux {
             if a.tp_status & libc::TP_STATUS_VLAN_VALID != 0 && len >= 12 && !truncated {
                 // Put the stripped 802.1Q tag back in front of the EtherType.
-                let tpid = if a.tp_status & libc::TP_STATUS_VLAN_TPID_VALID != 0 && a.tp_vlan_tpid != 0 { a.tp_vlan_tpid } else { 0x8100 };
+                let tpid =
+                    if a.tp_status & libc::TP_STATUS_VLAN_TPID_VALID != 0 && a.tp_vlan_tpid != 0 {
+                        a.tp_vlan_tpid
+                    } else {
+                        0x8100
+                    };
                 buf.copy_within(HEADROOM..HEADROOM + 12, 0);
                 let [t0, t1] = tpid.to_be_bytes();
                 let [c0, c1] = a.tp_vlan_tci.to_be_bytes();
@@ -219,14 +325,11 @@ impl AfPacket {
                 }
             }
         }
-        Ok(Some(Received { start, len, truncated, checksum_completed }))
-    }
-
-    /// Sends one frame. `WouldBlock` means the interface's queue is full.
-    pub fn send(&mut self, frame: &[u8]) -> io::Result<()> {
-        match self.tx.send_to(frame, None) {
-            Some(r) => r,
-            None => Err(io::Error::other("frame larger than the send buffer")),
-        }
+        Ok(Some(Received {
+            start,
+            len,
+            truncated,
+            checksum_completed,
+        }))
     }
 }

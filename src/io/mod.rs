@@ -2,4 +2,5 @@
 //! raw sockets of the daemon and the simulator's traffic.
 
 pub mod afpacket;
+pub mod netdev;
 pub mod pcap;

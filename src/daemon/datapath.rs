@@ -1,0 +1,239 @@
+//! One direction of the data path on its own OS thread: receive on one
+//! interface, run the engine, transmit on the other when the shaper
+//! releases frames, sleep in `poll` until the next frame is due or arrives.
+//!
+//! Nothing here allocates per frame in steady state (buffers come from a
+//! pool), logs per frame or touches Prometheus: counters are plain fields,
+//! copied into a shared snapshot ten times a second for the control plane.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::config::Direction;
+use crate::engine::frame::{Frame, FramePool};
+use crate::engine::{DirectionEngine, EngineCounters};
+use crate::io::afpacket::{HEADROOM, RxSocket, TxSocket};
+use crate::shaper::{CategoryCounters, Shaper, ShaperConfig};
+use crate::time::Instant;
+
+/// Most frames received per loop before the queue is served again.
+const RX_BATCH: usize = 64;
+/// Longest sleep when idle: bounds shutdown and snapshot latency.
+const IDLE_POLL: Duration = Duration::from_millis(50);
+/// How often counters are published.
+const PUBLISH_EVERY: Duration = Duration::from_millis(100);
+
+/// The monotonic clock as [`Instant`]s (nanoseconds since boot).
+pub fn now() -> Instant {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    Instant::from_nanos(
+        (ts.tv_sec as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(ts.tv_nsec as u64),
+    )
+}
+
+/// Frame counts at the interfaces, for one direction.
+#[derive(Debug, Clone, Default)]
+pub struct IoCounters {
+    /// Frames received on the ingress interface.
+    pub rx_frames: u64,
+    /// Their bytes.
+    pub rx_bytes: u64,
+    /// Frames handed to the egress interface.
+    pub tx_frames: u64,
+    /// Their bytes.
+    pub tx_bytes: u64,
+    /// Frames the egress interface refused (queue full, too large...).
+    pub tx_errors: u64,
+    /// Receive calls that failed.
+    pub rx_errors: u64,
+    /// Frames larger than the receive buffer (offloads left on): dropped.
+    pub oversized: u64,
+    /// Frames whose partial TCP/UDP checksum qosd completed.
+    pub checksum_completed: u64,
+    /// Frames the shaper dropped (any reason; by category in its counters).
+    pub shaper_dropped: u64,
+}
+
+/// What one direction publishes for metrics and the API.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Interface counters.
+    pub io: IoCounters,
+    /// Engine counters.
+    pub engine: EngineCounters,
+    /// Shaper counters by category.
+    pub categories: Vec<CategoryCounters>,
+    /// When it was taken.
+    pub at: Instant,
+    /// The thread is running.
+    pub running: bool,
+}
+
+/// The shared place a direction publishes its snapshot.
+pub type SnapshotCell = Arc<Mutex<Snapshot>>;
+
+/// One direction's thread state.
+pub struct Datapath {
+    /// Which way.
+    pub dir: Direction,
+    /// Classification and shaping.
+    pub engine: DirectionEngine<Shaper<Frame>>,
+    /// Where frames come from.
+    pub rx: RxSocket,
+    /// Where they go.
+    pub tx: TxSocket,
+    /// Buffers.
+    pub pool: FramePool,
+    /// Counters.
+    pub io: IoCounters,
+    /// Published snapshot.
+    pub snapshot: SnapshotCell,
+}
+
+impl Datapath {
+    /// Runs until `stop` is set.
+    pub fn run(mut self, stop: &AtomicBool) {
+        // Precise wake-ups for pacing slow links: the default 50 us timer
+        // slack would add jitter to every sleep.
+        // SAFETY: prctl on the calling thread.
+        unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000, 0, 0, 0) };
+        let mut next_publish = now();
+        self.publish(now(), true);
+        while !stop.load(Ordering::Relaxed) {
+            let t = now();
+            if let Some(cfg) = self.engine.refresh() {
+                self.engine
+                    .queue_mut()
+                    .reconfigure(&ShaperConfig::from_config(&cfg, self.dir));
+            }
+            self.receive_batch(t);
+            let t = now();
+            self.transmit_due(t);
+            if t >= next_publish {
+                self.publish(t, true);
+                next_publish = t + PUBLISH_EVERY;
+            }
+            let wait = match self.engine.next_wakeup() {
+                Some(due) if due <= now() => continue,
+                Some(due) => Duration::from_nanos(due.nanos_since(now())).min(IDLE_POLL),
+                None => IDLE_POLL,
+            };
+            self.sleep(wait);
+        }
+        self.publish(now(), false);
+    }
+
+    fn receive_batch(&mut self, t: Instant) {
+        for _ in 0..RX_BATCH {
+            let mut buf = self.pool.get();
+            match self.rx.recv(&mut buf) {
+                Ok(Some(r)) => {
+                    self.io.rx_frames += 1;
+                    self.io.rx_bytes += r.len as u64;
+                    if r.truncated {
+                        self.io.oversized += 1;
+                        self.pool.put(buf);
+                        continue;
+                    }
+                    if r.checksum_completed {
+                        self.io.checksum_completed += 1;
+                    }
+                    self.engine.ingress(Frame::filled(buf, r.start, r.len), t);
+                }
+                Ok(None) => {
+                    self.pool.put(buf);
+                    break;
+                }
+                Err(_) => {
+                    self.io.rx_errors += 1;
+                    self.pool.put(buf);
+                    break;
+                }
+            }
+        }
+        self.recycle_dropped();
+    }
+
+    fn transmit_due(&mut self, t: Instant) {
+        while let Some(frame) = self.engine.dequeue(t) {
+            match self.tx.send(frame.bytes()) {
+                Ok(()) => {
+                    self.io.tx_frames += 1;
+                    self.io.tx_bytes += frame.bytes().len() as u64;
+                }
+                Err(_) => self.io.tx_errors += 1,
+            }
+            self.pool.put(frame.into_buffer());
+        }
+        self.recycle_dropped();
+    }
+
+    fn recycle_dropped(&mut self) {
+        let (pool, io) = (&mut self.pool, &mut self.io);
+        self.engine.drain_dropped(&mut |f, _| {
+            io.shaper_dropped += 1;
+            pool.put(f.into_buffer());
+        });
+    }
+
+    fn sleep(&self, wait: Duration) {
+        let mut pfd = libc::pollfd {
+            fd: self.rx.fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ts = libc::timespec {
+            tv_sec: wait.as_secs() as libc::time_t,
+            tv_nsec: wait.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: one valid pollfd and timespec for the call's duration.
+        unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
+    }
+
+    fn publish(&self, t: Instant, running: bool) {
+        if let Ok(mut s) = self.snapshot.lock() {
+            s.io.clone_from(&self.io);
+            s.engine.clone_from(self.engine.counters());
+            s.categories
+                .clone_from_slice_or_resize(self.engine.category_counters());
+            s.at = t;
+            s.running = running;
+        }
+    }
+}
+
+/// `clone_from` for a Vec whose length may change across reloads.
+trait CloneFromSlice<T> {
+    fn clone_from_slice_or_resize(&mut self, src: &[T]);
+}
+
+impl<T: Clone + Default> CloneFromSlice<T> for Vec<T> {
+    fn clone_from_slice_or_resize(&mut self, src: &[T]) {
+        self.resize_with(src.len(), T::default);
+        for (d, s) in self.iter_mut().zip(src) {
+            d.clone_from(s);
+        }
+    }
+}
+
+/// Error from a send that only means "try later".
+pub fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
+/// Receive buffer size for frames up to `max_frame` bytes.
+pub fn buffer_size(max_frame: usize) -> usize {
+    max_frame + HEADROOM
+}
