@@ -1,0 +1,338 @@
+//! The lab for integration tests: a throwaway office in network namespaces
+//! (deploy/lab/lab.sh), qosd run inside its gateway, and the traffic tools.
+//! Everything is torn down when the guards drop, also when a test fails.
+//! Without root the tests skip, saying so; as root (CI) a missing tool is
+//! a failure, not a skip.
+
+#![allow(dead_code)] // each test binary uses part of it
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Lab tests share the machine's two cores: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// True when the lab can run; otherwise prints why the test is skipped.
+pub fn lab_available(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED {test}: lab tests need root (network namespaces); CI runs them as root");
+        return false;
+    }
+    for tool in ["ip", "tc", "iperf3", "irtt", "ethtool", "python3", "ping"] {
+        let found = Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        assert!(
+            found,
+            "{tool} is missing: .ci/run installs it (apt-get install iproute2 iperf3 irtt ethtool iputils-ping python3)"
+        );
+    }
+    true
+}
+
+/// A lab office. Dropping it removes every namespace and process in it.
+pub struct Lab {
+    pub prefix: String,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl Lab {
+    /// Builds the office with line rates `up`/`down` ("30mbit").
+    pub fn up(prefix: &str, up: &str, down: &str) -> Lab {
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let lab = Lab {
+            prefix: prefix.to_owned(),
+            _serial: serial,
+        };
+        let out = Command::new(repo().join("deploy/lab/lab.sh"))
+            .args(["up", "-p", prefix, "-u", up, "-d", down, "-b", "300"])
+            .output()
+            .expect("run lab.sh");
+        assert!(
+            out.status.success(),
+            "lab.sh up failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        lab
+    }
+
+    /// Runs a command in namespace `node` (lan, gw, isp, srv) and waits.
+    pub fn exec(&self, node: &str, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &format!("{}-{node}", self.prefix)])
+            .args(args)
+            .output()
+            .expect("ip netns exec")
+    }
+
+    /// Like `exec`, asserting success; returns stdout.
+    pub fn sh(&self, node: &str, script: &str) -> String {
+        let out = self.exec(node, &["sh", "-c", script]);
+        assert!(
+            out.status.success(),
+            "{node}: `{script}` failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Starts a command in `node` in the background.
+    pub fn spawn(&self, node: &str, args: &[&str]) -> Child {
+        Command::new("ip")
+            .args(["netns", "exec", &format!("{}-{node}", self.prefix)])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn in namespace")
+    }
+
+    /// Bridges lan0 and wan0 with the kernel ("without qosd").
+    pub fn kernel_bridge(&self, on: bool) {
+        let cmd = if on { "bridge" } else { "unbridge" };
+        let out = Command::new(repo().join("deploy/lab/lab.sh"))
+            .args([cmd, "-p", &self.prefix])
+            .output()
+            .expect("lab.sh");
+        assert!(
+            out.status.success(),
+            "lab.sh {cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Starts qosd in the gateway with `config` (TOML text).
+    pub fn qosd(&self, config: &str) -> Qosd {
+        let dir =
+            std::env::temp_dir().join(format!("qosd-lab-{}-{}", self.prefix, std::process::id()));
+        fs::create_dir_all(&dir).expect("temp dir");
+        let cfg = dir.join("qosd.toml");
+        fs::write(&cfg, config).expect("write config");
+        let log = dir.join("qosd.log");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &format!("{}-gw", self.prefix)])
+            .arg(env!("CARGO_BIN_EXE_qosd"))
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start qosd");
+        let mut q = Qosd {
+            child: Some(child),
+            log,
+            config: cfg,
+        };
+        q.wait_for_log("running", Duration::from_secs(10));
+        q
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = Command::new(repo().join("deploy/lab/lab.sh"))
+            .args(["down", "-p", &self.prefix])
+            .output();
+    }
+}
+
+/// A running qosd. Dropping it stops it (SIGTERM, then SIGKILL).
+pub struct Qosd {
+    child: Option<Child>,
+    pub log: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Qosd {
+    /// Waits until the log contains `text`; panics with the log otherwise.
+    pub fn wait_for_log(&mut self, text: &str, timeout: Duration) {
+        let start = Instant::now();
+        loop {
+            let log = fs::read_to_string(&self.log).unwrap_or_default();
+            if log.contains(text) {
+                return;
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("qosd exited ({status}) before logging {text:?}:\n{log}");
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "qosd did not log {text:?} within {timeout:?}:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends SIGTERM and waits for exit; returns (exit code, time to stop).
+    pub fn stop(&mut self) -> (Option<i32>, Duration) {
+        let Some(mut child) = self.child.take() else {
+            return (None, Duration::ZERO);
+        };
+        let start = Instant::now();
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = start + Duration::from_secs(5);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return (status.code(), start.elapsed());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return (None, start.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Qosd {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Waits for a background child and returns its stdout.
+pub fn output_of(mut child: Child) -> String {
+    let mut s = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        let _ = out.read_to_string(&mut s);
+    }
+    let _ = child.wait();
+    s
+}
+
+/// Received throughput (bits/s) from `iperf3 -J` output.
+pub fn iperf_bps(json: &str) -> f64 {
+    let v: serde_json::Value = serde_json::from_str(json)
+        .unwrap_or_else(|e| panic!("iperf3 output is not JSON ({e}):\n{json}"));
+    v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no sum_received in:\n{json}"))
+}
+
+/// Round-trip statistics of a voice-like stream.
+#[derive(Debug, Clone, Copy)]
+pub struct VoiceStats {
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub loss_pct: f64,
+    pub sent: u64,
+}
+
+/// Parses `irtt client -o -` JSON.
+pub fn irtt_stats(json: &str) -> VoiceStats {
+    let v: serde_json::Value = serde_json::from_str(json)
+        .unwrap_or_else(|e| panic!("irtt output is not JSON ({e}):\n{json}"));
+    let mut rtts: Vec<f64> = v["round_trips"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| r["delay"]["rtt"].as_f64())
+                .map(|ns| ns / 1e6)
+                .collect()
+        })
+        .unwrap_or_default();
+    rtts.sort_by(|a, b| a.total_cmp(b));
+    let pct = |q: f64| {
+        rtts.get(((rtts.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(f64::INFINITY)
+    };
+    VoiceStats {
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
+        loss_pct: v["stats"]["packet_loss_percent"].as_f64().unwrap_or(100.0),
+        sent: v["stats"]["packets_sent"].as_u64().unwrap_or(0),
+    }
+}
+
+/// A lab configuration for qosd: `lan0`/`wan0`, the given shaped rates,
+/// voice on UDP 5004, business on TCP 5301, bulk on TCP 5201-5202.
+pub fn lab_config(up: &str, down: &str) -> String {
+    format!(
+        r#"
+default_category = "browsing"
+[interfaces]
+lan = "lan0"
+wan = "wan0"
+[link]
+upload = "{up}"
+download = "{down}"
+[[category]]
+name = "control"
+priority = 0
+min = "2%"
+max = "20%"
+[[category]]
+name = "voice"
+priority = 1
+min = "10%"
+max = "40%"
+[[category]]
+name = "business"
+priority = 3
+weight = 50
+min = "30%"
+[[category]]
+name = "browsing"
+priority = 3
+weight = 30
+[[category]]
+name = "bulk"
+priority = 3
+weight = 5
+[[rule]]
+name = "voice-stream"
+protocol = "udp"
+ports = 5004
+category = "voice"
+[[rule]]
+name = "business-app"
+protocol = "tcp"
+ports = 5301
+category = "business"
+[[rule]]
+name = "bulk-transfers"
+protocol = "tcp"
+ports = "5201-5202"
+category = "bulk"
+"#
+    )
+}
+
+/// Reads a file in a namespace-independent way.
+pub fn read(path: &Path) -> String {
+    fs::read_to_string(path).unwrap_or_default()
+}

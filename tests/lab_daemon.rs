@@ -1,0 +1,406 @@
+//! `qosd run` end to end in a lab office (network namespaces, veth, tbf
+//! line with a deep buffer): transparency, shaping accuracy,
+//! prioritisation against the plain kernel bridge, clean stop.
+//! Root only; skipped with a message otherwise.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+/// Echo server: TCP and UDP on port 7000, both address families; exits
+/// after `secs`.
+const ECHO_SERVER: &str = r#"
+import socket, sys, threading, time
+def tcp(fam, addr):
+    s = socket.socket(fam, socket.SOCK_STREAM); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((addr, 7000)); s.listen(8)
+    while True:
+        c, _ = s.accept()
+        def serve(c):
+            while True:
+                d = c.recv(65536)
+                if not d: break
+                c.sendall(d)
+            c.close()
+        threading.Thread(target=serve, args=(c,), daemon=True).start()
+def udp(fam, addr):
+    s = socket.socket(fam, socket.SOCK_DGRAM); s.bind((addr, 7000))
+    while True:
+        d, a = s.recvfrom(65536); s.sendto(d, a)
+for fam, addr in ((socket.AF_INET, sys.argv[1]), (socket.AF_INET6, sys.argv[2])):
+    for f in (tcp, udp):
+        threading.Thread(target=f, args=(fam, addr), daemon=True).start()
+print("ready", flush=True)
+time.sleep(float(sys.argv[3]))
+"#;
+
+/// Echo client: sends random bytes over TCP (200 kB) and one full-MTU UDP
+/// datagram with DF set, and checks the echo is byte-identical.
+const ECHO_CLIENT: &str = r#"
+import os, socket, sys
+fam = socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET
+data = os.urandom(200000)
+s = socket.create_connection((sys.argv[1], 7000), timeout=10)
+s.sendall(data); s.shutdown(socket.SHUT_WR)
+got = b''
+while True:
+    d = s.recv(65536)
+    if not d: break
+    got += d
+assert got == data, "tcp echo differs (%d vs %d bytes)" % (len(got), len(data))
+size = int(sys.argv[2])
+u = socket.socket(fam, socket.SOCK_DGRAM); u.settimeout(5)
+if fam == socket.AF_INET:
+    u.setsockopt(socket.IPPROTO_IP, 10, 2)   # IP_MTU_DISCOVER = IP_PMTUDISC_DO: DF set
+payload = os.urandom(size)
+u.sendto(payload, (sys.argv[1], 7000))
+back, _ = u.recvfrom(65536)
+assert back == payload, "udp echo differs"
+print("ok", len(got), len(back))
+"#;
+
+/// Sends one 802.1Q-tagged frame (VLAN 100, EtherType 0x88b5, a full
+/// 1500-byte payload) on eth0 to the MAC in argv[1].
+const VLAN_SEND: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW); s.bind(("eth0", 0))
+dst = bytes.fromhex(sys.argv[1].replace(":", ""))
+src = bytes.fromhex(open("/sys/class/net/eth0/address").read().strip().replace(":", ""))
+payload = bytes((i * 7 + 3) % 256 for i in range(1500))
+s.send(dst + src + b"\x81\x00\x00\x64" + b"\x88\xb5" + payload)
+"#;
+
+/// Waits for that frame on eth0 and prints its VLAN id and whether the
+/// payload arrived intact. The kernel may move the tag into PACKET_AUXDATA.
+const VLAN_RECV: &str = r#"
+import socket, struct, sys, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3)); s.bind(("eth0", 0))
+s.setsockopt(263, 8, 1)   # SOL_PACKET, PACKET_AUXDATA
+s.settimeout(0.5)
+payload = bytes((i * 7 + 3) % 256 for i in range(1500))
+print("ready", flush=True)
+end = time.time() + float(sys.argv[1])
+while time.time() < end:
+    try:
+        data, anc, _, _ = s.recvmsg(4096, 256)
+    except socket.timeout:
+        continue
+    vlan = None
+    if data[12:14] == b"\x81\x00":
+        vlan = struct.unpack("!H", data[14:16])[0] & 0xfff; body = data[16:]
+    else:
+        body = data[12:]
+        for lvl, typ, cdata in anc:
+            if lvl == 263 and typ == 8:
+                status, _, _, _, _, tci, _ = struct.unpack("IIIHHHH", cdata[:20])
+                if status & (1 << 4): vlan = tci & 0xfff
+    if body[:2] == b"\x88\xb5":
+        print("vlan", vlan, "intact", body[2:] == payload, flush=True); break
+"#;
+
+#[test]
+fn transparency() {
+    if !lab_available("transparency") {
+        return;
+    }
+    let lab = Lab::up("qt1", "100mbit", "100mbit");
+    let _qosd = lab.qosd(&lab_config("80 Mbit", "80 Mbit"));
+
+    // ARP and ICMP both families (fresh namespaces: the first ping needs ARP
+    // through qosd).
+    lab.sh("lan", "ping -c 2 -i 0.2 -W 2 198.18.0.20");
+    lab.sh("lan", "ping -6 -c 2 -i 0.2 -W 2 2001:2::20");
+    lab.sh("srv", "ping -c 2 -i 0.2 -W 2 198.18.0.10");
+    assert!(
+        lab.sh("lan", "ip neigh show 198.18.0.20")
+            .contains("lladdr"),
+        "ARP did not resolve through qosd"
+    );
+    // An 802.1Q-tagged, full-MTU frame crosses with its tag and payload.
+    let srv_mac = lab
+        .sh("srv", "cat /sys/class/net/eth0/address")
+        .trim()
+        .to_owned();
+    let listener = lab.spawn("srv", &["python3", "-c", VLAN_RECV, "5"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let sent = lab.exec("lan", &["python3", "-c", VLAN_SEND, &srv_mac]);
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    let got = output_of(listener);
+    assert!(
+        got.contains("vlan 100 intact True"),
+        "tagged frame did not cross unchanged: {got:?}"
+    );
+
+    // TCP and UDP, both directions of each connection, both families, and
+    // connections opened from either side; full-MTU datagrams with DF.
+    let srv = lab.spawn(
+        "srv",
+        &[
+            "python3",
+            "-c",
+            ECHO_SERVER,
+            "198.18.0.20",
+            "2001:2::20",
+            "30",
+        ],
+    );
+    let lan = lab.spawn(
+        "lan",
+        &[
+            "python3",
+            "-c",
+            ECHO_SERVER,
+            "198.18.0.10",
+            "2001:2::10",
+            "30",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    for (node, target, size) in [
+        ("lan", "198.18.0.20", "1472"),
+        ("lan", "2001:2::20", "1452"),
+        ("srv", "198.18.0.10", "1472"),
+        ("srv", "2001:2::10", "1452"),
+    ] {
+        let out = lab.exec(node, &["python3", "-c", ECHO_CLIENT, target, size]);
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with("ok"),
+            "echo from {node} to {target} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for mut child in [srv, lan] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+#[test]
+fn shapes_each_direction_to_its_rate() {
+    if !lab_available("shapes_each_direction_to_its_rate") {
+        return;
+    }
+    let lab = Lab::up("qt2", "40mbit", "80mbit");
+    let _qosd = lab.qosd(&lab_config("20 Mbit", "40 Mbit"));
+    lab.sh("srv", "iperf3 -s -D -p 5401");
+    std::thread::sleep(Duration::from_millis(300));
+    let up = iperf_bps(&lab.sh("lan", "iperf3 -c 198.18.0.20 -p 5401 -t 6 -O 1 -J"));
+    let down = iperf_bps(&lab.sh("lan", "iperf3 -c 198.18.0.20 -p 5401 -t 6 -O 1 -R -J"));
+    eprintln!(
+        "shaped upload {:.2} Mbit/s (20 configured), download {:.2} Mbit/s (40 configured)",
+        up / 1e6,
+        down / 1e6
+    );
+    // Goodput is below the shaped rate by the TCP/IP/Ethernet headers (~4%).
+    assert!((18.0e6..=20.5e6).contains(&up), "upload {up}");
+    assert!((36.0e6..=41.0e6).contains(&down), "download {down}");
+}
+
+/// Four TCP uploads and four downloads saturate the link while a voice-like
+/// stream (20 ms, 172 bytes) measures round trips; the same through the
+/// plain kernel bridge in the same run is the baseline.
+#[test]
+fn voice_keeps_low_latency_under_load() {
+    if !lab_available("voice_keeps_low_latency_under_load") {
+        return;
+    }
+    let lab = Lab::up("qt3", "20mbit", "50mbit");
+    lab.sh(
+        "srv",
+        "iperf3 -s -D -p 5201 && iperf3 -s -D -p 5202 && iperf3 -s -D -p 5301",
+    );
+    let irtt_srv = lab.spawn("srv", &["irtt", "server", "-b", "198.18.0.20:5004"]);
+    std::thread::sleep(Duration::from_millis(300));
+
+    let measure = |label: &str| {
+        let up = lab.spawn(
+            "lan",
+            &[
+                "iperf3",
+                "-c",
+                "198.18.0.20",
+                "-p",
+                "5201",
+                "-t",
+                "12",
+                "-P",
+                "4",
+                "-J",
+            ],
+        );
+        let down = lab.spawn(
+            "lan",
+            &[
+                "iperf3",
+                "-c",
+                "198.18.0.20",
+                "-p",
+                "5202",
+                "-t",
+                "12",
+                "-P",
+                "4",
+                "-R",
+                "-J",
+            ],
+        );
+        let business = lab.spawn(
+            "lan",
+            &[
+                "iperf3",
+                "-c",
+                "198.18.0.20",
+                "-p",
+                "5301",
+                "-t",
+                "12",
+                "-J",
+            ],
+        );
+        std::thread::sleep(Duration::from_secs(3));
+        let voice = lab.exec(
+            "lan",
+            &[
+                "irtt",
+                "client",
+                "-i",
+                "20ms",
+                "-d",
+                "8s",
+                "-l",
+                "172",
+                "-q",
+                "-o",
+                "-",
+                "198.18.0.20:5004",
+            ],
+        );
+        let v = irtt_stats(&String::from_utf8_lossy(&voice.stdout));
+        let (up, down, business) = (
+            iperf_bps(&output_of(up)),
+            iperf_bps(&output_of(down)),
+            iperf_bps(&output_of(business)),
+        );
+        eprintln!(
+            "{label}: voice rtt p50 {:.2} ms p99 {:.2} ms loss {:.2}% ({} sent); uploads {:.1} Mbit/s, downloads {:.1}, business {:.1}",
+            v.p50_ms,
+            v.p99_ms,
+            v.loss_pct,
+            v.sent,
+            up / 1e6,
+            down / 1e6,
+            business / 1e6
+        );
+        (v, business)
+    };
+
+    let (with_qosd, business) = {
+        let _qosd = lab.qosd(&lab_config("19 Mbit", "47 Mbit"));
+        measure("qosd")
+    };
+    lab.kernel_bridge(true);
+    let (bridge, _) = measure("kernel bridge");
+    lab.kernel_bridge(false);
+    drop(irtt_srv);
+
+    assert!(
+        with_qosd.sent >= 350,
+        "voice stream too short: {with_qosd:?}"
+    );
+    assert!(
+        with_qosd.p99_ms < 20.0,
+        "voice p99 {} ms with qosd",
+        with_qosd.p99_ms
+    );
+    assert!(
+        with_qosd.loss_pct < 1.0,
+        "voice loss {}% with qosd",
+        with_qosd.loss_pct
+    );
+    assert!(
+        bridge.p99_ms >= 10.0 * with_qosd.p99_ms.max(1.0),
+        "the kernel bridge should be at least 10x worse: {} ms vs {} ms",
+        bridge.p99_ms,
+        with_qosd.p99_ms
+    );
+    // business has min = 30% of 19 Mbit; goodput is ~4% below wire rate.
+    assert!(
+        business >= 0.3 * 19.0e6 * 0.95,
+        "business got {business} bit/s, below its min"
+    );
+}
+
+#[test]
+fn stop_is_clean_and_restores_interfaces() {
+    if !lab_available("stop_is_clean_and_restores_interfaces") {
+        return;
+    }
+    let prefix = "qt4";
+    {
+        let lab = Lab::up(prefix, "100mbit", "100mbit");
+        // Turn offloads qosd must disable back on, to see them restored.
+        lab.sh(
+            "gw",
+            "ethtool -K lan0 gso on tso on && ethtool -K wan0 gso on",
+        );
+        let mut qosd = lab.qosd(&lab_config("50 Mbit", "50 Mbit"));
+        assert!(
+            qosd.log_text().contains("turned off offloads"),
+            "{}",
+            qosd.log_text()
+        );
+        let during = lab.sh("gw", "ethtool -k lan0");
+        assert!(
+            during.contains("generic-segmentation-offload: off"),
+            "{during}"
+        );
+        lab.sh("lan", "ping -c 2 -i 0.2 -W 2 198.18.0.20");
+
+        let pid = qosd.pid().unwrap();
+        let (code, took) = qosd.stop();
+        assert_eq!(code, Some(0), "qosd exit status; log:\n{}", qosd.log_text());
+        assert!(took < Duration::from_secs(1), "stopping took {took:?}");
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "qosd process left behind"
+        );
+        let after = lab.sh("gw", "ethtool -k lan0");
+        assert!(
+            after.contains("generic-segmentation-offload: on"),
+            "offloads not restored:\n{after}"
+        );
+        assert!(
+            after.contains("tcp-segmentation-offload: on"),
+            "offloads not restored:\n{after}"
+        );
+        assert!(
+            lab.sh("gw", "ethtool -k wan0")
+                .contains("generic-segmentation-offload: on")
+        );
+        // No traffic passes once qosd is gone (no hidden bridge was left).
+        assert!(
+            !lab.exec("lan", &["ping", "-c", "1", "-W", "1", "198.18.0.20"])
+                .status
+                .success()
+        );
+    }
+    let namespaces = String::from_utf8_lossy(
+        &std::process::Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    assert!(
+        !namespaces.contains(prefix),
+        "namespaces left behind: {namespaces}"
+    );
+}
