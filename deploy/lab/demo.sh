@@ -104,14 +104,14 @@ sleep 0.5
 
 # One run of the scenario; writes $WORK/<label>.*
 scenario() {
-  local label=$1
-  x lan iperf3 -c 198.18.0.20 -p 5201 -t $((SECS + 4)) -P 4 -J > "$WORK/$label.bulk-up" 2>&1 &
-  x lan iperf3 -c 198.18.0.20 -p 5202 -t $((SECS + 4)) -P 4 -R -J > "$WORK/$label.bulk-down" 2>&1 &
-  x lan iperf3 -c 198.18.0.20 -p 5301 -t $((SECS + 4)) -J > "$WORK/$label.biz-up" 2>&1 &
-  x lan iperf3 -c 198.18.0.20 -p 5302 -t $((SECS + 4)) -R -J > "$WORK/$label.biz-down" 2>&1 &
+  local label=$1 pids=()
+  x lan iperf3 -c 198.18.0.20 -p 5201 -t $((SECS + 4)) -P 4 -J > "$WORK/$label.bulk-up" 2>&1 & pids+=($!)
+  x lan iperf3 -c 198.18.0.20 -p 5202 -t $((SECS + 4)) -P 4 -R -J > "$WORK/$label.bulk-down" 2>&1 & pids+=($!)
+  x lan iperf3 -c 198.18.0.20 -p 5301 -t $((SECS + 4)) -J > "$WORK/$label.biz-up" 2>&1 & pids+=($!)
+  x lan iperf3 -c 198.18.0.20 -p 5302 -t $((SECS + 4)) -R -J > "$WORK/$label.biz-down" 2>&1 & pids+=($!)
   sleep 2
-  x lan irtt client -i 20ms -d "${SECS}s" -l 172 -q -o - 198.18.0.20:5004 > "$WORK/$label.voice" 2>/dev/null
-  wait
+  x lan irtt client -i 20ms -d "${SECS}s" -l 172 -q -o - 198.18.0.20:5004 > "$WORK/$label.voice" 2>/dev/null || true
+  wait "${pids[@]}" || true
 }
 
 echo "== without qosd: plain kernel bridge, the modem's ${UP_LINE}/${DOWN_LINE} line with a 300 ms buffer"
