@@ -57,6 +57,10 @@ pub struct IoCounters {
     pub rx_errors: u64,
     /// Frames larger than the receive buffer (offloads left on): dropped.
     pub oversized: u64,
+    /// Their bytes (as far as received).
+    pub oversized_bytes: u64,
+    /// Bytes of the frames the egress interface refused.
+    pub tx_error_bytes: u64,
     /// Frames whose partial TCP/UDP checksum qosd completed.
     pub checksum_completed: u64,
     /// Frames the shaper dropped (any reason; by category in its counters).
@@ -141,6 +145,7 @@ impl Datapath {
                     self.io.rx_bytes += r.len as u64;
                     if r.truncated {
                         self.io.oversized += 1;
+                        self.io.oversized_bytes += r.len as u64;
                         self.pool.put(buf);
                         continue;
                     }
@@ -170,7 +175,10 @@ impl Datapath {
                     self.io.tx_frames += 1;
                     self.io.tx_bytes += frame.bytes().len() as u64;
                 }
-                Err(_) => self.io.tx_errors += 1,
+                Err(_) => {
+                    self.io.tx_errors += 1;
+                    self.io.tx_error_bytes += frame.bytes().len() as u64;
+                }
             }
             self.pool.put(frame.into_buffer());
         }
