@@ -5,6 +5,7 @@
 //! admin API, and housekeeping.
 
 mod control;
+pub use control::load_token;
 pub mod datapath;
 pub mod preflight;
 pub mod state;
