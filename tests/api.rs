@@ -33,31 +33,60 @@ fn fixture(name: &str, token: Option<&str>) -> Fixture {
     std::fs::write(&config, base_config()).unwrap();
     let cfg = qosd::config::load_file(&config).unwrap();
     let shared = Arc::new(Shared::new(&cfg));
-    let handle = Arc::new(Handle::new(shared, Some(config.clone()), token.map(str::to_owned)));
-    Fixture { dir, config, handle }
+    let handle = Arc::new(Handle::new(
+        shared,
+        Some(config.clone()),
+        token.map(str::to_owned),
+    ));
+    Fixture {
+        dir,
+        config,
+        handle,
+    }
 }
 
 impl Fixture {
     fn app(&self) -> axum::Router {
-        let registry = qosd::metrics::registry(Arc::clone(&self.handle) as Arc<dyn qosd::metrics::MetricsSource>);
-        let state = ApiState { handle: Arc::clone(&self.handle), registry };
+        let registry = qosd::metrics::registry(
+            Arc::clone(&self.handle) as Arc<dyn qosd::metrics::MetricsSource>
+        );
+        let state = ApiState {
+            handle: Arc::clone(&self.handle),
+            registry,
+        };
         metrics_routes().merge(api_routes()).with_state(state)
     }
 
-    async fn call(&self, method: &str, uri: &str, auth: Option<&str>, body: &str) -> (StatusCode, String) {
+    async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        auth: Option<&str>,
+        body: &str,
+    ) -> (StatusCode, String) {
         let mut req = Request::builder().method(method).uri(uri);
         if let Some(a) = auth {
             req = req.header("authorization", a);
         }
-        let resp = self.app().oneshot(req.body(Body::from(body.to_owned())).unwrap()).await.unwrap();
+        let resp = self
+            .app()
+            .oneshot(req.body(Body::from(body.to_owned())).unwrap())
+            .await
+            .unwrap();
         let status = resp.status();
-        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
         (status, String::from_utf8_lossy(&bytes).into_owned())
     }
 
     fn weight(&self, category: &str) -> u32 {
         let cfg = self.handle.shared.config();
-        cfg.category.iter().find(|c| c.name == category).unwrap().weight
+        cfg.category
+            .iter()
+            .find(|c| c.name == category)
+            .unwrap()
+            .weight
     }
 }
 
@@ -75,15 +104,38 @@ fn bearer() -> String {
 async fn writes_need_the_right_token() {
     let fx = fixture("auth", Some(TOKEN));
     let body = r#"{"weight": 40}"#;
-    let (s, b) = fx.call("PUT", "/api/v1/categories/business", None, body).await;
+    let (s, b) = fx
+        .call("PUT", "/api/v1/categories/business", None, body)
+        .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "{b}");
-    assert!(serde_json::from_str::<Value>(&b).unwrap()["error"].as_str().unwrap().contains("Bearer"));
-    let (s, _) = fx.call("PUT", "/api/v1/categories/business", Some("Bearer wrong-token-wrong-token"), body).await;
+    assert!(
+        serde_json::from_str::<Value>(&b).unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains("Bearer")
+    );
+    let (s, _) = fx
+        .call(
+            "PUT",
+            "/api/v1/categories/business",
+            Some("Bearer wrong-token-wrong-token"),
+            body,
+        )
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    let (s, _) = fx.call("PUT", "/api/v1/categories/business", Some("Basic abc"), body).await;
+    let (s, _) = fx
+        .call(
+            "PUT",
+            "/api/v1/categories/business",
+            Some("Basic abc"),
+            body,
+        )
+        .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert_eq!(fx.weight("business"), 50, "a refused write changed nothing");
-    let (s, b) = fx.call("PUT", "/api/v1/categories/business", Some(&bearer()), body).await;
+    let (s, b) = fx
+        .call("PUT", "/api/v1/categories/business", Some(&bearer()), body)
+        .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(serde_json::from_str::<Value>(&b).unwrap()["weight"], 40);
     assert_eq!(fx.weight("business"), 40);
@@ -95,7 +147,14 @@ async fn writes_need_the_right_token() {
 #[tokio::test]
 async fn without_a_token_file_the_api_is_read_only() {
     let fx = fixture("readonly", None);
-    let (s, b) = fx.call("PUT", "/api/v1/categories/business", Some(&bearer()), r#"{"weight": 40}"#).await;
+    let (s, b) = fx
+        .call(
+            "PUT",
+            "/api/v1/categories/business",
+            Some(&bearer()),
+            r#"{"weight": 40}"#,
+        )
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
     assert!(b.contains("read-only"));
     let (s, _) = fx.call("POST", "/api/v1/reload", None, "").await;
@@ -107,15 +166,60 @@ async fn bad_requests_get_the_right_status_and_a_json_message() {
     let fx = fixture("errors", Some(TOKEN));
     let auth = bearer();
     let cases: &[(&str, &str, StatusCode, &str)] = &[
-        ("/api/v1/categories/business", "{weight: 40", StatusCode::BAD_REQUEST, "not valid JSON"),
-        ("/api/v1/categories/business", "[1, 2]", StatusCode::BAD_REQUEST, "JSON object"),
-        ("/api/v1/categories/nosuch", r#"{"weight": 40}"#, StatusCode::NOT_FOUND, "no category named"),
-        ("/api/v1/categories/business", r#"{"weight": 0}"#, StatusCode::UNPROCESSABLE_ENTITY, "category[3].weight: weight 0 is out of range"),
-        ("/api/v1/categories/voice", r#"{"min": "90%"}"#, StatusCode::UNPROCESSABLE_ENTITY, "the min guarantees add up to"),
-        ("/api/v1/categories/voice", r#"{"max": "5 Mbt"}"#, StatusCode::UNPROCESSABLE_ENTITY, "unknown unit"),
-        ("/api/v1/categories/voice", r#"{"min": "50%", "max": "40%"}"#, StatusCode::UNPROCESSABLE_ENTITY, "is above max"),
-        ("/api/v1/categories/voice", r#"{"name": "phone"}"#, StatusCode::UNPROCESSABLE_ENTITY, "cannot be changed here"),
-        ("/api/v1/categories/voice", r#"{}"#, StatusCode::UNPROCESSABLE_ENTITY, "nothing to change"),
+        (
+            "/api/v1/categories/business",
+            "{weight: 40",
+            StatusCode::BAD_REQUEST,
+            "not valid JSON",
+        ),
+        (
+            "/api/v1/categories/business",
+            "[1, 2]",
+            StatusCode::BAD_REQUEST,
+            "JSON object",
+        ),
+        (
+            "/api/v1/categories/nosuch",
+            r#"{"weight": 40}"#,
+            StatusCode::NOT_FOUND,
+            "no category named",
+        ),
+        (
+            "/api/v1/categories/business",
+            r#"{"weight": 0}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "category[3].weight: weight 0 is out of range",
+        ),
+        (
+            "/api/v1/categories/voice",
+            r#"{"min": "90%"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the min guarantees add up to",
+        ),
+        (
+            "/api/v1/categories/voice",
+            r#"{"max": "5 Mbt"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown unit",
+        ),
+        (
+            "/api/v1/categories/voice",
+            r#"{"min": "50%", "max": "40%"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "is above max",
+        ),
+        (
+            "/api/v1/categories/voice",
+            r#"{"name": "phone"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "cannot be changed here",
+        ),
+        (
+            "/api/v1/categories/voice",
+            r#"{}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "nothing to change",
+        ),
     ];
     for (uri, body, status, fragment) in cases {
         let (s, b) = fx.call("PUT", uri, Some(&auth), body).await;
@@ -134,8 +238,12 @@ async fn bad_requests_get_the_right_status_and_a_json_message() {
 #[tokio::test]
 async fn per_direction_and_rate_changes_apply() {
     let fx = fixture("rates", Some(TOKEN));
-    let body = json!({"min": {"upload": "2 Mbit", "download": "20%"}, "max": "12 Mbit", "priority": 2}).to_string();
-    let (s, b) = fx.call("PUT", "/api/v1/categories/bulk", Some(&bearer()), &body).await;
+    let body =
+        json!({"min": {"upload": "2 Mbit", "download": "20%"}, "max": "12 Mbit", "priority": 2})
+            .to_string();
+    let (s, b) = fx
+        .call("PUT", "/api/v1/categories/bulk", Some(&bearer()), &body)
+        .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     let v: Value = serde_json::from_str(&b).unwrap();
     assert_eq!(v["upload"]["min_bps"], 2_000_000);
@@ -147,18 +255,29 @@ async fn per_direction_and_rate_changes_apply() {
 #[tokio::test]
 async fn reload_keeps_the_running_config_when_the_file_is_bad() {
     let fx = fixture("reload", Some(TOKEN));
-    std::fs::write(&fx.config, base_config().replace("weight = 50", "weight = 60")).unwrap();
+    std::fs::write(
+        &fx.config,
+        base_config().replace("weight = 50", "weight = 60"),
+    )
+    .unwrap();
     let (s, b) = fx.call("POST", "/api/v1/reload", Some(&bearer()), "").await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(fx.weight("business"), 60);
-    std::fs::write(&fx.config, base_config().replace("weight = 50", "weight = \"lots\"")).unwrap();
+    std::fs::write(
+        &fx.config,
+        base_config().replace("weight = 50", "weight = \"lots\""),
+    )
+    .unwrap();
     let (s, b) = fx.call("POST", "/api/v1/reload", Some(&bearer()), "").await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
     assert!(b.contains("category[3].weight"), "{b}");
     assert_eq!(fx.weight("business"), 60, "the running configuration stays");
     assert_eq!(fx.handle.reload_counts(), [1, 1]);
     let (_, metrics) = fx.call("GET", "/metrics", None, "").await;
-    assert!(metrics.contains("qosd_config_reloads_total{result=\"failure\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("qosd_config_reloads_total{result=\"failure\"} 1"),
+        "{metrics}"
+    );
     assert!(metrics.contains("qosd_config_reloads_total{result=\"success\"} 1"));
 }
 
@@ -167,10 +286,18 @@ async fn health_readiness_and_metrics() {
     let fx = fixture("health", None);
     assert_eq!(fx.call("GET", "/healthz", None, "").await.0, StatusCode::OK);
     // No data path in this test: not ready.
-    assert_eq!(fx.call("GET", "/readyz", None, "").await.0, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        fx.call("GET", "/readyz", None, "").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
     let (s, text) = fx.call("GET", "/metrics", None, "").await;
     assert_eq!(s, StatusCode::OK);
-    for family in ["qosd_build_info", "qosd_flows ", "qosd_classifier_decisions_total", "qosd_datapath_running"] {
+    for family in [
+        "qosd_build_info",
+        "qosd_flows ",
+        "qosd_classifier_decisions_total",
+        "qosd_datapath_running",
+    ] {
         assert!(text.contains(family), "{family} missing");
     }
     let (s, b) = fx.call("GET", "/api/v1/status", None, "").await;
@@ -180,7 +307,10 @@ async fn health_readiness_and_metrics() {
     assert_eq!(v["ready"], false);
     let (s, b) = fx.call("GET", "/api/v1/flows?top=5", None, "").await;
     assert_eq!((s, b.as_str()), (StatusCode::OK, "[]"));
-    assert_eq!(fx.call("GET", "/api/v1/flows?top=zero", None, "").await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        fx.call("GET", "/api/v1/flows?top=zero", None, "").await.0,
+        StatusCode::BAD_REQUEST
+    );
 }
 
 #[test]
@@ -190,9 +320,15 @@ fn token_file_rules() {
     let token = dir.join("token");
     std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
     let with = |listen: &str, file: Option<&std::path::Path>| {
-        let mut text = base_config().replace("listen = \"127.0.0.1:9478\"", &format!("listen = \"{listen}\""));
+        let mut text = base_config().replace(
+            "listen = \"127.0.0.1:9478\"",
+            &format!("listen = \"{listen}\""),
+        );
         if let Some(f) = file {
-            text = text.replace("# token_file = \"/etc/qosd/api-token\"", &format!("token_file = \"{}\"", f.display()));
+            text = text.replace(
+                "# token_file = \"/etc/qosd/api-token\"",
+                &format!("token_file = \"{}\"", f.display()),
+            );
         }
         qosd::config::load_str("t.toml", &text, &qosd::config::Env::None).unwrap()
     };
@@ -201,11 +337,25 @@ fn token_file_rules() {
     assert!(err.to_string().contains("chmod 600"), "{err}");
     assert_eq!(err.exit_code(), 2);
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
-    assert_eq!(qosd::daemon::load_token(&with("127.0.0.1:9478", Some(&token))).unwrap().as_deref(), Some(TOKEN));
+    assert_eq!(
+        qosd::daemon::load_token(&with("127.0.0.1:9478", Some(&token)))
+            .unwrap()
+            .as_deref(),
+        Some(TOKEN)
+    );
     // Beyond loopback only with a token.
-    assert!(qosd::daemon::load_token(&with("0.0.0.0:9478", None)).unwrap_err().to_string().contains("not loopback"));
+    assert!(
+        qosd::daemon::load_token(&with("0.0.0.0:9478", None))
+            .unwrap_err()
+            .to_string()
+            .contains("not loopback")
+    );
     assert!(qosd::daemon::load_token(&with("0.0.0.0:9478", Some(&token))).is_ok());
-    assert!(qosd::daemon::load_token(&with("127.0.0.1:9478", None)).unwrap().is_none());
+    assert!(
+        qosd::daemon::load_token(&with("127.0.0.1:9478", None))
+            .unwrap()
+            .is_none()
+    );
     std::fs::write(&token, "short").unwrap();
     assert!(qosd::daemon::load_token(&with("127.0.0.1:9478", Some(&token))).is_err());
     let _ = std::fs::remove_dir_all(&dir);

@@ -70,7 +70,10 @@ fn scrape(lab: &Lab) -> HashMap<String, f64> {
 }
 
 fn sum(m: &HashMap<String, f64>, prefix: &str, with: &[&str]) -> f64 {
-    m.iter().filter(|(k, _)| k.starts_with(prefix) && with.iter().all(|w| k.contains(w))).map(|(_, v)| v).sum()
+    m.iter()
+        .filter(|(k, _)| k.starts_with(prefix) && with.iter().all(|w| k.contains(w)))
+        .map(|(_, v)| v)
+        .sum()
 }
 
 fn ops_config(lab: &Lab, extra: &str) -> String {
@@ -101,10 +104,19 @@ fn metrics_reconcile_exactly_with_the_traffic() {
     let counter = lab.spawn("srv", &["python3", "-c", UDP_COUNT, "198.18.0.20", "10"]);
     std::thread::sleep(Duration::from_millis(500));
     let sent: u64 = 20_000;
-    lab.sh("lan", &format!("python3 -c '{}' 198.18.0.20 {sent}", UDP_BLAST.replace('\'', "\"")));
+    lab.sh(
+        "lan",
+        &format!(
+            "python3 -c '{}' 198.18.0.20 {sent}",
+            UDP_BLAST.replace('\'', "\"")
+        ),
+    );
     let received: u64 = output_of(counter)
         .lines()
-        .find_map(|l| l.strip_prefix("received ").and_then(|n| n.trim().parse().ok()))
+        .find_map(|l| {
+            l.strip_prefix("received ")
+                .and_then(|n| n.trim().parse().ok())
+        })
         .expect("receiver count");
     lab.sh("lan", "iperf3 -c 198.18.0.20 -p 5201 -t 3 >/dev/null && iperf3 -c 198.18.0.20 -p 5201 -t 3 -R >/dev/null");
     lab.sh("lan", "ping -c 5 -i 0.2 198.18.0.20 >/dev/null");
@@ -119,7 +131,9 @@ fn metrics_reconcile_exactly_with_the_traffic() {
     let arrived = m[&format!("qosd_category_packets_total{{{voice}}}")] as u64;
     let left = m[&format!("qosd_category_sent_packets_total{{{voice}}}")] as u64;
     let dropped = sum(&m, "qosd_category_dropped_packets_total", &[voice]) as u64;
-    eprintln!("voice datagrams: sent {sent}, received {received}; qosd in {arrived}, out {left}, dropped {dropped}");
+    eprintln!(
+        "voice datagrams: sent {sent}, received {received}; qosd in {arrived}, out {left}, dropped {dropped}"
+    );
     assert_eq!(arrived, sent);
     assert_eq!(left, received);
     assert_eq!(arrived, left + dropped);
@@ -130,18 +144,41 @@ fn metrics_reconcile_exactly_with_the_traffic() {
     for (dir, rx_if, tx_if) in [("upload", "lan0", "wan0"), ("download", "wan0", "lan0")] {
         let rx = m[&format!("qosd_interface_received_bytes_total{{interface=\"{rx_if}\"}}")];
         let tx = m[&format!("qosd_interface_transmitted_bytes_total{{interface=\"{tx_if}\"}}")];
-        let dropped = sum(&m, "qosd_dropped_bytes_total", &[&format!("direction=\"{dir}\"")]);
-        let backlog = sum(&m, "qosd_category_backlog_bytes", &[&format!("direction=\"{dir}\"")]);
-        eprintln!("{dir}: received {rx} bytes = transmitted {tx} + dropped {dropped} + queued {backlog}");
+        let dropped = sum(
+            &m,
+            "qosd_dropped_bytes_total",
+            &[&format!("direction=\"{dir}\"")],
+        );
+        let backlog = sum(
+            &m,
+            "qosd_category_backlog_bytes",
+            &[&format!("direction=\"{dir}\"")],
+        );
+        eprintln!(
+            "{dir}: received {rx} bytes = transmitted {tx} + dropped {dropped} + queued {backlog}"
+        );
         assert_eq!(rx, tx + dropped + backlog, "{dir}: bytes do not reconcile");
         let rxf = m[&format!("qosd_interface_received_frames_total{{interface=\"{rx_if}\"}}")];
         let txf = m[&format!("qosd_interface_transmitted_frames_total{{interface=\"{tx_if}\"}}")];
-        let droppedf = sum(&m, "qosd_dropped_packets_total", &[&format!("direction=\"{dir}\"")]);
+        let droppedf = sum(
+            &m,
+            "qosd_dropped_packets_total",
+            &[&format!("direction=\"{dir}\"")],
+        );
         assert_eq!(rxf, txf + droppedf, "{dir}: frames do not reconcile");
-        assert!(rx > 10_000_000.0, "{dir}: too little traffic to prove anything ({rx} bytes)");
+        assert!(
+            rx > 10_000_000.0,
+            "{dir}: too little traffic to prove anything ({rx} bytes)"
+        );
     }
     assert!(m["qosd_flows"] >= 1.0);
-    assert!(sum(&m, "qosd_classifier_decisions_total", &["decided_by=\"rule\""]) >= 2.0);
+    assert!(
+        sum(
+            &m,
+            "qosd_classifier_decisions_total",
+            &["decided_by=\"rule\""]
+        ) >= 2.0
+    );
 }
 
 /// Voice keeps every packet while weights change through the API, a file
@@ -203,28 +240,83 @@ category = "bulk"
     let irtt_srv = lab.spawn("srv", &["irtt", "server", "-b", "198.18.0.20:5004"]);
     std::thread::sleep(Duration::from_millis(300));
     let secs = 34;
-    let up1 = lab.spawn("lan", &["iperf3", "-c", "198.18.0.20", "-p", "5301", "-t", &secs.to_string(), "-P", "2"]);
-    let up2 = lab.spawn("lan", &["iperf3", "-c", "198.18.0.20", "-p", "5201", "-t", &secs.to_string(), "-P", "2"]);
+    let up1 = lab.spawn(
+        "lan",
+        &[
+            "iperf3",
+            "-c",
+            "198.18.0.20",
+            "-p",
+            "5301",
+            "-t",
+            &secs.to_string(),
+            "-P",
+            "2",
+        ],
+    );
+    let up2 = lab.spawn(
+        "lan",
+        &[
+            "iperf3",
+            "-c",
+            "198.18.0.20",
+            "-p",
+            "5201",
+            "-t",
+            &secs.to_string(),
+            "-P",
+            "2",
+        ],
+    );
     std::thread::sleep(Duration::from_millis(1500));
-    let voice = lab.spawn("lan", &["irtt", "client", "-i", "20ms", "-d", &format!("{}s", secs - 4), "-l", "172", "-q", "-o", "-", "198.18.0.20:5004"]);
+    let voice = lab.spawn(
+        "lan",
+        &[
+            "irtt",
+            "client",
+            "-i",
+            "20ms",
+            "-d",
+            &format!("{}s", secs - 4),
+            "-l",
+            "172",
+            "-q",
+            "-o",
+            "-",
+            "198.18.0.20:5004",
+        ],
+    );
 
     // business / (business + bulk) in the upload direction over `secs`.
     let share = |lab: &Lab| {
-        let bytes = |m: &HashMap<String, f64>, c: &str| m[&format!("qosd_category_sent_bytes_total{{direction=\"upload\",category=\"{c}\"}}")];
+        let bytes = |m: &HashMap<String, f64>, c: &str| {
+            m[&format!("qosd_category_sent_bytes_total{{direction=\"upload\",category=\"{c}\"}}")]
+        };
         let a = scrape(lab);
         std::thread::sleep(Duration::from_secs(4));
         let b = scrape(lab);
-        let (biz, bulk) = (bytes(&b, "business") - bytes(&a, "business"), bytes(&b, "bulk") - bytes(&a, "bulk"));
+        let (biz, bulk) = (
+            bytes(&b, "business") - bytes(&a, "business"),
+            bytes(&b, "bulk") - bytes(&a, "bulk"),
+        );
         biz / (biz + bulk)
     };
     let near = |got: f64, want: f64, what: &str| {
         eprintln!("{what}: business share {got:.3} (configured {want:.3})");
-        assert!((got - want).abs() < 0.08, "{what}: business share {got:.3}, expected {want:.3}");
+        assert!(
+            (got - want).abs() < 0.08,
+            "{what}: business share {got:.3}, expected {want:.3}"
+        );
     };
     near(share(&lab), 0.5, "equal weights");
 
     // 1. The API: bulk 10 -> 40.
-    let (status, body) = http(&lab, "PUT", "http://127.0.0.1:9478/api/v1/categories/bulk", Some(r#"{"weight": 40}"#));
+    let (status, body) = http(
+        &lab,
+        "PUT",
+        "http://127.0.0.1:9478/api/v1/categories/bulk",
+        Some(r#"{"weight": 40}"#),
+    );
     assert_eq!(status, 200, "{body}");
     std::thread::sleep(Duration::from_millis(500));
     near(share(&lab), 0.2, "after PUT bulk weight 40");
@@ -232,7 +324,11 @@ category = "bulk"
     // 2. An editor saving by rename: business 10 -> 40 (bulk back to the
     // file's 10).
     let path = qosd.config.clone();
-    let edited = cfg.replacen("name = \"business\"\npriority = 3\nweight = 10", "name = \"business\"\npriority = 3\nweight = 40", 1);
+    let edited = cfg.replacen(
+        "name = \"business\"\npriority = 3\nweight = 10",
+        "name = \"business\"\npriority = 3\nweight = 40",
+        1,
+    );
     let tmp = path.with_extension("toml.swp");
     std::fs::write(&tmp, &edited).unwrap();
     std::fs::rename(&tmp, &path).unwrap();
@@ -242,8 +338,16 @@ category = "bulk"
 
     // 3. SIGHUP after an in-place edit: business 40 -> 10, bulk 10 -> 30.
     let edited2 = edited
-        .replacen("name = \"business\"\npriority = 3\nweight = 40", "name = \"business\"\npriority = 3\nweight = 10", 1)
-        .replacen("name = \"bulk\"\npriority = 3\nweight = 10", "name = \"bulk\"\npriority = 3\nweight = 30", 1);
+        .replacen(
+            "name = \"business\"\npriority = 3\nweight = 40",
+            "name = \"business\"\npriority = 3\nweight = 10",
+            1,
+        )
+        .replacen(
+            "name = \"bulk\"\npriority = 3\nweight = 10",
+            "name = \"bulk\"\npriority = 3\nweight = 30",
+            1,
+        );
     std::fs::write(&path, &edited2).unwrap();
     // SAFETY: signalling our own child process.
     unsafe { libc::kill(qosd.pid().unwrap() as i32, libc::SIGHUP) };
@@ -254,8 +358,16 @@ category = "bulk"
     std::fs::write(&path, edited2.replace("weight = 30", "weight = \"lots\"")).unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     let m = scrape(&lab);
-    assert!(m["qosd_config_reloads_total{result=\"failure\"}"] >= 1.0, "bad edit not counted");
-    assert!(qosd.log_text().contains("rejected, the running configuration stays"), "{}", qosd.log_text());
+    assert!(
+        m["qosd_config_reloads_total{result=\"failure\"}"] >= 1.0,
+        "bad edit not counted"
+    );
+    assert!(
+        qosd.log_text()
+            .contains("rejected, the running configuration stays"),
+        "{}",
+        qosd.log_text()
+    );
     near(share(&lab), 0.25, "after a bad edit");
 
     let v = irtt_stats(&output_of(voice));
@@ -264,8 +376,18 @@ category = "bulk"
     drop(irtt_srv);
     eprintln!("voice during the changes: {v:?}");
     assert!(v.sent > 1000, "{v:?}");
-    assert_eq!(v.loss_pct, 0.0, "voice packets were lost during live changes: {v:?}");
+    assert_eq!(
+        v.loss_pct, 0.0,
+        "voice packets were lost during live changes: {v:?}"
+    );
     assert!(v.p99_ms < 20.0, "{v:?}");
     let m = scrape(&lab);
-    assert_eq!(sum(&m, "qosd_category_dropped_packets_total", &["category=\"voice\""]), 0.0);
+    assert_eq!(
+        sum(
+            &m,
+            "qosd_category_dropped_packets_total",
+            &["category=\"voice\""]
+        ),
+        0.0
+    );
 }

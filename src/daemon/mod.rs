@@ -8,6 +8,7 @@ mod control;
 pub use control::load_token;
 pub mod datapath;
 pub mod preflight;
+pub mod privileges;
 pub mod state;
 
 use std::path::Path;
@@ -73,8 +74,26 @@ pub fn run(config_path: Option<&Path>) -> Result<(), DaemonError> {
         rcvbuf: cfg.datapath.socket_buffer as usize,
         sndbuf: cfg.datapath.socket_buffer as usize / 4,
     };
-    let (lan_rx, lan_tx) = AfPacket::open(&cfg.interfaces.lan, opts)?.split();
-    let (wan_rx, wan_tx) = AfPacket::open(&cfg.interfaces.wan, opts)?.split();
+    let (mut lan_rx, lan_tx) = AfPacket::open(&cfg.interfaces.lan, opts)?.split();
+    let (mut wan_rx, wan_tx) = AfPacket::open(&cfg.interfaces.wan, opts)?.split();
+    if let Some(bridge) = &pre.bypass {
+        preflight::remove_bypass(bridge)?;
+        // Frames queued while the bridge still forwarded them were already
+        // delivered: forwarding them again would duplicate them.
+        let mut scratch = vec![0u8; datapath::buffer_size(pre.max_frame)];
+        for rx in [&mut lan_rx, &mut wan_rx] {
+            while let Ok(Some(_)) = rx.recv(&mut scratch) {}
+        }
+    }
+    if let Some(user) = &cfg.daemon.user {
+        // CAP_NET_ADMIN only to put the interfaces' offloads back at exit.
+        let keep: &[caps::Capability] = if pre.offloads.is_empty() {
+            &[]
+        } else {
+            &[caps::Capability::CAP_NET_ADMIN]
+        };
+        privileges::drop_to(user, keep).map_err(|e| DaemonError::Startup(e.to_string()))?;
+    }
 
     let shared = Arc::new(Shared::new(&cfg));
     let handle = Arc::new(Handle::new(
