@@ -177,32 +177,6 @@ pub fn set_offloads(name: &str, want: Offloads) -> io::Result<Offloads> {
     offloads(name)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn loopback_facts() {
-        let lo = netdev("lo").expect("every Linux machine has lo");
-        assert!(lo.up);
-        assert!(lo.mtu >= 1500);
-        assert!(lo.master.is_none());
-        assert!(netdev("no-such-if0").is_none());
-        assert!(netdev("../etc").is_none());
-        assert!(!is_bridge("lo"));
-        assert!(offloads("no-such-if0").is_err());
-        assert_eq!(
-            Offloads {
-                gro: true,
-                lro: true,
-                ..Offloads::default()
-            }
-            .names(),
-            "gro lro"
-        );
-    }
-}
-
 // Bridge ioctls (linux/sockios.h).
 const SIOCBRDELBR: libc::c_ulong = 0x89a1;
 const SIOCBRDELIF: libc::c_ulong = 0x89a3;
@@ -298,4 +272,30 @@ pub fn remove_bridge(name: &str) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_facts() {
+        let lo = netdev("lo").expect("every Linux machine has lo");
+        assert!(lo.up);
+        assert!(lo.mtu >= 1500);
+        assert!(lo.master.is_none());
+        assert!(netdev("no-such-if0").is_none());
+        assert!(netdev("../etc").is_none());
+        assert!(!is_bridge("lo"));
+        assert!(offloads("no-such-if0").is_err());
+        assert_eq!(
+            Offloads {
+                gro: true,
+                lro: true,
+                ..Offloads::default()
+            }
+            .names(),
+            "gro lro"
+        );
+    }
 }
