@@ -22,7 +22,7 @@ use crate::config::{Config, ConfigErrors, Direction};
 use crate::engine::frame::FramePool;
 use crate::engine::{DirectionEngine, Shared};
 use crate::io::afpacket::{AfPacket, OpenError, SocketOptions};
-use crate::shaper::{Shaper, ShaperConfig};
+use crate::shaper::Shaper;
 
 /// Why the daemon stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -113,7 +113,7 @@ pub fn run(config_path: Option<&Path>) -> Result<(), DaemonError> {
             engine: DirectionEngine::new(
                 dir,
                 Arc::clone(&shared),
-                Shaper::new(&ShaperConfig::from_config(&cfg, dir)),
+                Shaper::new(&datapath::shaper_config(&cfg, dir, buffer)),
             ),
             rx,
             tx,
