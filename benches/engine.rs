@@ -85,12 +85,25 @@ fn engine_mix(c: &mut Criterion) {
     let round =
         |engine: &mut DirectionEngine<Shaper<Frame>>, ready: &mut Vec<Frame>, now: &mut Instant| {
             let mut next = Vec::with_capacity(n);
+            // Batches of 32 in, then everything due out: the daemon's loop.
+            let mut batch = Vec::with_capacity(32);
             for f in ready.drain(..) {
-                *now = now.add_nanos(100);
-                engine.ingress(black_box(f), *now);
-                while let Some(out) = engine.dequeue(*now) {
-                    next.push(out);
+                batch.push(f);
+                if batch.len() == 32 {
+                    for f in batch.drain(..) {
+                        *now = now.add_nanos(100);
+                        engine.ingress(black_box(f), *now);
+                    }
+                    while let Some(out) = engine.dequeue(*now) {
+                        next.push(out);
+                    }
                 }
+            }
+            for f in batch.drain(..) {
+                engine.ingress(f, *now);
+            }
+            while let Some(out) = engine.dequeue(*now) {
+                next.push(out);
             }
             engine.drain_dropped(&mut |f, _| next.push(f));
             *ready = next;

@@ -4,6 +4,7 @@
 //! not IP, fragments and malformed frames are recognised as such so the data
 //! path can still forward (and count) them.
 
+mod fast;
 pub mod rewrite;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -36,7 +37,7 @@ pub enum IpVersion {
 
 /// The parsed view of one frame. Addresses are stored as 16 bytes
 /// (IPv4-mapped for IPv4) so that flow keys hash and compare quickly.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PacketMeta<'a> {
     /// What kind of frame this is; the fields below are meaningful for `Ip`.
     pub kind: FrameKind,
@@ -114,7 +115,16 @@ impl<'a> PacketMeta<'a> {
 
     /// Parses an Ethernet II frame. Never fails: unreadable frames come back
     /// as [`FrameKind::Malformed`], non-IP as [`FrameKind::NonIp`].
+    #[inline]
     pub fn parse(frame: &'a [u8]) -> Self {
+        if let Some(meta) = fast::parse(frame) {
+            return meta;
+        }
+        Self::parse_general(frame)
+    }
+
+    /// Every frame the fast path declines, through etherparse.
+    pub fn parse_general(frame: &'a [u8]) -> Self {
         let sliced = match SlicedPacket::from_ethernet(frame) {
             Ok(s) => s,
             Err(_) => return Self::unreadable(frame),

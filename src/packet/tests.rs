@@ -331,3 +331,95 @@ fn partial_checksums_are_completed() {
     arp[12..14].copy_from_slice(&[0x08, 0x06]);
     assert!(!complete_l4_checksum(&mut arp));
 }
+
+fn any_frame(v6: bool, tcp: bool, tags: u8, payload: &[u8], tcp_options: bool) -> Vec<u8> {
+    let eth = PacketBuilder::ethernet2(MAC_A, MAC_B);
+    let mut out = Vec::new();
+    let build = |out: &mut Vec<u8>, ip: etherparse::PacketBuilderStep<etherparse::IpHeaders>| {
+        if tcp {
+            let mut t = ip.tcp(40000, 443, 7, 1000).ack(3).psh();
+            if tcp_options {
+                t = t
+                    .options(&[
+                        etherparse::TcpOptionElement::MaximumSegmentSize(1460),
+                        etherparse::TcpOptionElement::Noop,
+                    ])
+                    .unwrap();
+            }
+            t.write(out, payload).unwrap();
+        } else {
+            ip.udp(5353, 53).write(out, payload).unwrap();
+        }
+    };
+    let a6 = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    let b6 = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+    match (tags, v6) {
+        (0, false) => build(&mut out, eth.ipv4([198, 18, 0, 1], [198, 19, 0, 2], 64)),
+        (0, true) => build(&mut out, eth.ipv6(a6, b6, 64)),
+        (1, false) => build(
+            &mut out,
+            eth.single_vlan(7.try_into().unwrap())
+                .ipv4([198, 18, 0, 1], [198, 19, 0, 2], 64),
+        ),
+        (1, true) => build(
+            &mut out,
+            eth.single_vlan(7.try_into().unwrap()).ipv6(a6, b6, 64),
+        ),
+        (_, false) => build(
+            &mut out,
+            eth.double_vlan(100.try_into().unwrap(), 7.try_into().unwrap())
+                .ipv4([198, 18, 0, 1], [198, 19, 0, 2], 64),
+        ),
+        (_, true) => build(
+            &mut out,
+            eth.double_vlan(100.try_into().unwrap(), 7.try_into().unwrap())
+                .ipv6(a6, b6, 64),
+        ),
+    }
+    out
+}
+
+#[test]
+fn fast_path_takes_the_common_frames() {
+    for v6 in [false, true] {
+        for tcp in [false, true] {
+            for tags in 0..3 {
+                let f = any_frame(v6, tcp, tags, b"hello", tcp);
+                let fast = super::fast::parse(&f)
+                    .unwrap_or_else(|| panic!("v6 {v6} tcp {tcp} tags {tags} declined"));
+                assert_eq!(
+                    fast,
+                    PacketMeta::parse_general(&f),
+                    "v6 {v6} tcp {tcp} tags {tags}"
+                );
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4000))]
+
+    /// Whenever the fast path answers, it answers what etherparse says.
+    #[test]
+    fn fast_path_agrees_with_etherparse(
+        v6 in any::<bool>(),
+        tcp in any::<bool>(),
+        tags in 0u8..3,
+        opts in any::<bool>(),
+        payload in proptest::collection::vec(any::<u8>(), 0..64),
+        edits in proptest::collection::vec((0usize..120, any::<u8>()), 0..4),
+        cut in 0usize..40,
+        pad in 0usize..8,
+    ) {
+        let mut f = any_frame(v6, tcp, tags, &payload, opts);
+        for (pos, b) in edits {
+            if let Some(slot) = f.get_mut(pos) { *slot = b; }
+        }
+        f.truncate(f.len().saturating_sub(cut));
+        f.extend(std::iter::repeat_n(0u8, pad));
+        if let Some(fast) = super::fast::parse(&f) {
+            prop_assert_eq!(fast, PacketMeta::parse_general(&f));
+        }
+    }
+}
