@@ -102,11 +102,25 @@ while time.time() < end:
 
 #[test]
 fn transparency() {
-    if !lab_available("transparency") {
-        return;
+    if lab_available("transparency") {
+        transparent_with(Lab::up("qt1", "100mbit", "100mbit"), "pnet");
     }
-    let lab = Lab::up("qt1", "100mbit", "100mbit");
-    let _qosd = lab.qosd(&lab_config("80 Mbit", "80 Mbit"));
+}
+
+/// The same with the TPACKET_V3 ring backend.
+#[test]
+fn transparency_ring_backend() {
+    if lab_available("transparency_ring_backend") {
+        transparent_with(Lab::up("qt7", "100mbit", "100mbit"), "ring");
+    }
+}
+
+fn transparent_with(lab: Lab, backend: &str) {
+    let cfg = format!(
+        "{}\n[datapath]\nbackend = \"{backend}\"\n",
+        lab_config("80 Mbit", "80 Mbit")
+    );
+    let _qosd = lab.qosd(&cfg);
 
     // ARP and ICMP both families (fresh namespaces: the first ping needs ARP
     // through qosd).

@@ -325,6 +325,8 @@ pub struct Daemon {
 /// `[datapath]`: how the daemon moves frames.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Datapath {
+    /// How frames move between the interfaces and qosd.
+    pub backend: Backend,
     /// Turn off GRO/GSO/TSO/LRO on both interfaces at start (and restore
     /// them at exit); when false, qosd refuses to start if they are on.
     pub manage_offloads: bool,
@@ -334,6 +336,18 @@ pub struct Datapath {
     pub max_frame: Option<u32>,
     /// Kernel socket buffer per interface and direction, in bytes.
     pub socket_buffer: u32,
+}
+
+/// How the daemon moves frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// pnet's sender and one `recvmsg` per frame: portable, the default.
+    Pnet,
+    /// A TPACKET_V3 receive ring and batched `sendmmsg`: fewer system
+    /// calls per frame, for fast links (a lone frame may wait up to 1 ms
+    /// for its ring block).
+    Ring,
 }
 
 /// `[classify]`: how the classifier works, beyond rules.

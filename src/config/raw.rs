@@ -238,6 +238,7 @@ pub struct RawDaemon {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct RawDatapath {
+    pub backend: Option<Value>,
     pub manage_offloads: Option<Value>,
     pub max_frame: Option<Value>,
     pub socket_buffer: Option<Value>,

@@ -10,8 +10,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use super::model::{
-    Api, App, Catalog, Category, CategoryId, Classify, Config, Daemon, Datapath, Flows, Interfaces,
-    Link, MAX_CATEGORIES, Match, Metrics, PerDirection, Rule,
+    Api, App, Backend, Catalog, Category, CategoryId, Classify, Config, Daemon, Datapath, Flows,
+    Interfaces, Link, MAX_CATEGORIES, Match, Metrics, PerDirection, Rule,
 };
 use super::raw::{RawCatalog, RawCategory, RawConfig, RawMatch, RawRule, Value};
 use super::units::{
@@ -532,6 +532,18 @@ pub(super) fn validate(raw: &RawConfig, file: &str, problems: &mut Problems) -> 
 
     // [datapath]
     let datapath = Datapath {
+        backend: p.optional(
+            "datapath.backend",
+            &raw.datapath.backend,
+            Backend::Pnet,
+            |s| match s.trim().to_ascii_lowercase().as_str() {
+                "pnet" => Ok(Backend::Pnet),
+                "ring" => Ok(Backend::Ring),
+                _ => Err(format!(
+                    "unknown backend \"{s}\" (use \"pnet\" or \"ring\")"
+                )),
+            },
+        ),
         manage_offloads: p.optional(
             "datapath.manage_offloads",
             &raw.datapath.manage_offloads,

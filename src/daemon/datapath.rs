@@ -14,7 +14,7 @@ use std::time::Duration;
 use crate::config::Direction;
 use crate::engine::frame::{Frame, FramePool};
 use crate::engine::{DirectionEngine, EngineCounters};
-use crate::io::afpacket::{HEADROOM, RxSocket, TxSocket};
+use crate::io::afpacket::{HEADROOM, RxSocket, TX_BATCH, TxSocket};
 use crate::shaper::{CategoryCounters, Shaper, ShaperConfig};
 use crate::time::Instant;
 
@@ -174,18 +174,44 @@ impl Datapath {
     }
 
     fn transmit_due(&mut self, t: Instant) {
-        while let Some(frame) = self.engine.dequeue(t) {
-            match self.tx.send(frame.bytes()) {
-                Ok(()) => {
-                    self.io.tx_frames += 1;
-                    self.io.tx_bytes += frame.bytes().len() as u64;
+        let mut batch: [Option<Frame>; TX_BATCH] = std::array::from_fn(|_| None);
+        loop {
+            let mut n = 0;
+            while n < TX_BATCH {
+                let Some(frame) = self.engine.dequeue(t) else {
+                    break;
+                };
+                if let Some(slot) = batch.get_mut(n) {
+                    *slot = Some(frame);
                 }
-                Err(_) => {
-                    self.io.tx_errors += 1;
-                    self.io.tx_error_bytes += frame.bytes().len() as u64;
+                n += 1;
+            }
+            if n == 0 {
+                break;
+            }
+            let mut views: [&[u8]; TX_BATCH] = [&[]; TX_BATCH];
+            for (v, f) in views.iter_mut().zip(batch.iter()).take(n) {
+                *v = f.as_ref().map(Frame::bytes).unwrap_or_default();
+            }
+            let mut sent = [false; TX_BATCH];
+            self.tx
+                .send_batch(views.get(..n).unwrap_or_default(), &mut sent);
+            for (slot, ok) in batch.iter_mut().zip(sent).take(n) {
+                if let Some(frame) = slot.take() {
+                    let len = frame.bytes().len() as u64;
+                    if ok {
+                        self.io.tx_frames += 1;
+                        self.io.tx_bytes += len;
+                    } else {
+                        self.io.tx_errors += 1;
+                        self.io.tx_error_bytes += len;
+                    }
+                    self.pool.put(frame.into_buffer());
                 }
             }
-            self.pool.put(frame.into_buffer());
+            if n < TX_BATCH {
+                break;
+            }
         }
         self.recycle_dropped();
     }

@@ -73,6 +73,7 @@ pub fn run(config_path: Option<&Path>) -> Result<(), DaemonError> {
     let opts = SocketOptions {
         rcvbuf: cfg.datapath.socket_buffer as usize,
         sndbuf: cfg.datapath.socket_buffer as usize / 4,
+        backend: cfg.datapath.backend,
     };
     let (mut lan_rx, lan_tx) = AfPacket::open(&cfg.interfaces.lan, opts)?.split();
     let (mut wan_rx, wan_tx) = AfPacket::open(&cfg.interfaces.wan, opts)?.split();

@@ -17,6 +17,7 @@ use pnet_datalink::{
     Channel, Config as PnetConfig, DataLinkReceiver, DataLinkSender, NetworkInterface,
 };
 
+use super::ring::RxRing;
 use crate::packet::rewrite;
 
 /// Why an interface could not be opened.
@@ -44,13 +45,19 @@ pub struct SocketOptions {
     pub rcvbuf: usize,
     /// Send buffer in bytes.
     pub sndbuf: usize,
+    /// How frames move: pnet's sender and `recvmsg` per frame, or a
+    /// TPACKET_V3 receive ring and batched `sendmmsg`.
+    pub backend: Backend,
 }
+
+pub use crate::config::Backend;
 
 impl Default for SocketOptions {
     fn default() -> Self {
         SocketOptions {
             rcvbuf: 4 << 20,
             sndbuf: 1 << 20,
+            backend: Backend::Pnet,
         }
     }
 }
@@ -72,10 +79,49 @@ pub struct Received {
 /// kernel stripped can be put back without moving the frame.
 pub const HEADROOM: usize = 4;
 
+/// Puts a VLAN tag the kernel stripped back into a frame received at
+/// `buf[HEADROOM..HEADROOM + len]`, and completes a partial checksum.
+/// Returns the frame's start, length and whether a checksum was completed.
+fn finish(
+    buf: &mut [u8],
+    mut len: usize,
+    status: u32,
+    tci: u16,
+    tpid: u16,
+) -> (usize, usize, bool) {
+    let mut start = HEADROOM;
+    if status & libc::TP_STATUS_VLAN_VALID != 0 && len >= 12 {
+        // Put the stripped 802.1Q tag back in front of the EtherType.
+        let tpid = if status & libc::TP_STATUS_VLAN_TPID_VALID != 0 && tpid != 0 {
+            tpid
+        } else {
+            0x8100
+        };
+        buf.copy_within(HEADROOM..HEADROOM + 12, 0);
+        let [t0, t1] = tpid.to_be_bytes();
+        let [c0, c1] = tci.to_be_bytes();
+        if let Some(tag) = buf.get_mut(12..16) {
+            tag.copy_from_slice(&[t0, t1, c0, c1]);
+        }
+        start = 0;
+        len += 4;
+    }
+    let mut completed = false;
+    if status & libc::TP_STATUS_CSUMNOTREADY != 0 {
+        // A local sender's partial checksum: finish it, as the NIC would
+        // have, or the receiver drops the frame.
+        if let Some(frame) = buf.get_mut(start..start + len) {
+            completed = rewrite::complete_l4_checksum(frame);
+        }
+    }
+    (start, len, completed)
+}
+
 /// One interface's raw socket.
 pub struct AfPacket {
     name: String,
     fd: RawFd,
+    ring: Option<RxRing>,
     tx: Box<dyn DataLinkSender>,
     // Keeps pnet's half of the descriptor alive (the fd closes when both
     // halves are dropped).
@@ -174,9 +220,18 @@ impl AfPacket {
                 });
             }
         };
+        let ring = match opts.backend {
+            Backend::Pnet => None,
+            Backend::Ring => Some(RxRing::new(fd).map_err(|source| OpenError::Socket {
+                name: name.to_owned(),
+                what: "TPACKET_V3 receive ring",
+                source,
+            })?),
+        };
         Ok(AfPacket {
             name: name.to_owned(),
             fd,
+            ring,
             tx,
             _rx: rx,
         })
@@ -196,15 +251,18 @@ impl AfPacket {
     /// threads (each direction receives on one interface and sends on the
     /// other).
     pub fn split(self) -> (RxSocket, TxSocket) {
+        let batch_fd = self.ring.is_some().then_some(self.fd);
         (
             RxSocket {
                 name: self.name.clone(),
                 fd: self.fd,
+                ring: self.ring,
                 _rx: self._rx,
             },
             TxSocket {
                 name: self.name,
                 tx: self.tx,
+                batch_fd,
             },
         )
     }
@@ -214,6 +272,7 @@ impl AfPacket {
 pub struct RxSocket {
     name: String,
     fd: RawFd,
+    ring: Option<RxRing>,
     _rx: Box<dyn DataLinkReceiver>,
 }
 
@@ -221,12 +280,66 @@ pub struct RxSocket {
 pub struct TxSocket {
     name: String,
     tx: Box<dyn DataLinkSender>,
+    /// With the ring backend: send batches with `sendmmsg` on this socket.
+    batch_fd: Option<RawFd>,
 }
+
+/// Most frames one `sendmmsg` carries.
+pub const TX_BATCH: usize = 64;
 
 impl TxSocket {
     /// The interface name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Sends up to [`TX_BATCH`] frames; `sent[i]` tells whether frame `i`
+    /// went out. One system call with the ring backend, one per frame
+    /// through pnet otherwise.
+    pub fn send_batch(&mut self, frames: &[&[u8]], sent: &mut [bool; TX_BATCH]) {
+        let n = frames.len().min(TX_BATCH);
+        let Some(fd) = self.batch_fd else {
+            for (ok, f) in sent.iter_mut().zip(frames.iter().take(n)) {
+                *ok = self.send(f).is_ok();
+            }
+            return;
+        };
+        // SAFETY: plain data, filled below.
+        let mut iov: [libc::iovec; TX_BATCH] = unsafe { std::mem::zeroed() };
+        let mut msgs: [libc::mmsghdr; TX_BATCH] = unsafe { std::mem::zeroed() };
+        for (i, f) in frames.iter().take(n).enumerate() {
+            if let (Some(v), Some(m)) = (iov.get_mut(i), msgs.get_mut(i)) {
+                v.iov_base = f.as_ptr() as *mut libc::c_void;
+                v.iov_len = f.len();
+                m.msg_hdr.msg_iov = v;
+                m.msg_hdr.msg_iovlen = 1;
+            }
+        }
+        let mut done = 0usize;
+        while done < n {
+            // SAFETY: msgs[done..n] point at iovecs and frames alive for the
+            // call; the socket is bound, so no address is needed.
+            let rc = unsafe {
+                libc::sendmmsg(
+                    fd,
+                    msgs.as_mut_ptr().add(done),
+                    (n - done) as u32,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if rc <= 0 {
+                // The first remaining frame failed: count it and go on.
+                if let Some(ok) = sent.get_mut(done) {
+                    *ok = false;
+                }
+                done += 1;
+                continue;
+            }
+            for ok in sent.iter_mut().skip(done).take(rc as usize) {
+                *ok = true;
+            }
+            done += rc as usize;
+        }
     }
 
     /// Sends one frame. `WouldBlock`/`TimedOut` mean the interface's queue
@@ -272,9 +385,37 @@ impl RxSocket {
     }
 
     /// Receives one frame into `buf` without blocking: `Ok(None)` when
-    /// nothing is waiting. The frame starts at [`Received::start`]; `buf`
+    /// nothing is waiting. With the ring backend the frame is copied out of
+    /// the ring; otherwise it is one `recvmsg`. The frame starts at [`Received::start`]; `buf`
     /// must be at least [`HEADROOM`] plus the largest frame long.
     pub fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<Received>> {
+        if let Some(ring) = self.ring.as_mut() {
+            let Some(f) = ring.next_frame() else {
+                return Ok(None);
+            };
+            let room = buf.len().saturating_sub(HEADROOM);
+            let truncated = f.len > f.data.len() || f.data.len() > room;
+            let n = f.data.len().min(room);
+            if let (Some(dst), Some(src)) = (buf.get_mut(HEADROOM..HEADROOM + n), f.data.get(..n)) {
+                dst.copy_from_slice(src);
+            }
+            let (status, tci, tpid) = (f.status, f.vlan_tci, f.vlan_tpid);
+            if truncated {
+                return Ok(Some(Received {
+                    start: HEADROOM,
+                    len: n,
+                    truncated,
+                    checksum_completed: false,
+                }));
+            }
+            let (start, len, checksum_completed) = finish(buf, n, status, tci, tpid);
+            return Ok(Some(Received {
+                start,
+                len,
+                truncated,
+                checksum_completed,
+            }));
+        }
         let Some(space) = buf.get_mut(HEADROOM..) else {
             return Err(io::Error::other("receive buffer too small"));
         };
@@ -303,7 +444,7 @@ impl RxSocket {
         }
         let real_len = n as usize;
         let truncated = real_len > space.len() || msg.msg_flags & libc::MSG_TRUNC != 0;
-        let mut len = real_len.min(space.len());
+        let len = real_len.min(space.len());
         let mut aux: Option<libc::tpacket_auxdata> = None;
         // SAFETY: walking the control messages the kernel wrote into
         // cmsg_buf, bounded by msg_controllen.
@@ -318,34 +459,10 @@ impl RxSocket {
                 c = libc::CMSG_NXTHDR(&msg, c);
             }
         }
-        let mut start = HEADROOM;
-        let mut checksum_completed = false;
-        if let Some(a) = aux {
-            if a.tp_status & libc::TP_STATUS_VLAN_VALID != 0 && len >= 12 && !truncated {
-                // Put the stripped 802.1Q tag back in front of the EtherType.
-                let tpid =
-                    if a.tp_status & libc::TP_STATUS_VLAN_TPID_VALID != 0 && a.tp_vlan_tpid != 0 {
-                        a.tp_vlan_tpid
-                    } else {
-                        0x8100
-                    };
-                buf.copy_within(HEADROOM..HEADROOM + 12, 0);
-                let [t0, t1] = tpid.to_be_bytes();
-                let [c0, c1] = a.tp_vlan_tci.to_be_bytes();
-                if let Some(tag) = buf.get_mut(12..16) {
-                    tag.copy_from_slice(&[t0, t1, c0, c1]);
-                }
-                start = 0;
-                len += 4;
-            }
-            if a.tp_status & libc::TP_STATUS_CSUMNOTREADY != 0 && !truncated {
-                // A local sender's partial checksum: finish it, as the NIC
-                // would have, or the receiver drops the frame.
-                if let Some(frame) = buf.get_mut(start..start + len) {
-                    checksum_completed = rewrite::complete_l4_checksum(frame);
-                }
-            }
-        }
+        let (start, len, checksum_completed) = match aux {
+            Some(a) if !truncated => finish(buf, len, a.tp_status, a.tp_vlan_tci, a.tp_vlan_tpid),
+            _ => (HEADROOM, len, false),
+        };
         Ok(Some(Received {
             start,
             len,

@@ -4,3 +4,4 @@
 pub mod afpacket;
 pub mod netdev;
 pub mod pcap;
+pub mod ring;
