@@ -4,12 +4,12 @@
 #   package-checks.sh DIR   (DIR holds qosd.deb, qosd-v2.deb, expected-qosd.toml)
 set -uo pipefail
 D=${1:?}
-MAX_EXPOSURE=${MAX_EXPOSURE:-2.5}
+MAX_EXPOSURE=${MAX_EXPOSURE:-1.8}
 LOG=/tmp/invoke-rc.log
 fails=0
 ok() { echo "ok   $*"; }
 bad() { echo "FAIL $*"; fails=$((fails + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
+check() { local what=$1; shift; if "$@" >/tmp/check.out 2>&1; then ok "$what"; else bad "$what"; sed 's/^/     /' /tmp/check.out | tail -15; fi; }
 
 [ -e /pkgtest ] || { echo "package-checks.sh: only inside test-package.sh's throwaway root"; exit 1; }
 
@@ -63,20 +63,23 @@ check "... also as user qosd" setpriv --reuid=qosd --regid=qosd --clear-groups q
 check "the bypass reads the installed config" bash -c "/usr/lib/qosd/bypass status 2>&1 | grep -q 'qosd-bypass does not bridge lan0 and wan0'"
 
 echo "== systemd-analyze on the installed units"
-if systemd-analyze verify /usr/lib/systemd/system/qosd.service /usr/lib/systemd/system/qosd-bypass.service >/tmp/verify.out 2>&1 &&
-  ! grep -q . /tmp/verify.out; then
-  ok "systemd-analyze verify: no warnings"
+# verify also loads the units these depend on and may warn about other
+# packages' units: only messages about qosd's own units count.
+systemd-analyze verify /usr/lib/systemd/system/qosd.service /usr/lib/systemd/system/qosd-bypass.service >/tmp/verify.out 2>&1
+rc=$?
+if [ "$rc" = 0 ] && ! grep -q 'qosd' /tmp/verify.out; then
+  ok "systemd-analyze verify qosd.service qosd-bypass.service: no errors or warnings"
 else
-  bad "systemd-analyze verify"
-  sed 's/^/     /' /tmp/verify.out
+  bad "systemd-analyze verify (exit $rc)"
 fi
+sed 's/^/     /' /tmp/verify.out
 for unit in qosd.service qosd-bypass.service; do
   score=$(systemd-analyze security --offline=true "/usr/lib/systemd/system/$unit" 2>/dev/null |
     sed -n 's/.*Overall exposure level for .*: \([0-9.]*\) \(.*\)/\1 \2/p')
   echo "     systemd-analyze security $unit: ${score:-?}"
   check "$unit exposure <= $MAX_EXPOSURE" \
     systemd-analyze security --offline=true --threshold="$(echo "$MAX_EXPOSURE" | awk '{print $1 * 10}')" \
-    "/usr/lib/systemd/system/$unit" >/dev/null 2>&1
+    "/usr/lib/systemd/system/$unit"
 done
 
 echo "== upgrade: the admin's edits survive"
