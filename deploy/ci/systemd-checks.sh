@@ -165,6 +165,54 @@ check "dpkg --remove qosd" dpkg --remove qosd
 check "bypass up after removal" bridged
 check "traffic flows" pings 1
 
+echo "== the Ansible role, for real (connection local)"
+check "dpkg --purge qosd" dpkg --purge qosd
+A=/tmp/ansible-e2e
+mkdir -p $A/host_vars
+cat >$A/hosts.yml <<'YAML'
+offices:
+  hosts:
+    office-e2e:
+      ansible_connection: local
+      ansible_python_interpreter: /usr/bin/python3
+YAML
+cat >$A/host_vars/office-e2e.yml <<'YAML'
+qosd_lan: lan0
+qosd_wan: wan0
+qosd_upload: 20 Mbit
+qosd_download: 50 Mbit
+qosd_package_file: /share/qosd.deb
+YAML
+play() { (cd /share/ansible && ANSIBLE_NOCOLOR=1 ansible-playbook -i $A/hosts.yml site.yml) >/tmp/play.out 2>&1; }
+recap() { sed -n 's/^office-e2e *: //p' /tmp/play.out | tail -1 | tr -s ' '; }
+same_pid() { [ "$(main_pid)" = "$1" ] && [ "$(state)" = active ]; }
+if play; then ok "site.yml: install, configure, start ($(recap))"; else bad "site.yml"; tail -30 /tmp/play.out; fi
+check "installed" test "$(dpkg-query -W -f='${Status}' qosd)" = "install ok installed"
+check "rendered and validated config in place" grep -q '^upload = "18400 kbit"' /etc/qosd/qosd.toml
+check "qosd active" test "$(state)" = active
+check "bypass removed" wait_for 5000 not_bridged
+check "traffic flows through qosd" wait_for 5000 pings 1
+pid=$(main_pid)
+if play; then ok "second run ($(recap))"; else bad "second run"; tail -30 /tmp/play.out; fi
+check "idempotent: changed=0" grep -q 'changed=0' /tmp/play.out
+check "... qosd not restarted" same_pid "$pid"
+sed -i 's/20 Mbit/10 Mbit/' $A/host_vars/office-e2e.yml
+if play; then ok "new measured rate ($(recap))"; else bad "new rate"; tail -30 /tmp/play.out; fi
+check "config updated" grep -q '^upload = "9200 kbit"' /etc/qosd/qosd.toml
+check "handler restarted qosd" bash -c "! [ \"\$(systemctl show -p MainPID --value qosd)\" = $pid ] && [ \"\$(systemctl is-active qosd)\" = active ]"
+check "traffic flows through qosd" wait_for 5000 pings 1
+pid=$(main_pid)
+cp /etc/qosd/qosd.toml /tmp/good.toml
+cat >>$A/host_vars/office-e2e.yml <<'YAML'
+qosd_categories:
+  - {name: browsing, priority: 3, min: "60%"}
+  - {name: bulk, priority: 3, min: "60%"}
+YAML
+if play; then bad "a config qosd rejects (mins over 100%) fails the play"; else ok "a config qosd rejects (mins over 100%) fails the play"; fi
+check "... at the validate step" grep -q 'failed to validate' /tmp/play.out
+check "... the running config is untouched" cmp -s /etc/qosd/qosd.toml /tmp/good.toml
+check "... and qosd keeps running" same_pid "$pid"
+
 echo
 if [ "$fails" -eq 0 ]; then echo "test-systemd: all passed ($CONTRACT contract)"; else echo "test-systemd: $fails FAILED"; fi
 [ "$fails" -eq 0 ]

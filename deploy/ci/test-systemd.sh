@@ -3,8 +3,9 @@
 # container (systemd-nspawn, private network, root = an overlay of this
 # machine's /), installs the .deb there and runs deploy/ci/systemd-checks.sh
 # in it: install leaves qosd stopped, qosd runs under the hardened unit and
-# forwards, and fail-open (kill -9, stop, bad config, reload) keeps traffic
-# flowing between two network namespaces inside the container.
+# forwards, fail-open (kill -9, stop, bad config, reload) keeps traffic
+# flowing between two network namespaces inside the container, and the
+# Ansible role installs, configures and restarts qosd there for real.
 #
 #   test-systemd.sh target/debian/qosd_*.deb
 #
@@ -22,6 +23,7 @@ trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$WORK/upper" "$WORK/work" "$WORK/root" "$WORK/share"
 cp "$DEB" "$WORK/share/qosd.deb"
 cp "$ROOT/deploy/ci/systemd-checks.sh" "$WORK/share/"
+cp -r "$ROOT/deploy/ansible" "$WORK/share/ansible"
 
 unshare --mount --propagation private -- /bin/sh -ec '
 W=$1
