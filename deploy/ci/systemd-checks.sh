@@ -1,11 +1,34 @@
 #!/bin/bash
-# Runs inside the container booted by test-systemd.sh, as a service, with
-# systemd as PID 1 (never on a real machine: it installs qosd and bridges
-# interfaces). DIR holds qosd.deb.
-#   systemd-checks.sh DIR
+# Runs inside the container booted by test-systemd.sh, with systemd as
+# PID 1 (never on a real machine: it installs qosd and bridges interfaces).
+#   systemd-checks.sh --net   (qosd-e2e-net.service, early at every boot)
+#       [lanhost] eth0 -- lan0 [gateway] wan0 -- eth0 [srv], 198.18.0.0/24;
+#       lan0 and wan0 are left down, as a NIC after boot
+#   systemd-checks.sh DIR     (qosd-e2e.service; DIR holds qosd.deb)
+#       boot 1: install, run, fail-open, Ansible; then reboots
+#       boot 2: qosd enabled: the bypass comes up, qosd takes over; reboots
+#       boot 3: qosd disabled: the bypass carries the traffic; powers off
 set -uo pipefail
-D=${1:?}
 [ -e /share/systemd-checks.sh ] || { echo "systemd-checks.sh: only inside test-systemd.sh's container"; exit 1; }
+
+if [ "${1:-}" = --net ]; then
+  set -e
+  ip netns add lanhost
+  ip netns add srv
+  ip link add eth0 netns lanhost type veth peer name lan0
+  ip link add wan0 type veth peer name eth0 netns srv
+  for ns in lanhost srv; do
+    ip netns exec $ns ip link set lo up
+    ip netns exec $ns ethtool -K eth0 tx off >/dev/null 2>&1 || true # complete checksums, as on a wire
+    ip netns exec $ns ip link set eth0 up
+  done
+  ip netns exec lanhost ip addr add 198.18.0.10/24 dev eth0
+  ip netns exec srv ip addr add 198.18.0.20/24 dev eth0
+  exit 0
+fi
+
+D=${1:?}
+PHASE=$(cat /share/phase 2>/dev/null || echo 1)
 systemctl is-system-running --wait >/dev/null 2>&1 || true
 
 fails=0
@@ -41,19 +64,43 @@ stop_pinging() {
   [ -n "$sent" ] || LOST=999
 }
 
-echo "== setup: [lanhost] eth0 -- lan0 [gateway] wan0 -- eth0 [srv], addresses 198.18.0.0/24"
-ip netns add lanhost && ip netns add srv
-ip link add eth0 netns lanhost type veth peer name lan0
-ip link add wan0 type veth peer name eth0 netns srv
-for ns in lanhost srv; do
-  ip netns exec $ns ip link set lo up
-  ip netns exec $ns ethtool -K eth0 tx off >/dev/null 2>&1 || true # complete checksums, as on a wire
-  ip netns exec $ns ip link set eth0 up
-done
-ip netns exec lanhost ip addr add 198.18.0.10/24 dev eth0
-ip netns exec srv ip addr add 198.18.0.20/24 dev eth0
+# Ends this boot: records the failures and reboots into the next phase, or
+# powers off after the last one with the exit status in /share/e2e.rc.
+next_boot() {
+  echo $(($(cat /share/fails 2>/dev/null || echo 0) + fails)) >/share/fails
+  if [ -n "${1:-}" ]; then
+    echo "$1" >/share/phase
+    systemctl reboot --no-block
+  else
+    total=$(cat /share/fails)
+    echo
+    if [ "$total" -eq 0 ]; then echo "test-systemd: all passed ($CONTRACT contract)"; else echo "test-systemd: $total FAILED"; fi
+    [ "$total" -eq 0 ] && echo 0 >/share/e2e.rc || echo 1 >/share/e2e.rc
+    systemctl poweroff --no-block
+  fi
+  exit 0
+}
+CONTRACT=$(cat /share/contract 2>/dev/null || echo "?")
 
-echo "== install (systemd running)"
+if [ "$PHASE" = 2 ]; then
+  echo "== boot 2: qosd enabled"
+  check "qosd-bypass.service ran at boot" test "$(systemctl show -p Result --value qosd-bypass.service) $(systemctl show -p ExecMainStatus --value qosd-bypass.service)" = "success 0"
+  check "... before qosd" bash -c '[ "$(systemctl show -p InactiveEnterTimestampMonotonic --value qosd-bypass.service)" -le "$(systemctl show -p ExecMainStartTimestampMonotonic --value qosd.service)" ]'
+  check "qosd active" wait_for 10000 bash -c '[ "$(systemctl is-active qosd)" = active ]'
+  check "bypass removed" wait_for 5000 not_bridged
+  check "traffic flows through qosd" wait_for 5000 pings 1
+  check "systemctl disable qosd" systemctl disable qosd.service
+  next_boot 3
+fi
+if [ "$PHASE" = 3 ]; then
+  echo "== boot 3: qosd disabled"
+  check "qosd not running" test "$(state)" = inactive
+  check "the bypass bridges lan0 and wan0" bridged
+  check "traffic flows through the bypass" wait_for 5000 pings 1
+  next_boot
+fi
+
+echo "== boot 1: install (systemd running)"
 check "dpkg -i" dpkg -i "$D/qosd.deb"
 check "qosd.service enabled" test "$(systemctl is-enabled qosd.service)" = enabled
 check "qosd-bypass.service enabled" test "$(systemctl is-enabled qosd-bypass.service)" = enabled
@@ -213,6 +260,5 @@ check "... at the validate step" grep -q 'failed to validate' /tmp/play.out
 check "... the running config is untouched" cmp -s /etc/qosd/qosd.toml /tmp/good.toml
 check "... and qosd keeps running" same_pid "$pid"
 
-echo
-if [ "$fails" -eq 0 ]; then echo "test-systemd: all passed ($CONTRACT contract)"; else echo "test-systemd: $fails FAILED"; fi
-[ "$fails" -eq 0 ]
+echo "$CONTRACT" >/share/contract
+next_boot 2
