@@ -36,8 +36,8 @@ enabled() { # unit: enabled according to systemctl (offline) and the wants/ link
 }
 nothing_started() { ! grep -Eq ' (start|restart|try-restart|reload)' "$LOG"; }
 system_user() {
-  local IFS=: name pw uid gid gecos home shell
-  read -r name pw uid gid gecos home shell < <(getent passwd qosd) || return 1
+  local IFS=: uid gid home shell
+  read -r _ _ uid gid _ home shell < <(getent passwd qosd) || return 1
   [ "$uid" -lt 1000 ] && [ "$home" = /nonexistent ] && [ ! -e /nonexistent ] &&
     case $shell in */nologin | */false) true ;; *) false ;; esac &&
     [ "$(getent group qosd | cut -d: -f3)" = "$gid" ]
