@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The deployment checks, for .ci/run (root, Debian 12). Installs what they
 # need (idempotently), then:
+#   0. shellcheck on the scripts
 #   1. cargo deb: builds qosd and the .deb from Cargo.toml's metadata
 #   2. test-bypass.sh: the fail-open bridge script, in network namespaces
 #   3. test-ansible.sh: ansible-playbook --syntax-check, ansible-lint
@@ -30,6 +31,7 @@ command -v ethtool >/dev/null || pkgs+=(ethtool)
 command -v ping >/dev/null || pkgs+=(iputils-ping)
 command -v unshare >/dev/null && command -v setpriv >/dev/null || pkgs+=(util-linux)
 command -v ps >/dev/null || pkgs+=(procps)
+command -v shellcheck >/dev/null || pkgs+=(shellcheck)
 if [ ${#pkgs[@]} -gt 0 ]; then
   echo "installing: ${pkgs[*]}"
   apt-get update -qq
@@ -43,6 +45,10 @@ systemd-analyze --version | sed -n 1p
 ansible-playbook --version | sed -n 1p
 ansible-lint --nocolor --version | sed -n 1p
 cargo deb --version
+
+echo "== deploy: shellcheck"
+shellcheck -S warning deploy/systemd/bypass deploy/debian/postinst deploy/debian/prerm deploy/debian/postrm deploy/ci/*.sh
+echo "ok"
 
 echo "== deploy: cargo deb"
 deb=$(cargo deb 2>/dev/null | tail -1)
