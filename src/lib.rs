@@ -11,12 +11,15 @@
 )]
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod classify;
+pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod engine;
 pub mod flow;
 pub mod io;
+pub mod metrics;
 pub mod offline;
 pub mod packet;
 pub mod shaper;

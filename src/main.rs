@@ -43,6 +43,32 @@ enum Command {
         /// One JSON object instead of the table.
         #[arg(long)]
         json: bool,
+        /// The Prometheus exposition qosd would serve at the end instead
+        /// of the table (e.g. for `promtool check metrics`).
+        #[arg(long, conflicts_with = "json")]
+        prometheus: bool,
+    },
+    /// One-shot summary of a running qosd, from its admin API.
+    Status {
+        /// Configuration naming api.listen (default /etc/qosd/qosd.toml if
+        /// it exists, else the embedded default).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The API address, overriding the configuration's.
+        #[arg(long)]
+        api: Option<std::net::SocketAddr>,
+    },
+    /// Live view of a running qosd, refreshed every second (Ctrl-C quits).
+    Top {
+        /// Configuration naming api.listen (as for `status`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The API address, overriding the configuration's.
+        #[arg(long)]
+        api: Option<std::net::SocketAddr>,
+        /// How many flows to show.
+        #[arg(long, default_value_t = 15)]
+        flows: usize,
     },
     /// Run the daemon: bridge interfaces.lan and interfaces.wan, classify
     /// and shape both directions, until SIGTERM or SIGINT.
@@ -79,7 +105,10 @@ fn main() -> ExitCode {
             duration,
             pcap,
             json,
-        } => simulate(config, duration, pcap, json),
+            prometheus,
+        } => simulate(config, duration, pcap, json, prometheus),
+        Command::Status { config, api } => status(config, api),
+        Command::Top { config, api, flows } => top(config, api, flows),
         Command::Run { config } => run(config),
     }
 }
@@ -113,16 +142,94 @@ fn run(config: Option<PathBuf>) -> ExitCode {
     }
 }
 
+/// The API address: `--api`, else `api.listen` of `--config`, else of
+/// /etc/qosd/qosd.toml when it exists, else the default.
+fn api_address(
+    config: Option<PathBuf>,
+    api: Option<std::net::SocketAddr>,
+) -> Result<std::net::SocketAddr, ExitCode> {
+    if let Some(a) = api {
+        return Ok(a);
+    }
+    let installed = PathBuf::from("/etc/qosd/qosd.toml");
+    let path = config.or_else(|| installed.exists().then_some(installed));
+    load_config(path).map(|c| c.api.listen)
+}
+
+fn status(config: Option<PathBuf>, api: Option<std::net::SocketAddr>) -> ExitCode {
+    let addr = match api_address(config, api) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    let client = qosd::client::Client::new(addr);
+    match (
+        client.get("/api/v1/status"),
+        client.get("/api/v1/categories"),
+    ) {
+        (Ok(st), Ok(cats)) => {
+            print!("{}", qosd::client::render_status(&st, &cats));
+            ExitCode::SUCCESS
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("qosd status: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn top(config: Option<PathBuf>, api: Option<std::net::SocketAddr>, flows: usize) -> ExitCode {
+    let addr = match api_address(config, api) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    let client = qosd::client::Client::new(addr);
+    loop {
+        let frame = match (
+            client.get("/api/v1/status"),
+            client.get("/api/v1/categories"),
+            client.get(&format!("/api/v1/flows?top={flows}")),
+        ) {
+            (Ok(st), Ok(cats), Ok(fl)) => {
+                format!(
+                    "{}\n{}",
+                    qosd::client::render_status(&st, &cats),
+                    qosd::client::render_flows(&fl)
+                )
+            }
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => format!("{e}\n"),
+        };
+        // Home the cursor and clear the screen, then draw.
+        print!("\x1b[H\x1b[2J{frame}");
+        let _ = std::io::stdout().flush();
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
 fn simulate(
     config: Option<PathBuf>,
     duration: std::time::Duration,
     pcap: Option<PathBuf>,
     json: bool,
+    prometheus: bool,
 ) -> ExitCode {
     let cfg = match load_config(config) {
         Ok(c) => c,
         Err(code) => return code,
     };
+    if prometheus {
+        let view = match pcap {
+            Some(path) => match qosd::simulate::metrics_view_pcap(&cfg, &path) {
+                Ok(v) => v,
+                Err(e) => {
+                    eprintln!("qosd simulate: {e}");
+                    return ExitCode::from(EXIT_INVALID);
+                }
+            },
+            None => qosd::simulate::metrics_view_office(&cfg, duration),
+        };
+        print!("{}", qosd::metrics::encode_view(&view));
+        return ExitCode::SUCCESS;
+    }
     let report = match pcap {
         Some(path) => match qosd::simulate::run_pcap(&cfg, &path) {
             Ok(r) => r,

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::classify::{Classifier, NameLookup};
 use crate::config::{Config, Direction, Flows, Protocol};
-use crate::flow::{FlowKey, FlowTable, Side};
+use crate::flow::{Flow, FlowKey, FlowTable, Side};
 use crate::io::pcap::{PcapError, ReadStats, for_each_frame};
 use crate::packet::{FrameKind, PacketMeta, addr_from_bytes};
 use crate::time::Instant;
@@ -96,6 +96,44 @@ fn endpoint(addr: [u8; 16], port: u16, v4: bool) -> String {
     SocketAddr::new(ip, port).to_string()
 }
 
+/// A flow as reports and the API show it.
+pub fn describe_flow(
+    key: &FlowKey,
+    flow: &Flow,
+    classifier: &Classifier,
+    cfg: &Config,
+) -> FlowReport {
+    let v4 = key.lo.get(..12) == Some(&V4_MAPPED[..]) && key.hi.get(..12) == Some(&V4_MAPPED[..]);
+    let (src, sp) = key.endpoint(flow.initiator);
+    let (dst, dp) = key.endpoint(if flow.initiator == Side::Lo {
+        Side::Hi
+    } else {
+        Side::Lo
+    });
+    let c = &flow.class;
+    let category_id = flow.first_direction.pick(c.category);
+    FlowReport {
+        proto: Protocol(key.protocol).to_string(),
+        src: endpoint(src, sp, v4),
+        dst: endpoint(dst, dp, v4),
+        app: c
+            .app
+            .and_then(|a| classifier.app_name(a))
+            .map(str::to_owned),
+        category: cfg
+            .category(category_id)
+            .map(|c| c.name.clone())
+            .unwrap_or_default(),
+        decided_by: classifier.decided_by_name(c.decided_by).into_owned(),
+        packets: flow.total_packets(),
+        bytes: flow.total_bytes(),
+        host: c.host.as_deref().map(str::to_owned),
+        id: flow.id,
+    }
+}
+
+const V4_MAPPED: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+
 /// Classifies every flow of the capture at `path` with `cfg`. `progress`
 /// is called every 64k frames with the frames read so far.
 pub fn classify_capture(
@@ -136,36 +174,7 @@ pub fn classify_capture(
     stats.read = read;
 
     let mut reports = Vec::with_capacity(table.len());
-    table.for_each(|key, flow| {
-        let v4 = key.lo[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]
-            && key.hi[..12] == key.lo[..12];
-        let (src, sp) = key.endpoint(flow.initiator);
-        let (dst, dp) = key.endpoint(if flow.initiator == Side::Lo {
-            Side::Hi
-        } else {
-            Side::Lo
-        });
-        let c = &flow.class;
-        let category_id = flow.first_direction.pick(c.category);
-        reports.push(FlowReport {
-            proto: Protocol(key.protocol).to_string(),
-            src: endpoint(src, sp, v4),
-            dst: endpoint(dst, dp, v4),
-            app: c
-                .app
-                .and_then(|a| classifier.app_name(a))
-                .map(str::to_owned),
-            category: cfg
-                .category(category_id)
-                .map(|c| c.name.clone())
-                .unwrap_or_default(),
-            decided_by: classifier.decided_by_name(c.decided_by).into_owned(),
-            packets: flow.total_packets(),
-            bytes: flow.total_bytes(),
-            host: c.host.as_deref().map(str::to_owned),
-            id: flow.id,
-        });
-    });
+    table.for_each(|key, flow| reports.push(describe_flow(key, flow, &classifier, cfg)));
     reports.sort_by_key(|r| r.id);
     Ok((reports, stats))
 }

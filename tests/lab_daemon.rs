@@ -404,3 +404,126 @@ fn stop_is_clean_and_restores_interfaces() {
         "namespaces left behind: {namespaces}"
     );
 }
+
+/// Fail-open: with lan0 and wan0 in the bypass bridge (what keeps the office
+/// online while qosd is down), qosd removes the bridge at start and
+/// forwards itself; any other bridge of both is refused.
+#[test]
+fn takes_over_from_the_bypass_bridge() {
+    if !lab_available("takes_over_from_the_bypass_bridge") {
+        return;
+    }
+    let lab = Lab::up("qt5", "100mbit", "100mbit");
+    let bridge = |name: &str| {
+        lab.sh("gw", &format!("ip link add {name} type bridge && ip link set {name} type bridge stp_state 0 forward_delay 0 && ip link set lan0 master {name} && ip link set wan0 master {name} && ip link set {name} up"));
+    };
+    // Another bridge: refused with the command that fixes it, exit 2.
+    bridge("br9");
+    let out = lab.exec(
+        "gw",
+        &[
+            env!("CARGO_BIN_EXE_qosd"),
+            "run",
+            "--config",
+            &write_config(&lab, &lab_config("50 Mbit", "50 Mbit")),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("both ports of the kernel bridge br9") && err.contains("nomaster"),
+        "{err}"
+    );
+    lab.sh("gw", "ip link del br9");
+
+    // The bypass bridge: the office is online through it...
+    bridge("qosd-bypass");
+    lab.sh("lan", "ping -c 1 -W 2 198.18.0.20");
+    // ...and qosd takes over.
+    let qosd = lab.qosd(&lab_config("50 Mbit", "50 Mbit"));
+    assert!(
+        qosd.log_text()
+            .contains("took over from the bypass bridge qosd-bypass"),
+        "{}",
+        qosd.log_text()
+    );
+    assert!(
+        !lab.sh("gw", "ip -o link show").contains("qosd-bypass"),
+        "bridge still there"
+    );
+    lab.sh("lan", "ping -c 3 -i 0.2 -W 2 198.18.0.20");
+    let dup = lab.sh("lan", "ping -c 5 -i 0.2 -W 2 198.18.0.20");
+    assert!(!dup.contains("DUP!"), "frames forwarded twice:\n{dup}");
+}
+
+fn write_config(lab: &Lab, text: &str) -> String {
+    let path = std::env::temp_dir().join(format!("qosd-{}-extra.toml", lab.prefix));
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+/// Started as root with `daemon.user`, qosd runs as that user with no
+/// capability but CAP_NET_ADMIN (kept to restore offloads at exit), and
+/// still forwards.
+#[test]
+fn drops_root_after_opening_its_sockets() {
+    if !lab_available("drops_root_after_opening_its_sockets") {
+        return;
+    }
+    let lab = Lab::up("qt6", "100mbit", "100mbit");
+    lab.sh("gw", "ethtool -K lan0 gso on");
+    let cfg = format!(
+        "{}\n[daemon]\nuser = \"nobody\"\n",
+        lab_config("50 Mbit", "50 Mbit")
+    );
+    let mut qosd = lab.qosd(&cfg);
+    assert!(
+        qosd.log_text().contains("dropped privileges"),
+        "{}",
+        qosd.log_text()
+    );
+    let pid = qosd.pid().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    eprintln!(
+        "{}\n{}\n{}",
+        field("Uid:"),
+        field("CapEff:"),
+        field("CapPrm:")
+    );
+    assert!(field("Uid:").contains("65534"), "{}", field("Uid:"));
+    // CAP_NET_ADMIN is bit 12.
+    assert!(
+        field("CapEff:").ends_with("0000000000001000"),
+        "{}",
+        field("CapEff:")
+    );
+    assert!(
+        field("CapPrm:").ends_with("0000000000001000"),
+        "{}",
+        field("CapPrm:")
+    );
+    // Every thread, not just the main one.
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let st = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
+        assert!(
+            st.lines()
+                .any(|l| l.starts_with("CapEff:") && l.ends_with("0000000000001000")),
+            "{st}"
+        );
+    }
+    lab.sh("lan", "ping -c 3 -i 0.2 -W 2 198.18.0.20");
+    let (code, _) = qosd.stop();
+    assert_eq!(code, Some(0), "{}", qosd.log_text());
+    assert!(
+        lab.sh("gw", "ethtool -k lan0")
+            .contains("generic-segmentation-offload: on"),
+        "offloads not restored as user nobody"
+    );
+}

@@ -16,8 +16,8 @@ use std::path::Path;
 use std::sync::{Arc, LazyLock};
 
 pub use model::{
-    Api, App, Catalog, Category, CategoryId, Classify, Config, Datapath, Flows, Interfaces, Link,
-    MAX_CATEGORIES, Match, Metrics, PerDirection, Rule,
+    Api, App, Catalog, Category, CategoryId, Classify, Config, Daemon, Datapath, Flows, Interfaces,
+    Link, MAX_CATEGORIES, Match, Metrics, PerDirection, Rule,
 };
 pub use units::{Bandwidth, Direction, Dscp, HostPattern, PortRange, Protocol, Rate};
 pub use validate::{DEFAULT_API_LISTEN, DEFAULT_METRICS_LISTEN};

@@ -95,6 +95,8 @@ pub struct Config {
     pub classify: Classify,
     /// Data-path settings of the daemon.
     pub datapath: Datapath,
+    /// Process settings of the daemon.
+    pub daemon: Daemon,
     /// Prometheus exposition.
     pub metrics: Metrics,
     /// Admin HTTP API.
@@ -305,6 +307,19 @@ fn serialize_bytes_as_str<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S:
         Some(b) => s.serialize_str(&b.iter().map(|&c| char::from(c)).collect::<String>()),
         None => s.serialize_none(),
     }
+}
+
+/// `[daemon]`: how `qosd run` fits into the system.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Daemon {
+    /// Kernel bridge of both interfaces that keeps the office online while
+    /// qosd is not running (fail-open); qosd removes it when it starts.
+    /// Empty: no bypass bridge is expected.
+    pub bypass_bridge: String,
+    /// Unprivileged user to switch to after opening the sockets, when
+    /// started as root.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 /// `[datapath]`: how the daemon moves frames.

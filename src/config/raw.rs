@@ -125,6 +125,7 @@ pub struct RawConfig {
     pub rule: Vec<RawRule>,
     pub classify: RawClassify,
     pub datapath: RawDatapath,
+    pub daemon: RawDaemon,
     pub metrics: RawMetrics,
     pub api: RawApi,
     pub flows: RawFlows,
@@ -223,6 +224,14 @@ pub struct RawMatch {
     pub apps: Option<Value>,
     pub direction: Option<Value>,
     pub payload_prefix: Option<Value>,
+}
+
+/// `[daemon]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawDaemon {
+    pub bypass_bridge: Option<Value>,
+    pub user: Option<Value>,
 }
 
 /// `[datapath]`

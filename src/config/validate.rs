@@ -10,8 +10,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use super::model::{
-    Api, App, Catalog, Category, CategoryId, Classify, Config, Datapath, Flows, Interfaces, Link,
-    MAX_CATEGORIES, Match, Metrics, PerDirection, Rule,
+    Api, App, Catalog, Category, CategoryId, Classify, Config, Daemon, Datapath, Flows, Interfaces,
+    Link, MAX_CATEGORIES, Match, Metrics, PerDirection, Rule,
 };
 use super::raw::{RawCatalog, RawCategory, RawConfig, RawMatch, RawRule, Value};
 use super::units::{
@@ -551,6 +551,43 @@ pub(super) fn validate(raw: &RawConfig, file: &str, problems: &mut Problems) -> 
         ),
     };
 
+    // [daemon]
+    let daemon = Daemon {
+        bypass_bridge: p.optional(
+            "daemon.bypass_bridge",
+            &raw.daemon.bypass_bridge,
+            "qosd-bypass".to_owned(),
+            |s| {
+                if s.is_empty() {
+                    Ok(String::new())
+                } else {
+                    parse_interface(s)
+                }
+            },
+        ),
+        user: raw.daemon.user.as_ref().and_then(|v| {
+            p.parse("daemon.user", v, |s| {
+                let ok = !s.is_empty()
+                    && s.len() <= 32
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+                if ok {
+                    Ok(s.to_owned())
+                } else {
+                    Err(format!("\"{s}\" is not a user name"))
+                }
+            })
+        }),
+    };
+    if !daemon.bypass_bridge.is_empty()
+        && (daemon.bypass_bridge == lan || daemon.bypass_bridge == wan)
+    {
+        p.add(
+            "daemon.bypass_bridge",
+            "must not be one of the two interfaces",
+        );
+    }
+
     // [metrics], [api]
     let metrics_listen = p.optional(
         "metrics.listen",
@@ -619,6 +656,7 @@ pub(super) fn validate(raw: &RawConfig, file: &str, problems: &mut Problems) -> 
         rule: rules,
         classify,
         datapath,
+        daemon,
         metrics: Metrics {
             listen: metrics_listen,
         },

@@ -57,6 +57,13 @@ pub struct IoCounters {
     pub rx_errors: u64,
     /// Frames larger than the receive buffer (offloads left on): dropped.
     pub oversized: u64,
+    /// Their bytes (as far as received).
+    pub oversized_bytes: u64,
+    /// Bytes of the frames the egress interface refused.
+    pub tx_error_bytes: u64,
+    /// Frames the kernel dropped before qosd read them (its socket queue
+    /// was full: qosd fell behind).
+    pub kernel_drops: u64,
     /// Frames whose partial TCP/UDP checksum qosd completed.
     pub checksum_completed: u64,
     /// Frames the shaper dropped (any reason; by category in its counters).
@@ -111,9 +118,11 @@ impl Datapath {
         while !stop.load(Ordering::Relaxed) {
             let t = now();
             if let Some(cfg) = self.engine.refresh() {
-                self.engine
-                    .queue_mut()
-                    .reconfigure(&ShaperConfig::from_config(&cfg, self.dir));
+                self.engine.queue_mut().reconfigure(&shaper_config(
+                    &cfg,
+                    self.dir,
+                    self.pool.buffer_size(),
+                ));
             }
             self.receive_batch(t);
             let t = now();
@@ -141,6 +150,7 @@ impl Datapath {
                     self.io.rx_bytes += r.len as u64;
                     if r.truncated {
                         self.io.oversized += 1;
+                        self.io.oversized_bytes += r.len as u64;
                         self.pool.put(buf);
                         continue;
                     }
@@ -170,7 +180,10 @@ impl Datapath {
                     self.io.tx_frames += 1;
                     self.io.tx_bytes += frame.bytes().len() as u64;
                 }
-                Err(_) => self.io.tx_errors += 1,
+                Err(_) => {
+                    self.io.tx_errors += 1;
+                    self.io.tx_error_bytes += frame.bytes().len() as u64;
+                }
             }
             self.pool.put(frame.into_buffer());
         }
@@ -199,7 +212,8 @@ impl Datapath {
         unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
     }
 
-    fn publish(&self, t: Instant, running: bool) {
+    fn publish(&mut self, t: Instant, running: bool) {
+        self.io.kernel_drops += self.rx.kernel_drops();
         if let Ok(mut s) = self.snapshot.lock() {
             s.io.clone_from(&self.io);
             s.engine.clone_from(self.engine.counters());
@@ -231,6 +245,16 @@ pub fn is_transient(e: &io::Error) -> bool {
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
     )
+}
+
+/// The shaper of one direction of the daemon. Every queued frame holds a
+/// whole receive buffer, so the packet limit is what the memory budget
+/// buys in buffers: a flood of tiny frames cannot pin more memory than
+/// the budget.
+pub fn shaper_config(cfg: &crate::config::Config, dir: Direction, buffer: usize) -> ShaperConfig {
+    let mut sc = ShaperConfig::from_config(cfg, dir);
+    sc.packet_limit = (sc.memory_limit / buffer.max(64) as u64).max(1024);
+    sc
 }
 
 /// Receive buffer size for frames up to `max_frame` bytes.

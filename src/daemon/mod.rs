@@ -1,23 +1,28 @@
 //! `qosd run`: the inline daemon. It checks the interfaces, opens raw
 //! sockets on both, starts one data-path thread per direction (upload:
 //! LAN -> WAN, download: WAN -> LAN) and runs the control plane on tokio:
-//! signals, periodic housekeeping, and (later) metrics and the admin API.
+//! signals, reloads (SIGHUP, file changes, API), Prometheus metrics and the
+//! admin API, and housekeeping.
 
+mod control;
+pub use control::load_token;
 pub mod datapath;
 pub mod preflight;
+pub mod privileges;
+pub mod state;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use self::datapath::{Datapath, IoCounters, Snapshot, SnapshotCell};
+use self::datapath::{Datapath, IoCounters};
 use self::preflight::PreflightError;
+use self::state::Handle;
 use crate::config::{Config, ConfigErrors, Direction};
 use crate::engine::frame::FramePool;
 use crate::engine::{DirectionEngine, Shared};
 use crate::io::afpacket::{AfPacket, OpenError, SocketOptions};
-use crate::shaper::{Shaper, ShaperConfig};
+use crate::shaper::Shaper;
 
 /// Why the daemon stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +36,9 @@ pub enum DaemonError {
     /// A socket could not be opened.
     #[error("{0}")]
     Open(#[from] OpenError),
+    /// The admin API or metrics cannot be set up safely.
+    #[error("{0}")]
+    Api(String),
     /// Anything else at start-up (threads, runtime).
     #[error("{0}")]
     Startup(String),
@@ -41,52 +49,58 @@ impl DaemonError {
     /// or the interfaces, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            DaemonError::Config(_) | DaemonError::Preflight(_) => 2,
+            DaemonError::Config(_) | DaemonError::Preflight(_) | DaemonError::Api(_) => 2,
             DaemonError::Open(OpenError::NoSuchInterface(_)) => 2,
             DaemonError::Open(_) | DaemonError::Startup(_) => 1,
         }
     }
 }
 
-/// The running daemon's shared state, as the control plane sees it.
-pub struct Handle {
-    /// Engine state shared by both directions.
-    pub shared: Arc<Shared>,
-    /// Upload and download snapshots (by [`Direction::index`]).
-    pub snapshots: [SnapshotCell; 2],
-    /// The configuration file, if any (for reloads).
-    pub config_path: Option<PathBuf>,
-}
-
-impl Handle {
-    /// Copies of both directions' latest snapshots.
-    pub fn snapshots(&self) -> [Snapshot; 2] {
-        let get = |c: &SnapshotCell| c.lock().map(|s| s.clone()).unwrap_or_default();
-        let [up, down] = &self.snapshots;
-        [get(up), get(down)]
-    }
-}
-
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(config_path: Option<&Path>) -> Result<(), DaemonError> {
     let cfg = crate::config::load(config_path)?;
+    let token = control::load_token(&cfg)?;
     let pre = preflight::check(&cfg)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name("qosd-control")
+        .build()
+        .map_err(|e| DaemonError::Startup(format!("cannot start the control plane: {e}")))?;
+    // Bind the listeners before touching the data path, so an address in
+    // use stops qosd before it forwards anything.
+    let listeners = runtime.block_on(control::bind(&cfg))?;
+
     let opts = SocketOptions {
         rcvbuf: cfg.datapath.socket_buffer as usize,
         sndbuf: cfg.datapath.socket_buffer as usize / 4,
     };
-    let (lan_rx, lan_tx) = AfPacket::open(&cfg.interfaces.lan, opts)?.split();
-    let (wan_rx, wan_tx) = AfPacket::open(&cfg.interfaces.wan, opts)?.split();
+    let (mut lan_rx, lan_tx) = AfPacket::open(&cfg.interfaces.lan, opts)?.split();
+    let (mut wan_rx, wan_tx) = AfPacket::open(&cfg.interfaces.wan, opts)?.split();
+    if let Some(bridge) = &pre.bypass {
+        preflight::remove_bypass(bridge)?;
+        // Frames queued while the bridge still forwarded them were already
+        // delivered: forwarding them again would duplicate them.
+        let mut scratch = vec![0u8; datapath::buffer_size(pre.max_frame)];
+        for rx in [&mut lan_rx, &mut wan_rx] {
+            while let Ok(Some(_)) = rx.recv(&mut scratch) {}
+        }
+    }
+    if let Some(user) = &cfg.daemon.user {
+        // CAP_NET_ADMIN only to put the interfaces' offloads back at exit.
+        let keep: &[caps::Capability] = if pre.offloads.is_empty() {
+            &[]
+        } else {
+            &[caps::Capability::CAP_NET_ADMIN]
+        };
+        privileges::drop_to(user, keep).map_err(|e| DaemonError::Startup(e.to_string()))?;
+    }
 
     let shared = Arc::new(Shared::new(&cfg));
-    let handle = Arc::new(Handle {
-        shared: Arc::clone(&shared),
-        snapshots: [
-            Arc::new(Mutex::new(Snapshot::default())),
-            Arc::new(Mutex::new(Snapshot::default())),
-        ],
-        config_path: config_path.map(Path::to_path_buf),
-    });
+    let handle = Arc::new(Handle::new(
+        Arc::clone(&shared),
+        config_path.map(Path::to_path_buf),
+        token,
+    ));
     let stop = Arc::new(AtomicBool::new(false));
     let buffer = datapath::buffer_size(pre.max_frame);
     let mut threads = Vec::new();
@@ -99,7 +113,7 @@ pub fn run(config_path: Option<&Path>) -> Result<(), DaemonError> {
             engine: DirectionEngine::new(
                 dir,
                 Arc::clone(&shared),
-                Shaper::new(&ShaperConfig::from_config(&cfg, dir)),
+                Shaper::new(&datapath::shaper_config(&cfg, dir, buffer)),
             ),
             rx,
             tx,
@@ -116,12 +130,7 @@ pub fn run(config_path: Option<&Path>) -> Result<(), DaemonError> {
     }
     log_startup(&cfg, pre.max_frame);
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .thread_name("qosd-control")
-        .build()
-        .map_err(|e| DaemonError::Startup(format!("cannot start the control plane: {e}")))?;
-    runtime.block_on(control_plane(Arc::clone(&handle)));
+    runtime.block_on(control::run(Arc::clone(&handle), listeners));
 
     stop.store(true, Ordering::Relaxed);
     for t in threads {
@@ -141,7 +150,7 @@ fn log_startup(cfg: &Config, max_frame: usize) {
         .map(|c| format!("{}(p{} w{})", c.name, c.priority, c.weight))
         .collect();
     tracing::info!(
-        "qosd {} running: lan={} wan={} upload={} download={} overhead={} max_frame={} categories: {}",
+        "qosd {} running: lan={} wan={} upload={} download={} overhead={} max_frame={} metrics=http://{}/metrics api=http://{} categories: {}",
         env!("CARGO_PKG_VERSION"),
         cfg.interfaces.lan,
         cfg.interfaces.wan,
@@ -149,46 +158,8 @@ fn log_startup(cfg: &Config, max_frame: usize) {
         cfg.link.download,
         cfg.link.overhead.upload,
         max_frame,
+        cfg.metrics.listen,
+        cfg.api.listen,
         cats.join(" ")
     );
-}
-
-/// Signals and housekeeping until SIGTERM/SIGINT.
-async fn control_plane(handle: Arc<Handle>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
-            _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
-            _ = hup.recv() => { reload(&handle); }
-            _ = tick.tick() => {
-                handle.shared.table.expire(datapath::now());
-            }
-        }
-    }
-}
-
-/// Re-reads the configuration file; a bad one is rejected and the running
-/// configuration stays.
-pub fn reload(handle: &Handle) -> bool {
-    match crate::config::load(handle.config_path.as_deref()) {
-        Ok(cfg) => {
-            handle.shared.reload(&cfg);
-            tracing::info!("configuration reloaded from {}", cfg.source);
-            true
-        }
-        Err(e) => {
-            tracing::error!("reload rejected, the running configuration stays:\n{e}");
-            false
-        }
-    }
 }

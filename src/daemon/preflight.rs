@@ -49,6 +49,16 @@ pub enum PreflightError {
         /// Which ones.
         names: String,
     },
+    /// The bypass bridge could not be removed.
+    #[error(
+        "cannot remove the bypass bridge {bridge}: {source}; remove it with: ip link del {bridge}"
+    )]
+    Bypass {
+        /// The bridge.
+        bridge: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// Offloads could not be changed.
     #[error(
         "cannot turn off {names} on {iface}: {source}; turn them off with: ethtool -K {iface} gro off gso off tso off lro off"
@@ -67,6 +77,13 @@ pub enum PreflightError {
 #[derive(Debug, Default)]
 pub struct OffloadGuard {
     saved: Vec<(String, Offloads)>,
+}
+
+impl OffloadGuard {
+    /// True when nothing needs restoring.
+    pub fn is_empty(&self) -> bool {
+        self.saved.is_empty()
+    }
 }
 
 impl Drop for OffloadGuard {
@@ -89,6 +106,9 @@ pub struct Preflight {
     pub max_frame: usize,
     /// Restores offloads on drop.
     pub offloads: OffloadGuard,
+    /// The fail-open bypass bridge the interfaces are in, to remove once
+    /// qosd is ready to forward.
+    pub bypass: Option<String>,
 }
 
 /// Checks both interfaces and prepares them.
@@ -108,16 +128,28 @@ pub fn check(cfg: &Config) -> Result<Preflight, PreflightError> {
         }
         devs.push(dev);
     }
-    if let (Some(a), Some(b)) = (devs.first(), devs.get(1))
-        && let (Some(ma), Some(mb)) = (&a.master, &b.master)
-        && ma == mb
-        && netdev::is_bridge(ma)
-    {
-        return Err(PreflightError::Bridged {
-            lan: lan.clone(),
-            wan: wan.clone(),
-            bridge: ma.clone(),
-        });
+    let mut bypass = None;
+    for dev in &devs {
+        let Some(master) = &dev.master else { continue };
+        if !netdev::is_bridge(master) {
+            continue;
+        }
+        if *master == cfg.daemon.bypass_bridge {
+            // The fail-open bypass: qosd takes over from it once its
+            // sockets are open (see `remove_bypass`).
+            bypass = Some(master.clone());
+        } else if devs
+            .iter()
+            .filter(|d| d.master.as_ref() == Some(master))
+            .count()
+            == 2
+        {
+            return Err(PreflightError::Bridged {
+                lan: lan.clone(),
+                wan: wan.clone(),
+                bridge: master.clone(),
+            });
+        }
     }
     let mtu = devs.iter().map(|d| d.mtu).max().unwrap_or(1500);
     let max_frame = cfg
@@ -165,5 +197,16 @@ pub fn check(cfg: &Config) -> Result<Preflight, PreflightError> {
     Ok(Preflight {
         max_frame,
         offloads: guard,
+        bypass,
     })
+}
+
+/// Removes the fail-open bypass bridge: from here on qosd forwards.
+pub fn remove_bypass(bridge: &str) -> Result<(), PreflightError> {
+    netdev::remove_bridge(bridge).map_err(|source| PreflightError::Bypass {
+        bridge: bridge.to_owned(),
+        source,
+    })?;
+    tracing::info!("took over from the bypass bridge {bridge}");
+    Ok(())
 }

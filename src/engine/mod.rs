@@ -125,6 +125,11 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
         }
     }
 
+    /// The state both directions share.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     /// The direction.
     pub fn direction(&self) -> Direction {
         self.dir

@@ -250,6 +250,27 @@ impl RxSocket {
         self.fd
     }
 
+    /// Frames the kernel dropped because this socket's receive queue was
+    /// full, since the last call (reading resets the kernel's counter).
+    pub fn kernel_drops(&self) -> u64 {
+        let mut st = libc::tpacket_stats {
+            tp_packets: 0,
+            tp_drops: 0,
+        };
+        let mut len = mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
+        // SAFETY: PACKET_STATISTICS writes a tpacket_stats into `st`.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.fd,
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+                (&mut st as *mut libc::tpacket_stats).cast(),
+                &mut len,
+            )
+        };
+        if rc == 0 { u64::from(st.tp_drops) } else { 0 }
+    }
+
     /// Receives one frame into `buf` without blocking: `Ok(None)` when
     /// nothing is waiting. The frame starts at [`Received::start`]; `buf`
     /// must be at least [`HEADROOM`] plus the largest frame long.

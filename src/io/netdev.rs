@@ -177,6 +177,103 @@ pub fn set_offloads(name: &str, want: Offloads) -> io::Result<Offloads> {
     offloads(name)
 }
 
+// Bridge ioctls (linux/sockios.h).
+const SIOCBRDELBR: libc::c_ulong = 0x89a1;
+const SIOCBRDELIF: libc::c_ulong = 0x89a3;
+
+#[repr(C)]
+struct IfReqIndex {
+    name: [libc::c_char; libc::IFNAMSIZ],
+    ifindex: libc::c_int,
+    _pad: [u8; 20],
+}
+
+#[repr(C)]
+struct IfReqFlags {
+    name: [libc::c_char; libc::IFNAMSIZ],
+    flags: libc::c_short,
+    _pad: [u8; 22],
+}
+
+fn ifname(name: &str) -> io::Result<[libc::c_char; libc::IFNAMSIZ]> {
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ {
+        return Err(io::Error::other("bad interface name"));
+    }
+    let mut out = [0 as libc::c_char; libc::IFNAMSIZ];
+    for (d, s) in out.iter_mut().zip(name.bytes()) {
+        *d = s as libc::c_char;
+    }
+    Ok(out)
+}
+
+fn ioctl_socket() -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain socket(2); the fd is owned by the returned OwnedFd.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just created and is not owned elsewhere.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+fn ifindex(name: &str) -> io::Result<u32> {
+    let c = std::ffi::CString::new(name).map_err(|_| io::Error::other("bad interface name"))?;
+    // SAFETY: a valid NUL-terminated name.
+    match unsafe { libc::if_nametoindex(c.as_ptr()) } {
+        0 => Err(io::Error::last_os_error()),
+        i => Ok(i),
+    }
+}
+
+/// The ports of bridge `name`.
+pub fn bridge_ports(name: &str) -> Vec<String> {
+    fs::read_dir(Path::new("/sys/class/net").join(name).join("brif"))
+        .map(|dir| {
+            dir.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Detaches every port from the kernel bridge `name`, takes it down and
+/// deletes it (what `ip link del` does, through the bridge ioctls).
+pub fn remove_bridge(name: &str) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let sock = ioctl_socket()?;
+    let fd = sock.as_raw_fd();
+    let br = ifname(name)?;
+    for port in bridge_ports(name) {
+        let req = IfReqIndex {
+            name: br,
+            ifindex: ifindex(&port)? as libc::c_int,
+            _pad: [0; 20],
+        };
+        // SAFETY: SIOCBRDELIF reads the ifreq for the call's duration.
+        if unsafe { libc::ioctl(fd, SIOCBRDELIF as _, &req) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    let mut flags = IfReqFlags {
+        name: br,
+        flags: 0,
+        _pad: [0; 22],
+    };
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the ifreq we own.
+    unsafe {
+        if libc::ioctl(fd, libc::SIOCGIFFLAGS as _, &mut flags) == 0 {
+            flags.flags &= !(libc::IFF_UP as libc::c_short);
+            libc::ioctl(fd, libc::SIOCSIFFLAGS as _, &flags);
+        }
+    }
+    // SAFETY: SIOCBRDELBR takes the bridge name as a C string.
+    if unsafe { libc::ioctl(fd, SIOCBRDELBR as _, br.as_ptr()) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -104,36 +104,57 @@ pub fn complete_l4_checksum(frame: &mut [u8]) -> bool {
 
     let base = frame.as_ptr() as usize;
     let (l4_off, l4_len, proto, pseudo) = {
-        let Ok(s) = SlicedPacket::from_ethernet(frame) else { return false };
+        let Ok(s) = SlicedPacket::from_ethernet(frame) else {
+            return false;
+        };
         let (proto, l4) = match &s.transport {
             Some(TransportSlice::Tcp(t)) => (6u8, t.slice()),
             Some(TransportSlice::Udp(u)) => (17u8, u.slice()),
             _ => return false,
         };
         let len = l4.len();
-        let Ok(len16) = u16::try_from(len) else { return false };
+        let Ok(len16) = u16::try_from(len) else {
+            return false;
+        };
         let pseudo = match &s.net {
             Some(NetSlice::Ipv4(ip)) => {
                 let h = ip.header();
-                Sum16BitWords::new().add_4bytes(h.source()).add_4bytes(h.destination())
+                Sum16BitWords::new()
+                    .add_4bytes(h.source())
+                    .add_4bytes(h.destination())
             }
             Some(NetSlice::Ipv6(ip)) => {
                 let h = ip.header();
-                Sum16BitWords::new().add_16bytes(h.source()).add_16bytes(h.destination())
+                Sum16BitWords::new()
+                    .add_16bytes(h.source())
+                    .add_16bytes(h.destination())
             }
             _ => return false,
         }
         .add_2bytes([0, proto])
         .add_2bytes(len16.to_be_bytes());
-        ((l4.as_ptr() as usize).saturating_sub(base), len, proto, pseudo)
+        (
+            (l4.as_ptr() as usize).saturating_sub(base),
+            len,
+            proto,
+            pseudo,
+        )
     };
     let field = l4_off + if proto == 6 { 16 } else { 6 };
-    let Some(slot) = frame.get_mut(field..field + 2) else { return false };
+    let Some(slot) = frame.get_mut(field..field + 2) else {
+        return false;
+    };
     slot.copy_from_slice(&[0, 0]);
-    let Some(l4) = frame.get(l4_off..l4_off + l4_len) else { return false };
+    let Some(l4) = frame.get(l4_off..l4_off + l4_len) else {
+        return false;
+    };
     let sum = pseudo.add_slice(l4);
     // UDP sends a computed zero as 0xffff (zero means "no checksum").
-    let value = if proto == 17 { sum.to_ones_complement_with_no_zero() } else { sum.ones_complement() };
+    let value = if proto == 17 {
+        sum.to_ones_complement_with_no_zero()
+    } else {
+        sum.ones_complement()
+    };
     match frame.get_mut(field..field + 2) {
         Some(slot) => {
             // The sum was taken over native-order words: its bytes are in wire order.

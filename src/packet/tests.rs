@@ -316,7 +316,12 @@ fn partial_checksums_are_completed() {
         let mut broken = frame.clone();
         // What an offloading sender leaves: some other value in the field.
         let m = PacketMeta::parse(&broken);
-        let l4 = m.ip_offset + if m.ip_version == IpVersion::V4 { 20 } else { 40 };
+        let l4 = m.ip_offset
+            + if m.ip_version == IpVersion::V4 {
+                20
+            } else {
+                40
+            };
         let field = l4 + if m.protocol == 6 { 16 } else { 6 };
         broken[field] ^= 0x5a;
         assert!(complete_l4_checksum(&mut broken));

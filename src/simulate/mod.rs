@@ -20,9 +20,11 @@ use std::time::Duration;
 use self::frames::{Endpoint, TcpKind};
 pub use self::report::{CategoryReport, LinkReport, SimReport};
 use crate::config::{Config, Direction};
+use crate::daemon::datapath::{IoCounters, Snapshot};
 use crate::engine::frame::{Frame, FramePool};
 use crate::engine::{DirectionEngine, Shared};
 use crate::io::pcap::{PcapError, for_each_frame};
+use crate::metrics::{FlowStats, MetricsView};
 use crate::offline::capture_direction;
 use crate::packet::PacketMeta;
 use crate::shaper::{DropReason, Fifo, LinkQueue, Shaper, ShaperConfig};
@@ -519,6 +521,99 @@ fn flow_video_packet(out: &mut Vec<u8>, src: Endpoint, dst: Endpoint, n: usize) 
     frames::udp(out, src, dst, &payload);
 }
 
+/// What the daemon would expose after running `sim` for `duration`.
+fn metrics_view<Q: LinkQueue<Frame>>(
+    cfg: &Config,
+    sim: &Sim<Q>,
+    duration: Duration,
+) -> MetricsView {
+    let secs = duration.as_secs_f64().max(1e-9);
+    let snapshot = |e: &DirectionEngine<Q>| {
+        let cats = e.category_counters();
+        let arrived = cats.iter().fold((0, 0), |(p, b), c| {
+            (p + c.arrived.packets, b + c.arrived.bytes)
+        });
+        let sent = cats
+            .iter()
+            .fold((0, 0), |(p, b), c| (p + c.sent.packets, b + c.sent.bytes));
+        Snapshot {
+            io: IoCounters {
+                rx_frames: arrived.0,
+                rx_bytes: arrived.1,
+                tx_frames: sent.0,
+                tx_bytes: sent.1,
+                shaper_dropped: cats.iter().map(|c| c.dropped_total().packets).sum(),
+                ..IoCounters::default()
+            },
+            engine: e.counters().clone(),
+            categories: cats.to_vec(),
+            at: Instant::ZERO + duration,
+            running: true,
+        }
+    };
+    let [up, down] = &sim.engines;
+    let rates = [up, down].map(|e| {
+        e.category_counters()
+            .iter()
+            .map(|c| c.sent.bytes as f64 * 8.0 / secs)
+            .collect()
+    });
+    let shared = up.shared();
+    let mut by_category = vec![0u64; cfg.category.len()];
+    shared.table.for_each(|_, f| {
+        if let Some(n) = by_category.get_mut(f.first_direction.pick(f.class.category).index()) {
+            *n += 1;
+        }
+    });
+    MetricsView {
+        config: Arc::new(cfg.clone()),
+        snapshots: [snapshot(up), snapshot(down)],
+        rates,
+        flows: FlowStats {
+            active: shared.table.len() as u64,
+            created: shared
+                .table
+                .stats
+                .created
+                .load(std::sync::atomic::Ordering::Relaxed),
+            evicted: shared
+                .table
+                .stats
+                .evicted
+                .load(std::sync::atomic::Ordering::Relaxed),
+            expired: shared
+                .table
+                .stats
+                .expired
+                .load(std::sync::atomic::Ordering::Relaxed),
+            by_category,
+            dns_entries: shared.names.len() as u64,
+            dns_evictions: shared.names.evictions(),
+        },
+        reloads: [0, 0],
+        uptime_seconds: secs,
+    }
+}
+
+/// The metrics qosd would expose after the built-in office ran `duration`.
+pub fn metrics_view_office(cfg: &Config, duration: Duration) -> MetricsView {
+    let mut sim = Sim::new(
+        cfg,
+        |d| Shaper::new(&ShaperConfig::from_config(cfg, d)),
+        office(),
+    );
+    sim.run(duration);
+    metrics_view(cfg, &sim, duration)
+}
+
+/// The metrics qosd would expose after replaying the capture at `path`.
+pub fn metrics_view_pcap(cfg: &Config, path: &Path) -> Result<MetricsView, PcapError> {
+    let (sim, duration) = replay(cfg, path, &|d| {
+        Box::new(Shaper::new(&ShaperConfig::from_config(cfg, d)))
+    })?;
+    Ok(metrics_view(cfg, &sim, duration))
+}
+
 /// Runs the built-in office for `duration` through qosd's shaper and
 /// through a plain FIFO, and reports both.
 pub fn run_office(cfg: &Config, duration: Duration) -> SimReport {
@@ -546,9 +641,15 @@ fn fifo_for(cfg: &Config, d: Direction) -> Fifo<Frame> {
     Fifo::new(&sc, limit.max(16 * 1514))
 }
 
-/// Replays the capture at `path` at its timestamps through qosd's shaper
-/// and through a plain FIFO (no feedback: what was sent is replayed).
-pub fn run_pcap(cfg: &Config, path: &Path) -> Result<SimReport, PcapError> {
+type BoxedQueue = Box<dyn LinkQueue<Frame>>;
+
+/// Replays the capture at `path` at its timestamps through queues made by
+/// `queue` (no feedback: what was sent is replayed), then lets them drain.
+fn replay(
+    cfg: &Config,
+    path: &Path,
+    queue: &dyn Fn(Direction) -> BoxedQueue,
+) -> Result<(Sim<BoxedQueue>, Duration), PcapError> {
     let mut frames: Vec<(Duration, Vec<u8>)> = Vec::new();
     for_each_frame(path, |ts, f| frames.push((ts, f.to_vec())))?;
     let first = frames.first().map(|(t, _)| *t).unwrap_or_default();
@@ -557,40 +658,46 @@ pub fn run_pcap(cfg: &Config, path: &Path) -> Result<SimReport, PcapError> {
         .map(|(t, _)| t.saturating_sub(first))
         .unwrap_or_default()
         .max(Duration::from_millis(1));
-    let replay = |queue: &dyn Fn(Direction) -> Box<dyn LinkQueue<Frame>>| {
-        let mut sim: Sim<Box<dyn LinkQueue<Frame>>> = Sim::new(cfg, queue, Vec::new());
-        // Initiators, to tell direction when both ends are local or remote.
-        let mut seen = std::collections::HashMap::new();
-        for (ts, bytes) in &frames {
-            let now = Instant::ZERO + ts.saturating_sub(first);
-            while let Some(Reverse((t, _, _))) = sim.events.peek() {
-                if *t > now {
-                    break;
-                }
-                if let Some(Reverse((t, _, ev))) = sim.events.pop() {
-                    sim.handle(t, ev);
-                }
-            }
-            let pkt = PacketMeta::parse(bytes);
-            let (key, side) = crate::flow::FlowKey::of(&pkt);
-            let initiator = *seen.entry(key).or_insert(side);
-            let d = capture_direction(&pkt, side == initiator);
-            sim.scratch.clear();
-            sim.scratch.extend_from_slice(bytes);
-            sim.send(d, 0, now);
-        }
-        // Let the queues drain.
-        let end = Instant::ZERO + duration + Duration::from_secs(10);
-        while let Some(Reverse((t, _, ev))) = sim.events.pop() {
-            if t > end {
+    let mut sim: Sim<BoxedQueue> = Sim::new(cfg, queue, Vec::new());
+    // Initiators, to tell direction when both ends are local or remote.
+    let mut seen = std::collections::HashMap::new();
+    for (ts, bytes) in &frames {
+        let now = Instant::ZERO + ts.saturating_sub(first);
+        while let Some(Reverse((t, _, _))) = sim.events.peek() {
+            if *t > now {
                 break;
             }
-            sim.handle(t, ev);
+            if let Some(Reverse((t, _, ev))) = sim.events.pop() {
+                sim.handle(t, ev);
+            }
         }
-        report::collect(cfg, &sim.engines, duration)
-    };
-    let qosd = replay(&|d| Box::new(Shaper::new(&ShaperConfig::from_config(cfg, d))));
-    let fifo = replay(&|d| Box::new(fifo_for(cfg, d)));
+        let pkt = PacketMeta::parse(bytes);
+        let (key, side) = crate::flow::FlowKey::of(&pkt);
+        let initiator = *seen.entry(key).or_insert(side);
+        let d = capture_direction(&pkt, side == initiator);
+        sim.scratch.clear();
+        sim.scratch.extend_from_slice(bytes);
+        sim.send(d, 0, now);
+    }
+    let end = Instant::ZERO + duration + Duration::from_secs(10);
+    while let Some(Reverse((t, _, ev))) = sim.events.pop() {
+        if t > end {
+            break;
+        }
+        sim.handle(t, ev);
+    }
+    Ok((sim, duration))
+}
+
+/// Replays the capture at `path` at its timestamps through qosd's shaper
+/// and through a plain FIFO (no feedback: what was sent is replayed).
+pub fn run_pcap(cfg: &Config, path: &Path) -> Result<SimReport, PcapError> {
+    let (q, duration) = replay(cfg, path, &|d| {
+        Box::new(Shaper::new(&ShaperConfig::from_config(cfg, d)))
+    })?;
+    let (f, _) = replay(cfg, path, &|d| Box::new(fifo_for(cfg, d)))?;
+    let qosd = report::collect(cfg, &q.engines, duration);
+    let fifo = report::collect(cfg, &f.engines, duration);
     Ok(SimReport::new(cfg, duration, qosd, fifo))
 }
 

@@ -1,0 +1,458 @@
+//! HTTP endpoints of the running daemon: Prometheus `/metrics`, `/healthz`,
+//! `/readyz`, and the admin API under `/api/v1` (JSON). Reads may be open
+//! on loopback; writes need `Authorization: Bearer <token>`. Errors are
+//! JSON: `{"error": "...", "errors": [...]}` with the matching status.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::config::{Config, Direction};
+use crate::daemon::datapath;
+use crate::daemon::state::{ChangeError, Handle};
+use crate::offline::{FlowReport, describe_flow};
+
+/// Shared state of the HTTP handlers.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The daemon.
+    pub handle: Arc<Handle>,
+    /// The Prometheus registry with qosd's collector.
+    pub registry: prometheus::Registry,
+}
+
+fn error(status: StatusCode, message: impl Into<String>, details: Vec<String>) -> Response {
+    let mut body = serde_json::Map::new();
+    body.insert("error".into(), Value::String(message.into()));
+    if !details.is_empty() {
+        body.insert("errors".into(), json!(details));
+    }
+    (status, axum::Json(Value::Object(body))).into_response()
+}
+
+/// Routes for the metrics listener.
+pub fn metrics_routes() -> Router<ApiState> {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+}
+
+/// Routes for the admin API listener.
+pub fn api_routes() -> Router<ApiState> {
+    Router::new()
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/categories", get(categories))
+        .route(
+            "/api/v1/categories/{name}",
+            put(put_category).get(get_category),
+        )
+        .route("/api/v1/flows", get(flows))
+        .route("/api/v1/reload", post(reload))
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "no such endpoint (see /api/v1/status, /api/v1/categories, /api/v1/flows)",
+                Vec::new(),
+            )
+        })
+}
+
+async fn metrics(State(st): State<ApiState>) -> Response {
+    let text = tokio::task::spawn_blocking(move || crate::metrics::encode(&st.registry))
+        .await
+        .unwrap_or_default();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(st): State<ApiState>) -> Response {
+    if st.handle.ready(datapath::now()) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "data path not running on both interfaces\n",
+        )
+            .into_response()
+    }
+}
+
+/// Checks the bearer token of a write request; the refusal if it fails.
+fn refuse_unauthorized(st: &ApiState, headers: &HeaderMap) -> Option<Response> {
+    let Some(token) = st.handle.token.as_deref() else {
+        return Some(error(
+            StatusCode::FORBIDDEN,
+            "the API is read-only: set api.token_file to allow changes",
+            Vec::new(),
+        ));
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        None => Some(error(
+            StatusCode::UNAUTHORIZED,
+            "missing Authorization: Bearer <token>",
+            Vec::new(),
+        )),
+        Some(p) if constant_time_eq(p.trim().as_bytes(), token.as_bytes()) => None,
+        Some(_) => Some(error(StatusCode::FORBIDDEN, "wrong token", Vec::new())),
+    }
+}
+
+/// Compares without an early exit, so timing does not reveal the token.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, x) in a.iter().enumerate() {
+        diff |= usize::from(x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+#[derive(Serialize)]
+struct DirectionStatus {
+    running: bool,
+    rx_frames: u64,
+    rx_bytes: u64,
+    tx_frames: u64,
+    tx_bytes: u64,
+    dropped_frames: u64,
+    rate_bps: f64,
+}
+
+async fn status(State(st): State<ApiState>) -> Response {
+    let h = &st.handle;
+    let cfg = h.shared.config();
+    let snaps = h.snapshots();
+    let rates = h.rates();
+    let dir = |d: Direction| {
+        let s = d.pick_ref(&snaps);
+        let dropped: u64 = s
+            .categories
+            .iter()
+            .map(|c| c.dropped_total().packets)
+            .sum::<u64>()
+            + s.io.oversized
+            + s.io.tx_errors;
+        DirectionStatus {
+            running: s.running,
+            rx_frames: s.io.rx_frames,
+            rx_bytes: s.io.rx_bytes,
+            tx_frames: s.io.tx_frames,
+            tx_bytes: s.io.tx_bytes,
+            dropped_frames: dropped,
+            rate_bps: d.pick_ref(&rates).iter().sum(),
+        }
+    };
+    axum::Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": h.uptime_seconds(),
+        "config": cfg.source,
+        "interfaces": { "lan": cfg.interfaces.lan, "wan": cfg.interfaces.wan },
+        "link": { "upload_bps": cfg.link.upload.bps(), "download_bps": cfg.link.download.bps() },
+        "ready": h.ready(datapath::now()),
+        "flows": h.shared.table.len(),
+        "upload": dir(Direction::Upload),
+        "download": dir(Direction::Download),
+        "reloads": { "success": h.reload_counts()[0], "failure": h.reload_counts()[1] },
+    }))
+    .into_response()
+}
+
+/// One category: its settings and live counters per direction.
+fn category_json(h: &Handle, cfg: &Config, i: usize, flows: &[u64]) -> Option<Value> {
+    let c = cfg.category.get(i)?;
+    let snaps = h.snapshots();
+    let rates = h.rates();
+    let per_dir = |d: Direction| {
+        let s = d
+            .pick_ref(&snaps)
+            .categories
+            .get(i)
+            .cloned()
+            .unwrap_or_default();
+        let ms = |q: f64| s.delay_fine.quantile(q).map(|d| d.as_secs_f64() * 1000.0);
+        json!({
+            "min_bps": c.min_rate(d, &cfg.link).bps(),
+            "max_bps": c.max_rate(d, &cfg.link).bps(),
+            "rate_bps": d.pick_ref(&rates).get(i).copied().unwrap_or(0.0),
+            "packets": s.arrived.packets,
+            "bytes": s.arrived.bytes,
+            "sent_packets": s.sent.packets,
+            "sent_bytes": s.sent.bytes,
+            "dropped_packets": s.dropped_total().packets,
+            "dropped": { "codel": s.dropped_codel.packets, "overflow": s.dropped_overflow.packets, "ceiling": s.dropped_ceiling.packets },
+            "backlog_packets": s.backlog.packets,
+            "backlog_bytes": s.backlog.bytes,
+            "delay_p50_ms": ms(0.5),
+            "delay_p99_ms": ms(0.99),
+        })
+    };
+    Some(json!({
+        "name": c.name,
+        "priority": c.priority,
+        "weight": c.weight,
+        "min": serde_json::to_value(c.min).unwrap_or(Value::Null),
+        "max": serde_json::to_value(c.max).unwrap_or(Value::Null),
+        "dscp": c.dscp.map(|d| d.to_string()),
+        "default": c.name == cfg.default_category,
+        "active_flows": flows.get(i).copied().unwrap_or(0),
+        "upload": per_dir(Direction::Upload),
+        "download": per_dir(Direction::Download),
+    }))
+}
+
+async fn categories(State(st): State<ApiState>) -> Response {
+    let h = Arc::clone(&st.handle);
+    let body = tokio::task::spawn_blocking(move || {
+        let cfg = h.shared.config();
+        let flows = h.flow_stats().by_category;
+        (0..cfg.category.len())
+            .filter_map(|i| category_json(&h, &cfg, i, &flows))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    axum::Json(body).into_response()
+}
+
+async fn get_category(State(st): State<ApiState>, Path(name): Path<String>) -> Response {
+    let cfg = st.handle.shared.config();
+    match cfg.category.iter().position(|c| c.name == name) {
+        Some(i) => {
+            let flows = st.handle.flow_stats().by_category;
+            axum::Json(category_json(&st.handle, &cfg, i, &flows)).into_response()
+        }
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("no category named \"{name}\""),
+            Vec::new(),
+        ),
+    }
+}
+
+/// Keys `PUT /api/v1/categories/{name}` accepts.
+const CHANGEABLE: [&str; 4] = ["weight", "priority", "min", "max"];
+
+fn json_to_toml(v: &Value) -> Option<toml::Value> {
+    Some(match v {
+        Value::Bool(b) => toml::Value::Boolean(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => toml::Value::Integer(i),
+            None => toml::Value::Float(n.as_f64()?),
+        },
+        Value::String(s) => toml::Value::String(s.clone()),
+        Value::Object(m) => {
+            let mut t = toml::Table::new();
+            for (k, v) in m {
+                t.insert(k.clone(), json_to_toml(v)?);
+            }
+            toml::Value::Table(t)
+        }
+        Value::Array(_) | Value::Null => return None,
+    })
+}
+
+async fn put_category(
+    State(st): State<ApiState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(refusal) = refuse_unauthorized(&st, &headers) {
+        return refusal;
+    }
+    let parsed: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("body is not valid JSON: {e}"),
+                Vec::new(),
+            );
+        }
+    };
+    let Value::Object(fields) = parsed else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "body must be a JSON object, e.g. {\"weight\": 40}",
+            Vec::new(),
+        );
+    };
+    if fields.is_empty() {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "nothing to change: give weight, priority, min or max",
+            Vec::new(),
+        );
+    }
+    let mut changes = toml::Table::new();
+    let mut problems = Vec::new();
+    for (k, v) in &fields {
+        if !CHANGEABLE.contains(&k.as_str()) {
+            problems.push(format!(
+                "{k}: cannot be changed here (changeable: weight, priority, min, max)"
+            ));
+            continue;
+        }
+        match json_to_toml(v) {
+            Some(t) => {
+                changes.insert(k.clone(), t);
+            }
+            None => problems.push(format!(
+                "{k}: expected a number, a string or an {{upload, download}} object"
+            )),
+        }
+    }
+    if !problems.is_empty() {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            problems.join("; "),
+            problems,
+        );
+    }
+    let h = Arc::clone(&st.handle);
+    let result = tokio::task::spawn_blocking(move || {
+        h.change_category(&name, &changes).map(|cfg| (cfg, name))
+    })
+    .await;
+    match result {
+        Ok(Ok((cfg, name))) => {
+            let i = cfg
+                .category
+                .iter()
+                .position(|c| c.name == name)
+                .unwrap_or(0);
+            let flows = st.handle.flow_stats().by_category;
+            tracing::info!(
+                "category {name} changed through the API: {}",
+                serde_json::Value::Object(fields)
+            );
+            axum::Json(category_json(&st.handle, &cfg, i, &flows)).into_response()
+        }
+        Ok(Err(ChangeError::UnknownCategory(n))) => error(
+            StatusCode::NOT_FOUND,
+            format!("no category named \"{n}\""),
+            Vec::new(),
+        ),
+        Ok(Err(ChangeError::Invalid(errors))) => {
+            let details: Vec<String> = errors
+                .0
+                .iter()
+                .map(|e| format!("{}: {}", e.key, e.message))
+                .collect();
+            error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                details.join("; "),
+                details,
+            )
+        }
+        Ok(Err(ChangeError::Internal(e))) => {
+            error(StatusCode::INTERNAL_SERVER_ERROR, e, Vec::new())
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), Vec::new()),
+    }
+}
+
+async fn reload(State(st): State<ApiState>, headers: HeaderMap) -> Response {
+    if let Some(refusal) = refuse_unauthorized(&st, &headers) {
+        return refusal;
+    }
+    let h = Arc::clone(&st.handle);
+    match tokio::task::spawn_blocking(move || h.reload()).await {
+        Ok(Ok(cfg)) => {
+            tracing::info!("configuration reloaded from {} (API)", cfg.source);
+            axum::Json(json!({ "reloaded": true, "config": cfg.source })).into_response()
+        }
+        Ok(Err(errors)) => {
+            tracing::error!("reload rejected (API), the running configuration stays:\n{errors}");
+            let details: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+            error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "the new configuration is invalid; the running one stays",
+                details,
+            )
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), Vec::new()),
+    }
+}
+
+async fn flows(State(st): State<ApiState>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let top = match q.get("top").map(|t| t.parse::<usize>()) {
+        None => 20,
+        Some(Ok(n)) if (1..=10_000).contains(&n) => n,
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "top must be a number from 1 to 10000",
+                Vec::new(),
+            );
+        }
+    };
+    let h = Arc::clone(&st.handle);
+    let list = tokio::task::spawn_blocking(move || top_flows(&h, top))
+        .await
+        .unwrap_or_default();
+    axum::Json(list).into_response()
+}
+
+/// A flow in the API: the fields of `qosd classify --json`, plus the host
+/// name learned and the flow's id.
+#[derive(Serialize)]
+pub struct FlowView {
+    #[serde(flatten)]
+    report: FlowReport,
+    host: Option<String>,
+    id: u64,
+}
+
+/// The `n` flows with the most bytes.
+pub fn top_flows(h: &Handle, n: usize) -> Vec<FlowView> {
+    top_flow_reports(h, n)
+        .into_iter()
+        .map(|r| FlowView {
+            host: r.host.clone(),
+            id: r.id,
+            report: r,
+        })
+        .collect()
+}
+
+/// The `n` flows with the most bytes.
+pub fn top_flow_reports(h: &Handle, n: usize) -> Vec<FlowReport> {
+    let cfg = h.shared.config();
+    let classifier = h.shared.classifier();
+    let mut all: Vec<(u64, crate::flow::FlowKey)> = Vec::new();
+    h.shared
+        .table
+        .for_each(|k, f| all.push((f.total_bytes(), *k)));
+    all.sort_by_key(|e| std::cmp::Reverse(e.0));
+    all.truncate(n);
+    all.iter()
+        .filter_map(|(_, k)| {
+            h.shared
+                .table
+                .get(k, |f| describe_flow(k, f, &classifier, &cfg))
+        })
+        .collect()
+}

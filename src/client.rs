@@ -1,0 +1,211 @@
+//! `qosd status` and `qosd top`: the admin API seen from a terminal.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+
+use serde_json::Value;
+
+/// Why the API could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Connection or HTTP failure.
+    #[error("cannot read {url}: {message} (is qosd running, and is api.listen {addr}?)")]
+    Http {
+        /// What was requested.
+        url: String,
+        /// The address tried.
+        addr: SocketAddr,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// A client of one qosd's admin API.
+pub struct Client {
+    addr: SocketAddr,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    /// A client of the API at `addr`.
+    pub fn new(addr: SocketAddr) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(std::time::Duration::from_secs(3)))
+            .build()
+            .into();
+        Client { addr, agent }
+    }
+
+    /// GETs `path` as JSON.
+    pub fn get(&self, path: &str) -> Result<Value, ClientError> {
+        let url = format!("http://{}{path}", self.addr);
+        let err = |message: String| ClientError::Http {
+            url: url.clone(),
+            addr: self.addr,
+            message,
+        };
+        let mut resp = self
+            .agent
+            .get(&url)
+            .call()
+            .map_err(|e| err(e.to_string()))?;
+        resp.body_mut()
+            .read_json::<Value>()
+            .map_err(|e| err(e.to_string()))
+    }
+}
+
+static NULL: Value = Value::Null;
+
+/// The value at a JSON pointer, or null.
+fn at<'a>(v: &'a Value, pointer: &str) -> &'a Value {
+    v.pointer(pointer).unwrap_or(&NULL)
+}
+
+fn f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(0.0)
+}
+
+fn mbit(v: &Value) -> String {
+    format!("{:.2}", f(v) / 1e6)
+}
+
+fn ms(v: &Value) -> String {
+    match v.as_f64() {
+        Some(x) => format!("{x:.1}"),
+        None => "-".into(),
+    }
+}
+
+/// The one-shot summary `qosd status` prints.
+pub fn render_status(status: &Value, categories: &Value) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "qosd {} up {:.0} s, {} ({})",
+        status["version"].as_str().unwrap_or("?"),
+        f(&status["uptime_seconds"]),
+        if status["ready"].as_bool() == Some(true) {
+            "forwarding"
+        } else {
+            "NOT READY"
+        },
+        status["config"].as_str().unwrap_or("?")
+    );
+    let _ = writeln!(
+        s,
+        "lan {} / wan {}, shaping {} Mbit/s up, {} Mbit/s down, {} flows",
+        at(status, "/interfaces/lan").as_str().unwrap_or("?"),
+        at(status, "/interfaces/wan").as_str().unwrap_or("?"),
+        mbit(at(status, "/link/upload_bps")),
+        mbit(at(status, "/link/download_bps")),
+        status["flows"]
+    );
+    for d in ["upload", "download"] {
+        let x = &status[d];
+        let _ = writeln!(
+            s,
+            "{d:>8}: {} Mbit/s now, {} frames in, {} out, {} dropped",
+            mbit(&x["rate_bps"]),
+            x["rx_frames"],
+            x["tx_frames"],
+            x["dropped_frames"]
+        );
+    }
+    s.push('\n');
+    s.push_str(&render_categories(status, categories));
+    s
+}
+
+/// The per-category table (rates, share, delay, drops) of status and top.
+pub fn render_categories(status: &Value, categories: &Value) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<10} {:>3} {:>5} | {:>8} {:>5} {:>7} {:>6} | {:>8} {:>5} {:>7} {:>6} | {:>6}",
+        "category",
+        "pri",
+        "wt",
+        "up Mb/s",
+        "share",
+        "p99 ms",
+        "drops",
+        "dn Mb/s",
+        "share",
+        "p99 ms",
+        "drops",
+        "flows"
+    );
+    let link_up = f(at(status, "/link/upload_bps")).max(1.0);
+    let link_down = f(at(status, "/link/download_bps")).max(1.0);
+    for c in categories.as_array().map(Vec::as_slice).unwrap_or_default() {
+        let (u, d) = (&c["upload"], &c["download"]);
+        let _ = writeln!(
+            s,
+            "{:<10} {:>3} {:>5} | {:>8} {:>4.0}% {:>7} {:>6} | {:>8} {:>4.0}% {:>7} {:>6} | {:>6}",
+            c["name"].as_str().unwrap_or("?"),
+            c["priority"],
+            c["weight"],
+            mbit(&u["rate_bps"]),
+            f(&u["rate_bps"]) * 100.0 / link_up,
+            ms(&u["delay_p99_ms"]),
+            u["dropped_packets"],
+            mbit(&d["rate_bps"]),
+            f(&d["rate_bps"]) * 100.0 / link_down,
+            ms(&d["delay_p99_ms"]),
+            d["dropped_packets"],
+            c["active_flows"]
+        );
+    }
+    s
+}
+
+/// The top-flows table of `qosd top`.
+pub fn render_flows(flows: &Value) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<5} {:<42} {:<42} {:<18} {:<10} {:<14} {:>10}",
+        "proto", "src", "dst", "app", "category", "decided_by", "bytes"
+    );
+    for fl in flows.as_array().map(Vec::as_slice).unwrap_or_default() {
+        let app = fl["app"].as_str().or(fl["host"].as_str()).unwrap_or("-");
+        let _ = writeln!(
+            s,
+            "{:<5} {:<42} {:<42} {:<18.18} {:<10} {:<14.14} {:>10}",
+            fl["proto"].as_str().unwrap_or("?"),
+            fl["src"].as_str().unwrap_or("?"),
+            fl["dst"].as_str().unwrap_or("?"),
+            app,
+            fl["category"].as_str().unwrap_or("?"),
+            fl["decided_by"].as_str().unwrap_or("?"),
+            fl["bytes"]
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn renders_what_the_api_returns() {
+        let status = json!({"version": "0.1.0", "uptime_seconds": 12.0, "ready": true, "config": "/etc/qosd/qosd.toml",
+            "interfaces": {"lan": "lan0", "wan": "wan0"}, "link": {"upload_bps": 20e6, "download_bps": 50e6}, "flows": 3,
+            "upload": {"rate_bps": 10e6, "rx_frames": 5, "tx_frames": 4, "dropped_frames": 1},
+            "download": {"rate_bps": 1e6, "rx_frames": 5, "tx_frames": 5, "dropped_frames": 0}});
+        let cats = json!([{"name": "voice", "priority": 1, "weight": 10, "active_flows": 2,
+            "upload": {"rate_bps": 2e6, "delay_p99_ms": 0.4, "dropped_packets": 0},
+            "download": {"rate_bps": 5e6, "delay_p99_ms": null, "dropped_packets": 3}}]);
+        let out = render_status(&status, &cats);
+        assert!(out.contains("forwarding"), "{out}");
+        assert!(out.contains("voice"), "{out}");
+        assert!(out.contains("10.00 Mbit/s now"), "{out}");
+        // 2 Mbit/s of a 20 Mbit/s upload is 10%.
+        assert!(out.contains(" 10%"), "{out}");
+        let flows = json!([{"proto": "udp", "src": "198.18.0.10:5004", "dst": "198.18.0.20:5004", "app": null, "host": "x.example", "category": "voice", "decided_by": "rule:voice", "bytes": 1000}]);
+        assert!(render_flows(&flows).contains("x.example"));
+    }
+}

@@ -1,0 +1,245 @@
+//! What the control plane knows about the running daemon: the shared
+//! engine state, the data path's snapshots, rates, reload counters and the
+//! admin token; and the reload and live-change operations, which every
+//! source (SIGHUP, the file watcher, the API) goes through.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::datapath::{Snapshot, SnapshotCell};
+use crate::config::{Config, ConfigErrors, Direction, Env};
+use crate::engine::Shared;
+use crate::metrics::{FlowStats, MetricsSource, MetricsView};
+use crate::time::Instant;
+
+/// Rates computed once a second from the snapshots' sent bytes.
+#[derive(Debug, Default)]
+struct RateState {
+    last: Option<(Instant, [Vec<u64>; 2])>,
+    rates: [Vec<f64>; 2],
+}
+
+/// The running daemon's state, as the control plane sees it.
+pub struct Handle {
+    /// Engine state shared by both directions.
+    pub shared: Arc<Shared>,
+    /// Upload and download snapshots (by [`Direction::index`]).
+    pub snapshots: [SnapshotCell; 2],
+    /// The configuration file, if any (for reloads).
+    pub config_path: Option<PathBuf>,
+    /// The bearer token write requests must present, if configured.
+    pub token: Option<String>,
+    started: std::time::Instant,
+    reloads: [AtomicU64; 2],
+    rates: Mutex<RateState>,
+    /// Serialises reloads and live changes.
+    change: Mutex<()>,
+}
+
+/// Why a change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    /// The new configuration is invalid.
+    #[error("{0}")]
+    Invalid(ConfigErrors),
+    /// No such category.
+    #[error("no category named \"{0}\"")]
+    UnknownCategory(String),
+    /// The change could not be expressed (a bug, not the admin's fault).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Handle {
+    /// State for a daemon started with `cfg`.
+    pub fn new(shared: Arc<Shared>, config_path: Option<PathBuf>, token: Option<String>) -> Self {
+        Handle {
+            shared,
+            snapshots: [
+                Arc::new(Mutex::new(Snapshot::default())),
+                Arc::new(Mutex::new(Snapshot::default())),
+            ],
+            config_path,
+            token,
+            started: std::time::Instant::now(),
+            reloads: [AtomicU64::new(0), AtomicU64::new(0)],
+            rates: Mutex::new(RateState::default()),
+            change: Mutex::new(()),
+        }
+    }
+
+    /// Copies of both directions' latest snapshots.
+    pub fn snapshots(&self) -> [Snapshot; 2] {
+        let get = |c: &SnapshotCell| c.lock().map(|s| s.clone()).unwrap_or_default();
+        let [up, down] = &self.snapshots;
+        [get(up), get(down)]
+    }
+
+    /// True when both data-path threads run and published recently.
+    pub fn ready(&self, now: Instant) -> bool {
+        self.snapshots()
+            .iter()
+            .all(|s| s.running && now.nanos_since(s.at) < 2_000_000_000)
+    }
+
+    /// Seconds since start.
+    pub fn uptime_seconds(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    /// Updates the per-category rates from the snapshots (call once a second).
+    pub fn update_rates(&self, now: Instant) {
+        let snaps = self.snapshots();
+        let sent: [Vec<u64>; 2] = snaps
+            .clone()
+            .map(|s| s.categories.iter().map(|c| c.sent.bytes).collect());
+        let Ok(mut st) = self.rates.lock() else {
+            return;
+        };
+        if let Some((then, prev)) = &st.last {
+            let secs = now.nanos_since(*then) as f64 / 1e9;
+            if secs > 0.0 {
+                let rates = [0usize, 1].map(|d| {
+                    let (cur, old) = (sent.get(d), prev.get(d));
+                    cur.map(|cur| {
+                        cur.iter()
+                            .enumerate()
+                            .map(|(i, b)| {
+                                let before = old.and_then(|o| o.get(i)).copied().unwrap_or(0);
+                                b.saturating_sub(before) as f64 * 8.0 / secs
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default()
+                });
+                st.rates = rates;
+            }
+        }
+        st.last = Some((now, sent));
+    }
+
+    /// Current rates (bits/s) per direction and category.
+    pub fn rates(&self) -> [Vec<f64>; 2] {
+        self.rates
+            .lock()
+            .map(|r| r.rates.clone())
+            .unwrap_or_default()
+    }
+
+    /// Reloads counted so far: (success, failure).
+    pub fn reload_counts(&self) -> [u64; 2] {
+        [
+            self.reloads[0].load(Ordering::Relaxed),
+            self.reloads[1].load(Ordering::Relaxed),
+        ]
+    }
+
+    fn count(&self, ok: bool) {
+        let [good, bad] = &self.reloads;
+        if ok { good } else { bad }.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Re-reads the configuration file (or the embedded default) and
+    /// installs it; a bad one is refused and the running one stays.
+    pub fn reload(&self) -> Result<Arc<Config>, ConfigErrors> {
+        let _serial = self.change.lock();
+        let result = crate::config::load(self.config_path.as_deref());
+        self.count(result.is_ok());
+        let cfg = result?;
+        self.install(&cfg);
+        Ok(self.shared.config())
+    }
+
+    fn install(&self, cfg: &Config) {
+        let old = self.shared.config();
+        if old.interfaces != cfg.interfaces
+            || old.metrics != cfg.metrics
+            || old.api != cfg.api
+            || old.datapath != cfg.datapath
+        {
+            tracing::warn!(
+                "interfaces, listen addresses, the API token and [datapath] take effect at the next restart"
+            );
+        }
+        self.shared.reload(cfg);
+    }
+
+    /// Changes one category of the running configuration: `changes` maps
+    /// keys (weight, priority, min, max) to TOML values. Validated like the
+    /// file; applied without losing queued packets. Not written to the file.
+    pub fn change_category(
+        &self,
+        name: &str,
+        changes: &toml::Table,
+    ) -> Result<Arc<Config>, ChangeError> {
+        let _serial = self.change.lock();
+        let current = self.shared.config();
+        let index = current
+            .category
+            .iter()
+            .position(|c| c.name == name)
+            .ok_or_else(|| ChangeError::UnknownCategory(name.to_owned()))?;
+        let mut doc: toml::Table =
+            toml::from_str(&current.to_toml()).map_err(|e| ChangeError::Internal(e.to_string()))?;
+        let entry = doc
+            .get_mut("category")
+            .and_then(|c| c.as_array_mut())
+            .and_then(|a| a.get_mut(index))
+            .and_then(|c| c.as_table_mut())
+            .ok_or_else(|| ChangeError::Internal("category table missing".into()))?;
+        for (k, v) in changes {
+            entry.insert(k.clone(), v.clone());
+        }
+        let text = toml::to_string(&doc).map_err(|e| ChangeError::Internal(e.to_string()))?;
+        let mut cfg = crate::config::load_str(&current.source, &text, &Env::None)
+            .map_err(ChangeError::Invalid)?;
+        cfg.source = current.source.clone();
+        self.install(&cfg);
+        Ok(self.shared.config())
+    }
+
+    /// Flow-table and DNS figures, with flows counted per category.
+    pub fn flow_stats(&self) -> FlowStats {
+        let table = &self.shared.table;
+        let cfg = self.shared.config();
+        let mut by_category = vec![0u64; cfg.category.len()];
+        table.for_each(|_, flow| {
+            let cat = flow.first_direction.pick(flow.class.category);
+            if let Some(n) = by_category.get_mut(cat.index()) {
+                *n += 1;
+            }
+        });
+        FlowStats {
+            active: table.len() as u64,
+            created: table.stats.created.load(Ordering::Relaxed),
+            evicted: table.stats.evicted.load(Ordering::Relaxed),
+            expired: table.stats.expired.load(Ordering::Relaxed),
+            by_category,
+            dns_entries: self.shared.names.len() as u64,
+            dns_evictions: self.shared.names.evictions(),
+        }
+    }
+
+    /// The direction a snapshot index stands for.
+    pub fn direction(i: usize) -> Direction {
+        if i == 0 {
+            Direction::Upload
+        } else {
+            Direction::Download
+        }
+    }
+}
+
+impl MetricsSource for Handle {
+    fn view(&self) -> MetricsView {
+        MetricsView {
+            config: self.shared.config(),
+            snapshots: self.snapshots(),
+            rates: self.rates(),
+            flows: self.flow_stats(),
+            reloads: self.reload_counts(),
+            uptime_seconds: self.uptime_seconds(),
+        }
+    }
+}

@@ -1,0 +1,520 @@
+//! Prometheus exposition. The data path never touches a metric: each
+//! direction publishes a snapshot of its plain counters, and this module
+//! folds the snapshots into metric families when Prometheus scrapes, through
+//! a custom collector of the `prometheus` crate.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{
+    Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
+};
+use prometheus::{Encoder, Registry, TextEncoder};
+
+use crate::classify::DecidedBy;
+use crate::config::{Config, Direction};
+use crate::daemon::datapath::Snapshot;
+use crate::shaper::{DELAY_BUCKET_BOUNDS_NS, DropReason};
+
+/// Flow-table figures for one scrape.
+#[derive(Debug, Clone, Default)]
+pub struct FlowStats {
+    /// Flows tracked now.
+    pub active: u64,
+    /// Flows ever created.
+    pub created: u64,
+    /// Flows evicted because the table was full.
+    pub evicted: u64,
+    /// Flows removed after their idle timeout.
+    pub expired: u64,
+    /// Active flows by category id (of the flow's first direction).
+    pub by_category: Vec<u64>,
+    /// Names learned from DNS answers, held now.
+    pub dns_entries: u64,
+    /// DNS cache evictions.
+    pub dns_evictions: u64,
+}
+
+/// Everything one scrape exposes.
+#[derive(Debug, Clone)]
+pub struct MetricsView {
+    /// The configuration in force.
+    pub config: Arc<Config>,
+    /// Upload and download snapshots.
+    pub snapshots: [Snapshot; 2],
+    /// Current delivered rate per direction and category, bits/s.
+    pub rates: [Vec<f64>; 2],
+    /// Flow table.
+    pub flows: FlowStats,
+    /// Configuration reloads that succeeded / failed.
+    pub reloads: [u64; 2],
+    /// Seconds since start.
+    pub uptime_seconds: f64,
+}
+
+/// Where the collector gets its view at each scrape.
+pub trait MetricsSource: Send + Sync {
+    /// The current view.
+    fn view(&self) -> MetricsView;
+}
+
+struct QosdCollector {
+    source: Arc<dyn MetricsSource>,
+    descs: Vec<Desc>,
+}
+
+/// Families, built as they are filled in.
+#[derive(Default)]
+struct Families {
+    families: Vec<MetricFamily>,
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            let mut l = LabelPair::default();
+            l.set_name((*k).to_owned());
+            l.set_value((*v).to_owned());
+            l
+        })
+        .collect()
+}
+
+impl Families {
+    fn push(&mut self, name: &str, kind: MetricType, m: Metric) {
+        match self.families.iter_mut().find(|f| f.name() == name) {
+            Some(f) => f.mut_metric().push(m),
+            None => {
+                let mut f = MetricFamily::default();
+                f.set_name(name.to_owned());
+                f.set_help(help(name).to_owned());
+                f.set_field_type(kind);
+                f.mut_metric().push(m);
+                self.families.push(f);
+            }
+        }
+    }
+
+    fn counter(&mut self, name: &str, l: &[(&str, &str)], value: f64) {
+        let mut c = Counter::default();
+        c.set_value(value);
+        let mut m = Metric::from_label(labels(l));
+        m.set_counter(c);
+        self.push(name, MetricType::COUNTER, m);
+    }
+
+    fn gauge(&mut self, name: &str, l: &[(&str, &str)], value: f64) {
+        let mut g = Gauge::default();
+        g.set_value(value);
+        let mut m = Metric::from_label(labels(l));
+        m.set_gauge(g);
+        self.push(name, MetricType::GAUGE, m);
+    }
+
+    fn histogram(&mut self, name: &str, l: &[(&str, &str)], h: Histogram) {
+        let mut m = Metric::from_label(labels(l));
+        m.set_histogram(h);
+        self.push(name, MetricType::HISTOGRAM, m);
+    }
+}
+
+/// Names and help of every family, for the collector's descriptors.
+const FAMILIES: &[(&str, &str)] = &[
+    ("qosd_build_info", "qosd version (value 1)."),
+    ("qosd_uptime_seconds", "Seconds since qosd started."),
+    (
+        "qosd_link_rate_bytes_per_second",
+        "Configured shaped rate of the link in bytes per second, per direction.",
+    ),
+    (
+        "qosd_datapath_running",
+        "1 while the data path thread of the direction runs.",
+    ),
+    (
+        "qosd_category_packets_total",
+        "Packets handed to the shaper, per direction and category.",
+    ),
+    (
+        "qosd_category_bytes_total",
+        "Bytes handed to the shaper, per direction and category.",
+    ),
+    (
+        "qosd_category_sent_packets_total",
+        "Packets sent by the shaper, per direction and category.",
+    ),
+    (
+        "qosd_category_sent_bytes_total",
+        "Bytes sent by the shaper, per direction and category.",
+    ),
+    (
+        "qosd_category_dropped_packets_total",
+        "Packets the shaper dropped, per direction, category and reason.",
+    ),
+    (
+        "qosd_category_dropped_bytes_total",
+        "Bytes the shaper dropped, per direction, category and reason.",
+    ),
+    (
+        "qosd_category_ecn_marked_packets_total",
+        "Packets CoDel marked ECN CE instead of dropping.",
+    ),
+    (
+        "qosd_category_backlog_packets",
+        "Packets queued now, per direction and category.",
+    ),
+    (
+        "qosd_category_backlog_bytes",
+        "Bytes queued now, per direction and category.",
+    ),
+    (
+        "qosd_category_rate_bytes_per_second",
+        "Bytes per second sent over the last second, per direction and category.",
+    ),
+    (
+        "qosd_category_queue_delay_seconds",
+        "Time packets spent queued in qosd, per direction and category.",
+    ),
+    (
+        "qosd_category_active_flows",
+        "Flows tracked now, by category (of the flow's first packet).",
+    ),
+    (
+        "qosd_classifier_decisions_total",
+        "Flows whose verdict settled, by how it was decided.",
+    ),
+    (
+        "qosd_frames_total",
+        "Frames handled per direction, by kind (ip, non_ip, malformed).",
+    ),
+    (
+        "qosd_dscp_marked_packets_total",
+        "Packets rewritten with their category's DSCP.",
+    ),
+    (
+        "qosd_interface_received_frames_total",
+        "Frames received on an interface.",
+    ),
+    (
+        "qosd_interface_received_bytes_total",
+        "Bytes received on an interface.",
+    ),
+    (
+        "qosd_interface_transmitted_frames_total",
+        "Frames transmitted on an interface.",
+    ),
+    (
+        "qosd_interface_transmitted_bytes_total",
+        "Bytes transmitted on an interface.",
+    ),
+    (
+        "qosd_dropped_packets_total",
+        "Frames received and not transmitted, per direction and reason (shaper reasons plus oversized, tx_error).",
+    ),
+    (
+        "qosd_dropped_bytes_total",
+        "Bytes received and not transmitted, per direction and reason.",
+    ),
+    (
+        "qosd_checksums_completed_total",
+        "Frames whose partial TCP/UDP checksum qosd completed.",
+    ),
+    (
+        "qosd_datapath_errors_total",
+        "Data-path errors by interface and kind.",
+    ),
+    ("qosd_flows", "Flows tracked now."),
+    ("qosd_flows_created_total", "Flows created."),
+    (
+        "qosd_flow_evictions_total",
+        "Flows evicted because the table was full.",
+    ),
+    (
+        "qosd_flows_expired_total",
+        "Flows removed after their idle timeout.",
+    ),
+    (
+        "qosd_dns_cache_entries",
+        "Names learned from DNS answers, held now.",
+    ),
+    (
+        "qosd_dns_cache_evictions_total",
+        "DNS cache entries evicted because it was full.",
+    ),
+    (
+        "qosd_config_reloads_total",
+        "Configuration reloads, by result.",
+    ),
+];
+
+fn help(name: &str) -> &'static str {
+    FAMILIES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, h)| *h)
+        .unwrap_or("")
+}
+
+impl Collector for QosdCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        build(&self.source.view())
+    }
+}
+
+/// The metric families of `v`.
+pub fn build(v: &MetricsView) -> Vec<MetricFamily> {
+    let mut f = Families::default();
+    let cfg = &v.config;
+    f.gauge(
+        "qosd_build_info",
+        &[("version", env!("CARGO_PKG_VERSION"))],
+        1.0,
+    );
+    f.gauge("qosd_uptime_seconds", &[], v.uptime_seconds);
+    let mut decisions = [0u64; DecidedBy::KINDS.len()];
+    for (dir, snap) in Direction::BOTH.iter().zip(&v.snapshots) {
+        let d = dir.as_str();
+        let (rx_if, tx_if) = match dir {
+            Direction::Upload => (cfg.interfaces.lan.as_str(), cfg.interfaces.wan.as_str()),
+            Direction::Download => (cfg.interfaces.wan.as_str(), cfg.interfaces.lan.as_str()),
+        };
+        f.gauge(
+            "qosd_link_rate_bytes_per_second",
+            &[("direction", d)],
+            cfg.link.rate(*dir).bps() as f64 / 8.0,
+        );
+        f.gauge(
+            "qosd_datapath_running",
+            &[("direction", d)],
+            f64::from(u8::from(snap.running)),
+        );
+        let rates = dir.pick_ref(&v.rates);
+        let mut shaper_drops: HashMap<&str, (u64, u64)> = HashMap::new();
+        for (i, c) in snap.categories.iter().enumerate() {
+            let Some(cat) = cfg.category.get(i) else {
+                continue;
+            };
+            let l = [("direction", d), ("category", cat.name.as_str())];
+            f.counter("qosd_category_packets_total", &l, c.arrived.packets as f64);
+            f.counter("qosd_category_bytes_total", &l, c.arrived.bytes as f64);
+            f.counter(
+                "qosd_category_sent_packets_total",
+                &l,
+                c.sent.packets as f64,
+            );
+            f.counter("qosd_category_sent_bytes_total", &l, c.sent.bytes as f64);
+            for reason in DropReason::ALL {
+                let dropped = c.dropped(reason);
+                let lr = [
+                    ("direction", d),
+                    ("category", cat.name.as_str()),
+                    ("reason", reason.as_str()),
+                ];
+                f.counter(
+                    "qosd_category_dropped_packets_total",
+                    &lr,
+                    dropped.packets as f64,
+                );
+                f.counter(
+                    "qosd_category_dropped_bytes_total",
+                    &lr,
+                    dropped.bytes as f64,
+                );
+                let e = shaper_drops.entry(reason.as_str()).or_default();
+                e.0 += dropped.packets;
+                e.1 += dropped.bytes;
+            }
+            f.counter(
+                "qosd_category_ecn_marked_packets_total",
+                &l,
+                c.ecn_marked as f64,
+            );
+            f.gauge(
+                "qosd_category_backlog_packets",
+                &l,
+                c.backlog.packets as f64,
+            );
+            f.gauge("qosd_category_backlog_bytes", &l, c.backlog.bytes as f64);
+            f.gauge(
+                "qosd_category_rate_bytes_per_second",
+                &l,
+                rates.get(i).copied().unwrap_or(0.0) / 8.0,
+            );
+            let mut h = Histogram::default();
+            let cumulative = c.delay.cumulative();
+            h.set_sample_count(c.delay.count());
+            h.set_sample_sum(c.delay.sum_ns as f64 / 1e9);
+            h.set_bucket(
+                DELAY_BUCKET_BOUNDS_NS
+                    .iter()
+                    .zip(cumulative.iter())
+                    .map(|(bound, n)| {
+                        let mut b = Bucket::default();
+                        b.set_upper_bound(*bound as f64 / 1e9);
+                        b.set_cumulative_count(*n);
+                        b
+                    })
+                    .collect(),
+            );
+            f.histogram("qosd_category_queue_delay_seconds", &l, h);
+        }
+        for (i, n) in snap.engine.decisions.iter().enumerate() {
+            if let Some(slot) = decisions.get_mut(i) {
+                *slot += n;
+            }
+        }
+        let e = &snap.engine;
+        for (kind, n) in [
+            ("ip", e.ip_frames),
+            ("non_ip", e.non_ip_frames),
+            ("malformed", e.malformed_frames),
+        ] {
+            f.counter(
+                "qosd_frames_total",
+                &[("direction", d), ("kind", kind)],
+                n as f64,
+            );
+        }
+        f.counter(
+            "qosd_dscp_marked_packets_total",
+            &[("direction", d)],
+            e.dscp_marked as f64,
+        );
+        let io = &snap.io;
+        f.counter(
+            "qosd_interface_received_frames_total",
+            &[("interface", rx_if)],
+            io.rx_frames as f64,
+        );
+        f.counter(
+            "qosd_interface_received_bytes_total",
+            &[("interface", rx_if)],
+            io.rx_bytes as f64,
+        );
+        f.counter(
+            "qosd_interface_transmitted_frames_total",
+            &[("interface", tx_if)],
+            io.tx_frames as f64,
+        );
+        f.counter(
+            "qosd_interface_transmitted_bytes_total",
+            &[("interface", tx_if)],
+            io.tx_bytes as f64,
+        );
+        for reason in DropReason::ALL {
+            let (p, b) = shaper_drops
+                .get(reason.as_str())
+                .copied()
+                .unwrap_or_default();
+            f.counter(
+                "qosd_dropped_packets_total",
+                &[("direction", d), ("reason", reason.as_str())],
+                p as f64,
+            );
+            f.counter(
+                "qosd_dropped_bytes_total",
+                &[("direction", d), ("reason", reason.as_str())],
+                b as f64,
+            );
+        }
+        for (reason, p, b) in [
+            ("oversized", io.oversized, io.oversized_bytes),
+            ("tx_error", io.tx_errors, io.tx_error_bytes),
+        ] {
+            f.counter(
+                "qosd_dropped_packets_total",
+                &[("direction", d), ("reason", reason)],
+                p as f64,
+            );
+            f.counter(
+                "qosd_dropped_bytes_total",
+                &[("direction", d), ("reason", reason)],
+                b as f64,
+            );
+        }
+        f.counter(
+            "qosd_checksums_completed_total",
+            &[("direction", d)],
+            io.checksum_completed as f64,
+        );
+        for (iface, kind, n) in [
+            (rx_if, "rx_error", io.rx_errors),
+            (rx_if, "oversized_frame", io.oversized),
+            (tx_if, "tx_error", io.tx_errors),
+        ] {
+            f.counter(
+                "qosd_datapath_errors_total",
+                &[("interface", iface), ("kind", kind)],
+                n as f64,
+            );
+        }
+    }
+    for (i, cat) in cfg.category.iter().enumerate() {
+        let n = v.flows.by_category.get(i).copied().unwrap_or(0);
+        f.gauge(
+            "qosd_category_active_flows",
+            &[("category", cat.name.as_str())],
+            n as f64,
+        );
+    }
+    for (kind, n) in DecidedBy::KINDS.iter().zip(decisions) {
+        f.counter(
+            "qosd_classifier_decisions_total",
+            &[("decided_by", kind)],
+            n as f64,
+        );
+    }
+    f.gauge("qosd_flows", &[], v.flows.active as f64);
+    f.counter("qosd_flows_created_total", &[], v.flows.created as f64);
+    f.counter("qosd_flow_evictions_total", &[], v.flows.evicted as f64);
+    f.counter("qosd_flows_expired_total", &[], v.flows.expired as f64);
+    f.gauge("qosd_dns_cache_entries", &[], v.flows.dns_entries as f64);
+    f.counter(
+        "qosd_dns_cache_evictions_total",
+        &[],
+        v.flows.dns_evictions as f64,
+    );
+    for (result, n) in [("success", v.reloads[0]), ("failure", v.reloads[1])] {
+        f.counter("qosd_config_reloads_total", &[("result", result)], n as f64);
+    }
+    f.families
+}
+
+/// A registry holding qosd's collector over `source`.
+pub fn registry(source: Arc<dyn MetricsSource>) -> Registry {
+    let registry = Registry::new();
+    let descs = FAMILIES
+        .iter()
+        .filter_map(|(name, help)| {
+            Desc::new(
+                (*name).to_owned(),
+                (*help).to_owned(),
+                Vec::new(),
+                HashMap::new(),
+            )
+            .ok()
+        })
+        .collect();
+    // Registering fails only for duplicate descriptors, which FAMILIES has not.
+    let _ = registry.register(Box::new(QosdCollector { source, descs }));
+    registry
+}
+
+/// The text exposition of `registry`.
+pub fn encode(registry: &Registry) -> String {
+    let mut out = Vec::new();
+    let _ = TextEncoder::new().encode(&registry.gather(), &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// The text exposition of one view (for `qosd simulate --prometheus`).
+pub fn encode_view(v: &MetricsView) -> String {
+    let mut out = Vec::new();
+    let _ = TextEncoder::new().encode(&build(v), &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}

@@ -1,0 +1,362 @@
+//! The admin API and metrics endpoints in-process (no network namespace,
+//! no root): authentication, validation, errors, reloads, exposition.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use qosd::api::{ApiState, api_routes, metrics_routes};
+use qosd::daemon::state::Handle;
+use qosd::engine::Shared;
+
+const TOKEN: &str = "s3cret-token-for-tests-0123";
+
+struct Fixture {
+    dir: PathBuf,
+    config: PathBuf,
+    handle: Arc<Handle>,
+}
+
+fn base_config() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/qosd.toml")).unwrap()
+}
+
+fn fixture(name: &str, token: Option<&str>) -> Fixture {
+    let dir = std::env::temp_dir().join(format!("qosd-api-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("qosd.toml");
+    std::fs::write(&config, base_config()).unwrap();
+    let cfg = qosd::config::load_file(&config).unwrap();
+    let shared = Arc::new(Shared::new(&cfg));
+    let handle = Arc::new(Handle::new(
+        shared,
+        Some(config.clone()),
+        token.map(str::to_owned),
+    ));
+    Fixture {
+        dir,
+        config,
+        handle,
+    }
+}
+
+impl Fixture {
+    fn app(&self) -> axum::Router {
+        let registry = qosd::metrics::registry(
+            Arc::clone(&self.handle) as Arc<dyn qosd::metrics::MetricsSource>
+        );
+        let state = ApiState {
+            handle: Arc::clone(&self.handle),
+            registry,
+        };
+        metrics_routes().merge(api_routes()).with_state(state)
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        auth: Option<&str>,
+        body: &str,
+    ) -> (StatusCode, String) {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let resp = self
+            .app()
+            .oneshot(req.body(Body::from(body.to_owned())).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    fn weight(&self, category: &str) -> u32 {
+        let cfg = self.handle.shared.config();
+        cfg.category
+            .iter()
+            .find(|c| c.name == category)
+            .unwrap()
+            .weight
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn bearer() -> String {
+    format!("Bearer {TOKEN}")
+}
+
+#[tokio::test]
+async fn writes_need_the_right_token() {
+    let fx = fixture("auth", Some(TOKEN));
+    let body = r#"{"weight": 40}"#;
+    let (s, b) = fx
+        .call("PUT", "/api/v1/categories/business", None, body)
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{b}");
+    assert!(
+        serde_json::from_str::<Value>(&b).unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains("Bearer")
+    );
+    let (s, _) = fx
+        .call(
+            "PUT",
+            "/api/v1/categories/business",
+            Some("Bearer wrong-token-wrong-token"),
+            body,
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = fx
+        .call(
+            "PUT",
+            "/api/v1/categories/business",
+            Some("Basic abc"),
+            body,
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(fx.weight("business"), 50, "a refused write changed nothing");
+    let (s, b) = fx
+        .call("PUT", "/api/v1/categories/business", Some(&bearer()), body)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(serde_json::from_str::<Value>(&b).unwrap()["weight"], 40);
+    assert_eq!(fx.weight("business"), 40);
+    // Reads need no token.
+    let (s, _) = fx.call("GET", "/api/v1/categories", None, "").await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn without_a_token_file_the_api_is_read_only() {
+    let fx = fixture("readonly", None);
+    let (s, b) = fx
+        .call(
+            "PUT",
+            "/api/v1/categories/business",
+            Some(&bearer()),
+            r#"{"weight": 40}"#,
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    assert!(b.contains("read-only"));
+    let (s, _) = fx.call("POST", "/api/v1/reload", None, "").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn bad_requests_get_the_right_status_and_a_json_message() {
+    let fx = fixture("errors", Some(TOKEN));
+    let auth = bearer();
+    let cases: &[(&str, &str, StatusCode, &str)] = &[
+        (
+            "/api/v1/categories/business",
+            "{weight: 40",
+            StatusCode::BAD_REQUEST,
+            "not valid JSON",
+        ),
+        (
+            "/api/v1/categories/business",
+            "[1, 2]",
+            StatusCode::BAD_REQUEST,
+            "JSON object",
+        ),
+        (
+            "/api/v1/categories/nosuch",
+            r#"{"weight": 40}"#,
+            StatusCode::NOT_FOUND,
+            "no category named",
+        ),
+        (
+            "/api/v1/categories/business",
+            r#"{"weight": 0}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "category[3].weight: weight 0 is out of range",
+        ),
+        (
+            "/api/v1/categories/voice",
+            r#"{"min": "90%"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the min guarantees add up to",
+        ),
+        (
+            "/api/v1/categories/voice",
+            r#"{"max": "5 Mbt"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown unit",
+        ),
+        (
+            "/api/v1/categories/voice",
+            r#"{"min": "50%", "max": "40%"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "is above max",
+        ),
+        (
+            "/api/v1/categories/voice",
+            r#"{"name": "phone"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "cannot be changed here",
+        ),
+        (
+            "/api/v1/categories/voice",
+            r#"{}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "nothing to change",
+        ),
+    ];
+    for (uri, body, status, fragment) in cases {
+        let (s, b) = fx.call("PUT", uri, Some(&auth), body).await;
+        assert_eq!(s, *status, "{uri} {body}: {b}");
+        let v: Value = serde_json::from_str(&b).unwrap_or_else(|_| panic!("not JSON: {b}"));
+        let msg = v["error"].as_str().unwrap_or_default();
+        assert!(msg.contains(fragment), "{uri} {body}: {msg}");
+    }
+    // Nothing changed.
+    assert_eq!(fx.weight("business"), 50);
+    let (s, b) = fx.call("GET", "/api/v1/nope", None, "").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(b.contains("error"));
+}
+
+#[tokio::test]
+async fn per_direction_and_rate_changes_apply() {
+    let fx = fixture("rates", Some(TOKEN));
+    let body =
+        json!({"min": {"upload": "2 Mbit", "download": "20%"}, "max": "12 Mbit", "priority": 2})
+            .to_string();
+    let (s, b) = fx
+        .call("PUT", "/api/v1/categories/bulk", Some(&bearer()), &body)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let v: Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(v["upload"]["min_bps"], 2_000_000);
+    assert_eq!(v["download"]["min_bps"], 46_000_000 / 5);
+    assert_eq!(v["upload"]["max_bps"], 12_000_000);
+    assert_eq!(v["priority"], 2);
+}
+
+#[tokio::test]
+async fn reload_keeps_the_running_config_when_the_file_is_bad() {
+    let fx = fixture("reload", Some(TOKEN));
+    std::fs::write(
+        &fx.config,
+        base_config().replace("weight = 50", "weight = 60"),
+    )
+    .unwrap();
+    let (s, b) = fx.call("POST", "/api/v1/reload", Some(&bearer()), "").await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(fx.weight("business"), 60);
+    std::fs::write(
+        &fx.config,
+        base_config().replace("weight = 50", "weight = \"lots\""),
+    )
+    .unwrap();
+    let (s, b) = fx.call("POST", "/api/v1/reload", Some(&bearer()), "").await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(b.contains("category[3].weight"), "{b}");
+    assert_eq!(fx.weight("business"), 60, "the running configuration stays");
+    assert_eq!(fx.handle.reload_counts(), [1, 1]);
+    let (_, metrics) = fx.call("GET", "/metrics", None, "").await;
+    assert!(
+        metrics.contains("qosd_config_reloads_total{result=\"failure\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("qosd_config_reloads_total{result=\"success\"} 1"));
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let fx = fixture("health", None);
+    assert_eq!(fx.call("GET", "/healthz", None, "").await.0, StatusCode::OK);
+    // No data path in this test: not ready.
+    assert_eq!(
+        fx.call("GET", "/readyz", None, "").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let (s, text) = fx.call("GET", "/metrics", None, "").await;
+    assert_eq!(s, StatusCode::OK);
+    for family in [
+        "qosd_build_info",
+        "qosd_flows ",
+        "qosd_classifier_decisions_total",
+        "qosd_datapath_running",
+    ] {
+        assert!(text.contains(family), "{family} missing");
+    }
+    let (s, b) = fx.call("GET", "/api/v1/status", None, "").await;
+    assert_eq!(s, StatusCode::OK);
+    let v: Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(v["interfaces"]["lan"], "lan0");
+    assert_eq!(v["ready"], false);
+    let (s, b) = fx.call("GET", "/api/v1/flows?top=5", None, "").await;
+    assert_eq!((s, b.as_str()), (StatusCode::OK, "[]"));
+    assert_eq!(
+        fx.call("GET", "/api/v1/flows?top=zero", None, "").await.0,
+        StatusCode::BAD_REQUEST
+    );
+}
+
+#[test]
+fn token_file_rules() {
+    let dir = std::env::temp_dir().join(format!("qosd-token-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token = dir.join("token");
+    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+    let with = |listen: &str, file: Option<&std::path::Path>| {
+        let mut text = base_config().replace(
+            "listen = \"127.0.0.1:9478\"",
+            &format!("listen = \"{listen}\""),
+        );
+        if let Some(f) = file {
+            text = text.replace(
+                "# token_file = \"/etc/qosd/api-token\"",
+                &format!("token_file = \"{}\"", f.display()),
+            );
+        }
+        qosd::config::load_str("t.toml", &text, &qosd::config::Env::None).unwrap()
+    };
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = qosd::daemon::load_token(&with("127.0.0.1:9478", Some(&token))).unwrap_err();
+    assert!(err.to_string().contains("chmod 600"), "{err}");
+    assert_eq!(err.exit_code(), 2);
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(
+        qosd::daemon::load_token(&with("127.0.0.1:9478", Some(&token)))
+            .unwrap()
+            .as_deref(),
+        Some(TOKEN)
+    );
+    // Beyond loopback only with a token.
+    assert!(
+        qosd::daemon::load_token(&with("0.0.0.0:9478", None))
+            .unwrap_err()
+            .to_string()
+            .contains("not loopback")
+    );
+    assert!(qosd::daemon::load_token(&with("0.0.0.0:9478", Some(&token))).is_ok());
+    assert!(
+        qosd::daemon::load_token(&with("127.0.0.1:9478", None))
+            .unwrap()
+            .is_none()
+    );
+    std::fs::write(&token, "short").unwrap();
+    assert!(qosd::daemon::load_token(&with("127.0.0.1:9478", Some(&token))).is_err());
+    let _ = std::fs::remove_dir_all(&dir);
+}
