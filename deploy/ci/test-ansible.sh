@@ -23,6 +23,8 @@ export ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0 ANSIBLE_LOCAL_TEMP="$OUT/ansible-
 check "ansible-playbook --syntax-check site.yml" ansible-playbook -i inventory/hosts.yml --syntax-check site.yml
 check "ansible-lint --profile production" ansible-lint --offline --nocolor --profile production
 check "render the config of every host" ansible-playbook -i inventory/hosts.yml -i tests/inventory.yml tests/render.yml -e "qosd_render_dir=$OUT"
+check "office-lyon's drop-in allows localhost, its metrics address and the central Prometheus" \
+  grep -qx 'IPAddressAllow=localhost 192.0.2.11 10.0.0.5/32' "$OUT/office-lyon.ip-access.conf"
 for f in "$OUT"/*.toml; do
   check "qosd check-config $(basename "$f")" "$QOSD" check-config "$f"
 done
