@@ -344,9 +344,8 @@ pub struct Datapath {
 pub enum Backend {
     /// pnet's sender and one `recvmsg` per frame: portable, the default.
     Pnet,
-    /// A TPACKET_V3 receive ring and batched `sendmmsg`: fewer system
-    /// calls per frame, for fast links (a lone frame may wait up to 1 ms
-    /// for its ring block).
+    /// A memory-mapped TPACKET_V2 receive ring and batched `sendmmsg`:
+    /// fewer system calls per frame, for fast links.
     Ring,
 }
 

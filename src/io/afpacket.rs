@@ -46,7 +46,7 @@ pub struct SocketOptions {
     /// Send buffer in bytes.
     pub sndbuf: usize,
     /// How frames move: pnet's sender and `recvmsg` per frame, or a
-    /// TPACKET_V3 receive ring and batched `sendmmsg`.
+    /// TPACKET_V2 receive ring and batched `sendmmsg`.
     pub backend: Backend,
 }
 
@@ -224,7 +224,7 @@ impl AfPacket {
             Backend::Pnet => None,
             Backend::Ring => Some(RxRing::new(fd).map_err(|source| OpenError::Socket {
                 name: name.to_owned(),
-                what: "TPACKET_V3 receive ring",
+                what: "TPACKET_V2 receive ring",
                 source,
             })?),
         };

@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# Lab benchmark (run by hand as root; not part of CI's pass/fail):
+#
+#  1. The office-under-load scenario, on the same namespaces in one run,
+#     through three gateways: no shaping (plain kernel bridge; the ISP's
+#     deep buffer), the classic admin script (kernel HTB at 95% of the rates,
+#     u32 port filters, pfifo leaves) and qosd. Several repetitions,
+#     medians reported: voice round trip p50/p99, jitter, loss, per-category
+#     throughput up and down, qosd's CPU use.
+#  2. The highest forwarding rate of qosd (unshaped) and of the kernel
+#     bridge on the same veth pairs, with no line limit: 1500-byte frames
+#     (Mbit/s) and 64-byte frames (packets/s).
+#
+#   sudo deploy/lab/bench.sh [-r REPS] [-t SECONDS] [-o OUTDIR] [-b pnet|ring]
+#
+# Writes OUTDIR/results.json, OUTDIR/voice-<setup>.txt (every voice round
+# trip, ms) and prints the tables BENCHMARKS.md shows; plot with
+# deploy/lab/plot_latency.py OUTDIR.
+set -euo pipefail
+
+REPS=3 SECS=20 OUT=bench-results BACKEND=pnet
+while getopts "r:t:o:b:" opt; do
+  case $opt in
+    r) REPS=$OPTARG ;;
+    t) SECS=$OPTARG ;;
+    o) OUT=$OPTARG ;;
+    b) BACKEND=$OPTARG ;;
+    *) sed -n '2,20p' "$0"; exit 2 ;;
+  esac
+done
+[ "$(id -u)" = 0 ] || { echo "bench.sh needs root"; exit 2; }
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+QOSD=${QOSD:-$ROOT/target/release/qosd}
+[ -x "$QOSD" ] || (cd "$ROOT" && cargo build --release --quiet)
+mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
+LAB="$HERE/lab.sh"; P=qbench
+QOSD_PID=
+cleanup() {
+  [ -n "$QOSD_PID" ] && kill "$QOSD_PID" 2>/dev/null && wait "$QOSD_PID" 2>/dev/null || true
+  "$LAB" down -p $P >/dev/null 2>&1 || true
+}
+trap cleanup EXIT INT TERM
+x() { "$LAB" exec -p $P "$@"; }
+
+UP=20 DOWN=50                 # the line, Mbit/s
+UP_Q=19 DOWN_Q=47             # qosd and HTB shape at 95%/94%
+
+qosd_config() { # up down
+  cat <<TOML
+default_category = "browsing"
+[interfaces]
+lan = "lan0"
+wan = "wan0"
+[link]
+upload = "$1 Mbit"
+download = "$2 Mbit"
+[[category]]
+name = "control"
+priority = 0
+min = "2%"
+max = "20%"
+[[category]]
+name = "voice"
+priority = 1
+min = "10%"
+max = "40%"
+[[category]]
+name = "business"
+priority = 3
+weight = 50
+min = "30%"
+[[category]]
+name = "browsing"
+priority = 3
+weight = 30
+[[category]]
+name = "bulk"
+priority = 3
+weight = 5
+[[rule]]
+name = "voice-stream"
+protocol = "udp"
+ports = 5004
+category = "voice"
+[[rule]]
+name = "business-app"
+protocol = "tcp"
+ports = "5301-5302"
+category = "business"
+[[rule]]
+name = "bulk-transfers"
+protocol = "tcp"
+ports = "5201-5202"
+category = "bulk"
+[datapath]
+backend = "$BACKEND"
+TOML
+}
+
+# The classic admin script: HTB at 95% with u32 port filters, pfifo leaves.
+htb_on() {
+  for spec in "wan0 $UP_Q" "lan0 $DOWN_Q"; do
+    set -- $spec; local dev=$1 rate=$2
+    x gw tc qdisc replace dev $dev root handle 1: htb default 30
+    x gw tc class add dev $dev parent 1: classid 1:1 htb rate ${rate}mbit ceil ${rate}mbit
+    x gw tc class add dev $dev parent 1:1 classid 1:10 htb rate $((rate / 10 + 1))mbit ceil ${rate}mbit prio 0
+    x gw tc class add dev $dev parent 1:1 classid 1:20 htb rate $((rate * 3 / 10))mbit ceil ${rate}mbit prio 1
+    x gw tc class add dev $dev parent 1:1 classid 1:30 htb rate $((rate * 3 / 10))mbit ceil ${rate}mbit prio 2
+    x gw tc class add dev $dev parent 1:1 classid 1:40 htb rate 1mbit ceil ${rate}mbit prio 3
+    for c in 10 20 30 40; do x gw tc qdisc add dev $dev parent 1:$c handle $c: pfifo; done
+    for port in 5004; do
+      x gw tc filter add dev $dev parent 1: protocol ip prio 1 u32 match ip dport $port 0xffff flowid 1:10
+      x gw tc filter add dev $dev parent 1: protocol ip prio 1 u32 match ip sport $port 0xffff flowid 1:10
+    done
+    for port in 5301 5302; do
+      x gw tc filter add dev $dev parent 1: protocol ip prio 2 u32 match ip dport $port 0xffff flowid 1:20
+      x gw tc filter add dev $dev parent 1: protocol ip prio 2 u32 match ip sport $port 0xffff flowid 1:20
+    done
+    for port in 5201 5202; do
+      x gw tc filter add dev $dev parent 1: protocol ip prio 3 u32 match ip dport $port 0xffff flowid 1:40
+      x gw tc filter add dev $dev parent 1: protocol ip prio 3 u32 match ip sport $port 0xffff flowid 1:40
+    done
+  done
+}
+htb_off() { for dev in wan0 lan0; do x gw tc qdisc del dev $dev root 2>/dev/null || true; done; }
+
+cpu_ticks() { awk '{print $14 + $15}' /proc/$1/stat; }
+
+# One run of the office under load; writes $OUT/<setup>-<rep>.*
+scenario() {
+  local tag=$1 pids=()
+  x lan iperf3 -c 198.18.0.20 -p 5201 -t $((SECS + 4)) -P 4 -J > "$OUT/$tag.bulk-up" 2> "$OUT/$tag.bulk-up.err" & pids+=($!)
+  x lan iperf3 -c 198.18.0.20 -p 5202 -t $((SECS + 4)) -P 4 -R -J > "$OUT/$tag.bulk-down" 2> "$OUT/$tag.bulk-down.err" & pids+=($!)
+  x lan iperf3 -c 198.18.0.20 -p 5301 -t $((SECS + 4)) -J > "$OUT/$tag.biz-up" 2> "$OUT/$tag.biz-up.err" & pids+=($!)
+  x lan iperf3 -c 198.18.0.20 -p 5302 -t $((SECS + 4)) -R -J > "$OUT/$tag.biz-down" 2> "$OUT/$tag.biz-down.err" & pids+=($!)
+  sleep 2
+  x lan irtt client -i 20ms -d "${SECS}s" -l 172 -q -o - 198.18.0.20:5004 > "$OUT/$tag.voice" 2>/dev/null || true
+  wait "${pids[@]}" || true
+}
+
+idle_rtt() {
+  x lan irtt client -i 20ms -d 5s -l 172 -q -o - 198.18.0.20:5004 > "$OUT/$1.idle" 2>/dev/null || true
+}
+
+echo "== office under load: $REPS repetitions x (bridge, htb, qosd), ${SECS}s each, line ${UP}/${DOWN} Mbit, 300 ms modem buffer"
+"$LAB" up -p $P -u ${UP}mbit -d ${DOWN}mbit -b 300 >/dev/null
+x srv sh -c 'for p in 5201 5202 5301 5302; do iperf3 -s -D -p $p; done; irtt server -b 198.18.0.20:5004 >/dev/null 2>&1 &'
+sleep 0.5
+qosd_config $UP_Q $DOWN_Q > "$OUT/qosd.toml"
+for rep in $(seq 1 "$REPS"); do
+  "$LAB" bridge -p $P
+  [ "$rep" = 1 ] && idle_rtt bridge
+  echo "   rep $rep: bridge"; scenario bridge-$rep
+  echo "   rep $rep: htb";    htb_on; scenario htb-$rep; htb_off
+  "$LAB" unbridge -p $P
+  echo "   rep $rep: qosd"
+  ip netns exec $P-gw "$QOSD" run --config "$OUT/qosd.toml" 2> "$OUT/qosd-$rep.log" & QOSD_PID=$!
+  sleep 1.5
+  [ "$rep" = 1 ] && idle_rtt qosd
+  t0=$(cpu_ticks $QOSD_PID); s0=$(date +%s.%N)
+  scenario qosd-$rep
+  t1=$(cpu_ticks $QOSD_PID); s1=$(date +%s.%N)
+  echo "$t0 $t1 $s0 $s1 $(getconf CLK_TCK)" > "$OUT/qosd-$rep.cpu"
+  kill $QOSD_PID; wait $QOSD_PID 2>/dev/null || true; QOSD_PID=
+done
+"$LAB" down -p $P >/dev/null
+
+echo "== forwarding rate: no line limit, kernel bridge vs qosd unshaped"
+"$LAB" up -p $P -u none -d none >/dev/null
+x srv sh -c 'iperf3 -s -D -p 5401'
+sleep 0.5
+qosd_config 100000 100000 > "$OUT/qosd-unshaped.toml"
+fwd() { # tag
+  local tag=$1
+  for rep in $(seq 1 "$REPS"); do
+    x lan iperf3 -c 198.18.0.20 -p 5401 -t 5 -J > "$OUT/$tag-tcp-$rep" 2> "$OUT/$tag-tcp-$rep.err" || true
+    x lan iperf3 -c 198.18.0.20 -p 5401 -u -b 0 -l 1472 -t 5 -J > "$OUT/$tag-udp1500-$rep" 2> "$OUT/$tag-udp1500-$rep.err" || true
+    x lan iperf3 -c 198.18.0.20 -p 5401 -u -b 0 -l 18 -t 5 -J > "$OUT/$tag-udp64-$rep" 2> "$OUT/$tag-udp64-$rep.err" || true
+  done
+}
+"$LAB" bridge -p $P; fwd bridge; "$LAB" unbridge -p $P
+for be in pnet ring; do
+  sed "s/^backend = .*/backend = \"$be\"/" "$OUT/qosd-unshaped.toml" > "$OUT/qosd-unshaped-$be.toml"
+  ip netns exec $P-gw "$QOSD" run --config "$OUT/qosd-unshaped-$be.toml" 2> "$OUT/qosd-unshaped-$be.log" & QOSD_PID=$!
+  sleep 1.5
+  t0=$(cpu_ticks $QOSD_PID); s0=$(date +%s.%N)
+  fwd qosd-$be
+  t1=$(cpu_ticks $QOSD_PID); s1=$(date +%s.%N)
+  echo "$t0 $t1 $s0 $s1 $(getconf CLK_TCK)" > "$OUT/qosd-unshaped-$be.cpu"
+  kill $QOSD_PID; wait $QOSD_PID 2>/dev/null || true; QOSD_PID=
+done
+"$LAB" down -p $P >/dev/null
+
+python3 "$HERE/bench_report.py" "$OUT" "$REPS"
