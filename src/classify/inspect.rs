@@ -46,8 +46,8 @@ pub struct Found {
     pub done: bool,
 }
 
-/// Most bytes of a client's first stream bytes buffered to read a
-/// ClientHello that spans several TCP segments.
+/// Most bytes of a client's stream buffered to read a ClientHello or HTTP
+/// request headers that span several TCP segments.
 const MAX_HELLO_BUFFER: usize = 16 * 1024;
 
 /// Per-flow inspection state while the flow is pending.
@@ -69,6 +69,9 @@ pub struct DpiState {
     media: [MediaTracker; 2],
     /// Strongest media evidence so far.
     media_seen: Media,
+    /// RTP was confirmed and the tracker has told audio from video: the
+    /// media verdict cannot change any more.
+    media_known: bool,
 }
 
 /// A host name from a parser, owned.
@@ -119,8 +122,8 @@ impl DpiState {
             _ => true,
         };
         // UDP flows keep being watched for media timing until the
-        // inspection limit, unless RTP already settled it.
-        let media_done = protocol != 17 || matches!(self.media_seen, Media::Rtp { .. });
+        // inspection limit, unless RTP (audio or video) already settled it.
+        let media_done = protocol != 17 || self.media_known;
         found.done =
             found.host.is_some() || (names_done && media_done && self.seen_payload == [true, true]);
         found
@@ -130,14 +133,38 @@ impl DpiState {
     /// over several segments.
     fn tcp_client(&mut self, payload: &[u8], found: &mut Found) {
         if self.http_pending {
-            match http::request_host(payload) {
+            // The request's headers so far, then this segment: Host may
+            // come segments after the request line.
+            let parsed = match self.hello.as_mut() {
+                Some(buf) => {
+                    let room = MAX_HELLO_BUFFER.saturating_sub(buf.len());
+                    buf.extend_from_slice(
+                        payload.get(..payload.len().min(room)).unwrap_or_default(),
+                    );
+                    http::request_host(buf)
+                }
+                None => http::request_host(payload),
+            };
+            match parsed {
                 Parse::Found(host) => {
                     found.host = Some((owned_host(host), DecidedBy::HttpHost));
                     self.http_pending = false;
                 }
-                // Headers continue in the next segment; look at it alone.
-                Parse::NeedMore => {}
+                Parse::NeedMore => {
+                    let full = self
+                        .hello
+                        .as_ref()
+                        .is_some_and(|b| b.len() >= MAX_HELLO_BUFFER);
+                    if full {
+                        self.http_pending = false;
+                    } else if self.hello.is_none() {
+                        self.hello = Some(payload.to_vec());
+                    }
+                }
                 Parse::NotThis => self.http_pending = false,
+            }
+            if !self.http_pending {
+                self.hello = None;
             }
             return;
         }
@@ -213,6 +240,10 @@ impl DpiState {
             } else {
                 Media::Isochronous { video }
             };
+            // RTP alone does not settle it: with a dynamic payload type the
+            // tracker needs more packets to tell video from audio, and a
+            // verdict frozen too early would put video calls in voice.
+            self.media_known = v.rtp && v.kind != MediaKind::Unknown;
             return;
         }
         if matches!(
