@@ -9,6 +9,12 @@
 //!
 //! LAN hosts use 198.18.0.0/15 (RFC 2544); servers use their real
 //! published addresses where the classifier is expected to look at them.
+//! `server_to_client_half_gets_the_same_verdict` also feeds a capture to
+//! the daemon's engine to check the category of every download frame.
+//!
+//! Tests marked `#[ignore]` show classifier misbehaviour found while
+//! writing these (each explains the cause); run them with
+//! `cargo test --test classify_built_traffic -- --ignored`.
 
 mod built;
 
@@ -685,7 +691,7 @@ fn rtp_video(
     frames: u32,
     pt: u8,
 ) {
-    let mut v = Rtp::new(pt, 0x0bad_cafe, 1000, 90_000);
+    let mut v = Rtp::new(pt, 0x0bad_0000 | u32::from(sender.port()), 1000, 90_000);
     for f in 0..frames {
         let t = at + us(33_333 * u64::from(f));
         let n = 3 + rng.below(3);
@@ -701,7 +707,7 @@ fn rtp_video(
                 receiver,
                 sender,
                 dscp,
-                &rtcp_rr_sdes(0x5eed_f00d),
+                &rtcp_rr_sdes(0x5eed_0000 | u32::from(receiver.port())),
             );
         }
     }
@@ -711,7 +717,7 @@ fn rtp_video(
 fn rtcp_rr_sdes(ssrc: u32) -> Vec<u8> {
     let mut p = vec![0x81, 201, 0x00, 0x07];
     p.extend(ssrc.to_be_bytes());
-    p.extend(0x0bad_cafe_u32.to_be_bytes());
+    p.extend(0x0bad_0000_u32.to_be_bytes()); // reportee SSRC
     p.extend([0u8; 20]);
     let cname = b"user1@198.18.0.12";
     let mut sdes = vec![0x81, 202, 0, 0];
@@ -761,6 +767,34 @@ fn rtp_media_on_unknown_ports() {
         viewer,
         want("video", "rtp", None),
     );
+}
+
+/// CLASSIFIER BUG (ignored until fixed): a two-way video call on
+/// negotiated ports (a SIP video phone, a peer-to-peer WebRTC call: H.264
+/// or VP8 on a dynamic payload type) comes out voice/rtp. The flow is
+/// settled as soon as RTP is confirmed (4 in-order packets of one SSRC,
+/// `DpiState::inspect` sets `done` once `media_seen` is `Rtp` and both
+/// sides have sent, src/classify/inspect.rs), and at that moment
+/// `MediaTracker::kind` (src/classify/dpi/rtp.rs) cannot say video yet: it
+/// needs 8 packets before it looks at sizes and bursts, and a dynamic
+/// payload type says nothing, so `video` is false and the verdict is
+/// frozen as voice. (A one-way stream whose receiver answers late, as in
+/// `rtp_media_on_unknown_ports`, is seen long enough to be called video.)
+/// Video in the voice class takes strict priority over everything but
+/// control, up to voice's ceiling, at up to ~2 Mbit/s per call.
+#[test]
+#[ignore = "classifier bug: two-way RTP video on unknown ports is settled as voice (see comment)"]
+fn rtp_two_way_video_on_unknown_ports() {
+    let scratch = Scratch::new("rtp-video");
+    let mut cap = Capture::new();
+    let mut rng = Rng::new(13);
+    let a = ep(PC2, 45_010);
+    let b = ep([198, 51, 100, 23], 36_020);
+    rtp_video(&mut cap, &mut rng, EPOCH, a, b, 34, 90, 96);
+    rtp_video(&mut cap, &mut rng, EPOCH + ms(4), b, a, 34, 90, 96);
+
+    let flows = classify(&scratch, "rtp-video", &cap, None);
+    check(&flows, &cap, Proto::Udp, a, b, want("video", "rtp", None));
 }
 
 #[test]
@@ -866,14 +900,29 @@ fn teams_and_zoom_media() {
     let mut rng = Rng::new(7);
 
     // Teams client media ports (audio 50000-50019, video 50020-50039,
-    // sharing 50040-50059) towards the Teams relays (52.112.0.0/14, UDP
-    // 3478-3481).
+    // sharing 50040-50059) towards a Teams relay (52.112.0.0/14). Current
+    // clients send every modality to UDP 3478 (3479-3481 are the legacy
+    // per-modality ports), so only the client port tells them apart.
+    // The client first resolves the relay's name, as Teams does: for UDP
+    // the name (teams-media, voice) must not override what the published
+    // range and the client port say about the modality.
+    let dns_client = ep(PC1, 61_533);
+    let resolver = dns_lookup(
+        &mut cap,
+        EPOCH - ms(40),
+        dns_client,
+        0x2f2f,
+        "worldaz.tr.teams.microsoft.com",
+        &[("worldaz-msit.tr.teams.trafficmanager.net", 300)],
+        &[TEAMS_RELAY],
+        300,
+    );
     let audio = ep(PC1, 50_000);
-    let audio_relay = ep(TEAMS_RELAY, 3479);
+    let audio_relay = ep(TEAMS_RELAY, 3478);
     teams_audio(&mut cap, &mut rng, EPOCH, audio, audio_relay);
 
     let video = ep(PC1, 50_020);
-    let video_relay = ep(TEAMS_RELAY, 3480);
+    let video_relay = ep(TEAMS_RELAY, 3478);
     stun_opening(&mut cap, EPOCH + ms(3), video, video_relay);
     rtp_video(
         &mut cap,
@@ -892,7 +941,7 @@ fn teams_and_zoom_media() {
     // business (AF21 in Teams' own marking) would queue it behind bulk
     // SharePoint uploads of equal priority.
     let sharing = ep(PC1, 50_040);
-    let sharing_relay = ep(TEAMS_RELAY, 3481);
+    let sharing_relay = ep(TEAMS_RELAY, 3478);
     stun_opening(&mut cap, EPOCH + ms(5), sharing, sharing_relay);
     rtp_video(
         &mut cap,
@@ -934,6 +983,14 @@ fn teams_and_zoom_media() {
     }
 
     let flows = classify(&scratch, "teams", &cap, None);
+    check(
+        &flows,
+        &cap,
+        Proto::Udp,
+        dns_client,
+        resolver,
+        want("control", "port", Some("dns")),
+    );
     check(
         &flows,
         &cap,
@@ -1323,7 +1380,7 @@ fn server_to_client_half_gets_the_same_verdict() {
 
     // Teams video both ways on one 5-tuple.
     let video = ep(PC1, 50_020);
-    let relay = ep(TEAMS_RELAY, 3480);
+    let relay = ep(TEAMS_RELAY, 3478);
     rtp_video(&mut cap, &mut rng, EPOCH + ms(4), video, relay, 34, 60, 122);
     rtp_video(&mut cap, &mut rng, EPOCH + ms(9), relay, video, 0, 60, 122);
 
