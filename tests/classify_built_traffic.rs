@@ -12,9 +12,8 @@
 //! `server_to_client_half_gets_the_same_verdict` also feeds a capture to
 //! the daemon's engine to check the category of every download frame.
 //!
-//! Tests marked `#[ignore]` show classifier misbehaviour found while
-//! writing these (each explains the cause); run them with
-//! `cargo test --test classify_built_traffic -- --ignored`.
+//! The tests called "regression test" show classifier misbehaviour found
+//! while writing these; each comment explains the cause that was fixed.
 
 mod built;
 
@@ -445,7 +444,7 @@ fn http_host_header() {
     );
 }
 
-/// CLASSIFIER BUG (ignored until fixed): an HTTP request whose header
+/// Regression test (this was a classifier bug, now fixed): an HTTP request whose header
 /// block spans two TCP segments, with the Host header in the second, is
 /// not recognised. `DpiState::tcp_client` (src/classify/inspect.rs) keeps
 /// `http_pending` after the first segment returns `NeedMore`, but then
@@ -458,7 +457,6 @@ fn http_host_header() {
 /// VPNs) all produce this. Here a BITS download comes out browsing/default
 /// instead of bulk/http-host.
 #[test]
-#[ignore = "classifier bug: HTTP Host in a later TCP segment is lost (see comment)"]
 fn http_host_header_in_second_segment() {
     let scratch = Scratch::new("http-split");
     let mut cap = Capture::new();
@@ -769,7 +767,7 @@ fn rtp_media_on_unknown_ports() {
     );
 }
 
-/// CLASSIFIER BUG (ignored until fixed): a two-way video call on
+/// Regression test (this was a classifier bug, now fixed): a two-way video call on
 /// negotiated ports (a SIP video phone, a peer-to-peer WebRTC call: H.264
 /// or VP8 on a dynamic payload type) comes out voice/rtp. The flow is
 /// settled as soon as RTP is confirmed (4 in-order packets of one SSRC,
@@ -783,7 +781,6 @@ fn rtp_media_on_unknown_ports() {
 /// Video in the voice class takes strict priority over everything but
 /// control, up to voice's ceiling, at up to ~2 Mbit/s per call.
 #[test]
-#[ignore = "classifier bug: two-way RTP video on unknown ports is settled as voice (see comment)"]
 fn rtp_two_way_video_on_unknown_ports() {
     let scratch = Scratch::new("rtp-video");
     let mut cap = Capture::new();
@@ -1398,7 +1395,7 @@ fn server_to_client_half_gets_the_same_verdict() {
     both_halves(&queued, Proto::Udp, phone, trunk, 5, "voice");
 }
 
-/// CLASSIFIER GAP (ignored until fixed): DNS answers that come over TCP
+/// Regression test (this was a classifier gap, now closed): DNS answers that come over TCP
 /// are never learned. `Classifier::classify` (src/classify/mod.rs) feeds
 /// `NameLookup::learn` only UDP payloads from port 53;
 /// `dpi::dns::parse_response_tcp` exists and is unit-tested but nothing
@@ -1409,7 +1406,6 @@ fn server_to_client_half_gets_the_same_verdict() {
 /// connection without SNI comes out browsing/default instead of
 /// business/dns.
 #[test]
-#[ignore = "classifier gap: DNS answers over TCP are not snooped (see comment)"]
 fn dns_answer_over_tcp_after_truncation() {
     let scratch = Scratch::new("dns-tcp");
     let mut cap = Capture::new();
@@ -1474,7 +1470,7 @@ fn dns_answer_over_tcp_after_truncation() {
     );
 }
 
-/// CLASSIFIER LIMITATION (ignored; low severity): a ClientHello split over
+/// Regression test (this was a classifier limitation, now handled): a ClientHello split over
 /// two TCP segments that reach the gateway out of order loses its name.
 /// `DpiState::tcp_client` (src/classify/inspect.rs) appends segments in
 /// arrival order without looking at sequence numbers: the second half
@@ -1486,7 +1482,6 @@ fn dns_answer_over_tcp_after_truncation() {
 /// aggregation) costs the flow its category. Here SharePoint comes out
 /// browsing/default instead of business/sni.
 #[test]
-#[ignore = "classifier limitation: reordered ClientHello segments lose the SNI (see comment)"]
 fn tls_client_hello_segments_out_of_order() {
     let scratch = Scratch::new("tls-reorder");
     let mut cap = Capture::new();

@@ -65,6 +65,9 @@ pub struct DpiState {
     quic_done: bool,
     /// The client stream is not TLS: look for an HTTP request instead.
     http_pending: bool,
+    /// A first client segment that was not the start of anything known,
+    /// kept in case the next one is the start of a ClientHello it follows.
+    stray: Option<Vec<u8>>,
     /// Media timing and RTP headers, per direction (initiator first).
     media: [MediaTracker; 2],
     /// Strongest media evidence so far.
@@ -198,16 +201,39 @@ impl DpiState {
                         .unwrap_or(4096)
                         .min(MAX_HELLO_BUFFER);
                     let mut buf = Vec::with_capacity(want);
+                    // A segment that came before this one but belongs after
+                    // it (reordered on the way): the hello may need both.
                     buf.extend_from_slice(payload);
-                    self.hello = Some(buf);
+                    if let Some(stray) = self.stray.take() {
+                        buf.extend_from_slice(&stray);
+                        if let Parse::Found(hello) = tls::client_hello(&buf) {
+                            if let Some(sni) = hello.sni {
+                                found.host = Some((owned_host(sni), DecidedBy::Sni));
+                            }
+                            self.hello_done = true;
+                        }
+                    }
+                    if !self.hello_done {
+                        self.hello = Some(buf);
+                    }
                 }
             }
             Parse::NotThis => {
-                self.hello_done = true;
                 if self.hello.is_none() && http::is_http_request_start(payload) {
+                    self.hello_done = true;
                     self.http_pending = true;
                     self.tcp_client(payload, found);
+                    return;
                 }
+                if self.hello.is_none() && self.stray.is_none() && payload.len() <= MAX_HELLO_BUFFER
+                {
+                    // Perhaps the second half of a ClientHello that overtook
+                    // the first: keep it for one more segment.
+                    self.stray = Some(payload.to_vec());
+                    return;
+                }
+                self.hello_done = true;
+                self.stray = None;
             }
         }
         if self.hello_done {

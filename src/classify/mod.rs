@@ -129,8 +129,9 @@ impl DecidedBy {
 pub trait NameLookup {
     /// The name a client resolved to reach `addr`, if still fresh at `now`.
     fn name_of(&self, addr: IpAddr, now: Instant) -> Option<Arc<str>>;
-    /// Learns from a DNS response (a UDP payload from port 53).
-    fn learn(&self, dns_payload: &[u8], now: Instant);
+    /// Learns from a DNS response message (a UDP payload from port 53, or
+    /// a message reassembled from a TCP stream from port 53).
+    fn learn(&self, dns_message: &[u8], now: Instant);
 }
 
 /// No DNS snooping (tests, or when disabled).
@@ -147,8 +148,8 @@ impl NameLookup for dpi::dns::DnsCache {
     fn name_of(&self, addr: IpAddr, now: Instant) -> Option<Arc<str>> {
         self.lookup(addr, now)
     }
-    fn learn(&self, dns_payload: &[u8], now: Instant) {
-        if let Some(resp) = dpi::dns::parse_response(dns_payload) {
+    fn learn(&self, dns_message: &[u8], now: Instant) {
+        if let Some(resp) = dpi::dns::parse_response(dns_message) {
             self.insert_response(&resp, now);
         }
     }
@@ -181,6 +182,45 @@ pub struct FlowClass {
     watch_volume: bool,
     /// DPI working state while pending.
     dpi: Option<Box<DpiState>>,
+    /// A DNS server's TCP stream, while a message is incomplete.
+    dns_stream: Option<Vec<u8>>,
+}
+
+/// Largest DNS message over TCP (its length prefix is 16 bits).
+const MAX_DNS_TCP: usize = 2 + u16::MAX as usize;
+
+/// Reassembles DNS messages from a server's TCP segments (each message
+/// prefixed by its length) and learns from every complete one.
+fn learn_dns_stream(
+    stream: &mut Option<Vec<u8>>,
+    segment: &[u8],
+    names: &dyn NameLookup,
+    now: Instant,
+) {
+    let mut buf = stream.take().unwrap_or_default();
+    buf.extend_from_slice(
+        segment
+            .get(..segment.len().min(MAX_DNS_TCP.saturating_sub(buf.len())))
+            .unwrap_or_default(),
+    );
+    let mut at = 0;
+    while let Some(len) = buf
+        .get(at..at + 2)
+        .and_then(|b| <[u8; 2]>::try_from(b).ok())
+        .map(|b| usize::from(u16::from_be_bytes(b)))
+    {
+        let Some(msg) = buf.get(at + 2..at + 2 + len) else {
+            break;
+        };
+        names.learn(msg, now);
+        at += 2 + len;
+    }
+    buf.drain(..at.min(buf.len()));
+    // Keep an incomplete message for the next segment; a full buffer that
+    // still holds no message is not DNS.
+    if !buf.is_empty() && buf.len() < MAX_DNS_TCP {
+        *stream = Some(buf);
+    }
 }
 
 impl FlowClass {
@@ -337,8 +377,13 @@ impl Classifier {
     ) -> Verdict {
         // DNS answers teach names for flows to come, whatever this flow's
         // state (resolvers reuse one port for many queries).
-        if pkt.protocol == 17 && pkt.src_port == 53 && !pkt.payload.is_empty() {
-            names.learn(pkt.payload, now);
+        if pkt.src_port == 53 && !pkt.payload.is_empty() {
+            match pkt.protocol {
+                17 => names.learn(pkt.payload, now),
+                // Truncated UDP answers are retried over TCP (RFC 7766).
+                6 => learn_dns_stream(&mut flow.class.dns_stream, pkt.payload, names, now),
+                _ => {}
+            }
         }
         let c = &flow.class;
         if c.settled && c.generation == self.generation {
