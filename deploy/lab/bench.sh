@@ -57,12 +57,12 @@ upload = "$1 Mbit"
 download = "$2 Mbit"
 [[category]]
 name = "control"
-priority = 0
+priority = 1
 min = "2%"
 max = "20%"
 [[category]]
 name = "voice"
-priority = 1
+priority = 0
 min = "10%"
 max = "40%"
 [[category]]

@@ -58,12 +58,12 @@ upload = "$UP_Q Mbit"
 download = "$DOWN_Q Mbit"
 [[category]]
 name = "control"
-priority = 0
+priority = 1
 min = "2%"
 max = "20%"
 [[category]]
 name = "voice"
-priority = 1
+priority = 0
 min = "10%"
 max = "40%"
 [[category]]

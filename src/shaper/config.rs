@@ -207,7 +207,7 @@ mod tests {
         assert_eq!(up.fallback, cfg.default_category_id());
         let voice = cfg.category_id("voice").unwrap();
         let v = &up.categories[voice.index()];
-        assert_eq!(v.priority, 1);
+        assert_eq!(v.priority, 0);
         assert_eq!(v.min, Rate::from_bps(2_700_000)); // 15%
         assert_eq!(v.max, Rate::from_bps(7_200_000)); // 40%
         assert_eq!(v.codel_target, Duration::from_millis(5));

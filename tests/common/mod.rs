@@ -292,12 +292,12 @@ upload = "{up}"
 download = "{down}"
 [[category]]
 name = "control"
-priority = 0
+priority = 1
 min = "2%"
 max = "20%"
 [[category]]
 name = "voice"
-priority = 1
+priority = 0
 min = "10%"
 max = "40%"
 [[category]]

@@ -299,11 +299,11 @@ fn weights_split_spare_capacity_among_equal_priorities() {
     // priority 3, all with mins.
     let (_, scfg) = default_config("20 Mbit");
     let got = check_shares(&scfg, 0.02);
-    // Control (priority 0) has first pick of the spare, up to its 2 Mbit
-    // max; voice (priority 1) takes the remaining 3 Mbit above its 3 Mbit
-    // min; video and priority 3 are left with their mins.
-    assert!((got[0] - 2e6).abs() < 0.01 * 2e6, "control {}", got[0]);
-    assert!((got[1] - 6e6).abs() < 0.01 * 6e6, "voice {}", got[1]);
+    // The mins add up to 15.4 of 20 Mbit. Voice (priority 0) has first
+    // pick of the 4.6 Mbit spare (its max, 8 Mbit, is not reached): 3 + 4.6;
+    // control (priority 1) and everything else are left with their mins.
+    assert!((got[0] - 0.4e6).abs() < 0.01 * 0.4e6, "control {}", got[0]);
+    assert!((got[1] - 7.6e6).abs() < 0.01 * 7.6e6, "voice {}", got[1]);
 
     // Only the four priority-3 categories busy: 20 - 8 Mbit of mins is
     // spare, split 50:30:15:5, i.e. business 5 + 6, browsing 2 + 3.6,
