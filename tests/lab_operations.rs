@@ -179,6 +179,24 @@ fn metrics_reconcile_exactly_with_the_traffic() {
             &["decided_by=\"rule\""]
         ) >= 2.0
     );
+
+    // `qosd status` reads the same daemon through the admin API.
+    let status = lab.sh(
+        "gw",
+        &format!("{} status --api 127.0.0.1:9478", env!("CARGO_BIN_EXE_qosd")),
+    );
+    for expected in [
+        "forwarding",
+        "lan lan0 / wan wan0",
+        "voice",
+        "business",
+        "bulk",
+    ] {
+        assert!(
+            status.contains(expected),
+            "{expected} missing from qosd status:\n{status}"
+        );
+    }
 }
 
 /// Voice keeps every packet while weights change through the API, a file
