@@ -46,56 +46,11 @@ x() { "$LAB" exec -p $P "$@"; }
 UP=20 DOWN=50                 # the line, Mbit/s
 UP_Q=19 DOWN_Q=47             # qosd and HTB shape at 95%/94%
 
-qosd_config() { # up down
-  cat <<TOML
-default_category = "browsing"
-[interfaces]
-lan = "lan0"
-wan = "wan0"
-[link]
-upload = "$1 Mbit"
-download = "$2 Mbit"
-[[category]]
-name = "control"
-priority = 1
-min = "2%"
-max = "20%"
-[[category]]
-name = "voice"
-priority = 0
-min = "10%"
-max = "40%"
-[[category]]
-name = "business"
-priority = 3
-weight = 50
-min = "30%"
-[[category]]
-name = "browsing"
-priority = 3
-weight = 30
-[[category]]
-name = "bulk"
-priority = 3
-weight = 5
-[[rule]]
-name = "voice-stream"
-protocol = "udp"
-ports = 5004
-category = "voice"
-[[rule]]
-name = "business-app"
-protocol = "tcp"
-ports = "5301-5302"
-category = "business"
-[[rule]]
-name = "bulk-transfers"
-protocol = "tcp"
-ports = "5201-5202"
-category = "bulk"
-[datapath]
-backend = "$BACKEND"
-TOML
+# qosd with the lab configuration at the given rates (Mbit/s) and backend.
+run_qosd() { # up down log
+  QOSD_LINK__UPLOAD="$1 Mbit" QOSD_LINK__DOWNLOAD="$2 Mbit" QOSD_DATAPATH__BACKEND="$BACKEND" \
+    ip netns exec $P-gw "$QOSD" run --config "$HERE/qosd-lab.toml" 2> "$3" &
+  QOSD_PID=$!
 }
 
 # The classic admin script: HTB at 95% with u32 port filters, pfifo leaves.
@@ -147,7 +102,6 @@ echo "== office under load: $REPS repetitions x (bridge, htb, qosd), ${SECS}s ea
 "$LAB" up -p $P -u ${UP}mbit -d ${DOWN}mbit -b 300 >/dev/null
 x srv sh -c 'for p in 5201 5202 5301 5302; do iperf3 -s -D -p $p; done; irtt server -b 198.18.0.20:5004 >/dev/null 2>&1 &'
 sleep 0.5
-qosd_config $UP_Q $DOWN_Q > "$OUT/qosd.toml"
 for rep in $(seq 1 "$REPS"); do
   "$LAB" bridge -p $P
   [ "$rep" = 1 ] && idle_rtt bridge
@@ -155,7 +109,7 @@ for rep in $(seq 1 "$REPS"); do
   echo "   rep $rep: htb";    htb_on; scenario htb-$rep; htb_off
   "$LAB" unbridge -p $P
   echo "   rep $rep: qosd"
-  ip netns exec $P-gw "$QOSD" run --config "$OUT/qosd.toml" 2> "$OUT/qosd-$rep.log" & QOSD_PID=$!
+  run_qosd $UP_Q $DOWN_Q "$OUT/qosd-$rep.log"
   sleep 1.5
   [ "$rep" = 1 ] && idle_rtt qosd
   t0=$(cpu_ticks $QOSD_PID); s0=$(date +%s.%N)
@@ -170,7 +124,6 @@ echo "== forwarding rate: no line limit, kernel bridge vs qosd unshaped"
 "$LAB" up -p $P -u none -d none >/dev/null
 x srv sh -c 'iperf3 -s -D -p 5401'
 sleep 0.5
-qosd_config 100000 100000 > "$OUT/qosd-unshaped.toml"
 fwd() { # tag
   local tag=$1
   for rep in $(seq 1 "$REPS"); do
@@ -181,8 +134,7 @@ fwd() { # tag
 }
 "$LAB" bridge -p $P; fwd bridge; "$LAB" unbridge -p $P
 for be in pnet ring; do
-  sed "s/^backend = .*/backend = \"$be\"/" "$OUT/qosd-unshaped.toml" > "$OUT/qosd-unshaped-$be.toml"
-  ip netns exec $P-gw "$QOSD" run --config "$OUT/qosd-unshaped-$be.toml" 2> "$OUT/qosd-unshaped-$be.log" & QOSD_PID=$!
+  BACKEND=$be run_qosd 100000 100000 "$OUT/qosd-unshaped-$be.log"
   sleep 1.5
   t0=$(cpu_ticks $QOSD_PID); s0=$(date +%s.%N)
   fwd qosd-$be

@@ -48,53 +48,6 @@ trap cleanup EXIT INT TERM
 mbit() { echo "$1" | sed 's/mbit//I'; }
 UP_Q=$(( $(mbit "$UP_LINE") * 95 / 100 ))
 DOWN_Q=$(( $(mbit "$DOWN_LINE") * 94 / 100 ))
-cat > "$WORK/qosd.toml" <<EOF
-default_category = "browsing"
-[interfaces]
-lan = "lan0"
-wan = "wan0"
-[link]
-upload = "$UP_Q Mbit"
-download = "$DOWN_Q Mbit"
-[[category]]
-name = "control"
-priority = 1
-min = "2%"
-max = "20%"
-[[category]]
-name = "voice"
-priority = 0
-min = "10%"
-max = "40%"
-[[category]]
-name = "business"
-priority = 3
-weight = 50
-min = "30%"
-[[category]]
-name = "browsing"
-priority = 3
-weight = 30
-[[category]]
-name = "bulk"
-priority = 3
-weight = 5
-[[rule]]
-name = "voice-stream"
-protocol = "udp"
-ports = 5004
-category = "voice"
-[[rule]]
-name = "business-app"
-protocol = "tcp"
-ports = "5301-5302"
-category = "business"
-[[rule]]
-name = "bulk-transfers"
-protocol = "tcp"
-ports = "5201-5202"
-category = "bulk"
-EOF
 
 "$LAB" up -p $P -u "$UP_LINE" -d "$DOWN_LINE" -b 300
 x() { "$LAB" exec -p $P "$@"; }
@@ -120,7 +73,8 @@ scenario bridge
 "$LAB" unbridge -p $P
 
 echo "== with qosd: shaping at $UP_Q/$DOWN_Q Mbit"
-ip netns exec $P-gw "$QOSD" run --config "$WORK/qosd.toml" 2> "$WORK/qosd.log" &
+QOSD_LINK__UPLOAD="$UP_Q Mbit" QOSD_LINK__DOWNLOAD="$DOWN_Q Mbit" \
+  ip netns exec $P-gw "$QOSD" run --config "$HERE/qosd-lab.toml" 2> "$WORK/qosd.log" &
 QOSD_PID=$!
 sleep 1
 scenario qosd

@@ -278,58 +278,13 @@ pub fn irtt_stats(json: &str) -> VoiceStats {
     }
 }
 
-/// A lab configuration for qosd: `lan0`/`wan0`, the given shaped rates,
-/// voice on UDP 5004, business on TCP 5301, bulk on TCP 5201-5202.
+/// The lab's configuration for qosd (deploy/lab/qosd-lab.toml: `lan0`/
+/// `wan0`, voice on UDP 5004, business on TCP 5301-5302, bulk on TCP
+/// 5201-5202) with the given shaped rates.
 pub fn lab_config(up: &str, down: &str) -> String {
-    format!(
-        r#"
-default_category = "browsing"
-[interfaces]
-lan = "lan0"
-wan = "wan0"
-[link]
-upload = "{up}"
-download = "{down}"
-[[category]]
-name = "control"
-priority = 1
-min = "2%"
-max = "20%"
-[[category]]
-name = "voice"
-priority = 0
-min = "10%"
-max = "40%"
-[[category]]
-name = "business"
-priority = 3
-weight = 50
-min = "30%"
-[[category]]
-name = "browsing"
-priority = 3
-weight = 30
-[[category]]
-name = "bulk"
-priority = 3
-weight = 5
-[[rule]]
-name = "voice-stream"
-protocol = "udp"
-ports = 5004
-category = "voice"
-[[rule]]
-name = "business-app"
-protocol = "tcp"
-ports = 5301
-category = "business"
-[[rule]]
-name = "bulk-transfers"
-protocol = "tcp"
-ports = "5201-5202"
-category = "bulk"
-"#
-    )
+    include_str!("../../deploy/lab/qosd-lab.toml")
+        .replace("upload = \"19 Mbit\"", &format!("upload = \"{up}\""))
+        .replace("download = \"47 Mbit\"", &format!("download = \"{down}\""))
 }
 
 /// Reads a file in a namespace-independent way.

@@ -840,13 +840,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::classify::dpi::test_util::hex;
 
     // anyconnect-vpn.pcap #388, 75.75.75.75:53 -> client: www.outlook.com
     // CNAME outlook.office365.com CNAME outlook.ms-acdc.office.com

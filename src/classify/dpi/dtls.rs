@@ -401,13 +401,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::classify::dpi::test_util::hex;
 
     // dtls_certificate_fragments.pcap #1: first ClientHello (no cookie).
     const CH1: &str = "16feff0000000000000000012b0100011f000000000000011ffefd5cb74537a4b3e0e432dac0848f2c6ace2225352f39\

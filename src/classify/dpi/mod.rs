@@ -22,3 +22,16 @@ pub enum Parse<T> {
     /// The bytes are not this protocol (or are malformed).
     NotThis,
 }
+
+/// Helpers for the parsers' tests.
+#[cfg(test)]
+pub(crate) mod test_util {
+    /// Bytes from hex text (whitespace ignored).
+    pub fn hex(s: &str) -> Vec<u8> {
+        let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+}

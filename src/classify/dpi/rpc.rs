@@ -49,12 +49,7 @@ mod tests {
     // A mountd (100005 v1) call from nfsv2.pcap: AUTH_UNIX credentials.
     const MOUNT_CALL: &str = "3841169f0000000000000002000186a500000001000000010000000100000034384775d000000009776572726d7363686500000000000000000000010000000500000001000000000000000200000003000000110000000000000000000000142f686f6d652f6769726c6963682f6578706f7274";
 
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::classify::dpi::test_util::hex;
 
     #[test]
     fn reads_the_program_of_a_call() {

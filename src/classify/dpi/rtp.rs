@@ -500,13 +500,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::classify::dpi::test_util::hex;
 
     // false_positives.pcapng #5: PCMA (PT 8), 160 bytes of audio.
     const PCMA: &str = "80080f62436d6bfc34127856d5d5d555d5d5d5d5d5d5d55555d5d555555555555555555555555555d555d5d5d5d5d5d5\
