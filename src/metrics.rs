@@ -445,6 +445,7 @@ pub fn build(v: &MetricsView) -> Vec<MetricFamily> {
         for (iface, kind, n) in [
             (rx_if, "rx_error", io.rx_errors),
             (rx_if, "oversized_frame", io.oversized),
+            (rx_if, "kernel_queue_drop", io.kernel_drops),
             (tx_if, "tx_error", io.tx_errors),
         ] {
             f.counter(

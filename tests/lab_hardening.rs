@@ -272,8 +272,14 @@ fn malformed_and_odd_frames_are_counted_and_forwarding_goes_on() {
     let non_ip = delta(r#"qosd_frames_total{direction="upload",kind="non_ip"}"#);
     let ip = delta(r#"qosd_frames_total{direction="upload",kind="ip"}"#);
     let received = delta(r#"qosd_interface_received_frames_total{interface="lan0"}"#);
-    let queue_drops =
-        delta(r#"qosd_datapath_errors_total{interface="lan0",kind="kernel_queue_drop"}"#);
+    let queue_drop_series =
+        r#"qosd_datapath_errors_total{interface="lan0",kind="kernel_queue_drop"}"#;
+    // Exported even when zero: a missing series would read as "no drops".
+    assert!(
+        after.contains_key(queue_drop_series),
+        "{queue_drop_series} is not exported"
+    );
+    let queue_drops = delta(queue_drop_series);
     let wire = lan0_rx() - wire_before;
     eprintln!(
         "sent {count} odd frames; lan0 got {wire}; qosd read {received} (kernel queue drops {queue_drops}): ip {ip}, non-ip {non_ip}, malformed {malformed}"

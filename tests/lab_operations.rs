@@ -142,6 +142,11 @@ fn metrics_reconcile_exactly_with_the_traffic() {
         "qosd_datapath_errors_total",
         &["interface=\"lan0\"", "kernel_queue_drop"],
     ) as u64;
+    assert!(
+        m.keys()
+            .any(|k| k.starts_with("qosd_datapath_errors_total") && k.contains("kernel_queue_drop")),
+        "socket queue drops are not exported"
+    );
     assert_eq!(arrived + queue_drops, sent);
     assert_eq!(left, received);
     assert_eq!(arrived, left + dropped);
