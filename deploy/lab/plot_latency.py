@@ -24,11 +24,11 @@ for key, label, color in (("bridge", "no shaping (modem buffer)", "#c0392b"), ("
     if not xs:
         continue
     ys = [(i + 1) / len(xs) for i in range(len(xs))]
-    ax.plot(xs, ys, label=f"{label} (p99 {xs[int(0.99 * (len(xs) - 1))]:.1f} ms)", color=color, linewidth=2)
+    ax.plot(xs, ys, label=f"{label} (pooled p99 {xs[int(0.99 * (len(xs) - 1))]:.1f} ms)", color=color, linewidth=2)
 ax.set_xscale("log")
 ax.set_xlabel("voice round trip under load (ms, log scale)")
 ax.set_ylabel("fraction of packets")
-ax.set_title("Voice round trip with 4 uploads, 4 downloads and business transfers saturating 20/50 Mbit")
+ax.set_title("Voice round trip, 20/50 Mbit line saturated by bulk and business transfers\n(every packet of all repetitions pooled)", fontsize=10)
 ax.grid(True, which="both", alpha=0.3)
 ax.legend(loc="lower right")
 fig.tight_layout()
