@@ -359,4 +359,5 @@ fn token_file_rules() {
     std::fs::write(&token, "short").unwrap();
     assert!(qosd::daemon::load_token(&with("127.0.0.1:9478", Some(&token))).is_err());
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
 }

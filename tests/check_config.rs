@@ -11,12 +11,20 @@ fn qosd(args: &[&str]) -> std::process::Output {
         .expect("run qosd")
 }
 
-fn write_temp(name: &str, text: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("qosd-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
+/// A file in the temp directory, removed when dropped (also when the test
+/// fails).
+struct TempFile(std::path::PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn write_temp(name: &str, text: &str) -> TempFile {
+    let path = std::env::temp_dir().join(format!("qosd-test-{}-{name}", std::process::id()));
     std::fs::write(&path, text).unwrap();
-    path
+    TempFile(path)
 }
 
 #[test]
@@ -51,10 +59,10 @@ category = "vocie"
 ports = 5060
 "#,
     );
-    let out = qosd(&["check-config", path.to_str().unwrap()]);
+    let out = qosd(&["check-config", path.0.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let file = path.display().to_string();
+    let file = path.0.display().to_string();
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with(&file)).collect();
     assert_eq!(errors.len(), 3, "{stderr}");
     for key in ["link.upload:", "category[0].dscp:", "rule[0].category:"] {
@@ -82,7 +90,7 @@ fn print_shows_defaults_and_reads_back() {
         "minimal.toml",
         "default_category = \"web\"\n[link]\nupload = \"10mbit\"\ndownload = \"1.5 Gbit/s\"\n[[category]]\nname = \"web\"\n",
     );
-    let out = qosd(&["check-config", "--print", path.to_str().unwrap()]);
+    let out = qosd(&["check-config", "--print", path.0.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0));
     let printed = String::from_utf8(out.stdout).unwrap();
     for expected in [
@@ -98,7 +106,7 @@ fn print_shows_defaults_and_reads_back() {
         );
     }
     let again = write_temp("printed.toml", &printed);
-    let out = qosd(&["check-config", again.to_str().unwrap()]);
+    let out = qosd(&["check-config", again.0.to_str().unwrap()]);
     assert_eq!(
         out.status.code(),
         Some(0),

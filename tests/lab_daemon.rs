@@ -471,7 +471,7 @@ fn takes_over_from_the_bypass_bridge() {
 }
 
 fn write_config(lab: &Lab, text: &str) -> String {
-    let path = std::env::temp_dir().join(format!("qosd-{}-extra.toml", lab.prefix));
+    let path = lab.scratch().join("extra.toml");
     std::fs::write(&path, text).unwrap();
     path.display().to_string()
 }

@@ -79,7 +79,7 @@ fn sum(m: &HashMap<String, f64>, prefix: &str, with: &[&str]) -> f64 {
 }
 
 fn ops_config(lab: &Lab, extra: &str) -> String {
-    let token_file = std::env::temp_dir().join(format!("qosd-{}-token", lab.prefix));
+    let token_file = lab.scratch().join("token");
     std::fs::write(&token_file, TOKEN).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();

@@ -251,6 +251,7 @@ mod tests {
         let path = std::env::temp_dir().join(format!("qosd-notpcap-{}", std::process::id()));
         std::fs::write(&path, b"this is not a capture file at all").unwrap();
         let err = for_each_frame(&path, |_, _| {}).unwrap_err();
+        let _ = std::fs::remove_file(&path);
         assert!(err.to_string().contains("not a readable pcap"), "{err}");
         let err = for_each_frame(Path::new("/nonexistent.pcap"), |_, _| {}).unwrap_err();
         assert!(matches!(err, PcapError::Io { .. }));

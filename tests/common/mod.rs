@@ -115,11 +115,21 @@ impl Lab {
         );
     }
 
+    /// This lab's scratch directory (configs, tokens, logs), created on
+    /// first use and removed with the lab.
+    pub fn scratch(&self) -> PathBuf {
+        let dir = self.scratch_path();
+        fs::create_dir_all(&dir).expect("scratch dir");
+        dir
+    }
+
+    fn scratch_path(&self) -> PathBuf {
+        std::env::temp_dir().join(format!("qosd-lab-{}-{}", self.prefix, std::process::id()))
+    }
+
     /// Starts qosd in the gateway with `config` (TOML text).
     pub fn qosd(&self, config: &str) -> Qosd {
-        let dir =
-            std::env::temp_dir().join(format!("qosd-lab-{}-{}", self.prefix, std::process::id()));
-        fs::create_dir_all(&dir).expect("temp dir");
+        let dir = self.scratch();
         let cfg = dir.join("qosd.toml");
         fs::write(&cfg, config).expect("write config");
         let log = dir.join("qosd.log");
@@ -149,6 +159,7 @@ impl Drop for Lab {
         let _ = Command::new(repo().join("deploy/lab/lab.sh"))
             .args(["down", "-p", &self.prefix])
             .output();
+        let _ = fs::remove_dir_all(self.scratch_path());
     }
 }
 
