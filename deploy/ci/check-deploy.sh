@@ -51,7 +51,8 @@ ansible-lint --nocolor --version | sed -n 1p
 cargo deb --version
 
 echo "== deploy: shellcheck"
-shellcheck -S warning deploy/systemd/bypass deploy/debian/postinst deploy/debian/prerm deploy/debian/postrm deploy/ci/*.sh
+shellcheck -S warning deploy/systemd/bypass deploy/debian/postinst deploy/debian/prerm deploy/debian/postrm deploy/ci/*.sh \
+  deploy/lab/*.sh fuzz/*.sh .ci/run
 echo "ok"
 
 echo "== deploy: cargo deb"

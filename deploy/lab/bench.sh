@@ -64,10 +64,8 @@ htb_on() {
     x gw tc class add dev $dev parent 1:1 classid 1:30 htb rate $((rate * 3 / 10))mbit ceil ${rate}mbit prio 2
     x gw tc class add dev $dev parent 1:1 classid 1:40 htb rate 1mbit ceil ${rate}mbit prio 3
     for c in 10 20 30 40; do x gw tc qdisc add dev $dev parent 1:$c handle $c: pfifo; done
-    for port in 5004; do
-      x gw tc filter add dev $dev parent 1: protocol ip prio 1 u32 match ip dport $port 0xffff flowid 1:10
-      x gw tc filter add dev $dev parent 1: protocol ip prio 1 u32 match ip sport $port 0xffff flowid 1:10
-    done
+    x gw tc filter add dev $dev parent 1: protocol ip prio 1 u32 match ip dport 5004 0xffff flowid 1:10
+    x gw tc filter add dev $dev parent 1: protocol ip prio 1 u32 match ip sport 5004 0xffff flowid 1:10
     for port in 5301 5302; do
       x gw tc filter add dev $dev parent 1: protocol ip prio 2 u32 match ip dport $port 0xffff flowid 1:20
       x gw tc filter add dev $dev parent 1: protocol ip prio 2 u32 match ip sport $port 0xffff flowid 1:20
