@@ -444,18 +444,12 @@ fn http_host_header() {
     );
 }
 
-/// Regression test (this was a classifier bug, now fixed): an HTTP request whose header
-/// block spans two TCP segments, with the Host header in the second, is
-/// not recognised. `DpiState::tcp_client` (src/classify/inspect.rs) keeps
-/// `http_pending` after the first segment returns `NeedMore`, but then
-/// parses the next segment *alone* ("look at it alone"):
-/// `http::request_host` sees no method at its start and answers
-/// `NotThis`, so the name is dropped and the flow falls to the default
-/// category. Unlike the TLS path, nothing is buffered. Clients that write
-/// the request line and headers in separate sends (TCP_NODELAY), requests
-/// with long URLs or cookies before Host, and small-MSS links (PPPoE,
-/// VPNs) all produce this. Here a BITS download comes out browsing/default
-/// instead of bulk/http-host.
+/// An HTTP request whose header block spans two TCP segments, with the
+/// Host header in the second (request line and headers written separately,
+/// long URLs or cookies before Host, small-MSS links). Regression: the
+/// second segment used to be parsed alone, so the name was lost and a BITS
+/// download came out browsing/default instead of bulk/http-host; the
+/// classifier now buffers the request head.
 #[test]
 fn http_host_header_in_second_segment() {
     let scratch = Scratch::new("http-split");
@@ -767,19 +761,12 @@ fn rtp_media_on_unknown_ports() {
     );
 }
 
-/// Regression test (this was a classifier bug, now fixed): a two-way video call on
-/// negotiated ports (a SIP video phone, a peer-to-peer WebRTC call: H.264
-/// or VP8 on a dynamic payload type) comes out voice/rtp. The flow is
-/// settled as soon as RTP is confirmed (4 in-order packets of one SSRC,
-/// `DpiState::inspect` sets `done` once `media_seen` is `Rtp` and both
-/// sides have sent, src/classify/inspect.rs), and at that moment
-/// `MediaTracker::kind` (src/classify/dpi/rtp.rs) cannot say video yet: it
-/// needs 8 packets before it looks at sizes and bursts, and a dynamic
-/// payload type says nothing, so `video` is false and the verdict is
-/// frozen as voice. (A one-way stream whose receiver answers late, as in
-/// `rtp_media_on_unknown_ports`, is seen long enough to be called video.)
-/// Video in the voice class takes strict priority over everything but
-/// control, up to voice's ceiling, at up to ~2 Mbit/s per call.
+/// A two-way video call on negotiated ports (SIP video phone, WebRTC
+/// peer-to-peer: H.264/VP8 on a dynamic payload type). Regression: the
+/// verdict used to settle as soon as RTP was confirmed, before the media
+/// tracker had seen enough packets to tell video from audio, freezing the
+/// call as voice (strict priority, up to ~2 Mbit/s per call); media flows
+/// now settle only once audio or video is known.
 #[test]
 fn rtp_two_way_video_on_unknown_ports() {
     let scratch = Scratch::new("rtp-video");
@@ -1395,16 +1382,10 @@ fn server_to_client_half_gets_the_same_verdict() {
     both_halves(&queued, Proto::Udp, phone, trunk, 5, "voice");
 }
 
-/// Regression test (this was a classifier gap, now closed): DNS answers that come over TCP
-/// are never learned. `Classifier::classify` (src/classify/mod.rs) feeds
-/// `NameLookup::learn` only UDP payloads from port 53;
-/// `dpi::dns::parse_response_tcp` exists and is unit-tested but nothing
-/// calls it. RFC 7766 makes TCP the fallback for every truncated UDP
-/// answer (TC=1: names with many addresses, DNSSEC, answers above the
-/// EDNS buffer of 1232 bytes) and some stub resolvers use TCP outright, so
-/// the flows that follow such a lookup lose their name: here a SharePoint
-/// connection without SNI comes out browsing/default instead of
-/// business/dns.
+/// DNS answers over TCP (RFC 7766: the fallback for every truncated UDP
+/// answer, and what some stub resolvers always use). Regression: only UDP
+/// answers used to be learned, so a SharePoint connection without SNI after
+/// a truncated lookup came out browsing/default instead of business/dns.
 #[test]
 fn dns_answer_over_tcp_after_truncation() {
     let scratch = Scratch::new("dns-tcp");
@@ -1470,17 +1451,12 @@ fn dns_answer_over_tcp_after_truncation() {
     );
 }
 
-/// Regression test (this was a classifier limitation, now handled): a ClientHello split over
-/// two TCP segments that reach the gateway out of order loses its name.
-/// `DpiState::tcp_client` (src/classify/inspect.rs) appends segments in
-/// arrival order without looking at sequence numbers: the second half
-/// arrives first, does not start with a TLS record header, `client_hello`
-/// answers `NotThis`, `hello_done` is set, and the first half is never
-/// looked at. Post-quantum key shares (X25519MLKEM768, ~1.8 kB hellos in
-/// Chrome, Edge and Firefox) make every hello two segments, so any
-/// reordering between the client and the gateway (Wi-Fi, link
-/// aggregation) costs the flow its category. Here SharePoint comes out
-/// browsing/default instead of business/sni.
+/// A ClientHello split over two TCP segments that reach the gateway out of
+/// order (post-quantum key shares make ~1.8 kB hellos, i.e. two segments;
+/// Wi-Fi or link aggregation reorders them). Regression: segments used to
+/// be appended in arrival order, so the hello was never parsed and
+/// SharePoint came out browsing/default instead of business/sni; the
+/// reassembly now places segments by sequence number.
 #[test]
 fn tls_client_hello_segments_out_of_order() {
     let scratch = Scratch::new("tls-reorder");

@@ -50,6 +50,14 @@ pub struct Found {
 /// request headers that span several TCP segments.
 const MAX_HELLO_BUFFER: usize = 16 * 1024;
 
+/// Appends what still fits of `payload` to `buf` (at most
+/// [`MAX_HELLO_BUFFER`] bytes in all) and returns the whole buffer.
+fn append_bounded<'a>(buf: &'a mut Vec<u8>, payload: &[u8]) -> &'a [u8] {
+    let room = MAX_HELLO_BUFFER.saturating_sub(buf.len());
+    buf.extend_from_slice(payload.get(..payload.len().min(room)).unwrap_or_default());
+    buf
+}
+
 /// Per-flow inspection state while the flow is pending.
 #[derive(Debug, Default)]
 pub struct DpiState {
@@ -132,6 +140,14 @@ impl DpiState {
         found
     }
 
+    /// Whether the buffered start of the stream reached its bound: the
+    /// parser gets no more bytes, so its answer is final.
+    fn buffer_full(&self) -> bool {
+        self.hello
+            .as_ref()
+            .is_some_and(|b| b.len() >= MAX_HELLO_BUFFER)
+    }
+
     /// The client side of a TCP stream: a TLS ClientHello, possibly spread
     /// over several segments.
     fn tcp_client(&mut self, payload: &[u8], found: &mut Found) {
@@ -139,13 +155,7 @@ impl DpiState {
             // The request's headers so far, then this segment: Host may
             // come segments after the request line.
             let parsed = match self.hello.as_mut() {
-                Some(buf) => {
-                    let room = MAX_HELLO_BUFFER.saturating_sub(buf.len());
-                    buf.extend_from_slice(
-                        payload.get(..payload.len().min(room)).unwrap_or_default(),
-                    );
-                    http::request_host(buf)
-                }
+                Some(buf) => http::request_host(append_bounded(buf, payload)),
                 None => http::request_host(payload),
             };
             match parsed {
@@ -154,11 +164,7 @@ impl DpiState {
                     self.http_pending = false;
                 }
                 Parse::NeedMore => {
-                    let full = self
-                        .hello
-                        .as_ref()
-                        .is_some_and(|b| b.len() >= MAX_HELLO_BUFFER);
-                    if full {
+                    if self.buffer_full() {
                         self.http_pending = false;
                     } else if self.hello.is_none() {
                         self.hello = Some(payload.to_vec());
@@ -175,11 +181,7 @@ impl DpiState {
             return;
         }
         let parsed = match self.hello.as_mut() {
-            Some(buf) => {
-                let room = MAX_HELLO_BUFFER.saturating_sub(buf.len());
-                buf.extend_from_slice(payload.get(..payload.len().min(room)).unwrap_or_default());
-                tls::client_hello(buf)
-            }
+            Some(buf) => tls::client_hello(append_bounded(buf, payload)),
             None => tls::client_hello(payload),
         };
         match parsed {
@@ -190,11 +192,7 @@ impl DpiState {
                 self.hello_done = true;
             }
             Parse::NeedMore => {
-                let full = self
-                    .hello
-                    .as_ref()
-                    .is_some_and(|b| b.len() >= MAX_HELLO_BUFFER);
-                if full {
+                if self.buffer_full() {
                     self.hello_done = true;
                 } else if self.hello.is_none() {
                     let want = tls::hello_len(payload)
