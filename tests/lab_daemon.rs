@@ -230,73 +230,15 @@ fn voice_keeps_low_latency_under_load() {
         "srv",
         "iperf3 -s -D -p 5201 && iperf3 -s -D -p 5202 && iperf3 -s -D -p 5301",
     );
-    let irtt_srv = lab.spawn("srv", &["irtt", "server", "-b", "198.18.0.20:5004"]);
+    let irtt_srv = lab.voice_server();
     std::thread::sleep(Duration::from_millis(300));
 
     let measure = |label: &str| {
-        let up = lab.spawn(
-            "lan",
-            &[
-                "iperf3",
-                "-c",
-                "198.18.0.20",
-                "-p",
-                "5201",
-                "-t",
-                "12",
-                "-P",
-                "4",
-                "-J",
-            ],
-        );
-        let down = lab.spawn(
-            "lan",
-            &[
-                "iperf3",
-                "-c",
-                "198.18.0.20",
-                "-p",
-                "5202",
-                "-t",
-                "12",
-                "-P",
-                "4",
-                "-R",
-                "-J",
-            ],
-        );
-        let business = lab.spawn(
-            "lan",
-            &[
-                "iperf3",
-                "-c",
-                "198.18.0.20",
-                "-p",
-                "5301",
-                "-t",
-                "12",
-                "-J",
-            ],
-        );
+        let up = lab.iperf_client(5201, 12, &["-P", "4", "-J"]);
+        let down = lab.iperf_client(5202, 12, &["-P", "4", "-R", "-J"]);
+        let business = lab.iperf_client(5301, 12, &["-J"]);
         std::thread::sleep(Duration::from_secs(3));
-        let voice = lab.exec(
-            "lan",
-            &[
-                "irtt",
-                "client",
-                "-i",
-                "20ms",
-                "-d",
-                "8s",
-                "-l",
-                "172",
-                "-q",
-                "-o",
-                "-",
-                "198.18.0.20:5004",
-            ],
-        );
-        let v = irtt_stats(&String::from_utf8_lossy(&voice.stdout));
+        let v = irtt_stats(&output_of(lab.voice_client(8)));
         let (up, down, business) = (
             iperf_bps(&output_of(up)),
             iperf_bps(&output_of(down)),

@@ -125,38 +125,10 @@ fn spoofed_flow_flood_keeps_memory_bounded_and_the_call_intact() {
     let pid = qosd.pid().unwrap();
     let srv_mac = server_mac(&lab);
     lab.sh("srv", "iperf3 -s -D -p 5301");
-    let irtt_srv = lab.spawn("srv", &["irtt", "server", "-b", "198.18.0.20:5004"]);
+    let irtt_srv = lab.voice_server();
     std::thread::sleep(Duration::from_millis(300));
-    let business = lab.spawn(
-        "lan",
-        &[
-            "iperf3",
-            "-c",
-            "198.18.0.20",
-            "-p",
-            "5301",
-            "-t",
-            "14",
-            "-J",
-        ],
-    );
-    let voice = lab.spawn(
-        "lan",
-        &[
-            "irtt",
-            "client",
-            "-i",
-            "20ms",
-            "-d",
-            "12s",
-            "-l",
-            "172",
-            "-q",
-            "-o",
-            "-",
-            "198.18.0.20:5004",
-        ],
-    );
+    let business = lab.iperf_client(5301, 14, &["-J"]);
+    let voice = lab.voice_client(12);
     std::thread::sleep(Duration::from_secs(2));
     let rss_before = rss_kb(pid);
 

@@ -268,55 +268,13 @@ category = "bulk"
     let cfg = ops_config(&lab, base);
     let mut qosd = lab.qosd(&cfg);
     lab.sh("srv", "iperf3 -s -D -p 5201 && iperf3 -s -D -p 5301");
-    let irtt_srv = lab.spawn("srv", &["irtt", "server", "-b", "198.18.0.20:5004"]);
+    let irtt_srv = lab.voice_server();
     std::thread::sleep(Duration::from_millis(300));
     let secs = 34;
-    let up1 = lab.spawn(
-        "lan",
-        &[
-            "iperf3",
-            "-c",
-            "198.18.0.20",
-            "-p",
-            "5301",
-            "-t",
-            &secs.to_string(),
-            "-P",
-            "2",
-        ],
-    );
-    let up2 = lab.spawn(
-        "lan",
-        &[
-            "iperf3",
-            "-c",
-            "198.18.0.20",
-            "-p",
-            "5201",
-            "-t",
-            &secs.to_string(),
-            "-P",
-            "2",
-        ],
-    );
+    let up1 = lab.iperf_client(5301, secs, &["-P", "2"]);
+    let up2 = lab.iperf_client(5201, secs, &["-P", "2"]);
     std::thread::sleep(Duration::from_millis(1500));
-    let voice = lab.spawn(
-        "lan",
-        &[
-            "irtt",
-            "client",
-            "-i",
-            "20ms",
-            "-d",
-            &format!("{}s", secs - 4),
-            "-l",
-            "172",
-            "-q",
-            "-o",
-            "-",
-            "198.18.0.20:5004",
-        ],
-    );
+    let voice = lab.voice_client(secs - 4);
 
     // business / (business + bulk) in the upload direction over `secs`.
     let share = |lab: &Lab| {

@@ -101,6 +101,44 @@ impl Lab {
             .expect("spawn in namespace")
     }
 
+    /// Starts the voice echo server (irtt) on the server, port 5004.
+    pub fn voice_server(&self) -> Child {
+        self.spawn("srv", &["irtt", "server", "-b", "198.18.0.20:5004"])
+    }
+
+    /// A voice-like stream from the LAN for `secs` seconds: 172-byte UDP
+    /// packets every 20 ms to the voice port, every round trip in JSON on
+    /// stdout (read it with [`output_of`] and [`irtt_stats`]).
+    pub fn voice_client(&self, secs: u32) -> Child {
+        let duration = format!("{secs}s");
+        self.spawn(
+            "lan",
+            &[
+                "irtt",
+                "client",
+                "-i",
+                "20ms",
+                "-d",
+                &duration,
+                "-l",
+                "172",
+                "-q",
+                "-o",
+                "-",
+                "198.18.0.20:5004",
+            ],
+        )
+    }
+
+    /// An iperf3 client on the LAN to the server's `port` for `secs`
+    /// seconds, with `extra` arguments (`-P 4`, `-R`, `-J`...).
+    pub fn iperf_client(&self, port: u16, secs: u32, extra: &[&str]) -> Child {
+        let (port, secs) = (port.to_string(), secs.to_string());
+        let mut args = vec!["iperf3", "-c", "198.18.0.20", "-p", &port, "-t", &secs];
+        args.extend_from_slice(extra);
+        self.spawn("lan", &args)
+    }
+
     /// Bridges lan0 and wan0 with the kernel ("without qosd").
     pub fn kernel_bridge(&self, on: bool) {
         let cmd = if on { "bridge" } else { "unbridge" };
