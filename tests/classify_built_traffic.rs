@@ -360,9 +360,7 @@ fn quic_initial_server_name() {
     // shares): its CRYPTO frames span two datagrams.
     let big_client = ep(PC2, 58_444);
     let big_server = ep([142, 250, 185, 79], 443);
-    let protocols: Vec<Vec<u8>> = (0..70)
-        .map(|i| format!("x-qosd-test-protocol-{i:03}").into_bytes())
-        .collect();
+    let protocols = many_protocols();
     let refs: Vec<&[u8]> = protocols.iter().map(Vec::as_slice).collect();
     let first = quic_first_datagrams_alpn("rr5---sn-4g5e6nsz.googlevideo.com", big_server, &refs);
     assert_eq!(first.len(), 2, "test bug: the hello must need two Initials");

@@ -436,7 +436,9 @@ impl Tcp {
 // ---------------------------------------------------------------------------
 // TLS and QUIC from real client libraries
 
-fn rustls_config(alpn: &[&[u8]]) -> rustls::ClientConfig {
+/// A rustls client configuration (ring provider, no roots: the tests only
+/// need what the client writes first) offering the ALPN list `alpn`.
+pub fn rustls_config(alpn: &[&[u8]]) -> rustls::ClientConfig {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -451,15 +453,27 @@ fn rustls_config(alpn: &[&[u8]]) -> rustls::ClientConfig {
 /// ClientHello for `server` (a host name, or an IP address: then rustls
 /// sends no SNI, as RFC 6066 requires).
 pub fn tls_client_hello(server: &str) -> Vec<u8> {
+    rustls_first_flight(rustls_config(&[b"h2", b"http/1.1"]), server)
+}
+
+/// The bytes a rustls client with `config` writes first to `server`.
+pub fn rustls_first_flight(config: rustls::ClientConfig, server: &str) -> Vec<u8> {
     let name = ServerName::try_from(server.to_owned()).expect("server name");
     let mut conn =
-        rustls::ClientConnection::new(Arc::new(rustls_config(&[b"h2", b"http/1.1"])), name)
-            .expect("client connection");
+        rustls::ClientConnection::new(Arc::new(config), name).expect("client connection");
     let mut out = Vec::new();
     while conn.wants_write() {
         conn.write_tls(&mut out).expect("write_tls");
     }
     out
+}
+
+/// Many long ALPN protocols: a ClientHello larger than one TCP segment or
+/// one QUIC Initial packet, as post-quantum key shares make them.
+pub fn many_protocols() -> Vec<Vec<u8>> {
+    (0..70)
+        .map(|i| format!("x-qosd-test-protocol-{i:03}").into_bytes())
+        .collect()
 }
 
 /// What a TLS 1.3 server answers, in shape: a ServerHello record, a
@@ -515,6 +529,17 @@ pub fn quic_first_datagrams(host: &str, server: SocketAddrV4) -> Vec<Vec<u8>> {
 /// makes a ClientHello that needs two Initial packets, as post-quantum key
 /// shares do).
 pub fn quic_first_datagrams_alpn(host: &str, server: SocketAddrV4, alpn: &[&[u8]]) -> Vec<Vec<u8>> {
+    quic_first_datagrams_version(host, server, alpn, None)
+}
+
+/// Like [`quic_first_datagrams_alpn`], for the QUIC `version` (wire value;
+/// quinn-proto's default, v1, when `None`).
+pub fn quic_first_datagrams_version(
+    host: &str,
+    server: SocketAddrV4,
+    alpn: &[&[u8]],
+    version: Option<u32>,
+) -> Vec<Vec<u8>> {
     let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -525,7 +550,10 @@ pub fn quic_first_datagrams_alpn(host: &str, server: SocketAddrV4, alpn: &[&[u8]
     tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let crypto =
         quinn_proto::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic tls config");
-    let config = quinn_proto::ClientConfig::new(Arc::new(crypto));
+    let mut config = quinn_proto::ClientConfig::new(Arc::new(crypto));
+    if let Some(v) = version {
+        config.version(v);
+    }
     let mut endpoint = quinn_proto::Endpoint::new(
         Arc::new(quinn_proto::EndpointConfig::default()),
         None,
