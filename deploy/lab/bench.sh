@@ -80,6 +80,15 @@ htb_off() { for dev in wan0 lan0; do x gw tc qdisc del dev $dev root 2>/dev/null
 
 cpu_ticks() { awk '{print $14 + $15}' /proc/$1/stat; }
 
+# Runs "$@" and writes qosd's CPU ticks and the wall clock before and after
+# it to the file $1 (read by bench_report.py).
+with_cpu() {
+  local file=$1 t0 s0; shift
+  t0=$(cpu_ticks $QOSD_PID); s0=$(date +%s.%N)
+  "$@"
+  echo "$t0 $(cpu_ticks $QOSD_PID) $s0 $(date +%s.%N) $(getconf CLK_TCK)" > "$file"
+}
+
 # One run of the office under load; writes $OUT/<setup>-<rep>.*
 scenario() {
   local tag=$1 pids=()
@@ -110,10 +119,7 @@ for rep in $(seq 1 "$REPS"); do
   run_qosd $UP_Q $DOWN_Q "$OUT/qosd-$rep.log"
   sleep 1.5
   [ "$rep" = 1 ] && idle_rtt qosd
-  t0=$(cpu_ticks $QOSD_PID); s0=$(date +%s.%N)
-  scenario qosd-$rep
-  t1=$(cpu_ticks $QOSD_PID); s1=$(date +%s.%N)
-  echo "$t0 $t1 $s0 $s1 $(getconf CLK_TCK)" > "$OUT/qosd-$rep.cpu"
+  with_cpu "$OUT/qosd-$rep.cpu" scenario qosd-$rep
   kill $QOSD_PID; wait $QOSD_PID 2>/dev/null || true; QOSD_PID=
 done
 "$LAB" down -p $P >/dev/null
@@ -134,10 +140,7 @@ fwd() { # tag
 for be in pnet ring; do
   BACKEND=$be run_qosd 100000 100000 "$OUT/qosd-unshaped-$be.log"
   sleep 1.5
-  t0=$(cpu_ticks $QOSD_PID); s0=$(date +%s.%N)
-  fwd qosd-$be
-  t1=$(cpu_ticks $QOSD_PID); s1=$(date +%s.%N)
-  echo "$t0 $t1 $s0 $s1 $(getconf CLK_TCK)" > "$OUT/qosd-unshaped-$be.cpu"
+  with_cpu "$OUT/qosd-unshaped-$be.cpu" fwd qosd-$be
   kill $QOSD_PID; wait $QOSD_PID 2>/dev/null || true; QOSD_PID=
 done
 "$LAB" down -p $P >/dev/null
