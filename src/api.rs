@@ -440,8 +440,8 @@ pub fn top_flows(h: &Handle, n: usize) -> Vec<FlowView> {
 
 /// The `n` flows with the most bytes.
 pub fn top_flow_reports(h: &Handle, n: usize) -> Vec<FlowReport> {
-    let cfg = h.shared.config();
-    let classifier = h.shared.classifier();
+    let installed = h.shared.installed();
+    let (cfg, classifier) = (&installed.config, &installed.classifier);
     let mut all: Vec<(u64, crate::flow::FlowKey)> = Vec::new();
     h.shared
         .table
@@ -452,7 +452,7 @@ pub fn top_flow_reports(h: &Handle, n: usize) -> Vec<FlowReport> {
         .filter_map(|(_, k)| {
             h.shared
                 .table
-                .get(k, |f| describe_flow(k, f, &classifier, &cfg))
+                .get(k, |f| describe_flow(k, f, classifier, cfg))
         })
         .collect()
 }

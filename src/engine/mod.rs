@@ -33,9 +33,28 @@ pub struct Shared {
     pub table: FlowTable,
     /// Names learned from DNS answers.
     pub names: DnsCache,
-    classifier: ArcSwap<Classifier>,
-    config: ArcSwap<Config>,
+    installed: ArcSwap<Installed>,
     generation: AtomicU32,
+}
+
+/// A configuration and the classifier built from it, swapped as one: a
+/// reader never sees the classifier of one and the categories of another
+/// (a data path that picked up a new classifier with the old configuration
+/// would keep the old weights until the next change).
+pub struct Installed {
+    /// The configuration in force.
+    pub config: Arc<Config>,
+    /// The classifier built from it.
+    pub classifier: Arc<Classifier>,
+}
+
+impl Installed {
+    fn new(cfg: &Config, generation: u32) -> Self {
+        Installed {
+            config: Arc::new(cfg.clone()),
+            classifier: Arc::new(Classifier::new(cfg, generation)),
+        }
+    }
 }
 
 impl Shared {
@@ -44,8 +63,7 @@ impl Shared {
         Shared {
             table: FlowTable::new(&cfg.flows),
             names: DnsCache::new(DNS_CACHE_ENTRIES),
-            classifier: ArcSwap::from_pointee(Classifier::new(cfg, 1)),
-            config: ArcSwap::from_pointee(cfg.clone()),
+            installed: ArcSwap::from_pointee(Installed::new(cfg, 1)),
             generation: AtomicU32::new(1),
         }
     }
@@ -56,19 +74,23 @@ impl Shared {
     pub fn reload(&self, cfg: &Config) {
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         self.table.set_limits(&cfg.flows);
-        self.classifier
-            .store(Arc::new(Classifier::new(cfg, generation)));
-        self.config.store(Arc::new(cfg.clone()));
+        self.installed
+            .store(Arc::new(Installed::new(cfg, generation)));
+    }
+
+    /// The configuration and classifier in force, as one consistent pair.
+    pub fn installed(&self) -> Arc<Installed> {
+        self.installed.load_full()
     }
 
     /// The classifier in force.
     pub fn classifier(&self) -> Arc<Classifier> {
-        self.classifier.load_full()
+        Arc::clone(&self.installed.load().classifier)
     }
 
     /// The configuration in force.
     pub fn config(&self) -> Arc<Config> {
-        self.config.load_full()
+        Arc::clone(&self.installed.load().config)
     }
 }
 
@@ -110,10 +132,11 @@ pub struct DirectionEngine<Q> {
 impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
     /// The engine for `dir`, in front of `queue`.
     pub fn new(dir: Direction, shared: Arc<Shared>, queue: Q) -> Self {
-        let cfg = shared.config();
+        let installed = shared.installed();
+        let cfg = &installed.config;
         DirectionEngine {
             dir,
-            classifier: shared.classifier(),
+            classifier: Arc::clone(&installed.classifier),
             marks: cfg
                 .category
                 .iter()
@@ -161,12 +184,12 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
     /// reconfigure its queue.
     #[inline]
     pub fn refresh(&mut self) -> Option<Arc<Config>> {
-        let current = self.shared.classifier.load();
-        if Arc::ptr_eq(&current, &self.classifier) {
+        let current = self.shared.installed.load();
+        if Arc::ptr_eq(&current.classifier, &self.classifier) {
             return None;
         }
-        self.classifier = Arc::clone(&current);
-        let cfg = self.shared.config();
+        self.classifier = Arc::clone(&current.classifier);
+        let cfg = Arc::clone(&current.config);
         self.marks = cfg
             .category
             .iter()

@@ -148,3 +148,70 @@ fn reload_reaches_both_directions() {
         .sum();
     assert_eq!(queued, 2);
 }
+
+/// A data path that picks up a reload while it is being installed gets the
+/// new configuration together with the new classifier, never the new
+/// classifier with the old categories (which it would keep until the next
+/// change: the race that once left a weight change through the API without
+/// effect).
+#[test]
+fn a_concurrent_reader_sees_each_reload_whole() {
+    use std::sync::atomic::{AtomicBool, AtomicU32};
+    let base = config("");
+    let shared = Arc::new(Shared::new(&base));
+    let reloads = 300u32;
+    let seen = Arc::new(AtomicU32::new(1));
+    let done = Arc::new(AtomicBool::new(false));
+    let mismatches = Arc::new(AtomicU32::new(0));
+    let reader = {
+        let (shared, seen, done, mismatches) = (
+            Arc::clone(&shared),
+            Arc::clone(&seen),
+            Arc::clone(&done),
+            Arc::clone(&mismatches),
+        );
+        // Built before the first reload, so it must pick up every one.
+        let mut e = DirectionEngine::new(
+            Direction::Upload,
+            shared,
+            Shaper::new(&ShaperConfig::from_config(&base, Direction::Upload)),
+        );
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Acquire) {
+                if let Some(cfg) = e.refresh() {
+                    let weight = cfg.category.first().map_or(0, |c| c.weight);
+                    if weight != e.classifier().generation() {
+                        mismatches.fetch_add(1, Ordering::AcqRel);
+                    }
+                    seen.store(weight, Ordering::Release);
+                }
+            }
+        })
+    };
+    for generation in 2..reloads + 2 {
+        let mut cfg = base.clone();
+        // The weight names the reload, so the reader can tell which
+        // configuration came with which classifier.
+        cfg.category[0].weight = generation;
+        shared.reload(&cfg);
+        // Wait (bounded) for the reader to pick this reload up.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while seen.load(Ordering::Acquire) < generation
+            && mismatches.load(Ordering::Acquire) == 0
+            && std::time::Instant::now() < deadline
+        {
+            std::hint::spin_loop();
+        }
+        if mismatches.load(Ordering::Acquire) > 0 {
+            break;
+        }
+    }
+    done.store(true, Ordering::Release);
+    reader.join().expect("reader thread");
+    assert_eq!(
+        mismatches.load(Ordering::Acquire),
+        0,
+        "the reader got a classifier with another reload's configuration"
+    );
+    assert_eq!(seen.load(Ordering::Acquire), reloads + 1);
+}
