@@ -1,11 +1,13 @@
 //! The app catalog compiled for lookups: host names through two hash maps
 //! (exact names and "*." suffixes, most specific first), signatures grouped
-//! by strength (payload prefix, IP range, port).
+//! by strength (payload prefix, IP range, port), the tuple ones indexed by
+//! port.
 
 use std::collections::HashMap;
 
 use super::DecidedBy;
 use super::matcher::{Answer, AppId, FlowFacts, Matcher};
+use super::port_index::PortIndex;
 use crate::config::{Catalog, CategoryId, Config};
 
 /// One app as the classifier sees it.
@@ -26,6 +28,43 @@ struct Signature {
     app: AppId,
 }
 
+/// Signatures matched on a flow's tuple, with their candidates by port.
+#[derive(Debug, Clone, Default)]
+struct TupleSignatures {
+    list: Vec<Signature>,
+    by_port: PortIndex,
+}
+
+impl TupleSignatures {
+    fn new(list: Vec<Signature>) -> Self {
+        let ranges: Vec<_> = list.iter().map(|s| s.matcher.port_ranges()).collect();
+        TupleSignatures {
+            by_port: PortIndex::new(&ranges),
+            list,
+        }
+    }
+
+    /// The first signature, in catalog order, that matches `facts`.
+    #[inline]
+    fn first_match(&self, facts: &FlowFacts<'_>) -> Option<AppId> {
+        let i = self.by_port.find(facts.src_port, facts.dst_port, |i| {
+            self.list
+                .get(usize::from(i))
+                .is_some_and(|s| s.matcher.eval(facts) == Answer::Yes)
+        })?;
+        self.list.get(usize::from(i)).map(|s| s.app)
+    }
+
+    /// The same answer by scanning every signature, for tests.
+    #[cfg(test)]
+    fn first_match_linear(&self, facts: &FlowFacts<'_>) -> Option<AppId> {
+        self.list
+            .iter()
+            .find(|s| s.matcher.eval(facts) == Answer::Yes)
+            .map(|s| s.app)
+    }
+}
+
 /// The compiled catalog.
 #[derive(Debug, Clone, Default)]
 pub struct CompiledCatalog {
@@ -33,8 +72,8 @@ pub struct CompiledCatalog {
     exact: HashMap<Box<str>, AppId>,
     wildcard: HashMap<Box<str>, AppId>,
     payload: Vec<Signature>,
-    ip_range: Vec<Signature>,
-    port: Vec<Signature>,
+    ip_range: TupleSignatures,
+    port: TupleSignatures,
 }
 
 /// Longest host name looked up (DNS names are at most 253 characters).
@@ -44,6 +83,7 @@ impl CompiledCatalog {
     /// Compiles `catalog` against the categories of `cfg`.
     pub fn new(catalog: &Catalog, cfg: &Config) -> Self {
         let mut c = CompiledCatalog::default();
+        let (mut ip_range, mut port) = (Vec::new(), Vec::new());
         let ids: HashMap<&str, AppId> = catalog
             .apps
             .iter()
@@ -74,12 +114,14 @@ impl CompiledCatalog {
                 if s.prefix.is_some() {
                     c.payload.push(s);
                 } else if s.matcher.has_cidrs {
-                    c.ip_range.push(s);
+                    ip_range.push(s);
                 } else {
-                    c.port.push(s);
+                    port.push(s);
                 }
             }
         }
+        c.ip_range = TupleSignatures::new(ip_range);
+        c.port = TupleSignatures::new(port);
         c
     }
 
@@ -135,14 +177,24 @@ impl CompiledCatalog {
     /// The app identified by the flow's tuple (IP-range signatures, then
     /// port signatures), with how.
     pub fn app_for_tuple(&self, facts: &FlowFacts<'_>) -> Option<(AppId, DecidedBy)> {
-        let hit = |sigs: &[Signature]| {
-            sigs.iter()
-                .find(|s| s.matcher.eval(facts) == Answer::Yes)
-                .map(|s| s.app)
-        };
-        hit(&self.ip_range)
+        self.ip_range
+            .first_match(facts)
             .map(|a| (a, DecidedBy::IpRange))
-            .or_else(|| hit(&self.port).map(|a| (a, DecidedBy::Port)))
+            .or_else(|| self.port.first_match(facts).map(|a| (a, DecidedBy::Port)))
+    }
+
+    /// [`CompiledCatalog::app_for_tuple`] by scanning every signature, for
+    /// tests of the index.
+    #[cfg(test)]
+    pub fn app_for_tuple_linear(&self, facts: &FlowFacts<'_>) -> Option<(AppId, DecidedBy)> {
+        self.ip_range
+            .first_match_linear(facts)
+            .map(|a| (a, DecidedBy::IpRange))
+            .or_else(|| {
+                self.port
+                    .first_match_linear(facts)
+                    .map(|a| (a, DecidedBy::Port))
+            })
     }
 
     /// The app identified by the first bytes of a flow's payload.
@@ -154,5 +206,79 @@ impl CompiledCatalog {
                     && s.matcher.eval(facts) == Answer::Yes
             })
             .map(|s| s.app)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::tests::config;
+    use std::net::IpAddr;
+
+    fn addr(ip: IpAddr) -> u128 {
+        match ip {
+            IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+            IpAddr::V6(v6) => u128::from(v6),
+        }
+    }
+
+    /// The port index gives the embedded catalog's answer of a full scan
+    /// for every protocol, at every port where a signature's range starts
+    /// or ends (and next to it), in each of its address ranges and outside.
+    #[test]
+    fn indexed_lookup_agrees_with_a_full_scan() {
+        let cfg = config("");
+        let catalog = CompiledCatalog::new(&cfg.catalog, &cfg);
+        let sigs = cfg.catalog.apps.iter().flat_map(|a| &a.signatures);
+        let mut ports = vec![0u16, 1, 80, 443, 8080, 40000, 65535];
+        let mut addrs = vec![
+            addr("192.168.1.10".parse().unwrap()),
+            addr("2001:db8::1".parse().unwrap()),
+        ];
+        for s in sigs {
+            for r in s.ports.iter().chain(&s.src_ports).chain(&s.dst_ports) {
+                ports.extend([r.first, r.last]);
+                ports.extend(r.first.checked_sub(1));
+                ports.extend(r.last.checked_add(1));
+            }
+            for n in s.cidrs.iter().chain(&s.src_cidrs).chain(&s.dst_cidrs) {
+                addrs.push(addr(n.network()));
+            }
+        }
+        ports.sort_unstable();
+        ports.dedup();
+        addrs.sort_unstable();
+        addrs.dedup();
+        let local = addr("192.168.1.10".parse().unwrap());
+        let mut checked = 0;
+        let mut matched = 0;
+        for protocol in [6u8, 17, 47, 50] {
+            for &port in &ports {
+                for &remote in &addrs {
+                    for (src_port, dst_port) in [(50000, port), (port, 443)] {
+                        let f = FlowFacts {
+                            protocol,
+                            src: local,
+                            src_port,
+                            dst: remote,
+                            dst_port,
+                            dscp: 0,
+                            vlan: None,
+                            direction: crate::config::Direction::Upload,
+                            host: None,
+                            app: None,
+                            settled: true,
+                        };
+                        let got = catalog.app_for_tuple(&f);
+                        assert_eq!(got, catalog.app_for_tuple_linear(&f), "{f:?}");
+                        checked += 1;
+                        matched += usize::from(got.is_some());
+                    }
+                }
+            }
+        }
+        eprintln!("{checked} lookups, {matched} matched");
+        // The sweep exercised both outcomes, many times.
+        assert!(checked > 10_000 && matched > 1_000, "{checked} {matched}");
     }
 }

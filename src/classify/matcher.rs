@@ -140,6 +140,16 @@ impl Matcher {
         }
     }
 
+    /// Every port range of its port conditions (`ports`, `src_ports`,
+    /// `dst_ports`); empty when it has none.
+    pub fn port_ranges(&self) -> Vec<PortRange> {
+        [&self.ports, &self.src_ports, &self.dst_ports]
+            .into_iter()
+            .flatten()
+            .copied()
+            .collect()
+    }
+
     /// True when the conditions need a host name or an app.
     pub fn needs_identity(&self) -> bool {
         !self.hosts.is_empty() || !self.apps.is_empty()

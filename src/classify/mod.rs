@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod dpi;
 mod inspect;
 pub mod matcher;
+mod port_index;
 
 use std::borrow::Cow;
 use std::net::{IpAddr, Ipv6Addr};
