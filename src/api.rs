@@ -175,6 +175,7 @@ async fn status(State(st): State<ApiState>) -> Response {
         "upload": dir(Direction::Upload),
         "download": dir(Direction::Download),
         "reloads": { "success": h.reload_counts()[0], "failure": h.reload_counts()[1] },
+        "restart_pending": h.restart_pending(),
     }))
     .into_response()
 }

@@ -92,6 +92,12 @@ pub fn render_status(status: &Value, categories: &Value) -> String {
         },
         status["config"].as_str().unwrap_or("?")
     );
+    if status["restart_pending"].as_bool() == Some(true) {
+        let _ = writeln!(
+            s,
+            "restart pending: the file changes interfaces, [datapath], [daemon] or listen addresses; the running ones stay until qosd restarts"
+        );
+    }
     let _ = writeln!(
         s,
         "lan {} / wan {}, shaping {} Mbit/s up, {} Mbit/s down, {} flows",
@@ -201,6 +207,10 @@ mod tests {
             "download": {"rate_bps": 5e6, "delay_p99_ms": null, "dropped_packets": 3}}]);
         let out = render_status(&status, &cats);
         assert!(out.contains("forwarding"), "{out}");
+        assert!(!out.contains("restart pending"), "{out}");
+        let mut pending = status.clone();
+        pending["restart_pending"] = json!(true);
+        assert!(render_status(&pending, &cats).contains("restart pending"));
         assert!(out.contains("voice"), "{out}");
         assert!(out.contains("10.00 Mbit/s now"), "{out}");
         // 2 Mbit/s of a 20 Mbit/s upload is 10%.

@@ -361,3 +361,124 @@ fn token_file_rules() {
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A reload applies what it can (a weight) and keeps the running values
+/// of what only a restart applies (the interfaces the sockets are on, the
+/// listen addresses), so status and metrics keep describing the running
+/// daemon; it says a restart is pending until the file agrees again.
+#[tokio::test]
+async fn restart_only_sections_keep_their_running_values() {
+    let fx = fixture("restart", Some(TOKEN));
+    let status = |body: &str| serde_json::from_str::<Value>(body).unwrap();
+    let (_, b) = fx.call("GET", "/api/v1/status", None, "").await;
+    assert_eq!(status(&b)["restart_pending"], json!(false), "{b}");
+    std::fs::write(
+        &fx.config,
+        base_config()
+            .replace("lan = \"lan0\"", "lan = \"eth9\"")
+            .replace("127.0.0.1:9477", "127.0.0.1:19477")
+            .replace("weight = 50", "weight = 60"),
+    )
+    .unwrap();
+    let (s, b) = fx.call("POST", "/api/v1/reload", Some(&bearer()), "").await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(fx.weight("business"), 60, "the rest of the file applies");
+    let cfg = fx.handle.shared.config();
+    assert_eq!(cfg.interfaces.lan, "lan0", "the sockets are still on lan0");
+    assert_eq!(cfg.metrics.listen.port(), 9477);
+    let (_, b) = fx.call("GET", "/api/v1/status", None, "").await;
+    let st = status(&b);
+    assert_eq!(st["interfaces"]["lan"], json!("lan0"), "{b}");
+    assert_eq!(st["restart_pending"], json!(true), "{b}");
+    let (_, metrics) = fx.call("GET", "/metrics", None, "").await;
+    assert!(!metrics.contains("eth9"), "{metrics}");
+
+    std::fs::write(&fx.config, base_config()).unwrap();
+    let (s, b) = fx.call("POST", "/api/v1/reload", Some(&bearer()), "").await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (_, b) = fx.call("GET", "/api/v1/status", None, "").await;
+    assert_eq!(status(&b)["restart_pending"], json!(false), "{b}");
+}
+
+/// A change on disk is judged against the text last loaded (at start or by
+/// any reload, valid or not), not against a later look at the file: an
+/// edit made between the start and the first look is not missed, and a bad
+/// edit is reported once, not at every event.
+#[test]
+fn file_changes_are_judged_against_the_text_last_loaded() {
+    let fx = fixture("changed", None);
+    // A handle that does not know what it loaded treats the file as new.
+    assert!(fx.handle.file_changed());
+    let (text, cfg) = qosd::config::read_and_load(&fx.config);
+    let handle = Handle::new(
+        Arc::new(Shared::new(&cfg.unwrap())),
+        Some(fx.config.clone()),
+        None,
+    )
+    .with_file_text(text);
+    assert!(!handle.file_changed());
+    std::fs::write(
+        &fx.config,
+        base_config().replace("weight = 50", "weight = 60"),
+    )
+    .unwrap();
+    assert!(handle.file_changed(), "an edit after the start is a change");
+    handle.reload().unwrap();
+    assert!(!handle.file_changed());
+    std::fs::write(
+        &fx.config,
+        base_config().replace("weight = 50", "weight = 0"),
+    )
+    .unwrap();
+    assert!(handle.file_changed());
+    assert!(handle.reload().is_err());
+    assert!(!handle.file_changed(), "a refused text is not retried");
+    std::fs::remove_file(&fx.config).unwrap();
+    assert!(
+        !handle.file_changed(),
+        "a file being replaced is no change yet"
+    );
+}
+
+/// Rates divide the bytes by the time between the snapshots they come
+/// from (published every 100 ms, read once a second), so they do not
+/// jitter with the gap between the two clocks; a direction whose snapshot
+/// has not moved keeps its last rates.
+#[test]
+fn rates_use_the_time_between_snapshots() {
+    use qosd::shaper::CategoryCounters;
+    use qosd::time::Instant;
+    let fx = fixture("rates", None);
+    let n = fx.handle.shared.config().category.len();
+    let publish = |dir: usize, at_ms: u64, bytes: u64| {
+        let mut s = fx.handle.snapshots[dir].lock().unwrap();
+        s.at = Instant::from_nanos(at_ms * 1_000_000);
+        s.categories = vec![CategoryCounters::default(); n];
+        s.categories[2].sent.bytes = bytes;
+    };
+    publish(0, 1_000, 0);
+    publish(1, 1_000, 0);
+    fx.handle.update_rates();
+    // 1.1 MB in the 1.1 s between the snapshots: 8 Mbit/s, whenever the
+    // control plane looks.
+    publish(0, 2_100, 1_100_000);
+    fx.handle.update_rates();
+    let rates = fx.handle.rates();
+    assert!((rates[0][2] - 8.0e6).abs() < 1.0, "{rates:?}");
+    publish(0, 3_000, 2_000_000);
+    publish(1, 2_000, 500_000);
+    fx.handle.update_rates();
+    let rates = fx.handle.rates();
+    assert!((rates[0][2] - 8.0e6).abs() < 1.0, "{rates:?}");
+    assert!((rates[1][2] - 4.0e6).abs() < 1.0, "{rates:?}");
+    // The upload thread has not published since: its rates stay.
+    publish(1, 3_000, 1_000_000);
+    {
+        let s = fx.handle.snapshots[0].lock().unwrap();
+        assert_eq!(s.at, Instant::from_nanos(3_000_000_000));
+    }
+    fx.handle.update_rates();
+    let rates = fx.handle.rates();
+    assert!((rates[0][2] - 8.0e6).abs() < 1.0, "{rates:?}");
+    assert!((rates[1][2] - 4.0e6).abs() < 1.0, "{rates:?}");
+}

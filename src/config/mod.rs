@@ -94,10 +94,28 @@ pub enum Env {
 
 /// Loads and validates the file at `path`, applying environment overrides.
 pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
+    read_and_load(path).1
+}
+
+/// Reads the file at `path` and loads it like [`load_file`]; also returns
+/// the text it read (even when it is invalid), so a reloading caller can
+/// later tell whether the file changed since.
+pub fn read_and_load(path: &Path) -> (Option<String>, Result<Config, ConfigErrors>) {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigErrors::single(&name, "", format!("cannot read the file: {e}")))?;
-    load_str(&name, &text, &Env::Process)
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let loaded = load_str(&name, &text, &Env::Process);
+            (Some(text), loaded)
+        }
+        Err(e) => (
+            None,
+            Err(ConfigErrors::single(
+                &name,
+                "",
+                format!("cannot read the file: {e}"),
+            )),
+        ),
+    }
 }
 
 /// Loads and validates the embedded default, applying environment overrides.

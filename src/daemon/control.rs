@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -92,7 +92,10 @@ fn watch(path: &Path, tx: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher
         .to_path_buf();
     let name = path.file_name()?.to_owned();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        // Reads (qosd's own included) are no change: counting them would
+        // re-arm the debounce with every look at the file.
         if let Ok(ev) = event
+            && !matches!(ev.kind, notify::EventKind::Access(_))
             && ev
                 .paths
                 .iter()
@@ -125,10 +128,6 @@ fn reload_and_log(handle: &Handle, why: &str) {
         Ok(cfg) => tracing::info!("configuration reloaded from {} ({why})", cfg.source),
         Err(e) => tracing::error!("reload ({why}) rejected, the running configuration stays:\n{e}"),
     }
-}
-
-fn file_text(path: Option<&PathBuf>) -> Option<String> {
-    path.and_then(|p| std::fs::read_to_string(p).ok())
 }
 
 /// Serves HTTP and handles signals, reloads and housekeeping until
@@ -177,7 +176,6 @@ pub async fn run(handle: Arc<Handle>, listeners: Listeners) {
     };
     let (tx, mut changes) = mpsc::channel::<()>(16);
     let _watcher = handle.config_path.as_deref().and_then(|p| watch(p, tx));
-    let mut last_text = file_text(handle.config_path.as_ref());
     let mut pending: Option<tokio::time::Instant> = None;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut announced_ready = false;
@@ -191,24 +189,22 @@ pub async fn run(handle: Arc<Handle>, listeners: Listeners) {
         tokio::select! {
             _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
             _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
-            _ = hup.recv() => {
-                reload_and_log(&handle, "SIGHUP");
-                last_text = file_text(handle.config_path.as_ref());
-            }
+            _ = hup.recv() => reload_and_log(&handle, "SIGHUP"),
             Some(()) = changes.recv() => pending = Some(tokio::time::Instant::now() + DEBOUNCE),
             _ = debounce => {
                 pending = None;
-                let text = file_text(handle.config_path.as_ref());
-                if text.is_some() && text != last_text {
-                    last_text = text;
-                    let h = Arc::clone(&handle);
-                    let _ = tokio::task::spawn_blocking(move || reload_and_log(&h, "file changed")).await;
-                }
+                let h = Arc::clone(&handle);
+                let _ = tokio::task::spawn_blocking(move || {
+                    if h.file_changed() {
+                        reload_and_log(&h, "file changed");
+                    }
+                })
+                .await;
             }
             _ = tick.tick() => {
                 let now = datapath::now();
                 handle.shared.table.expire(now);
-                handle.update_rates(now);
+                handle.update_rates();
                 // systemd: ready once both directions run; the watchdog is
                 // fed only while the data path keeps publishing, so a hung
                 // thread gets qosd restarted.
@@ -223,4 +219,54 @@ pub async fn run(handle: Arc<Handle>, listeners: Listeners) {
         }
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn event(rx: &mut mpsc::Receiver<()>, within: Duration) -> bool {
+        tokio::time::timeout(within, rx.recv()).await.is_ok()
+    }
+
+    struct TempDir(std::path::PathBuf);
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Reading the file (as qosd does to compare it) is no event, or the
+    /// debounce would re-arm itself with every look and qosd would re-read
+    /// its file twice a second forever; writing it, and replacing it by
+    /// rename, are events.
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_watcher_reports_writes_and_renames_not_reads() {
+        let dir = TempDir(std::env::temp_dir().join(format!("qosd-watch-{}", std::process::id())));
+        std::fs::create_dir_all(&dir.0).unwrap();
+        let path = dir.0.join("qosd.toml");
+        std::fs::write(&path, "a = 1\n").unwrap();
+        let (tx, mut rx) = mpsc::channel::<()>(16);
+        let _w = watch(&path, tx).expect("watcher");
+        for _ in 0..3 {
+            let _ = std::fs::read_to_string(&path).unwrap();
+        }
+        assert!(
+            !event(&mut rx, Duration::from_millis(300)).await,
+            "reading the file woke the watcher"
+        );
+        std::fs::write(&path, "a = 2\n").unwrap();
+        assert!(
+            event(&mut rx, Duration::from_secs(5)).await,
+            "a write was missed"
+        );
+        while rx.try_recv().is_ok() {}
+        let tmp = dir.0.join("qosd.toml.swp");
+        std::fs::write(&tmp, "a = 3\n").unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        assert!(
+            event(&mut rx, Duration::from_secs(5)).await,
+            "a rename was missed"
+        );
+    }
 }

@@ -58,7 +58,13 @@ impl DaemonError {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(config_path: Option<&Path>) -> Result<(), DaemonError> {
-    let cfg = crate::config::load(config_path)?;
+    // The file's text is kept, to tell a later change on disk from the
+    // file this configuration came from.
+    let (file_text, cfg) = match config_path {
+        Some(path) => crate::config::read_and_load(path),
+        None => (None, crate::config::load_embedded()),
+    };
+    let cfg = cfg?;
     let token = control::load_token(&cfg)?;
     let pre = preflight::check(&cfg)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -97,11 +103,14 @@ pub fn run(config_path: Option<&Path>) -> Result<(), DaemonError> {
     }
 
     let shared = Arc::new(Shared::new(&cfg));
-    let handle = Arc::new(Handle::new(
-        Arc::clone(&shared),
-        config_path.map(Path::to_path_buf),
-        token,
-    ));
+    let handle = Arc::new(
+        Handle::new(
+            Arc::clone(&shared),
+            config_path.map(Path::to_path_buf),
+            token,
+        )
+        .with_file_text(file_text),
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let buffer = datapath::buffer_size(pre.max_frame);
     let mut threads = Vec::new();

@@ -4,7 +4,7 @@
 //! source (SIGHUP, the file watcher, the API) goes through.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::datapath::{Snapshot, SnapshotCell};
@@ -16,7 +16,9 @@ use crate::time::Instant;
 /// Rates computed once a second from the snapshots' sent bytes.
 #[derive(Debug, Default)]
 struct RateState {
-    last: Option<(Instant, [Vec<u64>; 2])>,
+    /// Each direction's snapshot time and sent bytes per category at the
+    /// last update.
+    last: Option<[(Instant, Vec<u64>); 2]>,
     rates: [Vec<f64>; 2],
 }
 
@@ -35,7 +37,18 @@ pub struct Handle {
     rates: Mutex<RateState>,
     /// Serialises reloads and live changes.
     change: Mutex<()>,
+    /// The configuration file's text as last read for a load (at start or
+    /// by a reload, valid or not): a change on disk is reloaded only when
+    /// the file differs from it.
+    file_text: Mutex<Option<String>>,
+    /// The file asks for settings that only a restart applies.
+    restart_pending: AtomicBool,
 }
+
+/// Sections read once at start-up (sockets, listeners, token, privileges):
+/// a reload keeps the running values and says a restart is pending.
+const RESTART_ONLY: &str =
+    "interfaces, datapath, daemon, metrics and api (listen addresses, token)";
 
 /// Why a change was refused.
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +79,40 @@ impl Handle {
             reloads: [AtomicU64::new(0), AtomicU64::new(0)],
             rates: Mutex::new(RateState::default()),
             change: Mutex::new(()),
+            file_text: Mutex::new(None),
+            restart_pending: AtomicBool::new(false),
         }
+    }
+
+    /// Records the configuration file's text the running configuration
+    /// was loaded from at start.
+    pub fn with_file_text(self, text: Option<String>) -> Self {
+        if let Ok(mut t) = self.file_text.lock() {
+            *t = text;
+        }
+        self
+    }
+
+    /// True when the configuration file now differs from the text last
+    /// loaded (an unreadable file, e.g. between an editor's delete and
+    /// rename, is no change yet).
+    pub fn file_changed(&self) -> bool {
+        let Some(path) = &self.config_path else {
+            return false;
+        };
+        let Ok(now) = std::fs::read_to_string(path) else {
+            return false;
+        };
+        self.file_text
+            .lock()
+            .map(|seen| seen.as_deref() != Some(now.as_str()))
+            .unwrap_or(true)
+    }
+
+    /// True when the file sets restart-only sections to values other than
+    /// the running ones.
+    pub fn restart_pending(&self) -> bool {
+        self.restart_pending.load(Ordering::Relaxed)
     }
 
     /// Copies of both directions' latest snapshots.
@@ -88,35 +134,36 @@ impl Handle {
         self.started.elapsed().as_secs_f64()
     }
 
-    /// Updates the per-category rates from the snapshots (call once a second).
-    pub fn update_rates(&self, now: Instant) {
+    /// Updates the per-category rates from the snapshots (call about once
+    /// a second). Bytes are divided by the time between the snapshots they
+    /// come from, not between calls: the data path publishes every 100 ms,
+    /// so the two differ by up to a tenth and the rate would jitter by as
+    /// much. A direction whose snapshot has not moved keeps its rates.
+    pub fn update_rates(&self) {
         let snaps = self.snapshots();
-        let sent: [Vec<u64>; 2] = snaps
-            .clone()
-            .map(|s| s.categories.iter().map(|c| c.sent.bytes).collect());
+        let sent: [(Instant, Vec<u64>); 2] =
+            snaps.map(|s| (s.at, s.categories.iter().map(|c| c.sent.bytes).collect()));
         let Ok(mut st) = self.rates.lock() else {
             return;
         };
-        if let Some((then, prev)) = &st.last {
-            let secs = now.nanos_since(*then) as f64 / 1e9;
-            if secs > 0.0 {
-                let rates = [0usize, 1].map(|d| {
-                    let (cur, old) = (sent.get(d), prev.get(d));
-                    cur.map(|cur| {
-                        cur.iter()
-                            .enumerate()
-                            .map(|(i, b)| {
-                                let before = old.and_then(|o| o.get(i)).copied().unwrap_or(0);
-                                b.saturating_sub(before) as f64 * 8.0 / secs
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default()
-                });
-                st.rates = rates;
+        if let Some(prev) = &st.last {
+            let mut rates = st.rates.clone();
+            for ((rate, (at, cur)), (then, old)) in rates.iter_mut().zip(&sent).zip(prev) {
+                let secs = at.nanos_since(*then) as f64 / 1e9;
+                if secs > 0.0 {
+                    *rate = cur
+                        .iter()
+                        .enumerate()
+                        .map(|(i, b)| {
+                            let before = old.get(i).copied().unwrap_or(0);
+                            b.saturating_sub(before) as f64 * 8.0 / secs
+                        })
+                        .collect();
+                }
             }
+            st.rates = rates;
         }
-        st.last = Some((now, sent));
+        st.last = Some(sent);
     }
 
     /// Current rates (bits/s) per direction and category.
@@ -144,25 +191,44 @@ impl Handle {
     /// installs it; a bad one is refused and the running one stays.
     pub fn reload(&self) -> Result<Arc<Config>, ConfigErrors> {
         let _serial = self.change.lock();
-        let result = crate::config::load(self.config_path.as_deref());
+        let result = match self.config_path.as_deref() {
+            Some(path) => {
+                let (text, result) = crate::config::read_and_load(path);
+                if let Ok(mut seen) = self.file_text.lock() {
+                    *seen = text;
+                }
+                result
+            }
+            None => crate::config::load_embedded(),
+        };
         self.count(result.is_ok());
         let cfg = result?;
-        self.install(&cfg);
+        self.install(cfg);
         Ok(self.shared.config())
     }
 
-    fn install(&self, cfg: &Config) {
+    /// Installs `cfg`, except its restart-only sections: the sockets,
+    /// listeners and privileges in use were made from the running ones, and
+    /// metrics and the API must keep describing those.
+    fn install(&self, mut cfg: Config) {
         let old = self.shared.config();
-        if old.interfaces != cfg.interfaces
+        let pending = old.interfaces != cfg.interfaces
             || old.metrics != cfg.metrics
             || old.api != cfg.api
             || old.datapath != cfg.datapath
-        {
+            || old.daemon != cfg.daemon;
+        if pending {
             tracing::warn!(
-                "interfaces, listen addresses, the API token and [datapath] take effect at the next restart"
+                "{RESTART_ONLY} changed in the file: they take effect at the next restart, the running ones stay until then"
             );
         }
-        self.shared.reload(cfg);
+        self.restart_pending.store(pending, Ordering::Relaxed);
+        cfg.interfaces.clone_from(&old.interfaces);
+        cfg.metrics.clone_from(&old.metrics);
+        cfg.api.clone_from(&old.api);
+        cfg.datapath.clone_from(&old.datapath);
+        cfg.daemon.clone_from(&old.daemon);
+        self.shared.reload(&cfg);
     }
 
     /// Changes one category of the running configuration: `changes` maps
@@ -195,7 +261,7 @@ impl Handle {
         let mut cfg = crate::config::load_str(&current.source, &text, &Env::None)
             .map_err(ChangeError::Invalid)?;
         cfg.source = current.source.clone();
-        self.install(&cfg);
+        self.install(cfg);
         Ok(self.shared.config())
     }
 
