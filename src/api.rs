@@ -144,7 +144,7 @@ async fn status(State(st): State<ApiState>) -> Response {
     let h = &st.handle;
     let cfg = h.shared.config();
     let snaps = h.snapshots();
-    let rates = h.rates();
+    let rates = h.rates_for(&snaps);
     let dir = |d: Direction| {
         let s = d.pick_ref(&snaps);
         let dropped: u64 = s
@@ -152,6 +152,7 @@ async fn status(State(st): State<ApiState>) -> Response {
             .iter()
             .map(|c| c.dropped_total().packets)
             .sum::<u64>()
+            + s.retired.dropped_total().packets
             + s.io.oversized
             + s.io.tx_errors;
         DirectionStatus {
@@ -184,19 +185,24 @@ async fn status(State(st): State<ApiState>) -> Response {
 fn category_json(h: &Handle, cfg: &Config, i: usize, flows: &[u64]) -> Option<Value> {
     let c = cfg.category.get(i)?;
     let snaps = h.snapshots();
-    let rates = h.rates();
+    let rates = h.rates_for(&snaps);
     let per_dir = |d: Direction| {
-        let s = d
-            .pick_ref(&snaps)
-            .categories
-            .get(i)
+        let snap = d.pick_ref(&snaps);
+        // The snapshot's layout can lag a reload for a moment: find the
+        // category by name in it.
+        let at = snap.config.as_ref().map_or(Some(i), |l| {
+            l.category.iter().position(|x| x.name == c.name)
+        });
+        let s = at
+            .and_then(|j| snap.categories.get(j))
             .cloned()
             .unwrap_or_default();
+        let rate = at.and_then(|j| d.pick_ref(&rates).get(j)).copied();
         let ms = |q: f64| s.delay_fine.quantile(q).map(|d| d.as_secs_f64() * 1000.0);
         json!({
             "min_bps": c.min_rate(d, &cfg.link).bps(),
             "max_bps": c.max_rate(d, &cfg.link).bps(),
-            "rate_bps": d.pick_ref(&rates).get(i).copied().unwrap_or(0.0),
+            "rate_bps": rate.unwrap_or(0.0),
             "packets": s.arrived.packets,
             "bytes": s.arrived.bytes,
             "sent_packets": s.sent.packets,

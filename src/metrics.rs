@@ -295,8 +295,19 @@ pub fn build(v: &MetricsView) -> Vec<MetricFamily> {
         );
         let rates = dir.pick_ref(&v.rates);
         let mut shaper_drops: HashMap<&str, (u64, u64)> = HashMap::new();
+        // Categories that reloads removed still count in the direction's
+        // totals, which must never go back.
+        for reason in DropReason::ALL {
+            let gone = snap.retired.dropped(reason);
+            let e = shaper_drops.entry(reason.as_str()).or_default();
+            e.0 += gone.packets;
+            e.1 += gone.bytes;
+        }
+        // Labels come from the layout the counters were taken in: right
+        // after a reload it can still be the previous configuration's.
+        let layout = snap.config.as_deref().unwrap_or(cfg);
         for (i, c) in snap.categories.iter().enumerate() {
-            let Some(cat) = cfg.category.get(i) else {
+            let Some(cat) = layout.category.get(i) else {
                 continue;
             };
             let l = [("direction", d), ("category", cat.name.as_str())];

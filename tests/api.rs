@@ -482,3 +482,48 @@ fn rates_use_the_time_between_snapshots() {
     assert!((rates[0][2] - 8.0e6).abs() < 1.0, "{rates:?}");
     assert!((rates[1][2] - 4.0e6).abs() < 1.0, "{rates:?}");
 }
+
+/// Across a reload that reorders categories, a category's rate is computed
+/// from its own bytes before and after (matched by name), and read in the
+/// layout of the snapshot it is shown with.
+#[test]
+fn rates_follow_categories_across_a_reorder() {
+    use qosd::shaper::CategoryCounters;
+    use qosd::time::Instant;
+    let layout = |cats: &[&str]| {
+        let mut t = String::from(
+            "default_category = \"a\"\n[link]\nupload = \"10 Mbit\"\ndownload = \"10 Mbit\"\n",
+        );
+        for c in cats {
+            t += &format!("[[category]]\nname = \"{c}\"\n");
+        }
+        Arc::new(qosd::config::load_str("t.toml", &t, &qosd::config::Env::None).unwrap())
+    };
+    let (ab, ba) = (layout(&["a", "b"]), layout(&["b", "a"]));
+    let fx = fixture("reorder", None);
+    let publish = |at_ms: u64, layout: &Arc<qosd::config::Config>, bytes: [u64; 2]| {
+        let mut s = fx.handle.snapshots[0].lock().unwrap();
+        s.at = Instant::from_nanos(at_ms * 1_000_000);
+        s.config = Some(Arc::clone(layout));
+        s.categories = bytes
+            .iter()
+            .map(|&b| {
+                let mut c = CategoryCounters::default();
+                c.sent.bytes = b;
+                c
+            })
+            .collect();
+    };
+    // a: 1 MB/s, b: 0.25 MB/s throughout.
+    publish(1_000, &ab, [1_000_000, 250_000]);
+    fx.handle.update_rates();
+    publish(2_000, &ba, [500_000, 2_000_000]);
+    fx.handle.update_rates();
+    let snaps = fx.handle.snapshots();
+    let rates = fx.handle.rates_for(&snaps);
+    assert_eq!(rates[0], [2.0e6, 8.0e6], "b then a, as the snapshot");
+    // Shown with a snapshot still in the old layout, they follow it.
+    publish(2_000, &ab, [2_000_000, 500_000]);
+    let rates = fx.handle.rates_for(&fx.handle.snapshots());
+    assert_eq!(rates[0], [8.0e6, 2.0e6]);
+}

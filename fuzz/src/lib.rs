@@ -313,8 +313,9 @@ pub fn engine(data: &[u8]) {
                 for e in &mut engines {
                     if let Some(cfg) = e.refresh() {
                         let dir = e.direction();
+                        let origin = e.category_origin().to_vec();
                         e.queue_mut()
-                            .reconfigure(&ShaperConfig::from_config(&cfg, dir));
+                            .reconfigure_mapped(&ShaperConfig::from_config(&cfg, dir), &origin);
                     }
                 }
             }

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::config::Direction;
+use crate::config::{Config, Direction};
 use crate::engine::frame::{Frame, FramePool};
 use crate::engine::{DirectionEngine, EngineCounters};
 use crate::io::afpacket::{HEADROOM, RxSocket, TX_BATCH, TxSocket};
@@ -77,8 +77,14 @@ pub struct Snapshot {
     pub io: IoCounters,
     /// Engine counters.
     pub engine: EngineCounters,
-    /// Shaper counters by category.
+    /// Shaper counters by category, in the layout of `config`.
     pub categories: Vec<CategoryCounters>,
+    /// What categories removed by reloads had counted (added to the
+    /// direction's totals, which must never go back).
+    pub retired: CategoryCounters,
+    /// The configuration whose categories `categories` follows (it can lag
+    /// the installed one for a moment after a reload).
+    pub config: Option<Arc<Config>>,
     /// When it was taken.
     pub at: Instant,
     /// The thread is running.
@@ -118,11 +124,13 @@ impl Datapath {
         while !stop.load(Ordering::Relaxed) {
             let t = now();
             if let Some(cfg) = self.engine.refresh() {
-                self.engine.queue_mut().reconfigure(&shaper_config(
-                    &cfg,
-                    self.dir,
-                    self.pool.buffer_size(),
-                ));
+                let origin = self.engine.category_origin().to_vec();
+                self.engine.queue_mut().reconfigure_mapped(
+                    &shaper_config(&cfg, self.dir, self.pool.buffer_size()),
+                    &origin,
+                );
+                // Counters now follow the new layout: label them with it.
+                self.publish(now(), true);
             }
             self.receive_batch(t);
             let t = now();
@@ -245,6 +253,14 @@ impl Datapath {
             s.engine.clone_from(self.engine.counters());
             s.categories
                 .clone_from_slice_or_resize(self.engine.category_counters());
+            s.retired.clone_from(self.engine.queue().retired());
+            if !s
+                .config
+                .as_ref()
+                .is_some_and(|c| Arc::ptr_eq(c, self.engine.config()))
+            {
+                s.config = Some(Arc::clone(self.engine.config()));
+            }
             s.at = t;
             s.running = running;
         }

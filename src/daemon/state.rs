@@ -16,10 +16,38 @@ use crate::time::Instant;
 /// Rates computed once a second from the snapshots' sent bytes.
 #[derive(Debug, Default)]
 struct RateState {
-    /// Each direction's snapshot time and sent bytes per category at the
-    /// last update.
-    last: Option<[(Instant, Vec<u64>); 2]>,
+    /// Each direction's snapshot at the last update: its time, category
+    /// layout and sent bytes per category.
+    last: Option<[Sample; 2]>,
+    /// Bits/s per category, in the layout of `last`.
     rates: [Vec<f64>; 2],
+}
+
+/// One direction's sent bytes per category at one moment.
+#[derive(Debug)]
+struct Sample {
+    at: Instant,
+    layout: Option<Arc<Config>>,
+    sent: Vec<u64>,
+}
+
+/// The name of category `i` of `layout`.
+fn category_name(layout: Option<&Arc<Config>>, i: usize) -> Option<&str> {
+    layout
+        .and_then(|c| c.category.get(i))
+        .map(|c| c.name.as_str())
+}
+
+/// The index in `to` of category `i` of `from`: the same index when both
+/// are the same configuration (or unknown), else found by name.
+fn same_category(from: Option<&Arc<Config>>, i: usize, to: Option<&Arc<Config>>) -> Option<usize> {
+    match (from, to) {
+        (Some(a), Some(b)) if !Arc::ptr_eq(a, b) => {
+            let name = category_name(from, i)?;
+            b.category.iter().position(|c| c.name == name)
+        }
+        _ => Some(i),
+    }
 }
 
 /// The running daemon's state, as the control plane sees it.
@@ -138,24 +166,32 @@ impl Handle {
     /// a second). Bytes are divided by the time between the snapshots they
     /// come from, not between calls: the data path publishes every 100 ms,
     /// so the two differ by up to a tenth and the rate would jitter by as
-    /// much. A direction whose snapshot has not moved keeps its rates.
+    /// much. Categories are matched by name across a reload. A direction
+    /// whose snapshot has not moved keeps its rates.
     pub fn update_rates(&self) {
-        let snaps = self.snapshots();
-        let sent: [(Instant, Vec<u64>); 2] =
-            snaps.map(|s| (s.at, s.categories.iter().map(|c| c.sent.bytes).collect()));
+        let now = self.snapshots().map(|s| Sample {
+            at: s.at,
+            sent: s.categories.iter().map(|c| c.sent.bytes).collect(),
+            layout: s.config,
+        });
         let Ok(mut st) = self.rates.lock() else {
             return;
         };
         if let Some(prev) = &st.last {
             let mut rates = st.rates.clone();
-            for ((rate, (at, cur)), (then, old)) in rates.iter_mut().zip(&sent).zip(prev) {
-                let secs = at.nanos_since(*then) as f64 / 1e9;
+            for ((rate, cur), old) in rates.iter_mut().zip(&now).zip(prev) {
+                let secs = cur.at.nanos_since(old.at) as f64 / 1e9;
                 if secs > 0.0 {
                     *rate = cur
+                        .sent
                         .iter()
                         .enumerate()
                         .map(|(i, b)| {
-                            let before = old.get(i).copied().unwrap_or(0);
+                            // A category new since then started from zero.
+                            let before = same_category(cur.layout.as_ref(), i, old.layout.as_ref())
+                                .and_then(|j| old.sent.get(j))
+                                .copied()
+                                .unwrap_or(0);
                             b.saturating_sub(before) as f64 * 8.0 / secs
                         })
                         .collect();
@@ -163,15 +199,44 @@ impl Handle {
             }
             st.rates = rates;
         }
-        st.last = Some(sent);
+        st.last = Some(now);
     }
 
-    /// Current rates (bits/s) per direction and category.
+    /// Current rates (bits/s) per direction and category, in the category
+    /// layout of the snapshots they were computed from.
     pub fn rates(&self) -> [Vec<f64>; 2] {
         self.rates
             .lock()
             .map(|r| r.rates.clone())
             .unwrap_or_default()
+    }
+
+    /// Current rates per direction and category, in the category layout of
+    /// `snaps` (which may have changed since the rates were computed).
+    pub fn rates_for(&self, snaps: &[Snapshot; 2]) -> [Vec<f64>; 2] {
+        let Ok(st) = self.rates.lock() else {
+            return Default::default();
+        };
+        let mut out: [Vec<f64>; 2] = Default::default();
+        for (d, (o, snap)) in out.iter_mut().zip(snaps).enumerate() {
+            let (Some(rates), last) = (st.rates.get(d), st.last.as_ref().and_then(|l| l.get(d)))
+            else {
+                continue;
+            };
+            *o = (0..snap.categories.len())
+                .map(|i| {
+                    same_category(
+                        snap.config.as_ref(),
+                        i,
+                        last.and_then(|l| l.layout.as_ref()),
+                    )
+                    .and_then(|j| rates.get(j))
+                    .copied()
+                    .unwrap_or(0.0)
+                })
+                .collect();
+        }
+        out
     }
 
     /// Reloads counted so far: (success, failure).
@@ -299,10 +364,11 @@ impl Handle {
 
 impl MetricsSource for Handle {
     fn view(&self) -> MetricsView {
+        let snapshots = self.snapshots();
         MetricsView {
             config: self.shared.config(),
-            snapshots: self.snapshots(),
-            rates: self.rates(),
+            rates: self.rates_for(&snapshots),
+            snapshots,
             flows: self.flow_stats(),
             reloads: self.reload_counts(),
             uptime_seconds: self.uptime_seconds(),

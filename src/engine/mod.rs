@@ -122,7 +122,12 @@ fn decided_index(d: DecidedBy) -> usize {
 pub struct DirectionEngine<Q> {
     dir: Direction,
     shared: Arc<Shared>,
+    /// The configuration and classifier this direction runs.
+    installed: Arc<Installed>,
+    /// `installed.classifier`, one pointer closer for the per-packet path.
     classifier: Arc<Classifier>,
+    /// For each category of the last refresh, its index before it.
+    origin: Vec<Option<usize>>,
     queue: Q,
     /// DSCP to write per category, if any.
     marks: Vec<Option<u8>>,
@@ -137,11 +142,13 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
         DirectionEngine {
             dir,
             classifier: Arc::clone(&installed.classifier),
+            origin: (0..cfg.category.len()).map(Some).collect(),
             marks: cfg
                 .category
                 .iter()
                 .map(|c| c.dscp.map(|d| d.value()))
                 .collect(),
+            installed,
             shared,
             queue,
             counters: EngineCounters::default(),
@@ -181,15 +188,23 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
     /// Picks up a configuration installed with [`Shared::reload`] (call
     /// once per batch of frames: it is one atomic load when nothing changed).
     /// Returns the new configuration when there is one, for the caller to
-    /// reconfigure its queue.
+    /// reconfigure its queue with [`DirectionEngine::category_origin`].
     #[inline]
     pub fn refresh(&mut self) -> Option<Arc<Config>> {
         let current = self.shared.installed.load();
-        if Arc::ptr_eq(&current.classifier, &self.classifier) {
+        if Arc::ptr_eq(&current, &self.installed) {
             return None;
         }
-        self.classifier = Arc::clone(&current.classifier);
-        let cfg = Arc::clone(&current.config);
+        let before = std::mem::replace(&mut self.installed, arc_swap::Guard::into_inner(current));
+        self.classifier = Arc::clone(&self.installed.classifier);
+        let cfg = Arc::clone(&self.installed.config);
+        // Categories are matched by name: a reordered or renamed file must
+        // not hand one category's queue and counters to another.
+        self.origin = cfg
+            .category
+            .iter()
+            .map(|c| before.config.category.iter().position(|o| o.name == c.name))
+            .collect();
         self.marks = cfg
             .category
             .iter()
@@ -201,6 +216,20 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
     /// The classifier this direction uses.
     pub fn classifier(&self) -> &Classifier {
         &self.classifier
+    }
+
+    /// The configuration this direction runs (its category layout is the
+    /// queue's once the caller has reconfigured it after a refresh).
+    pub fn config(&self) -> &Arc<Config> {
+        &self.installed.config
+    }
+
+    /// For each category of the configuration picked up by the last
+    /// [`DirectionEngine::refresh`], its index in the one before (by name;
+    /// `None` for a new category): the mapping for
+    /// [`crate::shaper::Shaper::reconfigure_mapped`].
+    pub fn category_origin(&self) -> &[Option<usize>] {
+        &self.origin
     }
 
     /// Classifies `frame`, arrived at `now`, and queues it. Returns its

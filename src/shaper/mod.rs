@@ -270,6 +270,8 @@ pub struct Shaper<P> {
     queued: PacketBytes,
     /// The latest `now` seen, for [`Shaper::reconfigure`], which has none.
     clock: Instant,
+    /// What categories removed by reconfigurations counted.
+    retired: CategoryCounters,
 }
 
 impl<P: ShapedPacket> Shaper<P> {
@@ -294,6 +296,7 @@ impl<P: ShapedPacket> Shaper<P> {
             level_vclock: [0; 8],
             queued: PacketBytes::default(),
             clock: Instant::ZERO,
+            retired: CategoryCounters::default(),
             cfg,
         };
         s.rebuild_masks();
@@ -308,6 +311,12 @@ impl<P: ShapedPacket> Shaper<P> {
     /// Counters, indexed by [`CategoryId`].
     pub fn counters(&self) -> &[CategoryCounters] {
         &self.counters
+    }
+
+    /// What the categories that reconfigurations removed had counted (their
+    /// queued packets excepted: those moved to the fallback category).
+    pub fn retired(&self) -> &CategoryCounters {
+        &self.retired
     }
 
     /// Everything queued, all categories.
@@ -510,32 +519,58 @@ impl<P: ShapedPacket> Shaper<P> {
         self.dropped.drain(f);
     }
 
+    /// Switches to `cfg` live, categories matched by index: see
+    /// [`Shaper::reconfigure_mapped`].
+    pub fn reconfigure(&mut self, cfg: &ShaperConfig) {
+        let origin: Vec<Option<usize>> = (0..cfg.categories.len())
+            .map(|i| (i < self.classes.len()).then_some(i))
+            .collect();
+        self.reconfigure_mapped(cfg, &origin);
+    }
+
     /// Switches to `cfg` live: rates, overhead, weights, priorities,
     /// min/max, CoDel parameters and limits change; every queued packet is
     /// kept (even above a smaller budget: later arrivals bring the backlog
-    /// back under it). Categories are matched by index. A change of
+    /// back under it). `origin[i]` names the category, before the change,
+    /// that becomes category `i` with its queue, its bucket state and its
+    /// counters (`None`: a new, empty category), so categories keep their
+    /// state when the configuration reorders them. A change of
     /// `flows_per_category` rehashes the queued packets (in arrival order)
-    /// and restarts CoDel's state for them. Packets of
-    /// categories that no longer exist move to the fallback category, which
-    /// counts them as arrivals; the removed categories' counters go.
-    pub fn reconfigure(&mut self, cfg: &ShaperConfig) {
+    /// and restarts CoDel's state for them. Packets of categories that no
+    /// longer exist move to the fallback category, which counts them as
+    /// arrivals; the removed categories' counters are added to
+    /// [`Shaper::retired`].
+    pub fn reconfigure_mapped(&mut self, cfg: &ShaperConfig, origin: &[Option<usize>]) {
         let cfg = cfg.normalized();
         self.link.set_rate(cfg.rate, nanos(cfg.burst));
-        let keep = cfg.categories.len();
-        let mut moved: Vec<u32> = Vec::new();
-        for class in self.classes.iter_mut().skip(keep) {
-            class.fq.unlink_all(&self.slab, &mut moved);
-        }
-        self.classes.truncate(keep);
-        self.counters.truncate(keep);
+        let mut before: Vec<Option<(Class, CategoryCounters)>> = std::mem::take(&mut self.classes)
+            .into_iter()
+            .zip(std::mem::take(&mut self.counters))
+            .map(Some)
+            .collect();
         for (i, p) in cfg.categories.iter().enumerate() {
-            match self.classes.get_mut(i) {
-                Some(class) => class.update(p, &cfg, &mut self.slab, self.clock),
+            let kept = origin
+                .get(i)
+                .copied()
+                .flatten()
+                .and_then(|j| before.get_mut(j))
+                .and_then(Option::take);
+            match kept {
+                Some((mut class, ctr)) => {
+                    class.update(p, &cfg, &mut self.slab, self.clock);
+                    self.classes.push(class);
+                    self.counters.push(ctr);
+                }
                 None => {
                     self.classes.push(Class::new(p, &cfg, self.clock));
                     self.counters.push(CategoryCounters::default());
                 }
             }
+        }
+        let mut moved: Vec<u32> = Vec::new();
+        for (mut class, ctr) in before.into_iter().flatten() {
+            class.fq.unlink_all(&self.slab, &mut moved);
+            self.retired.retire(&ctr);
         }
         if !moved.is_empty()
             && let (Some(class), Some(ctr)) = (

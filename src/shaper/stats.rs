@@ -236,6 +236,22 @@ impl CategoryCounters {
             .plus(self.dropped_overflow)
             .plus(self.dropped_ceiling)
     }
+    /// Adds what a removed category counted, its backlog excepted (those
+    /// packets moved to another category, which counts them as arrivals):
+    /// the direction's totals then never go back when categories go.
+    pub fn retire(&mut self, gone: &CategoryCounters) {
+        let minus = |a: PacketBytes, b: PacketBytes| PacketBytes {
+            packets: a.packets.wrapping_sub(b.packets),
+            bytes: a.bytes.wrapping_sub(b.bytes),
+        };
+        self.arrived = self.arrived.plus(minus(gone.arrived, gone.backlog));
+        self.sent = self.sent.plus(gone.sent);
+        self.dropped_codel = self.dropped_codel.plus(gone.dropped_codel);
+        self.dropped_overflow = self.dropped_overflow.plus(gone.dropped_overflow);
+        self.dropped_ceiling = self.dropped_ceiling.plus(gone.dropped_ceiling);
+        self.ecn_marked = self.ecn_marked.wrapping_add(gone.ecn_marked);
+    }
+
     /// Whether `arrived == sent + dropped + backlog` holds (it always should;
     /// tests and debug assertions check it).
     pub fn is_conserved(&self) -> bool {

@@ -549,6 +549,8 @@ fn metrics_view<Q: LinkQueue<Frame>>(
             categories: cats.to_vec(),
             at: Instant::ZERO + duration,
             running: true,
+            retired: Default::default(),
+            config: Some(Arc::clone(e.config())),
         }
     };
     let [up, down] = &sim.engines;

@@ -27,6 +27,20 @@ pub(super) struct Pkt {
     pub ce: bool,
 }
 
+impl Pkt {
+    /// A 1000-byte packet from source 0, not ECN-capable.
+    pub fn plain(id: u64) -> Self {
+        Pkt {
+            id,
+            len: 1000,
+            src: 0,
+            enq: 0,
+            ect: false,
+            ce: false,
+        }
+    }
+}
+
 impl ShapedPacket for Pkt {
     fn len(&self) -> usize {
         self.len

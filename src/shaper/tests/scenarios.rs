@@ -367,6 +367,79 @@ fn roomy(c: CategoryParams) -> CategoryParams {
     c
 }
 
+/// A reconfiguration that reorders categories and removes one moves each
+/// category's queue, counters and limits with it (the file's order must
+/// not hand bulk's counters to business), moves the removed category's
+/// packets to the fallback, and keeps the direction's totals: what the
+/// removed category counted goes to `retired`.
+#[test]
+fn reconfigure_mapped_moves_state_with_the_category() {
+    let pkt = Pkt::plain;
+    let cat = |prio, max| roomy(CategoryParams::new(prio, 1, Rate::from_bps(0), max));
+    // 0: a, 1: b, 2: c, each with its own ceiling so the sent counts differ.
+    let cfg1 = ShaperConfig::new(
+        mbit(10),
+        vec![cat(1, mbit(1)), cat(1, mbit(2)), cat(1, mbit(4))],
+    );
+    let mut s: Shaper<Pkt> = Shaper::new(&cfg1);
+    for i in 0..300 {
+        s.enqueue(
+            pkt(i),
+            CategoryId((i % 3) as u8),
+            (i % 7) as u32,
+            Instant::ZERO,
+        );
+    }
+    let mut now = Instant::ZERO;
+    let mut sent = 0u64;
+    while now.as_nanos() < 100 * MS {
+        match s.next_wakeup() {
+            Some(w) => now = now.max(w),
+            None => break,
+        }
+        sent += u64::from(s.dequeue(now).is_some());
+    }
+    let before = s.counters().to_vec();
+    assert!(
+        before
+            .iter()
+            .all(|c| c.sent.packets > 0 && c.backlog.packets > 0)
+    );
+    assert_ne!(before[0].sent, before[2].sent);
+    let total = s.backlog();
+
+    // New layout: c, a, d (new); b is gone, its packets go to d.
+    let mut cfg2 = ShaperConfig::new(
+        mbit(10),
+        vec![cat(1, mbit(4)), cat(1, mbit(1)), cat(1, mbit(8))],
+    );
+    cfg2.fallback = CategoryId(2);
+    s.reconfigure_mapped(&cfg2, &[Some(2), Some(0), None]);
+    let after = s.counters();
+    assert_eq!(after[0], before[2], "c keeps its counters");
+    assert_eq!(after[1], before[0], "a keeps its counters");
+    assert_eq!(after[2].arrived, before[1].backlog, "b's queue moved to d");
+    assert_eq!(after[2].backlog, before[1].backlog);
+    assert_eq!(s.backlog(), total, "no packet lost");
+    let r = s.retired().clone();
+    assert_eq!(r.sent, before[1].sent);
+    assert_eq!(r.backlog, PacketBytes::default());
+    assert!(r.is_conserved(), "{r:?}");
+    assert!(after.iter().all(CategoryCounters::is_conserved));
+
+    // Everything still drains, and the totals add up across the change.
+    let mut guard = 0;
+    while let Some(w) = s.next_wakeup() {
+        now = now.max(w);
+        sent += u64::from(s.dequeue(now).is_some());
+        guard += 1;
+        assert!(guard < 100_000, "does not drain");
+    }
+    let counted: u64 = s.counters().iter().map(|c| c.sent.packets).sum::<u64>() + r.sent.packets;
+    assert_eq!(counted, sent);
+    assert_eq!(sent, 300, "nothing dropped in roomy categories");
+}
+
 #[test]
 fn reconfigure_keeps_every_packet_and_moves_shares() {
     let cats = |w0, w1, max1| {
@@ -561,14 +634,7 @@ fn fifo_is_a_rate_limited_tail_drop_buffer() {
         ],
     );
     let mut f: Fifo<Pkt> = Fifo::new(&cfg, 10_000);
-    let pkt = |id| Pkt {
-        id,
-        len: 1000,
-        src: 0,
-        enq: 0,
-        ect: false,
-        ce: false,
-    };
+    let pkt = Pkt::plain;
     for i in 0..12 {
         f.enqueue(pkt(i), CategoryId((i % 2) as u8), 0, Instant::ZERO);
     }
@@ -609,14 +675,7 @@ fn next_wakeup_is_exact() {
     );
     let mut s: Shaper<Pkt> = Shaper::new(&cfg);
     assert_eq!(s.next_wakeup(), None);
-    let pkt = |id| Pkt {
-        id,
-        len: 1000,
-        src: 0,
-        enq: 0,
-        ect: false,
-        ce: false,
-    };
+    let pkt = Pkt::plain;
     for i in 0..4 {
         s.enqueue(pkt(i), CategoryId(0), 1, Instant::ZERO);
     }
