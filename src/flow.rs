@@ -6,12 +6,17 @@
 //! The VLAN id is part of the key because offices reuse private addresses
 //! across VLANs.
 //!
-//! Memory is bounded: at most `max_flows` entries. New flows evict old ones
-//! with the CLOCK algorithm (an approximation of least-recently-used): a
-//! flow that saw a packet since the clock hand last passed gets a second
-//! chance, so an active call survives a flood of one-packet spoofed flows.
-//! Idle flows expire by timeout (separate TCP/UDP, shorter after FIN/RST)
-//! in [`FlowTable::expire`], called periodically.
+//! Memory is bounded: at most `max_flows` entries (see [`FlowTable`] for
+//! the small, transient excess). New flows evict old ones with the CLOCK
+//! algorithm (an approximation of least-recently-used): a flow that saw a
+//! packet since the clock hand last passed gets a second chance, so an
+//! active call survives a flood of one-packet spoofed flows. Idle flows
+//! expire by timeout (separate TCP/UDP, shorter after FIN/RST) in
+//! [`FlowTable::expire`], and [`FlowTable::trim`] does the bounded
+//! housekeeping the data path leaves over; both are called once a second.
+//!
+//! One new flow evicts at most `1 + EXTRA_EVICTIONS_PER_INSERT` flows,
+//! even right after a reload lowered `max_flows` by millions.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -193,7 +198,20 @@ pub struct FlowTableStats {
     pub expired: AtomicU64,
 }
 
+/// What one [`FlowTable::trim`] did, for tests and logs.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Trimmed {
+    /// Flows evicted because the table held more than `max_flows`.
+    pub evicted: usize,
+}
+
 /// The bidirectional flow table.
+///
+/// Bounds: at most `max_flows` flows, except that
+/// - after a reload lowers `max_flows`, the excess goes gradually: every
+///   new flow evicts up to `1 + EXTRA_EVICTIONS_PER_INSERT` and each
+///   [`trim`](Self::trim) up to [`TRIM_EVICTIONS`], and the table does
+///   not grow meanwhile.
 pub struct FlowTable {
     map: DashMap<FlowKey, Flow, foldhash::fast::RandomState>,
     /// Keys in insertion order, for the CLOCK hand. May hold keys of flows
@@ -207,9 +225,31 @@ pub struct FlowTable {
     pub stats: FlowTableStats,
 }
 
-/// The most entries the CLOCK hand inspects to make room for one new flow;
-/// bounds the work a flood can cause per packet.
+/// Keys the CLOCK hand may pass over to give active flows a second chance
+/// before it evicts regardless; bounds the work a flood can cause per
+/// packet.
 const CLOCK_SCAN_LIMIT: usize = 64;
+
+/// Flows one insert may evict beyond the one it makes room for, while the
+/// table holds more than `max_flows` (a reload lowered it): the excess
+/// shrinks with every new flow yet no packet pays for all of it.
+pub const EXTRA_EVICTIONS_PER_INSERT: usize = 3;
+
+/// Flows [`FlowTable::trim`] evicts per clock-lock hold: a data-path
+/// thread creating a flow waits at most this many evictions (a fraction of
+/// a millisecond).
+const TRIM_CHUNK: usize = 256;
+
+/// The most flows one [`FlowTable::trim`] evicts: tens of milliseconds on
+/// the control plane's thread, which also feeds the systemd watchdog.
+pub const TRIM_EVICTIONS: usize = 64 * 1024;
+
+/// What one movement of the CLOCK hand did.
+#[derive(Debug, Default, Clone, Copy)]
+struct Sweep {
+    popped: usize,
+    evicted: usize,
+}
 
 impl FlowTable {
     /// An empty table with the limits of `cfg`.
@@ -230,8 +270,9 @@ impl FlowTable {
         }
     }
 
-    /// Applies new limits (a reload). A smaller `max_flows` takes effect as
-    /// new flows arrive.
+    /// Applies new limits (a reload). A smaller `max_flows` takes effect
+    /// gradually: new flows and [`trim`](Self::trim) evict the excess a
+    /// bounded amount at a time.
     pub fn set_limits(&self, cfg: &Flows) {
         let limits = Limits::from(cfg);
         self.max_flows.store(limits.max_flows, Ordering::Relaxed);
@@ -296,27 +337,13 @@ impl FlowTable {
         let Ok(mut clock) = self.clock.lock() else {
             return;
         };
-        let mut scanned = 0;
-        while self.len() >= max {
-            let Some(candidate) = clock.pop_front() else {
-                break;
-            };
-            scanned += 1;
-            match self.map.get_mut(&candidate) {
-                None => continue, // already expired: its key was stale
-                Some(mut f) if f.referenced && scanned < CLOCK_SCAN_LIMIT => {
-                    f.referenced = false;
-                    drop(f);
-                    clock.push_back(candidate);
-                    continue;
-                }
-                Some(_) => {}
-            }
-            if self.map.remove(&candidate).is_some() {
-                self.len.fetch_sub(1, Ordering::Relaxed);
-                self.stats.evicted.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        self.sweep(
+            &mut clock,
+            max - 1,
+            1 + EXTRA_EVICTIONS_PER_INSERT,
+            usize::MAX,
+            CLOCK_SCAN_LIMIT,
+        );
         if let dashmap::Entry::Vacant(slot) = self.map.entry(key) {
             flow.id = self.stats.created.fetch_add(1, Ordering::Relaxed) + 1;
             slot.insert(flow);
@@ -328,6 +355,75 @@ impl FlowTable {
         if clock.len() > 2 * max + 64 {
             clock.retain(|k| self.map.contains_key(k));
         }
+    }
+
+    /// Moves the CLOCK hand until the table holds at most `target` flows,
+    /// `evictions` flows are evicted or `pops` keys popped. Keys of expired
+    /// flows are dropped on the way; a flow with traffic since the hand
+    /// last passed keeps its place (bit cleared) while fewer than `chances`
+    /// keys have been popped.
+    fn sweep(
+        &self,
+        clock: &mut VecDeque<FlowKey>,
+        target: usize,
+        evictions: usize,
+        pops: usize,
+        chances: usize,
+    ) -> Sweep {
+        let mut done = Sweep::default();
+        while self.len() > target && done.evicted < evictions && done.popped < pops {
+            let Some(candidate) = clock.pop_front() else {
+                break;
+            };
+            done.popped += 1;
+            match self.map.get_mut(&candidate) {
+                None => continue, // already expired: its key was stale
+                Some(mut f) if f.referenced && done.popped < chances => {
+                    f.referenced = false;
+                    drop(f);
+                    clock.push_back(candidate);
+                    continue;
+                }
+                Some(_) => {}
+            }
+            if self.map.remove(&candidate).is_some() {
+                self.len.fetch_sub(1, Ordering::Relaxed);
+                self.stats.evicted.fetch_add(1, Ordering::Relaxed);
+                done.evicted += 1;
+            }
+        }
+        done
+    }
+
+    /// Evicts flows beyond `max_flows` (left after a reload lowered it), a
+    /// bounded amount per call ([`TRIM_EVICTIONS`] flows), releasing the
+    /// clock lock every few hundred so new flows are not held up. Call
+    /// about once a second, after [`expire`](Self::expire).
+    pub fn trim(&self) -> Trimmed {
+        self.trim_within(TRIM_EVICTIONS)
+    }
+
+    /// [`trim`](Self::trim) with an explicit budget: at most `evictions`
+    /// flows evicted.
+    fn trim_within(&self, evictions: usize) -> Trimmed {
+        let mut done = Trimmed::default();
+        // Stale keys and second chances cost pops without evicting: bound
+        // those too.
+        let mut popped = 0;
+        while done.evicted < evictions && popped < 4 * evictions {
+            let max = self.max_flows.load(Ordering::Relaxed).max(1);
+            let Ok(mut clock) = self.clock.lock() else {
+                return done;
+            };
+            let chunk = TRIM_CHUNK.min(evictions - done.evicted);
+            let sweep = self.sweep(&mut clock, max, chunk, 4 * chunk, 2 * chunk);
+            done.evicted += sweep.evicted;
+            popped += sweep.popped;
+            if sweep.popped == 0 {
+                break; // within the limit, or nothing left to evict
+            }
+        }
+        done
     }
 
     /// Removes flows idle past their timeout; returns how many. Call about

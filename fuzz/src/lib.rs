@@ -320,6 +320,7 @@ pub fn engine(data: &[u8]) {
         match (flags >> 4) & 3 {
             1 => {
                 shared.table.expire(now);
+                shared.table.trim();
             }
             2 => {
                 current = (current + 1) % configs.len();

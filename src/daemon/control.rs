@@ -204,6 +204,9 @@ pub async fn run(handle: Arc<Handle>, listeners: Listeners) {
             _ = tick.tick() => {
                 let now = datapath::now();
                 handle.shared.table.expire(now);
+                // A lowered max_flows is worked off here a bounded amount a
+                // second, not on the data path.
+                handle.shared.table.trim();
                 handle.update_rates();
                 // systemd: ready once both directions run; the watchdog is
                 // fed only while the data path keeps publishing, so a hung

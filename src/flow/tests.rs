@@ -172,3 +172,100 @@ fn new_syn_on_a_closed_flow_starts_afresh() {
         assert_eq!(f.total_packets(), 1);
     });
 }
+
+/// A UDP frame of flow number `i`, one distinct flow per `i`.
+fn nth_flow(i: u32) -> Vec<u8> {
+    let [a, b, c, d] = i.to_be_bytes();
+    frame(
+        [10, b, c, d],
+        1000 + u16::from(a),
+        [198, 19, 1, 1],
+        53,
+        None,
+    )
+}
+
+/// Creates flows `from..from + count`, all at `now`.
+fn fill(table: &FlowTable, from: u32, count: u32, now: Instant) {
+    for i in from..from + count {
+        touch(table, &nth_flow(i), Direction::Upload, now);
+    }
+}
+
+fn evicted(table: &FlowTable) -> u64 {
+    table.stats.evicted.load(Ordering::Relaxed)
+}
+
+#[test]
+fn after_a_shrink_each_new_flow_evicts_a_few_and_the_table_never_grows() {
+    let (n, m) = (5000u32, 100u32);
+    let table = FlowTable::new(&limits(n));
+    let now = Instant::from_nanos(1);
+    fill(&table, 0, n, now);
+    table.set_limits(&limits(m));
+
+    // The first new flow pays for a few of the 4901 excess, not all.
+    let before = evicted(&table);
+    touch(&table, &nth_flow(n), Direction::Upload, now);
+    assert_eq!(
+        evicted(&table) - before,
+        1 + EXTRA_EVICTIONS_PER_INSERT as u64
+    );
+    assert_eq!(table.len(), n as usize - EXTRA_EVICTIONS_PER_INSERT);
+
+    // A flood after the shrink: never more than the constant per flow, the
+    // table shrinks with every flow until it reaches the new limit.
+    let mut len = table.len();
+    let mut inserts_to_limit = None;
+    for i in 1..n {
+        let before = evicted(&table);
+        touch(&table, &nth_flow(n + i), Direction::Upload, now);
+        assert!(evicted(&table) - before <= 1 + EXTRA_EVICTIONS_PER_INSERT as u64);
+        if len > m as usize {
+            assert!(table.len() < len, "flow {i}: {} after {len}", table.len());
+        } else {
+            assert!(table.len() <= m as usize, "flow {i}: {}", table.len());
+        }
+        len = table.len();
+        if len <= m as usize && inserts_to_limit.is_none() {
+            inserts_to_limit = Some(i + 1);
+        }
+    }
+    // 3 net per flow: (5000 - 100) / 3, rounded up.
+    assert_eq!(inserts_to_limit, Some(1634));
+    assert_eq!(table.len(), m as usize);
+    let created = table.stats.created.load(Ordering::Relaxed);
+    assert_eq!(created - evicted(&table), m as u64);
+}
+
+#[test]
+fn trims_work_off_the_excess_in_bounded_steps_and_spare_active_flows() {
+    let (n, m) = (3000u32, 100u32);
+    let table = FlowTable::new(&limits(n));
+    let now = Instant::from_nanos(1);
+    let voice = frame([198, 18, 0, 10], 50000, [198, 19, 1, 1], 3478, None);
+    touch(&table, &voice, Direction::Upload, now);
+    fill(&table, 0, n - 1, now);
+    table.set_limits(&limits(m));
+
+    let budget = 500;
+    let mut calls = 0;
+    while table.len() > m as usize {
+        touch(&table, &voice, Direction::Upload, now);
+        let t = table.trim_within(budget);
+        assert!(t.evicted <= budget && t.evicted > 0, "{t:?}");
+        calls += 1;
+        assert!(calls <= 10, "no convergence: {} flows", table.len());
+    }
+    // 2900 excess at 500 a call.
+    assert_eq!(calls, 6);
+    assert_eq!(table.len(), m as usize);
+    assert_eq!(evicted(&table), u64::from(n - m));
+    let (vkey, _) = FlowKey::of(&PacketMeta::parse(&voice));
+    assert!(
+        table.get(&vkey, |_| ()).is_some(),
+        "the active flow was evicted"
+    );
+    // At the limit there is nothing more to do.
+    assert_eq!(table.trim(), Trimmed::default());
+}
