@@ -15,8 +15,10 @@
 //! [`FlowTable::expire`], and [`FlowTable::trim`] does the bounded
 //! housekeeping the data path leaves over; both are called once a second.
 //!
-//! One new flow evicts at most `1 + EXTRA_EVICTIONS_PER_INSERT` flows,
-//! even right after a reload lowered `max_flows` by millions.
+//! The data path never does work proportional to the table: one new flow
+//! pops at most [`INSERT_POP_LIMIT`] keys from the CLOCK queue and evicts
+//! at most `1 + EXTRA_EVICTIONS_PER_INSERT` flows, even right after a
+//! reload lowered `max_flows` by millions.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -203,6 +205,8 @@ pub struct FlowTableStats {
 pub struct Trimmed {
     /// Flows evicted because the table held more than `max_flows`.
     pub evicted: usize,
+    /// Keys of expired flows dropped from the CLOCK queue.
+    pub stale_keys_dropped: usize,
 }
 
 /// The bidirectional flow table.
@@ -211,7 +215,16 @@ pub struct Trimmed {
 /// - after a reload lowers `max_flows`, the excess goes gradually: every
 ///   new flow evicts up to `1 + EXTRA_EVICTIONS_PER_INSERT` and each
 ///   [`trim`](Self::trim) up to [`TRIM_EVICTIONS`], and the table does
-///   not grow meanwhile.
+///   not grow meanwhile (but see the next case);
+/// - an insert that meets only keys of expired flows within its
+///   [`INSERT_POP_LIMIT`] goes in without evicting: one extra flow per
+///   `INSERT_POP_LIMIT - CLOCK_SCAN_LIMIT` (192) stale keys, under 1% of
+///   `max_flows` since the stale keys are bounded too.
+///
+/// The CLOCK queue holds at most about `2 × max_flows + 64` keys: past that
+/// every insert also checks [`COMPACT_PER_INSERT`] keys and drops the stale
+/// ones, which can overshoot by `max_flows / 16` when live keys sit at the
+/// hand; `trim` drops stale keys long before that.
 pub struct FlowTable {
     map: DashMap<FlowKey, Flow, foldhash::fast::RandomState>,
     /// Keys in insertion order, for the CLOCK hand. May hold keys of flows
@@ -230,6 +243,11 @@ pub struct FlowTable {
 /// packet.
 const CLOCK_SCAN_LIMIT: usize = 64;
 
+/// The most keys one insert pops from the CLOCK queue, stale ones included:
+/// a run of keys of expired flows in front of the hand (a mass expiry, then
+/// a refill) must not cost one packet a pass over millions of them.
+pub const INSERT_POP_LIMIT: usize = 4 * CLOCK_SCAN_LIMIT;
+
 /// Flows one insert may evict beyond the one it makes room for, while the
 /// table holds more than `max_flows` (a reload lowered it): the excess
 /// shrinks with every new flow yet no packet pays for all of it.
@@ -243,6 +261,16 @@ const TRIM_CHUNK: usize = 256;
 /// The most flows one [`FlowTable::trim`] evicts: tens of milliseconds on
 /// the control plane's thread, which also feeds the systemd watchdog.
 pub const TRIM_EVICTIONS: usize = 64 * 1024;
+
+/// Keys [`FlowTable::trim`] checks for staleness per clock-lock hold.
+const COMPACT_CHUNK: usize = 1024;
+
+/// The most keys one [`FlowTable::trim`] checks for staleness.
+const COMPACT_VISITS: usize = 256 * 1024;
+
+/// Keys an insert checks for staleness once the CLOCK queue is over
+/// `2 × max_flows + 64`, in case `trim` is not called or falls behind.
+pub const COMPACT_PER_INSERT: usize = 16;
 
 /// What one movement of the CLOCK hand did.
 #[derive(Debug, Default, Clone, Copy)]
@@ -341,7 +369,7 @@ impl FlowTable {
             &mut clock,
             max - 1,
             1 + EXTRA_EVICTIONS_PER_INSERT,
-            usize::MAX,
+            INSERT_POP_LIMIT,
             CLOCK_SCAN_LIMIT,
         );
         if let dashmap::Entry::Vacant(slot) = self.map.entry(key) {
@@ -350,10 +378,10 @@ impl FlowTable {
             self.len.fetch_add(1, Ordering::Relaxed);
             clock.push_back(key);
         }
-        // Keys of expired flows accumulate in the clock; drop them once it
-        // holds twice what the table can.
+        // Keys of expired flows accumulate in the clock; `trim` drops them,
+        // this only holds the bound if it does not.
         if clock.len() > 2 * max + 64 {
-            clock.retain(|k| self.map.contains_key(k));
+            self.compact(&mut clock, COMPACT_PER_INSERT);
         }
     }
 
@@ -395,17 +423,36 @@ impl FlowTable {
         done
     }
 
-    /// Evicts flows beyond `max_flows` (left after a reload lowered it), a
-    /// bounded amount per call ([`TRIM_EVICTIONS`] flows), releasing the
-    /// clock lock every few hundred so new flows are not held up. Call
-    /// about once a second, after [`expire`](Self::expire).
-    pub fn trim(&self) -> Trimmed {
-        self.trim_within(TRIM_EVICTIONS)
+    /// Checks up to `visits` keys at the hand, dropping those of expired
+    /// flows; returns how many it dropped. The others go behind the hand
+    /// with their CLOCK bit as it was, so they keep their second chance.
+    fn compact(&self, clock: &mut VecDeque<FlowKey>, visits: usize) -> usize {
+        let mut dropped = 0;
+        for _ in 0..visits.min(clock.len()) {
+            let Some(key) = clock.pop_front() else {
+                break;
+            };
+            if self.map.contains_key(&key) {
+                clock.push_back(key);
+            } else {
+                dropped += 1;
+            }
+        }
+        dropped
     }
 
-    /// [`trim`](Self::trim) with an explicit budget: at most `evictions`
-    /// flows evicted.
-    fn trim_within(&self, evictions: usize) -> Trimmed {
+    /// Evicts flows beyond `max_flows` (left after a reload lowered it) and
+    /// drops keys of expired flows from the CLOCK queue, a bounded amount
+    /// per call ([`TRIM_EVICTIONS`] flows), releasing the clock lock every
+    /// few hundred so new flows are not held up. Call about once a second,
+    /// after [`expire`](Self::expire).
+    pub fn trim(&self) -> Trimmed {
+        self.trim_within(TRIM_EVICTIONS, COMPACT_VISITS)
+    }
+
+    /// [`trim`](Self::trim) with explicit budgets: at most `evictions`
+    /// flows evicted and `visits` keys checked for staleness.
+    fn trim_within(&self, evictions: usize, visits: usize) -> Trimmed {
         let mut done = Trimmed::default();
         // Stale keys and second chances cost pops without evicting: bound
         // those too.
@@ -422,6 +469,23 @@ impl FlowTable {
             if sweep.popped == 0 {
                 break; // within the limit, or nothing left to evict
             }
+        }
+        // Stale keys cost memory and make the hand skip them one packet at
+        // a time; a few are fine, and checking keys moves the hand, so only
+        // compact past an eighth of the table.
+        let mut visited = 0;
+        while visited < visits {
+            let Ok(mut clock) = self.clock.lock() else {
+                break;
+            };
+            let max = self.max_flows.load(Ordering::Relaxed).max(1);
+            let stale = clock.len().saturating_sub(self.len());
+            if stale <= max / 8 + CLOCK_SCAN_LIMIT {
+                break;
+            }
+            let chunk = COMPACT_CHUNK.min(visits - visited);
+            done.stale_keys_dropped += self.compact(&mut clock, chunk);
+            visited += chunk;
         }
         done
     }

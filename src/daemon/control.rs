@@ -204,8 +204,8 @@ pub async fn run(handle: Arc<Handle>, listeners: Listeners) {
             _ = tick.tick() => {
                 let now = datapath::now();
                 handle.shared.table.expire(now);
-                // A lowered max_flows is worked off here a bounded amount a
-                // second, not on the data path.
+                // A lowered max_flows and keys of expired flows are worked
+                // off here a bounded amount a second, not on the data path.
                 handle.shared.table.trim();
                 handle.update_rates();
                 // systemd: ready once both directions run; the watchdog is

@@ -196,6 +196,10 @@ fn evicted(table: &FlowTable) -> u64 {
     table.stats.evicted.load(Ordering::Relaxed)
 }
 
+fn queued(table: &FlowTable) -> usize {
+    table.clock.lock().unwrap().len()
+}
+
 #[test]
 fn after_a_shrink_each_new_flow_evicts_a_few_and_the_table_never_grows() {
     let (n, m) = (5000u32, 100u32);
@@ -252,7 +256,7 @@ fn trims_work_off_the_excess_in_bounded_steps_and_spare_active_flows() {
     let mut calls = 0;
     while table.len() > m as usize {
         touch(&table, &voice, Direction::Upload, now);
-        let t = table.trim_within(budget);
+        let t = table.trim_within(budget, 0);
         assert!(t.evicted <= budget && t.evicted > 0, "{t:?}");
         calls += 1;
         assert!(calls <= 10, "no convergence: {} flows", table.len());
@@ -268,4 +272,93 @@ fn trims_work_off_the_excess_in_bounded_steps_and_spare_active_flows() {
     );
     // At the limit there is nothing more to do.
     assert_eq!(table.trim(), Trimmed::default());
+}
+
+#[test]
+fn a_run_of_stale_keys_costs_one_insert_a_bounded_number_of_pops() {
+    let max = 2000u32;
+    let table = FlowTable::new(&limits(max));
+    let t0 = Instant::from_nanos(1);
+    fill(&table, 0, max, t0);
+    // A mass expiry, then a refill: the keys of all expired flows sit in
+    // front of the CLOCK hand.
+    let t1 = t0 + Duration::from_secs(61);
+    assert_eq!(table.expire(t1), max as usize);
+    fill(&table, max, max, t1);
+    assert_eq!(queued(&table), 2 * max as usize);
+
+    let mut most_popped = 0;
+    let mut most_flows = 0;
+    for i in 0..max {
+        let before = queued(&table);
+        touch(&table, &nth_flow(2 * max + i), Direction::Upload, t1);
+        // Every pop that does not give a second chance shortens the queue.
+        most_popped = most_popped.max(before + 1 - queued(&table));
+        most_flows = most_flows.max(table.len());
+    }
+    assert!(most_popped <= INSERT_POP_LIMIT, "{most_popped} keys popped");
+    // Each insert that found only stale keys went in without evicting: one
+    // extra flow per 192 stale keys, under 1%.
+    assert!(
+        most_flows <= (max + max / 100) as usize,
+        "{most_flows} flows for {max}"
+    );
+    assert!(most_flows > max as usize, "the excess case was not reached");
+    assert_eq!(table.len(), max as usize);
+    assert_eq!(queued(&table), max as usize, "stale keys left");
+}
+
+#[test]
+fn trim_drops_stale_keys_a_chunk_at_a_time_and_keeps_live_ones() {
+    let max = 3000u32;
+    let table = FlowTable::new(&limits(max));
+    let t0 = Instant::from_nanos(1);
+    fill(&table, 0, 2500, t0);
+    let t1 = t0 + Duration::from_secs(30);
+    fill(&table, 2500, 500, t1);
+    // The first 2500 expire, their keys stay queued.
+    assert_eq!(table.expire(t0 + Duration::from_secs(61)), 2500);
+    assert_eq!(queued(&table), 3000);
+
+    let visits = 1000;
+    let mut calls = 0;
+    loop {
+        let before = queued(&table);
+        let t = table.trim_within(0, visits);
+        assert_eq!(t.evicted, 0);
+        assert!(t.stale_keys_dropped <= visits);
+        assert_eq!(before - queued(&table), t.stale_keys_dropped);
+        calls += 1;
+        if t.stale_keys_dropped == 0 {
+            break;
+        }
+        assert!(calls < 10);
+    }
+    // Down to the tolerated eighth of the table.
+    let stale = queued(&table) - table.len();
+    assert!(stale <= (max / 8) as usize + 64, "{stale} stale keys left");
+    assert!(calls > 2, "one call did it all");
+    // Every live flow keeps its key: the hand can still evict it.
+    let clock = table.clock.lock().unwrap();
+    let live = clock.iter().filter(|k| table.map.contains_key(k)).count();
+    assert_eq!(live, 500);
+}
+
+#[test]
+fn without_trim_the_clock_queue_stays_bounded() {
+    // Churn that leaves stale keys and never fills the table: the hand
+    // never moves, only the per-insert compaction drops them.
+    let max = 500u32;
+    let table = FlowTable::new(&limits(max));
+    let mut now = Instant::from_nanos(1);
+    let mut most = 0;
+    for round in 0..20 {
+        fill(&table, round * max, max - 1, now);
+        most = most.max(queued(&table));
+        now = now + Duration::from_secs(61);
+        table.expire(now);
+    }
+    let bound = 2 * max as usize + 64 + max as usize / 8;
+    assert!(most <= bound, "{most} keys queued for {max} flows");
+    assert!(most > 2 * max as usize, "the bound was not tested");
 }
