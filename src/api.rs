@@ -245,16 +245,24 @@ async fn categories(State(st): State<ApiState>) -> Response {
 
 async fn get_category(State(st): State<ApiState>, Path(name): Path<String>) -> Response {
     let cfg = st.handle.shared.config();
-    match cfg.category.iter().position(|c| c.name == name) {
-        Some(i) => {
-            let flows = st.handle.flow_stats().by_category;
-            axum::Json(category_json(&st.handle, &cfg, i, &flows)).into_response()
-        }
-        None => error(
+    let Some(i) = cfg.category.iter().position(|c| c.name == name) else {
+        return error(
             StatusCode::NOT_FOUND,
             format!("no category named \"{name}\""),
             Vec::new(),
-        ),
+        );
+    };
+    // Counting flows per category visits the whole table: not on the
+    // runtime's only thread, which also feeds the systemd watchdog.
+    let h = Arc::clone(&st.handle);
+    match tokio::task::spawn_blocking(move || {
+        let flows = h.flow_stats().by_category;
+        category_json(&h, &cfg, i, &flows)
+    })
+    .await
+    {
+        Ok(body) => axum::Json(body).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), Vec::new()),
     }
 }
 
@@ -339,23 +347,26 @@ async fn put_category(
         );
     }
     let h = Arc::clone(&st.handle);
+    // The reply counts flows per category, a pass over the whole table:
+    // with the change, off the runtime thread.
     let result = tokio::task::spawn_blocking(move || {
-        h.change_category(&name, &changes).map(|cfg| (cfg, name))
+        let cfg = h.change_category(&name, &changes)?;
+        let i = cfg
+            .category
+            .iter()
+            .position(|c| c.name == name)
+            .unwrap_or(0);
+        let flows = h.flow_stats().by_category;
+        Ok((category_json(&h, &cfg, i, &flows), name))
     })
     .await;
     match result {
-        Ok(Ok((cfg, name))) => {
-            let i = cfg
-                .category
-                .iter()
-                .position(|c| c.name == name)
-                .unwrap_or(0);
-            let flows = st.handle.flow_stats().by_category;
+        Ok(Ok((body, name))) => {
             tracing::info!(
                 "category {name} changed through the API: {}",
                 serde_json::Value::Object(fields)
             );
-            axum::Json(category_json(&st.handle, &cfg, i, &flows)).into_response()
+            axum::Json(body).into_response()
         }
         Ok(Err(ChangeError::UnknownCategory(n))) => error(
             StatusCode::NOT_FOUND,
