@@ -3,7 +3,8 @@
 //! on loopback; writes need `Authorization: Bearer <token>`. Errors are
 //! JSON: `{"error": "...", "errors": [...]}` with the matching status.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 
 use axum::Router;
@@ -18,6 +19,7 @@ use serde_json::{Value, json};
 use crate::config::{Config, Direction};
 use crate::daemon::datapath;
 use crate::daemon::state::{ChangeError, Handle};
+use crate::flow::FlowKey;
 use crate::offline::{FlowReport, describe_flow};
 
 /// Shared state of the HTTP handlers.
@@ -456,21 +458,30 @@ pub fn top_flows(h: &Handle, n: usize) -> Vec<FlowView> {
         .collect()
 }
 
-/// The `n` flows with the most bytes.
+/// The `n` flows with the most bytes, most first; among equals the older
+/// flow (lower id) first.
 pub fn top_flow_reports(h: &Handle, n: usize) -> Vec<FlowReport> {
     let installed = h.shared.installed();
     let (cfg, classifier) = (&installed.config, &installed.classifier);
-    let mut all: Vec<(u64, crate::flow::FlowKey)> = Vec::new();
-    h.shared
-        .table
-        .for_each(|k, f| all.push((f.total_bytes(), *k)));
-    all.sort_by_key(|e| std::cmp::Reverse(e.0));
-    all.truncate(n);
-    all.iter()
-        .filter_map(|(_, k)| {
-            h.shared
-                .table
-                .get(k, |f| describe_flow(k, f, classifier, cfg))
-        })
+    let table = &h.shared.table;
+    // Only the n largest so far, the least of them on top to be replaced:
+    // memory for n keys, not a copy of every key (~770 MB at 16M flows).
+    let mut largest: BinaryHeap<Reverse<(u64, Reverse<u64>, FlowKey)>> =
+        BinaryHeap::with_capacity(n.min(table.len()));
+    table.for_each(|k, f| {
+        let rank = (f.total_bytes(), Reverse(f.id), *k);
+        if largest.len() < n {
+            largest.push(Reverse(rank));
+        } else if let Some(mut least) = largest.peek_mut()
+            && rank > least.0
+        {
+            *least = Reverse(rank);
+        }
+    });
+    // Ascending in Reverse is descending in bytes.
+    largest
+        .into_sorted_vec()
+        .into_iter()
+        .filter_map(|Reverse((_, _, k))| table.get(&k, |f| describe_flow(&k, f, classifier, cfg)))
         .collect()
 }

@@ -41,8 +41,9 @@ pub enum Side {
     Hi,
 }
 
-/// A canonical, bidirectional flow key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A canonical, bidirectional flow key. Ordered only so that it can ride
+/// along in sorted collections (the API's top flows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FlowKey {
     /// Lower endpoint address (IPv4-mapped for IPv4).
     pub lo: [u8; 16],

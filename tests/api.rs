@@ -11,8 +11,12 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use qosd::api::{ApiState, api_routes, metrics_routes};
+use qosd::config::Direction;
 use qosd::daemon::state::Handle;
 use qosd::engine::Shared;
+use qosd::flow::FlowKey;
+use qosd::packet::PacketMeta;
+use qosd::time::Instant;
 
 const TOKEN: &str = "s3cret-token-for-tests-0123";
 
@@ -311,6 +315,70 @@ async fn health_readiness_and_metrics() {
         fx.call("GET", "/api/v1/flows?top=zero", None, "").await.0,
         StatusCode::BAD_REQUEST
     );
+}
+
+/// Adds a one-packet UDP flow (the `n`th) whose frame is `len` bytes;
+/// returns its id.
+fn add_flow(handle: &Handle, n: u8, len: usize) -> u64 {
+    let mut frame = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2; 6], [4; 6])
+        .ipv4([10, 0, 0, n], [198, 19, 1, 1], 64)
+        .udp(40000, 5000)
+        .write(&mut frame, &vec![0; len - 42])
+        .unwrap();
+    assert_eq!(frame.len(), len);
+    let pkt = PacketMeta::parse(&frame);
+    let (key, side) = FlowKey::of(&pkt);
+    let now = Instant::from_nanos(1);
+    handle
+        .shared
+        .table
+        .with_flow(&key, side, &pkt, Direction::Upload, now, |f, _| f.id)
+}
+
+#[tokio::test]
+async fn top_flows_are_the_largest_most_first() {
+    let fx = fixture("top", None);
+    let sizes = [500, 300, 900, 300, 100, 700, 300, 60];
+    let ids: Vec<u64> = (1..)
+        .zip(sizes)
+        .map(|(n, len)| add_flow(&fx.handle, n, len))
+        .collect();
+    let top = |n| -> Vec<(u64, u64)> {
+        qosd::api::top_flow_reports(&fx.handle, n)
+            .into_iter()
+            .map(|r| (r.bytes, r.id))
+            .collect()
+    };
+    // Most bytes first; of the three 300-byte flows the older ones first.
+    let all = vec![
+        (900, ids[2]),
+        (700, ids[5]),
+        (500, ids[0]),
+        (300, ids[1]),
+        (300, ids[3]),
+        (300, ids[6]),
+        (100, ids[4]),
+        (60, ids[7]),
+    ];
+    assert_eq!(top(1), all[..1]);
+    assert_eq!(top(4), all[..4]);
+    // Cut in the middle of the tie.
+    assert_eq!(top(5), all[..5]);
+    assert_eq!(top(8), all);
+    assert_eq!(top(10_000), all);
+    assert!(top(0).is_empty());
+
+    let (s, b) = fx.call("GET", "/api/v1/flows?top=3", None, "").await;
+    assert_eq!(s, StatusCode::OK);
+    let v: Value = serde_json::from_str(&b).unwrap();
+    let bytes: Vec<u64> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["bytes"].as_u64().unwrap())
+        .collect();
+    assert_eq!(bytes, [900, 700, 500]);
 }
 
 #[test]
