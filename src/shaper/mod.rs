@@ -497,6 +497,13 @@ impl<P: ShapedPacket> Shaper<P> {
         None
     }
 
+    /// The instant the link is free again after what it sent: no packet,
+    /// whatever arrives meanwhile, can leave before it (it may be in the
+    /// past: the link is free).
+    pub fn link_free_at(&self) -> Instant {
+        self.link.ready_at()
+    }
+
     /// The earliest instant [`Shaper::dequeue`] could return a packet (it may
     /// be in the past: call `dequeue` now); `None` when nothing is queued.
     pub fn next_wakeup(&self) -> Option<Instant> {

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# qosd's CPU use under the office load (run by hand as root; not part of
+# CI's pass/fail): the same load as bench.sh's scenario (4+4 bulk TCP
+# flows, a business flow each way, a voice stream) through qosd alone,
+# REPS times. Prints, per run, qosd's CPU (% of one core), its context
+# switches per second (wake-ups of its threads) and the voice round trip.
+#
+#   sudo deploy/lab/cpu.sh [-r REPS] [-b ring|pnet]
+#
+# For comparing two builds: QOSD=/path/to/other/qosd sudo -E deploy/lab/cpu.sh
+set -eu
+REPS=3 BACKEND=ring
+while getopts "r:b:" o; do
+  case $o in
+    r) REPS=$OPTARG ;;
+    b) BACKEND=$OPTARG ;;
+    *) sed -n '2,11p' "$0"; exit 2 ;;
+  esac
+done
+[ "$(id -u)" = 0 ] || { echo "cpu.sh needs root"; exit 2; }
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+QOSD=${QOSD:-$ROOT/target/release/qosd}
+[ -x "$QOSD" ] || (cd "$ROOT" && cargo build --release --quiet)
+LAB="$HERE/lab.sh"; P=qcpu
+TMP=$(mktemp -d)
+QOSD_PID=
+cleanup() {
+  if [ -n "$QOSD_PID" ]; then kill "$QOSD_PID" 2>/dev/null; wait "$QOSD_PID" 2>/dev/null || true; fi
+  "$LAB" down -p $P >/dev/null 2>&1 || true
+  rm -rf "$TMP"
+}
+trap cleanup EXIT INT TERM
+x() { "$LAB" exec -p $P "$@"; }
+switches() { cat /proc/"$QOSD_PID"/task/*/status | awk '/ctxt_switches/ {s += $2} END {print s}'; }
+ticks() { awk '{print $14 + $15}' /proc/"$QOSD_PID"/stat; }
+
+"$LAB" up -p $P -u 20mbit -d 50mbit -b 300 >/dev/null
+x srv sh -c 'for p in 5201 5202 5301 5302; do iperf3 -s -D -p $p; done; irtt server -b 198.18.0.20:5004 >/dev/null 2>&1 &'
+echo "run  cpu%  switches/s  voice p50/p99 ms  loss%"
+for rep in $(seq 1 "$REPS"); do
+  QOSD_LINK__UPLOAD="19 Mbit" QOSD_LINK__DOWNLOAD="47 Mbit" QOSD_DATAPATH__BACKEND="$BACKEND" \
+    ip netns exec $P-gw "$QOSD" run --config "$HERE/qosd-lab.toml" 2> "$TMP/qosd.log" &
+  QOSD_PID=$!
+  sleep 1.5
+  pids=()
+  x lan iperf3 -c 198.18.0.20 -p 5201 -t 18 -P 4 >/dev/null 2>&1 & pids+=($!)
+  x lan iperf3 -c 198.18.0.20 -p 5202 -t 18 -P 4 -R >/dev/null 2>&1 & pids+=($!)
+  x lan iperf3 -c 198.18.0.20 -p 5301 -t 18 >/dev/null 2>&1 & pids+=($!)
+  x lan iperf3 -c 198.18.0.20 -p 5302 -t 18 -R >/dev/null 2>&1 & pids+=($!)
+  sleep 2
+  x lan irtt client -i 20ms -d 14s -l 172 -q -o - 198.18.0.20:5004 > "$TMP/voice.json" 2>/dev/null & pids+=($!)
+  sleep 1
+  t0=$(ticks); c0=$(switches); s0=$(date +%s.%N)
+  sleep 10
+  t1=$(ticks); c1=$(switches); s1=$(date +%s.%N)
+  wait "${pids[@]}" || true
+  kill "$QOSD_PID"; wait "$QOSD_PID" 2>/dev/null || true; QOSD_PID=
+  python3 - "$TMP/voice.json" "$t0" "$t1" "$c0" "$c1" "$s0" "$s1" "$(getconf CLK_TCK)" "$rep" <<'PY'
+import json, sys
+f, t0, t1, c0, c1, s0, s1, hz, rep = sys.argv[1:]
+secs = float(s1) - float(s0)
+v = json.load(open(f))
+r = sorted(x["delay"]["rtt"] / 1e6 for x in v["round_trips"] if "rtt" in x.get("delay", {}))
+cpu = (float(t1) - float(t0)) / float(hz) / secs * 100
+sw = (int(c1) - int(c0)) / secs
+print(f"{rep:>3}  {cpu:4.1f}  {sw:10.0f}  {r[len(r) // 2]:6.2f} / {r[int(len(r) * 0.99)]:5.2f}  {v['stats']['packet_loss_percent']:5.2f}")
+PY
+done
