@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 
 use crate::config::{Config, Direction};
 use crate::daemon::datapath;
+use crate::daemon::ports::by_interface;
 use crate::daemon::state::{ChangeError, Handle};
 use crate::flow::FlowKey;
 use crate::offline::{FlowReport, describe_flow};
@@ -87,14 +88,17 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(st): State<ApiState>) -> Response {
-    if st.handle.ready(datapath::now()) {
+    let why = st.handle.not_ready(datapath::now());
+    if why.is_empty() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "data path not running on both interfaces\n",
-        )
-            .into_response()
+        let mut body = String::from("not ready:\n");
+        for line in why {
+            body.push_str("  ");
+            body.push_str(&line);
+            body.push('\n');
+        }
+        (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
     }
 }
 
@@ -147,6 +151,21 @@ async fn status(State(st): State<ApiState>) -> Response {
     let cfg = h.shared.config();
     let snaps = h.snapshots();
     let rates = h.rates_for(&snaps);
+    let now = datapath::now();
+    let why = h.not_ready(now);
+    let links: Vec<Value> = by_interface(snaps.iter().flat_map(|s| s.ports.iter()))
+        .iter()
+        .map(|p| {
+            json!({
+                "interface": p.interface,
+                "role": p.role,
+                "state": p.state.as_str(),
+                "since_seconds": now.nanos_since(p.since) as f64 / 1e9,
+                "reopens": p.reopens,
+                "error": p.error,
+            })
+        })
+        .collect();
     let dir = |d: Direction| {
         let s = d.pick_ref(&snaps);
         let dropped: u64 = s
@@ -173,7 +192,9 @@ async fn status(State(st): State<ApiState>) -> Response {
         "config": cfg.source,
         "interfaces": { "lan": cfg.interfaces.lan, "wan": cfg.interfaces.wan },
         "link": { "upload_bps": cfg.link.upload.bps(), "download_bps": cfg.link.download.bps() },
-        "ready": h.ready(datapath::now()),
+        "ready": why.is_empty(),
+        "not_ready": why,
+        "links": links,
         "flows": h.shared.table.len(),
         "upload": dir(Direction::Upload),
         "download": dir(Direction::Download),

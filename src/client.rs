@@ -92,6 +92,9 @@ pub fn render_status(status: &Value, categories: &Value) -> String {
         },
         status["config"].as_str().unwrap_or("?")
     );
+    for why in status["not_ready"].as_array().into_iter().flatten() {
+        let _ = writeln!(s, "not ready: {}", why.as_str().unwrap_or("?"));
+    }
     if status["restart_pending"].as_bool() == Some(true) {
         let _ = writeln!(
             s,

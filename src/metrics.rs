@@ -15,6 +15,7 @@ use prometheus::{Encoder, Registry, TextEncoder};
 use crate::classify::DecidedBy;
 use crate::config::{Config, Direction};
 use crate::daemon::datapath::Snapshot;
+use crate::daemon::ports::{PortState, by_interface};
 use crate::shaper::{DELAY_BUCKET_BOUNDS_NS, DropReason};
 
 /// Flow-table figures for one scrape.
@@ -51,6 +52,8 @@ pub struct MetricsView {
     pub reloads: [u64; 2],
     /// Seconds since start.
     pub uptime_seconds: f64,
+    /// Both directions forward: threads alive, every interface up.
+    pub ready: bool,
 }
 
 /// Where the collector gets its view at each scrape.
@@ -124,6 +127,18 @@ impl Families {
 const FAMILIES: &[(&str, &str)] = &[
     ("qosd_build_info", "qosd version (value 1)."),
     ("qosd_uptime_seconds", "Seconds since qosd started."),
+    (
+        "qosd_ready",
+        "1 while both directions forward (threads running, every interface up); /readyz says why not.",
+    ),
+    (
+        "qosd_interface_up",
+        "1 while the interface is present, up, with carrier, and qosd's sockets on it are open.",
+    ),
+    (
+        "qosd_interface_reopens_total",
+        "Times qosd re-opened its sockets on the interface after it was re-created.",
+    ),
     (
         "qosd_link_rate_bytes_per_second",
         "Configured shaped rate of the link in bytes per second, per direction.",
@@ -210,7 +225,7 @@ const FAMILIES: &[(&str, &str)] = &[
     ),
     (
         "qosd_dropped_packets_total",
-        "Frames received and not transmitted, per direction and reason (shaper reasons plus oversized, tx_error).",
+        "Frames received and not transmitted, per direction and reason (shaper reasons plus oversized, tx_error, tx_queue_full, egress_down).",
     ),
     (
         "qosd_dropped_bytes_total",
@@ -276,6 +291,13 @@ pub fn build(v: &MetricsView) -> Vec<MetricFamily> {
         1.0,
     );
     f.gauge("qosd_uptime_seconds", &[], v.uptime_seconds);
+    f.gauge("qosd_ready", &[], f64::from(u8::from(v.ready)));
+    for p in by_interface(v.snapshots.iter().flat_map(|s| s.ports.iter())) {
+        let l = [("interface", p.interface.as_str()), ("role", p.role)];
+        let up = p.state == PortState::Up;
+        f.gauge("qosd_interface_up", &l, f64::from(u8::from(up)));
+        f.counter("qosd_interface_reopens_total", &l, p.reopens as f64);
+    }
     let mut decisions = [0u64; DecidedBy::KINDS.len()];
     for (dir, snap) in Direction::BOTH.iter().zip(&v.snapshots) {
         let d = dir.as_str();
@@ -436,6 +458,8 @@ pub fn build(v: &MetricsView) -> Vec<MetricFamily> {
         for (reason, p, b) in [
             ("oversized", io.oversized, io.oversized_bytes),
             ("tx_error", io.tx_errors, io.tx_error_bytes),
+            ("tx_queue_full", io.tx_queue_full, io.tx_queue_full_bytes),
+            ("egress_down", io.egress_down, io.egress_down_bytes),
         ] {
             f.counter(
                 "qosd_dropped_packets_total",
@@ -458,6 +482,9 @@ pub fn build(v: &MetricsView) -> Vec<MetricFamily> {
             (rx_if, "oversized_frame", io.oversized),
             (rx_if, "kernel_queue_drop", io.kernel_drops),
             (tx_if, "tx_error", io.tx_errors),
+            (tx_if, "tx_queue_full", io.tx_queue_full),
+            (tx_if, "tx_retry", io.tx_retries),
+            (tx_if, "egress_down", io.egress_down),
         ] {
             f.counter(
                 "qosd_datapath_errors_total",

@@ -232,6 +232,7 @@ pub struct RawMatch {
 pub struct RawDaemon {
     pub bypass_bridge: Option<Value>,
     pub user: Option<Value>,
+    pub reopen_timeout: Option<Value>,
 }
 
 /// `[datapath]`

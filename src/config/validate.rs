@@ -535,7 +535,7 @@ pub(super) fn validate(raw: &RawConfig, file: &str, problems: &mut Problems) -> 
         backend: p.optional(
             "datapath.backend",
             &raw.datapath.backend,
-            Backend::Pnet,
+            Backend::Ring,
             |s| match s.trim().to_ascii_lowercase().as_str() {
                 "pnet" => Ok(Backend::Pnet),
                 "ring" => Ok(Backend::Ring),
@@ -565,6 +565,12 @@ pub(super) fn validate(raw: &RawConfig, file: &str, problems: &mut Problems) -> 
 
     // [daemon]
     let daemon = Daemon {
+        reopen_timeout: p.optional(
+            "daemon.reopen_timeout",
+            &raw.daemon.reopen_timeout,
+            Duration::from_secs(10),
+            parse_timeout,
+        ),
         bypass_bridge: p.optional(
             "daemon.bypass_bridge",
             &raw.daemon.bypass_bridge,

@@ -131,8 +131,8 @@ fn reload_and_log(handle: &Handle, why: &str) {
 }
 
 /// Serves HTTP and handles signals, reloads and housekeeping until
-/// SIGTERM or SIGINT.
-pub async fn run(handle: Arc<Handle>, listeners: Listeners) {
+/// SIGTERM or SIGINT, or until an interface cannot be re-opened.
+pub async fn run(handle: Arc<Handle>, listeners: Listeners) -> Ended {
     use tokio::signal::unix::{SignalKind, signal};
 
     let registry =
@@ -172,13 +172,15 @@ pub async fn run(handle: Arc<Handle>, listeners: Listeners) {
         signal(SignalKind::hangup()),
     ) else {
         tracing::error!("cannot install signal handlers");
-        return;
+        return Ended::Stopped;
     };
     let (tx, mut changes) = mpsc::channel::<()>(16);
     let _watcher = handle.config_path.as_deref().and_then(|p| watch(p, tx));
     let mut pending: Option<tokio::time::Instant> = None;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut announced_ready = false;
+    let mut last_status = String::new();
+    let mut ended = Ended::Stopped;
     loop {
         let debounce = async {
             match pending {
@@ -203,6 +205,11 @@ pub async fn run(handle: Arc<Handle>, listeners: Listeners) {
             }
             _ = tick.tick() => {
                 let now = datapath::now();
+                if let Some(why) = handle.given_up() {
+                    tracing::error!("{why}: stopping so the fail-open bypass takes over");
+                    ended = Ended::GaveUp(why);
+                    break;
+                }
                 handle.shared.table.expire(now);
                 // A lowered max_flows and keys of expired flows are worked
                 // off here a bounded amount a second, not on the data path.
@@ -210,18 +217,41 @@ pub async fn run(handle: Arc<Handle>, listeners: Listeners) {
                 handle.update_rates();
                 // systemd: ready once both directions run; the watchdog is
                 // fed only while the data path keeps publishing, so a hung
-                // thread gets qosd restarted.
-                if handle.ready(now) {
+                // thread gets qosd restarted. A thread waiting for an
+                // interface is not hung: restarting would not bring the
+                // interface back sooner, and qosd re-opens it the moment
+                // it returns.
+                if handle.alive(now) {
                     if !announced_ready {
                         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
                         announced_ready = true;
                     }
                     let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
                 }
+                let why = handle.not_ready(now);
+                let status = if why.is_empty() {
+                    "forwarding".to_owned()
+                } else {
+                    format!("not ready: {}", why.join("; "))
+                };
+                if status != last_status {
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&status)]);
+                    last_status = status;
+                }
             }
         }
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    ended
+}
+
+/// How the control plane ended.
+#[derive(Debug)]
+pub enum Ended {
+    /// SIGTERM or SIGINT.
+    Stopped,
+    /// An interface could not be re-opened: the reason.
+    GaveUp(String),
 }
 
 #[cfg(test)]

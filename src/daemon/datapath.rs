@@ -6,15 +6,16 @@
 //! pool), logs per frame or touches Prometheus: counters are plain fields,
 //! copied into a shared snapshot ten times a second for the control plane.
 
-use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::ports::{self, Port, PortHealth, Reopen};
 use crate::config::{Config, Direction};
 use crate::engine::frame::{Frame, FramePool};
 use crate::engine::{DirectionEngine, EngineCounters};
-use crate::io::afpacket::{HEADROOM, RxSocket, TX_BATCH, TxSocket};
+use crate::io::afpacket::{HEADROOM, RxSocket, TX_BATCH, TxOutcome, TxSocket};
+use crate::io::link::LinkProbe;
 use crate::shaper::{CategoryCounters, Shaper, ShaperConfig};
 use crate::time::Instant;
 
@@ -57,7 +58,8 @@ pub struct IoCounters {
     pub tx_frames: u64,
     /// Their bytes.
     pub tx_bytes: u64,
-    /// Frames the egress interface refused (queue full, too large...).
+    /// Frames the egress interface refused for a reason other than a full
+    /// queue or a link that is down (too large...).
     pub tx_errors: u64,
     /// Receive calls that failed.
     pub rx_errors: u64,
@@ -74,6 +76,18 @@ pub struct IoCounters {
     pub checksum_completed: u64,
     /// Frames the shaper dropped (any reason; by category in its counters).
     pub shaper_dropped: u64,
+    /// Frames given up because the egress queue stayed full through the
+    /// send's wait budget.
+    pub tx_queue_full: u64,
+    /// Their bytes.
+    pub tx_queue_full_bytes: u64,
+    /// Times a send waited for a full egress queue.
+    pub tx_retries: u64,
+    /// Frames dropped because the egress interface was down, without
+    /// carrier or gone when the shaper released them.
+    pub egress_down: u64,
+    /// Their bytes.
+    pub egress_down_bytes: u64,
 }
 
 /// What one direction publishes for metrics and the API.
@@ -95,6 +109,9 @@ pub struct Snapshot {
     pub at: Instant,
     /// The thread is running.
     pub running: bool,
+    /// Its receiving port (ingress interface), then its sending port
+    /// (egress interface).
+    pub ports: Vec<PortHealth>,
 }
 
 /// The shared place a direction publishes its snapshot.
@@ -102,23 +119,47 @@ pub type SnapshotCell = Arc<Mutex<Snapshot>>;
 
 /// One direction's thread state.
 pub struct Datapath {
-    /// Which way.
-    pub dir: Direction,
-    /// Classification and shaping.
-    pub engine: DirectionEngine<Shaper<Frame>>,
+    dir: Direction,
+    engine: DirectionEngine<Shaper<Frame>>,
     /// Where frames come from.
-    pub rx: RxSocket,
+    rx: Port<RxSocket>,
     /// Where they go.
-    pub tx: TxSocket,
-    /// Buffers.
-    pub pool: FramePool,
-    /// Counters.
-    pub io: IoCounters,
-    /// Published snapshot.
-    pub snapshot: SnapshotCell,
+    tx: Port<TxSocket>,
+    probe: LinkProbe,
+    reopen: Reopen,
+    pool: FramePool,
+    io: IoCounters,
+    snapshot: SnapshotCell,
+    /// A socket error suggests an interface changed: look before the next
+    /// scheduled check.
+    check_soon: bool,
 }
 
 impl Datapath {
+    /// One direction: frames from `rx`'s interface through `engine` to
+    /// `tx`'s, in buffers of `buffer` bytes, publishing into `snapshot`.
+    pub fn new(
+        dir: Direction,
+        engine: DirectionEngine<Shaper<Frame>>,
+        (rx, tx): (Port<RxSocket>, Port<TxSocket>),
+        reopen: Reopen,
+        buffer: usize,
+        snapshot: SnapshotCell,
+    ) -> std::io::Result<Self> {
+        Ok(Datapath {
+            dir,
+            engine,
+            rx,
+            tx,
+            probe: LinkProbe::new()?,
+            reopen,
+            pool: FramePool::new(buffer, 256),
+            io: IoCounters::default(),
+            snapshot,
+            check_soon: false,
+        })
+    }
+
     /// Runs until `stop` is set.
     pub fn run(mut self, stop: &AtomicBool) {
         // Precise wake-ups for pacing slow links: the default 50 us timer
@@ -126,9 +167,18 @@ impl Datapath {
         // SAFETY: prctl on the calling thread.
         unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000, 0, 0, 0) };
         let mut next_publish = now();
+        let mut next_check = now();
         self.publish(now(), true);
         while !stop.load(Ordering::Relaxed) {
             let t = now();
+            if t >= next_check || self.check_soon {
+                self.check_soon = false;
+                next_check = t + ports::CHECK_EVERY;
+                if self.check_ports(t) {
+                    // Tell the control plane (readiness) at once.
+                    self.publish(t, true);
+                }
+            }
             if let Some(cfg) = self.engine.refresh() {
                 let origin = self.engine.category_origin().to_vec();
                 self.engine.queue_mut().reconfigure_mapped(
@@ -165,10 +215,31 @@ impl Datapath {
         self.publish(now(), false);
     }
 
+    /// Looks at both interfaces, re-opening what came back; true when a
+    /// port changed state. Transitions are logged here: they are rare
+    /// (at most one per port per check), never per frame.
+    fn check_ports(&mut self, t: Instant) -> bool {
+        let dir = self.dir.as_str();
+        let mut changed = false;
+        let reopens = (self.rx.health().reopens, self.tx.health().reopens);
+        if let Some(old) = self.rx.check(&self.probe, &self.reopen, t) {
+            log_transition(dir, self.rx.health(), old, reopens.0);
+            changed = true;
+        }
+        if let Some(old) = self.tx.check(&self.probe, &self.reopen, t) {
+            log_transition(dir, self.tx.health(), old, reopens.1);
+            changed = true;
+        }
+        changed
+    }
+
     fn receive_batch(&mut self, t: Instant) {
+        let Some(rx) = self.rx.socket_mut() else {
+            return;
+        };
         for _ in 0..RX_BATCH {
             let mut buf = self.pool.get();
-            match self.rx.recv(&mut buf) {
+            match rx.recv(&mut buf) {
                 Ok(Some(r)) => {
                     self.io.rx_frames += 1;
                     self.io.rx_bytes += r.len as u64;
@@ -188,7 +259,10 @@ impl Datapath {
                     break;
                 }
                 Err(_) => {
+                    // ENETDOWN when the interface went down or away: the
+                    // socket reports it once, so look now.
                     self.io.rx_errors += 1;
+                    self.check_soon = true;
                     self.pool.put(buf);
                     break;
                 }
@@ -217,18 +291,30 @@ impl Datapath {
             for (v, f) in views.iter_mut().zip(batch.iter()).take(n) {
                 *v = f.as_ref().map(Frame::bytes).unwrap_or_default();
             }
-            let mut sent = [false; TX_BATCH];
-            self.tx
-                .send_batch(views.get(..n).unwrap_or_default(), &mut sent);
-            for (slot, ok) in batch.iter_mut().zip(sent).take(n) {
+            // An egress that is down, without carrier or gone cannot take
+            // them: drop (counted) rather than queue frames that would
+            // leave stale when the link returns.
+            let mut outcome = [TxOutcome::LinkDown; TX_BATCH];
+            if let Some(tx) = self.tx.usable() {
+                tx.send_batch(views.get(..n).unwrap_or_default(), &mut outcome);
+                self.io.tx_retries += tx.take_retries();
+            }
+            for (slot, result) in batch.iter_mut().zip(outcome).take(n) {
                 if let Some(frame) = slot.take() {
                     let len = frame.bytes().len() as u64;
-                    if ok {
-                        self.io.tx_frames += 1;
-                        self.io.tx_bytes += len;
-                    } else {
-                        self.io.tx_errors += 1;
-                        self.io.tx_error_bytes += len;
+                    let io = &mut self.io;
+                    let (frames, bytes) = match result {
+                        TxOutcome::Sent => (&mut io.tx_frames, &mut io.tx_bytes),
+                        TxOutcome::QueueFull => {
+                            (&mut io.tx_queue_full, &mut io.tx_queue_full_bytes)
+                        }
+                        TxOutcome::LinkDown => (&mut io.egress_down, &mut io.egress_down_bytes),
+                        TxOutcome::Refused => (&mut io.tx_errors, &mut io.tx_error_bytes),
+                    };
+                    *frames += 1;
+                    *bytes += len;
+                    if result == TxOutcome::LinkDown {
+                        self.check_soon = true;
                     }
                     self.pool.put(frame.into_buffer());
                 }
@@ -249,9 +335,14 @@ impl Datapath {
     }
 
     /// Sleeps for `wait`, or until a frame arrives when `watch` is set.
-    fn sleep(&self, wait: Duration, watch: bool) {
+    fn sleep(&mut self, wait: Duration, watch: bool) {
+        // No socket while the ingress interface is gone: a timed sleep.
+        let (fd, watch) = match self.rx.socket_mut() {
+            Some(rx) => (rx.fd(), watch),
+            None => (-1, false),
+        };
         let mut pfd = libc::pollfd {
-            fd: self.rx.fd(),
+            fd,
             events: libc::POLLIN,
             revents: 0,
         };
@@ -265,8 +356,14 @@ impl Datapath {
     }
 
     fn publish(&mut self, t: Instant, running: bool) {
-        self.io.kernel_drops += self.rx.kernel_drops();
+        if let Some(rx) = self.rx.socket_mut() {
+            self.io.kernel_drops += rx.kernel_drops();
+        }
         if let Ok(mut s) = self.snapshot.lock() {
+            s.ports.resize_with(2, PortHealth::default);
+            for (d, h) in s.ports.iter_mut().zip([self.rx.health(), self.tx.health()]) {
+                d.clone_from(h);
+            }
             s.io.clone_from(&self.io);
             s.engine.clone_from(self.engine.counters());
             s.categories
@@ -299,12 +396,36 @@ impl<T: Clone + Default> CloneFromSlice<T> for Vec<T> {
     }
 }
 
-/// Error from a send that only means "try later".
-pub fn is_transient(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-    )
+/// Logs a port's change of state (rare: never per frame).
+fn log_transition(dir: &str, h: &PortHealth, old: ports::PortState, reopens_before: u64) {
+    use ports::PortState as S;
+    let (iface, role, socket) = (&h.interface, h.role, h.socket.as_str());
+    if h.reopens != reopens_before {
+        tracing::warn!(
+            "{iface} ({role}): a new device of that name: {dir} {socket} socket re-opened (re-open #{}); it is {}",
+            h.reopens,
+            h.state.describe()
+        );
+        return;
+    }
+    match h.state {
+        S::Up => tracing::warn!(
+            "{iface} ({role}): {} -> up; {dir} {socket} socket forwarding",
+            old.describe()
+        ),
+        S::ReopenFailed if h.given_up => tracing::error!(
+            "{iface} ({role}): {dir} {socket} socket cannot be re-opened, giving up: {}",
+            h.error.as_deref().unwrap_or("unknown error")
+        ),
+        S::ReopenFailed => tracing::warn!(
+            "{iface} ({role}): {dir} {socket} socket cannot be re-opened (retrying): {}",
+            h.error.as_deref().unwrap_or("unknown error")
+        ),
+        state => tracing::warn!(
+            "{iface} ({role}): {}; {dir} {socket} socket not forwarding",
+            state.describe()
+        ),
+    }
 }
 
 /// The shaper of one direction of the daemon. Every queued frame holds a

@@ -7,6 +7,7 @@
 mod control;
 pub use control::load_token;
 pub mod datapath;
+pub mod ports;
 pub mod preflight;
 pub mod privileges;
 pub mod state;
@@ -15,13 +16,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use self::datapath::{Datapath, IoCounters};
+use self::datapath::Datapath;
+use self::ports::{Port, Reopen};
 use self::preflight::PreflightError;
 use self::state::Handle;
 use crate::config::{Config, ConfigErrors, Direction};
-use crate::engine::frame::FramePool;
 use crate::engine::{DirectionEngine, Shared};
-use crate::io::afpacket::{AfPacket, OpenError, SocketOptions};
+use crate::io::afpacket::{OpenError, RxSocket, SocketOptions, TxSocket};
 use crate::shaper::Shaper;
 
 /// Why the daemon stopped with an error.
@@ -42,6 +43,10 @@ pub enum DaemonError {
     /// Anything else at start-up (threads, runtime).
     #[error("{0}")]
     Startup(String),
+    /// An interface could not be re-opened for `daemon.reopen_timeout`:
+    /// qosd stops so the fail-open bypass takes over.
+    #[error("{0}; stopping so the fail-open bypass takes over")]
+    Interface(String),
 }
 
 impl DaemonError {
@@ -51,7 +56,7 @@ impl DaemonError {
         match self {
             DaemonError::Config(_) | DaemonError::Preflight(_) | DaemonError::Api(_) => 2,
             DaemonError::Open(OpenError::NoSuchInterface(_)) => 2,
-            DaemonError::Open(_) | DaemonError::Startup(_) => 1,
+            DaemonError::Open(_) | DaemonError::Startup(_) | DaemonError::Interface(_) => 1,
         }
     }
 }
@@ -81,8 +86,13 @@ pub fn run(config_path: Option<&Path>) -> Result<(), DaemonError> {
         sndbuf: cfg.datapath.socket_buffer as usize / 4,
         backend: cfg.datapath.backend,
     };
-    let (mut lan_rx, lan_tx) = AfPacket::open(&cfg.interfaces.lan, opts)?.split();
-    let (mut wan_rx, wan_tx) = AfPacket::open(&cfg.interfaces.wan, opts)?.split();
+    // Each direction receives on one interface and sends on the other,
+    // with sockets of its own, so it can re-open them alone.
+    let (lan, wan) = (cfg.interfaces.lan.as_str(), cfg.interfaces.wan.as_str());
+    let mut lan_rx = RxSocket::open(lan, opts)?;
+    let mut wan_rx = RxSocket::open(wan, opts)?;
+    let lan_tx = TxSocket::open(lan, opts)?;
+    let wan_tx = TxSocket::open(wan, opts)?;
     if let Some(bridge) = &pre.bypass {
         preflight::remove_bypass(bridge)?;
         // Frames queued while the bridge still forwarded them were already
@@ -93,13 +103,14 @@ pub fn run(config_path: Option<&Path>) -> Result<(), DaemonError> {
         }
     }
     if let Some(user) = &cfg.daemon.user {
-        // CAP_NET_ADMIN only to put the interfaces' offloads back at exit.
-        let keep: &[caps::Capability] = if pre.offloads.is_empty() {
-            &[]
-        } else {
-            &[caps::Capability::CAP_NET_ADMIN]
-        };
-        privileges::drop_to(user, keep).map_err(|e| DaemonError::Startup(e.to_string()))?;
+        // CAP_NET_RAW to re-open a socket on an interface that was
+        // re-created (a USB NIC re-plugged, a driver reset), CAP_NET_ADMIN
+        // to turn its offloads off and to put offloads back at exit.
+        let keep = [
+            caps::Capability::CAP_NET_RAW,
+            caps::Capability::CAP_NET_ADMIN,
+        ];
+        privileges::drop_to(user, &keep).map_err(|e| DaemonError::Startup(e.to_string()))?;
     }
 
     let shared = Arc::new(Shared::new(&cfg));
@@ -113,24 +124,37 @@ pub fn run(config_path: Option<&Path>) -> Result<(), DaemonError> {
     );
     let stop = Arc::new(AtomicBool::new(false));
     let buffer = datapath::buffer_size(pre.max_frame);
+    let reopen = Reopen {
+        opts,
+        manage_offloads: cfg.datapath.manage_offloads,
+        timeout: cfg.daemon.reopen_timeout,
+    };
+    let t0 = datapath::now();
     let mut threads = Vec::new();
-    for (dir, rx, tx) in [
-        (Direction::Upload, lan_rx, wan_tx),
-        (Direction::Download, wan_rx, lan_tx),
-    ] {
-        let dp = Datapath {
-            dir,
-            engine: DirectionEngine::new(
-                dir,
-                Arc::clone(&shared),
-                Shaper::new(&datapath::shaper_config(&cfg, dir, buffer)),
+    for (dir, ports) in [
+        (
+            Direction::Upload,
+            (
+                Port::new(lan, "lan", lan_rx, t0),
+                Port::new(wan, "wan", wan_tx, t0),
             ),
-            rx,
-            tx,
-            pool: FramePool::new(buffer, 256),
-            io: IoCounters::default(),
-            snapshot: Arc::clone(dir.pick_ref(&handle.snapshots)),
-        };
+        ),
+        (
+            Direction::Download,
+            (
+                Port::new(wan, "wan", wan_rx, t0),
+                Port::new(lan, "lan", lan_tx, t0),
+            ),
+        ),
+    ] {
+        let engine = DirectionEngine::new(
+            dir,
+            Arc::clone(&shared),
+            Shaper::new(&datapath::shaper_config(&cfg, dir, buffer)),
+        );
+        let snapshot = Arc::clone(dir.pick_ref(&handle.snapshots));
+        let dp = Datapath::new(dir, engine, ports, reopen, buffer, snapshot)
+            .map_err(|e| DaemonError::Startup(format!("cannot watch the interfaces: {e}")))?;
         let stop = Arc::clone(&stop);
         let t = std::thread::Builder::new()
             .name(format!("qosd-{}", dir.as_str()))
@@ -140,7 +164,7 @@ pub fn run(config_path: Option<&Path>) -> Result<(), DaemonError> {
     }
     log_startup(&cfg, pre.max_frame);
 
-    runtime.block_on(control::run(Arc::clone(&handle), listeners));
+    let ended = runtime.block_on(control::run(Arc::clone(&handle), listeners));
 
     stop.store(true, Ordering::Relaxed);
     for t in threads {
@@ -149,8 +173,13 @@ pub fn run(config_path: Option<&Path>) -> Result<(), DaemonError> {
         }
     }
     drop(pre.offloads); // restores the interfaces' offloads
-    tracing::info!("stopped");
-    Ok(())
+    match ended {
+        control::Ended::Stopped => {
+            tracing::info!("stopped");
+            Ok(())
+        }
+        control::Ended::GaveUp(why) => Err(DaemonError::Interface(why)),
+    }
 }
 
 fn log_startup(cfg: &Config, max_frame: usize) {

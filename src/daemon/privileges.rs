@@ -1,8 +1,9 @@
 //! Dropping root: once the raw sockets are open, the interfaces prepared
 //! and the listeners bound, `qosd run` started as root switches to
-//! `daemon.user` and keeps only the capabilities it still needs (none for
-//! the data path itself: sending and receiving on open sockets needs no
-//! privilege; CAP_NET_ADMIN only if offloads must be restored at exit).
+//! `daemon.user` and keeps only the capabilities it still needs: sending
+//! and receiving on open sockets needs none, but re-opening the sockets of
+//! an interface that was re-created needs CAP_NET_RAW, and turning its
+//! offloads off (and restoring offloads at exit) CAP_NET_ADMIN.
 //! Must run before any other thread starts: capabilities are per thread.
 
 use std::ffi::CString;

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::datapath::{Snapshot, SnapshotCell};
+use super::ports::{PortState, by_interface};
 use crate::config::{Config, ConfigErrors, Direction, Env};
 use crate::engine::Shared;
 use crate::metrics::{FlowStats, MetricsSource, MetricsView};
@@ -29,6 +30,11 @@ struct Sample {
     at: Instant,
     layout: Option<Arc<Config>>,
     sent: Vec<u64>,
+}
+
+/// A snapshot from a running thread, published within the last 2 s.
+fn fresh(s: &Snapshot, now: Instant) -> bool {
+    s.running && now.nanos_since(s.at) < 2_000_000_000
 }
 
 /// The name of category `i` of `layout`.
@@ -150,11 +156,65 @@ impl Handle {
         [get(up), get(down)]
     }
 
-    /// True when both data-path threads run and published recently.
+    /// True when both data-path threads run and published recently
+    /// (whatever their interfaces do): what the systemd watchdog is fed on,
+    /// since a thread that waits for an interface is not hung.
+    pub fn alive(&self, now: Instant) -> bool {
+        self.snapshots().iter().all(|s| fresh(s, now))
+    }
+
+    /// True when both directions forward: threads alive and every port up.
     pub fn ready(&self, now: Instant) -> bool {
+        self.not_ready(now).is_empty()
+    }
+
+    /// Why qosd is not ready, one line a reason (empty when ready).
+    pub fn not_ready(&self, now: Instant) -> Vec<String> {
+        let snaps = self.snapshots();
+        let mut why = Vec::new();
+        for (i, s) in snaps.iter().enumerate() {
+            if !fresh(s, now) {
+                why.push(format!(
+                    "the {} data path is not running",
+                    Self::direction(i).as_str()
+                ));
+            }
+        }
+        for p in by_interface(snaps.iter().flat_map(|s| s.ports.iter())) {
+            if p.state != PortState::Up {
+                let secs = now.nanos_since(p.since) as f64 / 1e9;
+                let mut line = format!(
+                    "{} ({}): {} for {secs:.1} s",
+                    p.interface,
+                    p.role,
+                    p.state.describe()
+                );
+                if let Some(e) = &p.error {
+                    line.push_str(": ");
+                    line.push_str(e);
+                }
+                why.push(line);
+            }
+        }
+        why
+    }
+
+    /// Why qosd must exit, when a port could not be re-opened for longer
+    /// than `daemon.reopen_timeout`.
+    pub fn given_up(&self) -> Option<String> {
         self.snapshots()
             .iter()
-            .all(|s| s.running && now.nanos_since(s.at) < 2_000_000_000)
+            .flat_map(|s| s.ports.iter())
+            .find(|p| p.given_up)
+            .map(|p| {
+                format!(
+                    "{} ({}): {} socket cannot be re-opened: {}",
+                    p.interface,
+                    p.role,
+                    p.socket.as_str(),
+                    p.error.as_deref().unwrap_or("unknown error")
+                )
+            })
     }
 
     /// Seconds since start.
@@ -372,6 +432,7 @@ impl MetricsSource for Handle {
             flows: self.flow_stats(),
             reloads: self.reload_counts(),
             uptime_seconds: self.uptime_seconds(),
+            ready: self.ready(super::datapath::now()),
         }
     }
 }

@@ -1,17 +1,22 @@
-//! Raw frames on a network interface through an AF_PACKET socket.
+//! Raw frames on a network interface through AF_PACKET sockets: one for
+//! receiving ([`RxSocket`]) and one for sending ([`TxSocket`]) per
+//! interface and direction, so each data-path thread owns, and can re-open,
+//! exactly the sockets it uses.
 //!
-//! qosd creates the socket itself so that it can set, before anything is
-//! received: PACKET_IGNORE_OUTGOING (otherwise every frame qosd sends comes
-//! back on its own receive path), PACKET_AUXDATA (the kernel strips VLAN
-//! tags into metadata and flags frames whose TCP/UDP checksum a local sender
-//! left to offload), and large socket buffers. pnet then binds it to the
-//! interface, enables promiscuous mode and provides the sender. Receiving
-//! uses `recvmsg` directly, because pnet's receiver can deliver neither
-//! the auxiliary data nor a timeout that changes from call to call.
+//! qosd creates the receiving socket itself so that it can set, before
+//! anything is received: PACKET_IGNORE_OUTGOING (otherwise every frame qosd
+//! sends comes back on its own receive path), PACKET_AUXDATA (the kernel
+//! strips VLAN tags into metadata and flags frames whose TCP/UDP checksum a
+//! local sender left to offload), and a large buffer. pnet then binds it to
+//! the interface and enables promiscuous mode. Receiving uses `recvmsg` (or
+//! the TPACKET ring) directly, because pnet's receiver can deliver neither
+//! the auxiliary data nor a timeout that changes from call to call. The
+//! sending socket is bound with protocol 0, so it receives nothing.
 
 use std::io;
 use std::mem;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::time::Duration;
 
 use pnet_datalink::{
     Channel, Config as PnetConfig, DataLinkReceiver, DataLinkSender, NetworkInterface,
@@ -45,7 +50,7 @@ pub struct SocketOptions {
     pub rcvbuf: usize,
     /// Send buffer in bytes.
     pub sndbuf: usize,
-    /// How frames move: pnet's sender and `recvmsg` per frame, or a
+    /// How frames move: one `recvmsg` and one `send` per frame, or a
     /// TPACKET_V2 receive ring and batched `sendmmsg`.
     pub backend: Backend,
 }
@@ -57,7 +62,7 @@ impl Default for SocketOptions {
         SocketOptions {
             rcvbuf: 4 << 20,
             sndbuf: 1 << 20,
-            backend: Backend::Pnet,
+            backend: Backend::Ring,
         }
     }
 }
@@ -117,15 +122,20 @@ fn finish(
     (start, len, completed)
 }
 
-/// One interface's raw socket.
-pub struct AfPacket {
+/// The receiving socket of one interface.
+///
+/// Each direction of the data path has its own receiving socket on its
+/// ingress interface and its own sending socket on its egress interface,
+/// so a thread can re-open its sockets when an interface is re-created
+/// without touching the other thread's.
+pub struct RxSocket {
     name: String,
+    ifindex: u32,
     fd: RawFd,
     ring: Option<RxRing>,
-    tx: Box<dyn DataLinkSender>,
-    // Keeps pnet's half of the descriptor alive (the fd closes when both
-    // halves are dropped).
-    _rx: Box<dyn DataLinkReceiver>,
+    // Keep pnet's halves of the descriptor alive (the fd closes when both
+    // are dropped).
+    _pnet: (Box<dyn DataLinkSender>, Box<dyn DataLinkReceiver>),
 }
 
 fn os_err(name: &str, what: &'static str) -> OpenError {
@@ -149,6 +159,26 @@ fn set_int(fd: RawFd, level: i32, opt: i32, value: i32) -> bool {
     }
 }
 
+/// Sets the socket buffer `opt`/`force_opt` to `bytes`: the FORCE variant
+/// needs CAP_NET_ADMIN and falls back to the sysctl-limited one.
+fn set_buffer(fd: RawFd, force_opt: i32, opt: i32, bytes: usize) {
+    let v = i32::try_from(bytes).unwrap_or(i32::MAX);
+    if !set_int(fd, libc::SOL_SOCKET, force_opt, v) {
+        let _ = set_int(fd, libc::SOL_SOCKET, opt, v);
+    }
+}
+
+/// A new AF_PACKET socket that receives nothing (protocol 0) until bound.
+fn packet_socket(name: &str) -> Result<OwnedFd, OpenError> {
+    // SAFETY: plain socket(2) call.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(os_err(name, "socket(AF_PACKET)"));
+    }
+    // SAFETY: a descriptor we just created and own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// The interface named `name`, from pnet's list.
 pub fn find_interface(name: &str) -> Option<NetworkInterface> {
     pnet_datalink::interfaces()
@@ -156,49 +186,27 @@ pub fn find_interface(name: &str) -> Option<NetworkInterface> {
         .find(|i| i.name == name)
 }
 
-impl AfPacket {
-    /// Opens `name` for raw frames in and out.
+impl RxSocket {
+    /// Opens `name` for receiving every frame (promiscuous).
     pub fn open(name: &str, opts: SocketOptions) -> Result<Self, OpenError> {
         let iface =
             find_interface(name).ok_or_else(|| OpenError::NoSuchInterface(name.to_owned()))?;
         // Protocol 0: receive nothing until pnet binds with ETH_P_ALL to
         // this interface, so no frame of another interface slips in.
-        // SAFETY: plain socket(2) call.
-        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-        if fd < 0 {
-            return Err(os_err(name, "socket(AF_PACKET)"));
-        }
-        let close = |e: OpenError| {
-            // SAFETY: fd is ours and not yet handed to pnet.
-            unsafe { libc::close(fd) };
-            e
-        };
+        let owned = packet_socket(name)?;
+        let fd = owned.as_raw_fd();
         if !set_int(fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1) {
-            return Err(close(os_err(
-                name,
-                "PACKET_IGNORE_OUTGOING (needs Linux 4.20)",
-            )));
+            return Err(os_err(name, "PACKET_IGNORE_OUTGOING (needs Linux 4.20)"));
         }
         if !set_int(fd, libc::SOL_PACKET, libc::PACKET_AUXDATA, 1) {
-            return Err(close(os_err(name, "PACKET_AUXDATA")));
+            return Err(os_err(name, "PACKET_AUXDATA"));
         }
-        // Larger than the default; FORCE variants need CAP_NET_ADMIN and
-        // fall back to the sysctl-limited ones.
-        let rcv = i32::try_from(opts.rcvbuf).unwrap_or(i32::MAX);
-        let snd = i32::try_from(opts.sndbuf).unwrap_or(i32::MAX);
-        if !set_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, rcv) {
-            let _ = set_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, rcv);
-        }
-        if !set_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, snd) {
-            let _ = set_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, snd);
-        }
+        set_buffer(fd, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, opts.rcvbuf);
         let config = PnetConfig {
             write_buffer_size: 65_536,
             read_buffer_size: 65_536,
             promiscuous: true,
-            socket_fd: Some(fd),
-            // Never block the data path on a full interface queue: a send
-            // that cannot go now fails and is counted.
+            socket_fd: Some(owned.into_raw_fd()),
             write_timeout: Some(std::time::Duration::ZERO),
             ..PnetConfig::default()
         };
@@ -228,131 +236,20 @@ impl AfPacket {
                 source,
             })?),
         };
-        Ok(AfPacket {
+        Ok(RxSocket {
             name: name.to_owned(),
+            ifindex: iface.index,
             fd,
             ring,
-            tx,
-            _rx: rx,
+            _pnet: (tx, rx),
         })
     }
 
-    /// The interface name.
-    pub fn name(&self) -> &str {
-        &self.name
+    /// The index of the interface the socket is bound to (a re-created
+    /// interface of the same name has another).
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
     }
-
-    /// The socket, for `poll`.
-    pub fn fd(&self) -> RawFd {
-        self.fd
-    }
-
-    /// Splits the socket into its receiving and sending halves, for two
-    /// threads (each direction receives on one interface and sends on the
-    /// other).
-    pub fn split(self) -> (RxSocket, TxSocket) {
-        let batch_fd = self.ring.is_some().then_some(self.fd);
-        (
-            RxSocket {
-                name: self.name.clone(),
-                fd: self.fd,
-                ring: self.ring,
-                _rx: self._rx,
-            },
-            TxSocket {
-                name: self.name,
-                tx: self.tx,
-                batch_fd,
-            },
-        )
-    }
-}
-
-/// The receiving half of an [`AfPacket`].
-pub struct RxSocket {
-    name: String,
-    fd: RawFd,
-    ring: Option<RxRing>,
-    _rx: Box<dyn DataLinkReceiver>,
-}
-
-/// The sending half of an [`AfPacket`].
-pub struct TxSocket {
-    name: String,
-    tx: Box<dyn DataLinkSender>,
-    /// With the ring backend: send batches with `sendmmsg` on this socket.
-    batch_fd: Option<RawFd>,
-}
-
-/// Most frames one `sendmmsg` carries.
-pub const TX_BATCH: usize = 64;
-
-impl TxSocket {
-    /// The interface name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Sends up to [`TX_BATCH`] frames; `sent[i]` tells whether frame `i`
-    /// went out. One system call with the ring backend, one per frame
-    /// through pnet otherwise.
-    pub fn send_batch(&mut self, frames: &[&[u8]], sent: &mut [bool; TX_BATCH]) {
-        let n = frames.len().min(TX_BATCH);
-        let Some(fd) = self.batch_fd else {
-            for (ok, f) in sent.iter_mut().zip(frames.iter().take(n)) {
-                *ok = self.send(f).is_ok();
-            }
-            return;
-        };
-        // SAFETY: plain data, filled below.
-        let mut iov: [libc::iovec; TX_BATCH] = unsafe { std::mem::zeroed() };
-        let mut msgs: [libc::mmsghdr; TX_BATCH] = unsafe { std::mem::zeroed() };
-        for (i, f) in frames.iter().take(n).enumerate() {
-            if let (Some(v), Some(m)) = (iov.get_mut(i), msgs.get_mut(i)) {
-                v.iov_base = f.as_ptr() as *mut libc::c_void;
-                v.iov_len = f.len();
-                m.msg_hdr.msg_iov = v;
-                m.msg_hdr.msg_iovlen = 1;
-            }
-        }
-        let mut done = 0usize;
-        while done < n {
-            // SAFETY: msgs[done..n] point at iovecs and frames alive for the
-            // call; the socket is bound, so no address is needed.
-            let rc = unsafe {
-                libc::sendmmsg(
-                    fd,
-                    msgs.as_mut_ptr().add(done),
-                    (n - done) as u32,
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if rc <= 0 {
-                // The first remaining frame failed: count it and go on.
-                if let Some(ok) = sent.get_mut(done) {
-                    *ok = false;
-                }
-                done += 1;
-                continue;
-            }
-            for ok in sent.iter_mut().skip(done).take(rc as usize) {
-                *ok = true;
-            }
-            done += rc as usize;
-        }
-    }
-
-    /// Sends one frame. `WouldBlock`/`TimedOut` mean the interface's queue
-    /// is full.
-    pub fn send(&mut self, frame: &[u8]) -> io::Result<()> {
-        match self.tx.send_to(frame, None) {
-            Some(r) => r,
-            None => Err(io::Error::other("frame larger than the send buffer")),
-        }
-    }
-}
-
-impl RxSocket {
     /// The interface name.
     pub fn name(&self) -> &str {
         &self.name
@@ -469,5 +366,248 @@ impl RxSocket {
             truncated,
             checksum_completed,
         }))
+    }
+}
+
+/// Most frames one `sendmmsg` carries.
+pub const TX_BATCH: usize = 64;
+
+/// Longest one batch waits, in all, for a full send queue to drain before
+/// the frames still waiting are given up (and counted).
+const TX_WAIT_BUDGET: Duration = Duration::from_millis(2);
+/// Longest one wait for the queue to drain: short, so a queue that drains
+/// is used again at once.
+const TX_WAIT_STEP: Duration = Duration::from_micros(200);
+/// Pause after ENOBUFS: the device's queue, not the socket, was full, so
+/// the socket polls writable at once and only time helps.
+const TX_NOBUFS_PAUSE: Duration = Duration::from_micros(50);
+
+/// What became of one frame handed to [`TxSocket::send_batch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TxOutcome {
+    /// Handed to the interface.
+    #[default]
+    Sent,
+    /// The send queue stayed full for the whole wait budget: dropped.
+    QueueFull,
+    /// The interface is down or gone: dropped.
+    LinkDown,
+    /// Refused for another reason (too large for the interface...):
+    /// dropped.
+    Refused,
+}
+
+/// How a failed send is handled.
+enum SendError {
+    /// The socket's send buffer is full: wait until it is writable.
+    Busy,
+    /// The device's queue is full: wait a moment.
+    NoBufs,
+    /// The interface is down or gone.
+    LinkDown,
+    /// Anything else: this frame is refused.
+    Refused,
+}
+
+fn send_error(e: &io::Error) -> SendError {
+    match e.raw_os_error() {
+        Some(libc::EAGAIN | libc::EINTR) => SendError::Busy,
+        Some(libc::ENOBUFS) => SendError::NoBufs,
+        Some(libc::ENETDOWN | libc::ENXIO | libc::ENODEV) => SendError::LinkDown,
+        _ => SendError::Refused,
+    }
+}
+
+/// The sending socket of one interface: bound to it with protocol 0, so
+/// it receives nothing (the receiving socket of that interface is
+/// another's).
+pub struct TxSocket {
+    name: String,
+    ifindex: u32,
+    fd: OwnedFd,
+    /// Send with `sendmmsg` (the ring backend), one `send` per frame
+    /// otherwise.
+    batched: bool,
+    /// Times a send waited for a full queue, since the last call of
+    /// [`TxSocket::take_retries`].
+    retries: u64,
+}
+
+impl TxSocket {
+    /// Opens `name` for sending.
+    pub fn open(name: &str, opts: SocketOptions) -> Result<Self, OpenError> {
+        let iface =
+            find_interface(name).ok_or_else(|| OpenError::NoSuchInterface(name.to_owned()))?;
+        let fd = packet_socket(name)?;
+        set_buffer(
+            fd.as_raw_fd(),
+            libc::SO_SNDBUFFORCE,
+            libc::SO_SNDBUF,
+            opts.sndbuf,
+        );
+        // SAFETY: sockaddr_ll is plain data.
+        let mut addr: libc::sockaddr_ll = unsafe { mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_protocol = 0;
+        addr.sll_ifindex = i32::try_from(iface.index).unwrap_or(0);
+        // SAFETY: binds our socket to a sockaddr_ll of the right size.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&addr as *const libc::sockaddr_ll).cast(),
+                mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(os_err(name, "bind"));
+        }
+        Ok(TxSocket {
+            name: name.to_owned(),
+            ifindex: iface.index,
+            fd,
+            batched: opts.backend == Backend::Ring,
+            retries: 0,
+        })
+    }
+
+    /// The interface name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The index of the interface the socket is bound to.
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    /// Times a send had to wait for a full queue since the last call.
+    pub fn take_retries(&mut self) -> u64 {
+        std::mem::take(&mut self.retries)
+    }
+
+    /// Sends up to [`TX_BATCH`] frames; `out[i]` tells what became of
+    /// frame `i`. A full queue is waited for (up to a couple of
+    /// milliseconds per batch in all) rather than dropping frames the
+    /// shaper has already charged for; what still cannot go is counted by
+    /// the caller with its reason.
+    pub fn send_batch(&mut self, frames: &[&[u8]], out: &mut [TxOutcome; TX_BATCH]) {
+        let n = frames.len().min(TX_BATCH);
+        let mut done = 0usize;
+        let mut deadline: Option<std::time::Instant> = None;
+        while done < n {
+            let rest = frames.get(done..n).unwrap_or_default();
+            let result = if self.batched {
+                self.send_many(rest)
+            } else {
+                rest.first().map_or(Ok(0), |f| self.send_one(f))
+            };
+            let err = match result {
+                Ok(k) if k > 0 => {
+                    for o in out.iter_mut().skip(done).take(k) {
+                        *o = TxOutcome::Sent;
+                    }
+                    done += k;
+                    continue;
+                }
+                Ok(_) => SendError::Busy,
+                Err(e) => send_error(&e),
+            };
+            match err {
+                SendError::Busy | SendError::NoBufs => {
+                    let now = std::time::Instant::now();
+                    let until = *deadline.get_or_insert(now + TX_WAIT_BUDGET);
+                    if now < until {
+                        self.retries += 1;
+                        let nobufs = matches!(err, SendError::NoBufs);
+                        self.wait(nobufs, (until - now).min(TX_WAIT_STEP));
+                        continue;
+                    }
+                    if let Some(o) = out.get_mut(done) {
+                        *o = TxOutcome::QueueFull;
+                    }
+                    done += 1;
+                }
+                SendError::LinkDown => {
+                    for o in out.iter_mut().skip(done).take(n - done) {
+                        *o = TxOutcome::LinkDown;
+                    }
+                    done = n;
+                }
+                SendError::Refused => {
+                    if let Some(o) = out.get_mut(done) {
+                        *o = TxOutcome::Refused;
+                    }
+                    done += 1;
+                }
+            }
+        }
+    }
+
+    /// Waits up to `max` for the socket to take frames again.
+    fn wait(&self, nobufs: bool, max: Duration) {
+        let mut pfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        let (watch, wait) = if nobufs {
+            (false, max.min(TX_NOBUFS_PAUSE))
+        } else {
+            (true, max)
+        };
+        let ts = libc::timespec {
+            tv_sec: wait.as_secs() as libc::time_t,
+            tv_nsec: wait.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: one valid pollfd (or none) and a timespec alive for the
+        // call.
+        unsafe { libc::ppoll(&mut pfd, libc::nfds_t::from(watch), &ts, std::ptr::null()) };
+    }
+
+    /// One `send`.
+    fn send_one(&self, frame: &[u8]) -> io::Result<usize> {
+        // SAFETY: sends `frame`, alive for the call, on our bound socket.
+        let rc = unsafe {
+            libc::send(
+                self.fd.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(1)
+        }
+    }
+
+    /// One `sendmmsg` of up to [`TX_BATCH`] frames: how many went.
+    fn send_many(&self, frames: &[&[u8]]) -> io::Result<usize> {
+        let n = frames.len().min(TX_BATCH);
+        // SAFETY: plain data, filled below.
+        let mut iov: [libc::iovec; TX_BATCH] = unsafe { mem::zeroed() };
+        let mut msgs: [libc::mmsghdr; TX_BATCH] = unsafe { mem::zeroed() };
+        for ((v, m), f) in iov.iter_mut().zip(msgs.iter_mut()).zip(frames).take(n) {
+            v.iov_base = f.as_ptr() as *mut libc::c_void;
+            v.iov_len = f.len();
+            m.msg_hdr.msg_iov = v;
+            m.msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: msgs[..n] point at iovecs and frames alive for the call;
+        // the socket is bound, so no address is needed.
+        let rc = unsafe {
+            libc::sendmmsg(
+                self.fd.as_raw_fd(),
+                msgs.as_mut_ptr(),
+                n as u32,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(rc as usize)
+        }
     }
 }

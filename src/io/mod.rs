@@ -1,7 +1,9 @@
-//! The edges where frames enter and leave: captures (`pcap`), and later the
-//! raw sockets of the daemon and the simulator's traffic.
+//! The edges where frames enter and leave: the daemon's raw sockets
+//! (`afpacket`, `ring`), the state of its interfaces (`link`, `netdev`),
+//! and captures (`pcap`).
 
 pub mod afpacket;
+pub mod link;
 pub mod netdev;
 pub mod pcap;
 pub mod ring;

@@ -11,7 +11,7 @@
 
 use std::io;
 use std::ptr::NonNull;
-use std::sync::atomic::{Ordering, fence};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Slot size: a full Ethernet frame plus the header the kernel puts first.
 const FRAME_SIZE: usize = 2048;
@@ -132,28 +132,35 @@ impl RxRing {
         unsafe { std::ptr::read_unaligned(self.map.as_ptr().add(off).cast::<u16>()) }
     }
 
+    /// The status word of slot `i`, shared with the kernel. The kernel
+    /// fills a slot and then sets TP_STATUS_USER with a release barrier
+    /// (`smp_wmb` before `__packet_set_status`); qosd reads the status with
+    /// Acquire before it reads the slot, and hands the slot back with a
+    /// Release store after it is done reading, as the kernel's own
+    /// examples (tools/testing/selftests/net/psock_tpacket.c) do with
+    /// `__atomic` builtins.
+    fn status_word(&self, i: usize) -> &AtomicU32 {
+        // `i` is always below SLOTS (the slot index wraps modulo SLOTS).
+        let off = slot_offset(i % SLOTS) + TP_STATUS;
+        // SAFETY: the offset is within the mapping, 4-byte aligned (slots
+        // start at multiples of FRAME_SIZE, the status is their first
+        // field), the mapping outlives `&self`, and the kernel only
+        // accesses the word atomically.
+        unsafe { AtomicU32::from_ptr(self.map.as_ptr().add(off).cast::<u32>()) }
+    }
+
     /// The next frame, if the kernel has written one. A frame stays valid
     /// until the next call, which gives its slot back.
     pub fn next_frame(&mut self) -> Option<RingFrame<'_>> {
         if let Some(done) = self.pending.take() {
-            fence(Ordering::Release);
-            // SAFETY: the status word of a slot within the mapping.
-            unsafe {
-                std::ptr::write_volatile(
-                    self.map
-                        .as_ptr()
-                        .add(slot_offset(done) + TP_STATUS)
-                        .cast::<u32>(),
-                    libc::TP_STATUS_KERNEL,
-                );
-            }
+            self.status_word(done)
+                .store(libc::TP_STATUS_KERNEL, Ordering::Release);
         }
         let hdr = slot_offset(self.slot);
-        let status = self.read_u32(hdr + TP_STATUS);
+        let status = self.status_word(self.slot).load(Ordering::Acquire);
         if status & libc::TP_STATUS_USER == 0 {
             return None;
         }
-        fence(Ordering::Acquire);
         let len = self.read_u32(hdr + TP_LEN) as usize;
         let snaplen = self.read_u32(hdr + TP_SNAPLEN) as usize;
         let mac = usize::from(self.read_u16(hdr + TP_MAC));

@@ -551,6 +551,7 @@ fn metrics_view<Q: LinkQueue<Frame>>(
             running: true,
             retired: Default::default(),
             config: Some(Arc::clone(e.config())),
+            ports: Vec::new(),
         }
     };
     let [up, down] = &sim.engines;
@@ -569,6 +570,7 @@ fn metrics_view<Q: LinkQueue<Frame>>(
     });
     MetricsView {
         config: Arc::new(cfg.clone()),
+        ready: true,
         snapshots: [snapshot(up), snapshot(down)],
         rates,
         flows: FlowStats {
