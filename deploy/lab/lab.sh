@@ -6,6 +6,10 @@
 #   lab.sh bridge   [-p PREFIX]   # plain kernel bridge lan0<->wan0 ("no qosd")
 #   lab.sh unbridge [-p PREFIX]
 #   lab.sh down [-p PREFIX]       # remove everything (idempotent)
+#   lab.sh unplug [-p PREFIX]     # remove the LAN cable: lan0 and the LAN host's eth0
+#   lab.sh plug [-p PREFIX] [offloads]  # put it back (same MACs and addresses);
+#                                 # "offloads": leave lan0's offloads on, as a new NIC has them
+#   lab.sh carrier [-p PREFIX] on|off   # the modem's port (ISP side of wan0) up/down
 #   lab.sh exec [-p PREFIX] NODE CMD...   # NODE: lan, gw, isp, srv
 #
 # Topology (one layer-2 segment, addresses in the RFC 2544/5180 benchmarking
@@ -28,7 +32,7 @@ UP_LINE=20mbit
 DOWN_LINE=50mbit
 BUFFER_MS=300
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 cmd=${1:-}; [ -n "$cmd" ] || usage; shift
 while getopts "p:u:d:b:" opt; do
@@ -64,7 +68,7 @@ up() {
     in_ns "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
   done
   in_ns "$GW" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-  ip link add eth0 netns "$LAN" type veth peer name lan0 netns "$GW"
+  lan_link
   ip link add wan0 netns "$GW" type veth peer name ispa netns "$ISP"
   ip link add ispb netns "$ISP" type veth peer name eth0 netns "$SRV"
 
@@ -74,7 +78,7 @@ up() {
     in_ns "$ISP" ip link set "$dev" master br0
   done
 
-  for pair in "$LAN eth0" "$GW lan0" "$GW wan0" "$ISP ispa" "$ISP ispb" "$SRV eth0"; do
+  for pair in "$GW wan0" "$ISP ispa" "$ISP ispb" "$SRV eth0"; do
     set -- $pair
     quiet_offloads "$1" "$2"
     in_ns "$1" ip link set "$2" up
@@ -85,11 +89,38 @@ up() {
   line_shaper "$ISP" ispb "$UP_LINE"
   line_shaper "$ISP" ispa "$DOWN_LINE"
 
-  in_ns "$LAN" ip addr add 198.18.0.10/24 dev eth0
-  in_ns "$LAN" ip addr add 2001:2::10/64 dev eth0 nodad
   in_ns "$SRV" ip addr add 198.18.0.20/24 dev eth0
   in_ns "$SRV" ip addr add 2001:2::20/64 dev eth0 nodad
   echo "lab $PREFIX up: lan 198.18.0.10 -> gw (lan0|wan0) -> isp ($UP_LINE up / $DOWN_LINE down, ${BUFFER_MS}ms buffer) -> srv 198.18.0.20"
+}
+
+# The LAN cable: the LAN host's eth0 and the gateway's lan0, with fixed MAC
+# addresses so that a re-plugged cable (unplug, plug) looks to the other
+# hosts like the same NIC, as a re-plugged USB NIC does.
+lan_link() { # [offloads]
+  ip link add eth0 netns "$LAN" address 02:00:c6:12:00:0a type veth \
+    peer name lan0 netns "$GW" address 02:00:c6:12:00:01
+  quiet_offloads "$LAN" eth0
+  [ "${1:-}" = offloads ] || quiet_offloads "$GW" lan0
+  # ARP retries every 100 ms instead of every second, so that the time
+  # until traffic flows again after a re-plug measures qosd, not ARP.
+  in_ns "$LAN" sysctl -qw net.ipv4.neigh.eth0.retrans_time_ms=100
+  in_ns "$LAN" ip link set eth0 up
+  in_ns "$GW" ip link set lan0 up
+  in_ns "$LAN" ip addr add 198.18.0.10/24 dev eth0
+  in_ns "$LAN" ip addr add 2001:2::10/64 dev eth0 nodad
+}
+
+unplug() {
+  in_ns "$GW" ip link del lan0
+}
+
+carrier() { # on|off: the ISP side of wan0, as a modem rebooting
+  case ${1:-} in
+    on) in_ns "$ISP" ip link set ispa up ;;
+    off) in_ns "$ISP" ip link set ispa down ;;
+    *) usage ;;
+  esac
 }
 
 bridge_on() {
@@ -118,6 +149,9 @@ case $cmd in
   bridge) bridge_on ;;
   unbridge) bridge_off ;;
   down) down_quiet; echo "lab $PREFIX down" ;;
+  unplug) unplug ;;
+  plug) lan_link "${1:-}" ;;
+  carrier) carrier "${1:-}" ;;
   exec)
     node=${1:?node: lan, gw, isp or srv}; shift
     exec ip netns exec "$PREFIX-$node" "$@" ;;

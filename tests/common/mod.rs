@@ -252,6 +252,23 @@ impl Qosd {
         }
     }
 
+    /// Waits up to `timeout` for qosd to exit by itself; its exit code
+    /// (`Some(None)` when killed by a signal), or `None` if it still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<Option<i32>> {
+        let start = Instant::now();
+        let child = self.child.as_mut()?;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status.code());
+            }
+            if start.elapsed() > timeout {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The process id.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)

@@ -1,0 +1,292 @@
+//! Interfaces that go away and come back under a running qosd: the LAN
+//! cable pulled and re-plugged (the interface deleted and re-created under
+//! the same name, as a USB NIC or a driver reset does), the modem's port
+//! losing carrier, an interface set down and up, and an interface that
+//! returns in a state qosd cannot use. Root only.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// `python3 -c GET URL`: prints the status, then the body.
+const GET: &str = r#"
+import sys, urllib.request, urllib.error
+try:
+    r = urllib.request.urlopen(sys.argv[1], timeout=2); print(r.status); print(r.read().decode())
+except urllib.error.HTTPError as e:
+    print(e.code); print(e.read().decode())
+except Exception as e:
+    print(0); print(e)
+"#;
+
+fn get(lab: &Lab, url: &str) -> (u16, String) {
+    let out = lab.exec("gw", &["python3", "-c", GET, url]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (status, rest) = text.split_once('\n').unwrap_or((&text, ""));
+    (status.trim().parse().unwrap_or(0), rest.to_owned())
+}
+
+fn readyz(lab: &Lab) -> (u16, String) {
+    get(lab, "http://127.0.0.1:9477/readyz")
+}
+
+fn metrics(lab: &Lab) -> HashMap<String, f64> {
+    get(lab, "http://127.0.0.1:9477/metrics")
+        .1
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            l.rsplit_once(' ')
+                .and_then(|(k, v)| Some((k.to_owned(), v.parse().ok()?)))
+        })
+        .collect()
+}
+
+fn lab_sh(lab: &Lab, args: &[&str]) {
+    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/lab/lab.sh"))
+        .arg(args[0])
+        .args(["-p", &lab.prefix])
+        .args(&args[1..])
+        .output()
+        .expect("lab.sh");
+    assert!(
+        out.status.success(),
+        "lab.sh {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Polls `check` every 50 ms for up to `within`; how long it took to hold.
+fn until(within: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    loop {
+        if check() {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() > within {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One ping from the LAN host to the server, answered within 200 ms.
+fn ping(lab: &Lab) -> bool {
+    lab.exec(
+        "lan",
+        &["ping", "-c", "1", "-W", "0.2", "-q", "198.18.0.20"],
+    )
+    .status
+    .success()
+}
+
+/// Pings until one is answered; how long that took from the call.
+fn forwarding_within(lab: &Lab, within: Duration) -> Option<Duration> {
+    until(within, || ping(lab))
+}
+
+/// Waits until `/readyz` answers `want` (200 or 503); its body.
+fn wait_readyz(lab: &Lab, want: u16, within: Duration, what: &str, q: &Qosd) -> (Duration, String) {
+    let mut body = String::new();
+    let took = until(within, || {
+        let (code, b) = readyz(lab);
+        body = b;
+        code == want
+    });
+    match took {
+        Some(t) => (t, body),
+        None => panic!(
+            "{what}: /readyz did not answer {want} within {within:?} (last body: {body:?})\nlog:\n{}",
+            q.log_text()
+        ),
+    }
+}
+
+fn start(lab: &Lab, extra: &str) -> Qosd {
+    let cfg = format!("{}\n{extra}", lab_config("19 Mbit", "47 Mbit"));
+    let mut q = lab.qosd(&cfg);
+    q.wait_for_log("running", Duration::from_secs(10));
+    wait_readyz(lab, 200, Duration::from_secs(5), "start", &q);
+    assert!(
+        forwarding_within(lab, Duration::from_secs(5)).is_some(),
+        "no forwarding at start"
+    );
+    q
+}
+
+/// The LAN interface deleted under a running qosd: not ready within 1 s,
+/// with the reason in `/readyz` and the metrics; re-created under the same
+/// name: sockets re-opened and forwarding within 2 s.
+#[test]
+fn a_removed_interface_is_reported_and_reopened_when_it_returns() {
+    if !lab_available("a_removed_interface_is_reported_and_reopened_when_it_returns") {
+        return;
+    }
+    let lab = Lab::up("qif1", "20mbit", "50mbit");
+    let q = start(&lab, "");
+
+    lab_sh(&lab, &["unplug"]);
+    let (noticed, body) = wait_readyz(&lab, 503, Duration::from_secs(3), "unplug", &q);
+    eprintln!("unplugged: not ready after {noticed:?}: {body}");
+    assert!(
+        noticed < Duration::from_secs(1),
+        "noticed the removal after {noticed:?}"
+    );
+    assert!(
+        body.contains("lan0 (lan): gone"),
+        "/readyz does not say why: {body:?}"
+    );
+    let m = metrics(&lab);
+    assert_eq!(
+        m.get(r#"qosd_interface_up{interface="lan0",role="lan"}"#),
+        Some(&0.0),
+        "qosd_interface_up for lan0"
+    );
+    assert_eq!(m.get("qosd_ready"), Some(&0.0));
+    assert_eq!(
+        m.get(r#"qosd_interface_up{interface="wan0",role="wan"}"#),
+        Some(&1.0)
+    );
+
+    // Stay unplugged a while: qosd waits, it does not give up.
+    std::thread::sleep(Duration::from_secs(2));
+    lab_sh(&lab, &["plug"]);
+    let back = forwarding_within(&lab, Duration::from_secs(5));
+    eprintln!("plugged: forwarding again after {back:?}");
+    let back = back.unwrap_or_else(|| panic!("no forwarding after re-plug:\n{}", q.log_text()));
+    assert!(
+        back < Duration::from_secs(2),
+        "forwarding resumed only after {back:?}"
+    );
+    wait_readyz(&lab, 200, Duration::from_secs(1), "re-plug", &q);
+    let m = metrics(&lab);
+    assert_eq!(
+        m.get(r#"qosd_interface_up{interface="lan0",role="lan"}"#),
+        Some(&1.0)
+    );
+    // Both directions' sockets on lan0 (receive and send) were re-opened.
+    assert_eq!(
+        m.get(r#"qosd_interface_reopens_total{interface="lan0",role="lan"}"#),
+        Some(&2.0)
+    );
+    let log = q.log_text();
+    assert!(log.contains("lan0 (lan): gone"), "log:\n{log}");
+    assert!(log.contains("socket re-opened"), "log:\n{log}");
+
+    // A bulk transfer through the re-opened sockets.
+    let mut server = lab.spawn("srv", &["iperf3", "-s", "-1", "-p", "5201"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let out = output_of(lab.iperf_client(5201, 2, &["-J"]));
+    let _ = server.wait();
+    let up = iperf_bps(&out);
+    assert!(up > 10e6, "upload after re-plug: {up} bit/s");
+}
+
+/// The modem's port loses carrier (it reboots) and returns; lan0 is set
+/// administratively down and up. Each is reported within 1 s and
+/// forwarding resumes within 2 s of the link's return.
+#[test]
+fn carrier_loss_and_admin_down_are_reported_and_survived() {
+    if !lab_available("carrier_loss_and_admin_down_are_reported_and_survived") {
+        return;
+    }
+    let lab = Lab::up("qif2", "20mbit", "50mbit");
+    let q = start(&lab, "");
+
+    lab_sh(&lab, &["carrier", "off"]);
+    let (noticed, body) = wait_readyz(&lab, 503, Duration::from_secs(3), "carrier off", &q);
+    eprintln!("carrier off: not ready after {noticed:?}: {body}");
+    assert!(
+        noticed < Duration::from_secs(1),
+        "noticed after {noticed:?}"
+    );
+    assert!(body.contains("wan0 (wan): no carrier"), "{body:?}");
+    assert!(!ping(&lab), "a ping crossed a link without carrier");
+    std::thread::sleep(Duration::from_secs(2));
+    lab_sh(&lab, &["carrier", "on"]);
+    let back = forwarding_within(&lab, Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("no forwarding after carrier returned:\n{}", q.log_text()));
+    eprintln!("carrier on: forwarding again after {back:?}");
+    assert!(back < Duration::from_secs(2), "resumed after {back:?}");
+    wait_readyz(&lab, 200, Duration::from_secs(1), "carrier on", &q);
+    // While the carrier was gone, what the shaper released for the WAN
+    // was dropped and counted, not queued.
+    let m = metrics(&lab);
+    let egress_down = m
+        .get(r#"qosd_datapath_errors_total{interface="wan0",kind="egress_down"}"#)
+        .copied();
+    assert!(
+        egress_down.is_some_and(|n| n >= 1.0),
+        "pings sent while the carrier was gone were not counted: {egress_down:?}"
+    );
+
+    lab.sh("gw", "ip link set lan0 down");
+    let (noticed, body) = wait_readyz(&lab, 503, Duration::from_secs(3), "lan0 down", &q);
+    assert!(
+        noticed < Duration::from_secs(1),
+        "noticed after {noticed:?}"
+    );
+    assert!(
+        body.contains("lan0 (lan): administratively down"),
+        "{body:?}"
+    );
+    lab.sh("gw", "ip link set lan0 up");
+    let back = forwarding_within(&lab, Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("no forwarding after lan0 up:\n{}", q.log_text()));
+    eprintln!("lan0 up: forwarding again after {back:?}");
+    assert!(back < Duration::from_secs(2), "resumed after {back:?}");
+    wait_readyz(&lab, 200, Duration::from_secs(1), "lan0 up", &q);
+    // The same device came back: its sockets were kept, not re-opened.
+    assert_eq!(
+        metrics(&lab).get(r#"qosd_interface_reopens_total{interface="lan0",role="lan"}"#),
+        Some(&0.0)
+    );
+}
+
+/// An interface that comes back in a state qosd may not fix (offloads on,
+/// `datapath.manage_offloads = false`) is retried for
+/// `daemon.reopen_timeout`, then qosd exits with status 1 so the service's
+/// fail-open bypass takes over.
+#[test]
+fn exits_when_a_returned_interface_cannot_be_reopened() {
+    if !lab_available("exits_when_a_returned_interface_cannot_be_reopened") {
+        return;
+    }
+    let lab = Lab::up("qif3", "20mbit", "50mbit");
+    let extra = "[datapath]\nmanage_offloads = false\n[daemon]\nreopen_timeout = \"2s\"\n";
+    let cfg =
+        lab_config("19 Mbit", "47 Mbit").replace("[interfaces]", &format!("{extra}[interfaces]"));
+    let mut q = lab.qosd(&cfg);
+    wait_readyz(&lab, 200, Duration::from_secs(5), "start", &q);
+
+    lab_sh(&lab, &["unplug"]);
+    wait_readyz(&lab, 503, Duration::from_secs(3), "unplug", &q);
+    // Waiting for a missing interface never gives up on its own.
+    assert_eq!(
+        q.wait_exit(Duration::from_secs(3)),
+        None,
+        "qosd exited while waiting"
+    );
+
+    lab_sh(&lab, &["plug", "offloads"]);
+    let plugged = Instant::now();
+    let (_, body) = wait_readyz(&lab, 503, Duration::from_secs(2), "plug", &q);
+    eprintln!("re-plugged with offloads on: {body}");
+    let code = q.wait_exit(Duration::from_secs(8));
+    let took = plugged.elapsed();
+    let log = q.log_text();
+    eprintln!("exit {code:?} after {took:?}");
+    assert_eq!(code, Some(Some(1)), "exit status; log:\n{log}");
+    assert!(
+        took >= Duration::from_secs(2),
+        "gave up after {took:?}, before reopen_timeout"
+    );
+    assert!(
+        log.contains("manage_offloads = false") && log.contains("fail-open bypass"),
+        "the log does not say why:\n{log}"
+    );
+}
