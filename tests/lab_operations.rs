@@ -365,9 +365,31 @@ category = "bulk"
             "name = \"bulk\"\npriority = 3\nweight = 30",
             1,
         );
+    // The file watcher sees this write too and would reload it by itself
+    // half a second later (its debounce), so the shares would move even if
+    // qosd ignored SIGHUP. Only the signal handler logs a reload with
+    // SIGHUP as its source: this step waits for that line, so it fails when
+    // SIGHUP no longer reloads. (Whichever comes first, the SIGHUP reload
+    // is logged: it reloads whether or not the file changed since.)
+    let sighup_reloads = |qosd: &Qosd| {
+        qosd.log_text()
+            .lines()
+            .filter(|l| l.contains("configuration reloaded from") && l.contains("(SIGHUP)"))
+            .count()
+    };
+    let before = sighup_reloads(&qosd);
     std::fs::write(&path, &edited2).unwrap();
     // SAFETY: signalling our own child process.
     unsafe { libc::kill(qosd.pid().unwrap() as i32, libc::SIGHUP) };
+    let start = std::time::Instant::now();
+    while sighup_reloads(&qosd) == before {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "SIGHUP did not reload the configuration within 5 s (no \"configuration reloaded from ... (SIGHUP)\" in the log):\n{}",
+            qosd.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     std::thread::sleep(Duration::from_millis(1200));
     near(&lab, 0.25, "after SIGHUP", &qosd);
 
