@@ -1,13 +1,41 @@
 //! `qosd run` end to end in a lab office (network namespaces, veth, tbf
 //! line with a deep buffer): transparency, shaping accuracy,
 //! prioritisation against the plain kernel bridge, clean stop.
-//! Root only; skipped with a message otherwise.
+//! Root only: without root cargo reports them ignored. The tests are
+//! listed in `main` (common::run_lab_tests; `#[test]` does nothing here).
 
 mod common;
 
 use std::time::Duration;
 
 use common::*;
+
+fn main() -> std::process::ExitCode {
+    run_lab_tests(&[
+        ("transparency", transparency),
+        ("transparency_ring_backend", transparency_ring_backend),
+        (
+            "shapes_each_direction_to_its_rate",
+            shapes_each_direction_to_its_rate,
+        ),
+        (
+            "voice_keeps_low_latency_under_load",
+            voice_keeps_low_latency_under_load,
+        ),
+        (
+            "stop_is_clean_and_restores_interfaces",
+            stop_is_clean_and_restores_interfaces,
+        ),
+        (
+            "takes_over_from_the_bypass_bridge",
+            takes_over_from_the_bypass_bridge,
+        ),
+        (
+            "drops_root_after_opening_its_sockets",
+            drops_root_after_opening_its_sockets,
+        ),
+    ])
+}
 
 /// Echo server: TCP and UDP on port 7000, both address families; exits
 /// after `secs`.
@@ -100,19 +128,13 @@ while time.time() < end:
         print("vlan", vlan, "intact", body[2:] == payload, flush=True); break
 "#;
 
-#[test]
 fn transparency() {
-    if lab_available("transparency") {
-        transparent_with(Lab::up("qt1", "100mbit", "100mbit"), "pnet");
-    }
+    transparent_with(Lab::up("qt1", "100mbit", "100mbit"), "pnet");
 }
 
 /// The same with the TPACKET_V3 ring backend.
-#[test]
 fn transparency_ring_backend() {
-    if lab_available("transparency_ring_backend") {
-        transparent_with(Lab::up("qt7", "100mbit", "100mbit"), "ring");
-    }
+    transparent_with(Lab::up("qt7", "100mbit", "100mbit"), "ring");
 }
 
 fn transparent_with(lab: Lab, backend: &str) {
@@ -196,11 +218,7 @@ fn transparent_with(lab: Lab, backend: &str) {
     }
 }
 
-#[test]
 fn shapes_each_direction_to_its_rate() {
-    if !lab_available("shapes_each_direction_to_its_rate") {
-        return;
-    }
     let lab = Lab::up("qt2", "40mbit", "80mbit");
     let _qosd = lab.qosd(&lab_config("20 Mbit", "40 Mbit"));
     lab.sh("srv", "iperf3 -s -D -p 5401");
@@ -220,11 +238,7 @@ fn shapes_each_direction_to_its_rate() {
 /// Four TCP uploads and four downloads saturate the link while a voice-like
 /// stream (20 ms, 172 bytes) measures round trips; the same through the
 /// plain kernel bridge in the same run is the baseline.
-#[test]
 fn voice_keeps_low_latency_under_load() {
-    if !lab_available("voice_keeps_low_latency_under_load") {
-        return;
-    }
     let lab = Lab::up("qt3", "20mbit", "50mbit");
     lab.sh(
         "srv",
@@ -293,11 +307,7 @@ fn voice_keeps_low_latency_under_load() {
     );
 }
 
-#[test]
 fn stop_is_clean_and_restores_interfaces() {
-    if !lab_available("stop_is_clean_and_restores_interfaces") {
-        return;
-    }
     let prefix = "qt4";
     {
         let lab = Lab::up(prefix, "100mbit", "100mbit");
@@ -364,11 +374,7 @@ fn stop_is_clean_and_restores_interfaces() {
 /// Fail-open: with lan0 and wan0 in the bypass bridge (what keeps the office
 /// online while qosd is down), qosd removes the bridge at start and
 /// forwards itself; any other bridge of both is refused.
-#[test]
 fn takes_over_from_the_bypass_bridge() {
-    if !lab_available("takes_over_from_the_bypass_bridge") {
-        return;
-    }
     let lab = Lab::up("qt5", "100mbit", "100mbit");
     let bridge = |name: &str| {
         lab.sh("gw", &format!("ip link add {name} type bridge && ip link set {name} type bridge stp_state 0 forward_delay 0 && ip link set lan0 master {name} && ip link set wan0 master {name} && ip link set {name} up"));
@@ -421,11 +427,7 @@ fn write_config(lab: &Lab, text: &str) -> String {
 /// Started as root with `daemon.user`, qosd runs as that user with no
 /// capability but CAP_NET_ADMIN (kept to restore offloads at exit), and
 /// still forwards.
-#[test]
 fn drops_root_after_opening_its_sockets() {
-    if !lab_available("drops_root_after_opening_its_sockets") {
-        return;
-    }
     let lab = Lab::up("qt6", "100mbit", "100mbit");
     lab.sh("gw", "ethtool -K lan0 gso on");
     let cfg = format!(

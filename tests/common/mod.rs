@@ -1,8 +1,11 @@
 //! The lab for integration tests: a throwaway office in network namespaces
 //! (deploy/lab/lab.sh), qosd run inside its gateway, and the traffic tools.
 //! Everything is torn down when the guards drop, also when a test fails.
-//! Without root the tests skip, saying so; as root (CI) a missing tool is
-//! a failure, not a skip.
+//!
+//! The lab test binaries have their own harness ([`run_lab_tests`],
+//! `harness = false` in Cargo.toml): without root every lab test is
+//! reported as *ignored*, not passed; as root (CI) they run, and a missing
+//! tool is a failure, not a skip.
 
 #![allow(dead_code)] // each test binary uses part of it
 
@@ -20,13 +23,14 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// True when the lab can run; otherwise prints why the test is skipped.
-pub fn lab_available(test: &str) -> bool {
+/// True when running as root, which the lab (network namespaces) needs.
+pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED {test}: lab tests need root (network namespaces); CI runs them as root");
-        return false;
-    }
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Panics when a tool the lab uses is not installed.
+fn require_tools() {
     for tool in ["ip", "tc", "iperf3", "irtt", "ethtool", "python3", "ping"] {
         let found = Command::new("sh")
             .arg("-c")
@@ -39,7 +43,51 @@ pub fn lab_available(test: &str) -> bool {
             "{tool} is missing: .ci/run installs it (apt-get install iproute2 iperf3 irtt ethtool iputils-ping python3)"
         );
     }
-    true
+}
+
+/// The `main` of a lab test binary: runs `tests` (name, function) like
+/// `cargo test` would, with its arguments (filters, `--list`, `--exact`,
+/// `--ignored`, `--include-ignored`...).
+///
+/// Without root every test is marked ignored, so cargo reports "N ignored"
+/// instead of counting tests that did nothing as passed; `--ignored` or
+/// `--include-ignored` still runs them, and then they fail for want of
+/// root. A test that panics fails (libtest-mimic catches the panic). The
+/// tests run one at a time, in listing order: they share the machine's
+/// cores (and [`Lab`] takes a lock besides).
+///
+/// A `#[test]` attribute means nothing in these files: a test that is not
+/// in the list does not run.
+pub fn run_lab_tests(tests: &[(&'static str, fn())]) -> std::process::ExitCode {
+    use libtest_mimic::{Arguments, Failed, Trial};
+
+    let mut args = Arguments::from_args();
+    if args.test_threads.is_none() {
+        args.test_threads = Some(1);
+    }
+    let root = is_root();
+    if !root && !args.list && !args.ignored && !args.include_ignored {
+        eprintln!(
+            "lab tests need root (network namespaces): reported as ignored; CI runs them as root"
+        );
+    }
+    let trials = tests
+        .iter()
+        .map(|&(name, test)| {
+            Trial::test(name, move || {
+                if !is_root() {
+                    return Err(Failed::from(
+                        "lab tests need root (network namespaces); CI runs them as root",
+                    ));
+                }
+                require_tools();
+                test();
+                Ok(())
+            })
+            .with_ignored_flag(!root)
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit_code()
 }
 
 /// A lab office. Dropping it removes every namespace and process in it.
