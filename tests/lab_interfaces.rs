@@ -12,6 +12,23 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
+fn main() -> std::process::ExitCode {
+    run_lab_tests(&[
+        (
+            "a_removed_interface_is_reported_and_reopened_when_it_returns",
+            a_removed_interface_is_reported_and_reopened_when_it_returns,
+        ),
+        (
+            "carrier_loss_and_admin_down_are_reported_and_survived",
+            carrier_loss_and_admin_down_are_reported_and_survived,
+        ),
+        (
+            "exits_when_a_returned_interface_cannot_be_reopened",
+            exits_when_a_returned_interface_cannot_be_reopened,
+        ),
+    ])
+}
+
 /// `python3 -c GET URL`: prints the status, then the body.
 const GET: &str = r#"
 import sys, urllib.request, urllib.error
@@ -121,11 +138,7 @@ fn start(lab: &Lab, extra: &str) -> Qosd {
 /// The LAN interface deleted under a running qosd: not ready within 1 s,
 /// with the reason in `/readyz` and the metrics; re-created under the same
 /// name: sockets re-opened and forwarding within 2 s.
-#[test]
 fn a_removed_interface_is_reported_and_reopened_when_it_returns() {
-    if !lab_available("a_removed_interface_is_reported_and_reopened_when_it_returns") {
-        return;
-    }
     let lab = Lab::up("qif1", "20mbit", "50mbit");
     let q = start(&lab, "");
 
@@ -189,11 +202,7 @@ fn a_removed_interface_is_reported_and_reopened_when_it_returns() {
 /// The modem's port loses carrier (it reboots) and returns; lan0 is set
 /// administratively down and up. Each is reported within 1 s and
 /// forwarding resumes within 2 s of the link's return.
-#[test]
 fn carrier_loss_and_admin_down_are_reported_and_survived() {
-    if !lab_available("carrier_loss_and_admin_down_are_reported_and_survived") {
-        return;
-    }
     let lab = Lab::up("qif2", "20mbit", "50mbit");
     let q = start(&lab, "");
 
@@ -251,11 +260,7 @@ fn carrier_loss_and_admin_down_are_reported_and_survived() {
 /// `datapath.manage_offloads = false`) is retried for
 /// `daemon.reopen_timeout`, then qosd exits with status 1 so the service's
 /// fail-open bypass takes over.
-#[test]
 fn exits_when_a_returned_interface_cannot_be_reopened() {
-    if !lab_available("exits_when_a_returned_interface_cannot_be_reopened") {
-        return;
-    }
     let lab = Lab::up("qif3", "20mbit", "50mbit");
     let extra = "[datapath]\nmanage_offloads = false\n[daemon]\nreopen_timeout = \"2s\"\n";
     let cfg =
