@@ -5,9 +5,14 @@
 //! (it is bound to the old ifindex), and a lost carrier shows nowhere on
 //! the socket at all.
 //!
-//! Two ioctls per question on a datagram socket held for the purpose
-//! (SIOCGIFINDEX, SIOCGIFFLAGS): no allocation, no file system, and no
-//! privilege needed.
+//! Three ioctls per question on a datagram socket held for the purpose
+//! (SIOCGIFINDEX, SIOCGIFFLAGS, SIOCETHTOOL with ETHTOOL_GLINK): no
+//! allocation, no file system, and no privilege needed.
+//!
+//! Why not IFF_RUNNING for the carrier: it is the RFC 2863 operational
+//! state, which the kernel's linkwatch worker updates up to a second after
+//! the carrier changes, while the device already forwards. The driver's
+//! link state (what `/sys/class/net/*/carrier` shows) changes at once.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -19,19 +24,47 @@ pub struct LinkStatus {
     pub ifindex: u32,
     /// Administratively up (IFF_UP).
     pub up: bool,
-    /// Operationally up: carrier present (IFF_RUNNING).
+    /// Carrier present: the driver's link state (ETHTOOL_GLINK), or, for
+    /// drivers that do not report one, IFF_RUNNING.
     pub carrier: bool,
 }
 
 const IFF_UP: u16 = 0x1;
 const IFF_RUNNING: u16 = 0x40;
+/// linux/ethtool.h: "get link status", allowed without CAP_NET_ADMIN.
+const ETHTOOL_GLINK: u32 = 0x0a;
 
 /// `struct ifreq`: the name, then a union of which these ioctls use the
-/// first 4 bytes (an `int` ifindex or a `short` flags word).
+/// first 4 bytes (an `int` ifindex or a `short` flags word) or, for
+/// SIOCETHTOOL, a pointer.
 #[repr(C)]
 struct IfReq {
     name: [libc::c_char; libc::IFNAMSIZ],
     data: [u8; 24],
+}
+
+/// `struct ethtool_value`.
+#[repr(C)]
+struct EthtoolValue {
+    cmd: u32,
+    data: u32,
+}
+
+impl IfReq {
+    /// A request about `name`; `None` when no interface can have it.
+    fn named(name: &str) -> Option<Self> {
+        if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('\0') {
+            return None;
+        }
+        let mut req = IfReq {
+            name: [0; libc::IFNAMSIZ],
+            data: [0; 24],
+        };
+        for (dst, src) in req.name.iter_mut().zip(name.bytes()) {
+            *dst = src as libc::c_char;
+        }
+        Some(req)
+    }
 }
 
 /// Asks the kernel about interfaces by name.
@@ -66,25 +99,34 @@ impl LinkProbe {
         let [ia, ib, ic, id] = ifindex;
         let [fa, fb, _, _] = flags;
         let flags = u16::from_ne_bytes([fa, fb]);
+        let carrier = self.driver_link(name).unwrap_or(flags & IFF_RUNNING != 0);
         Some(LinkStatus {
             ifindex: u32::from_ne_bytes([ia, ib, ic, id]),
             up: flags & IFF_UP != 0,
-            carrier: flags & IFF_RUNNING != 0,
+            carrier,
         })
+    }
+
+    /// The driver's link state, if it reports one.
+    fn driver_link(&self, name: &str) -> Option<bool> {
+        let mut value = EthtoolValue {
+            cmd: ETHTOOL_GLINK,
+            data: 0,
+        };
+        let mut req = IfReq::named(name)?;
+        let ptr = (&mut value as *mut EthtoolValue).cast::<u8>() as usize;
+        for (dst, src) in req.data.iter_mut().zip(ptr.to_ne_bytes()) {
+            *dst = src;
+        }
+        // SAFETY: SIOCETHTOOL reads the name and the ethtool_value the
+        // union points to, both alive for the call, and writes the value.
+        let rc = unsafe { libc::ioctl(self.fd.as_raw_fd(), libc::SIOCETHTOOL as _, &mut req) };
+        (rc == 0).then_some(value.data != 0)
     }
 
     /// The first 4 bytes of the ifreq union after `request`.
     fn ioctl(&self, name: &str, request: libc::c_ulong) -> Option<[u8; 4]> {
-        if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('\0') {
-            return None;
-        }
-        let mut req = IfReq {
-            name: [0; libc::IFNAMSIZ],
-            data: [0; 24],
-        };
-        for (dst, src) in req.name.iter_mut().zip(name.bytes()) {
-            *dst = src as libc::c_char;
-        }
+        let mut req = IfReq::named(name)?;
         // SAFETY: the ioctl reads the name and writes at most the union
         // part of `req`, which lives for the call.
         let rc = unsafe { libc::ioctl(self.fd.as_raw_fd(), request as _, &mut req) };
