@@ -26,6 +26,10 @@ fn main() -> std::process::ExitCode {
             "exits_when_a_returned_interface_cannot_be_reopened",
             exits_when_a_returned_interface_cannot_be_reopened,
         ),
+        (
+            "a_full_send_queue_is_waited_for_not_dropped",
+            a_full_send_queue_is_waited_for_not_dropped,
+        ),
     ])
 }
 
@@ -294,4 +298,120 @@ fn exits_when_a_returned_interface_cannot_be_reopened() {
         log.contains("manage_offloads = false") && log.contains("fail-open bypass"),
         "the log does not say why:\n{log}"
     );
+}
+
+/// A network namespace of its own for a test; removed on drop.
+struct Netns(&'static str);
+
+impl Netns {
+    fn new(name: &'static str) -> Netns {
+        let _ = Command::new("ip").args(["netns", "del", name]).output();
+        let ok = Command::new("ip")
+            .args(["netns", "add", name])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "ip netns add {name}");
+        Netns(name)
+    }
+
+    fn sh(&self, script: &str) -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", self.0, "sh", "-c", script])
+            .output()
+            .expect("ip netns exec");
+        assert!(
+            out.status.success(),
+            "`{script}`: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", self.0]).output();
+    }
+}
+
+/// A send queue that fills for a moment (a short queue in front of a
+/// 200 Mbit/s shaper on the egress) is waited for: every frame goes out,
+/// none is dropped, and the waits are counted. Before, each EAGAIN dropped a frame
+/// the shaper had already charged for and counted it as a send error.
+fn a_full_send_queue_is_waited_for_not_dropped() {
+    use qosd::config::Backend;
+    use qosd::io::afpacket::{SocketOptions, TX_BATCH, TxOutcome, TxSocket};
+
+    let ns = Netns::new("qosd-txq");
+    ns.sh(
+        "ip link add txa type veth peer name txb && ip link set txa up && ip link set txb up && \
+         tc qdisc add dev txa root tbf rate 200mbit burst 3000 limit 30000",
+    );
+    // 20 frames fit in the shaper's queue; each batch of 16 needs about
+    // 1 ms (60 us a frame at 200 Mbit/s) to drain: within the 2 ms a
+    // batch may wait.
+    const BATCHES: usize = 80;
+    const BATCH: usize = 16;
+    for backend in [Backend::Ring, Backend::Pnet] {
+        let before = rx_packets(&ns, "txb");
+        let ns_name = ns.0;
+        let (outcomes, retries) = std::thread::spawn(move || {
+            let f = std::fs::File::open(format!("/run/netns/{ns_name}")).expect("netns file");
+            use std::os::fd::AsRawFd;
+            // SAFETY: moves this thread (only) into the test's namespace.
+            let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns");
+            let opts = SocketOptions {
+                rcvbuf: 1 << 20,
+                // The kernel doubles it: room for about 14 full frames.
+                sndbuf: 16 << 10,
+                backend,
+            };
+            let mut tx = TxSocket::open("txa", opts).expect("open txa");
+            let mut frame = vec![0u8; 1514];
+            frame[..6].copy_from_slice(&[0xff; 6]);
+            frame[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 1]);
+            frame[12..14].copy_from_slice(&[0x88, 0xb5]); // local experimental
+            let views = [frame.as_slice(); BATCH];
+            let mut all = Vec::new();
+            for _ in 0..BATCHES {
+                let mut out = [TxOutcome::Sent; TX_BATCH];
+                tx.send_batch(&views, &mut out);
+                all.extend_from_slice(&out[..BATCH]);
+            }
+            (all, tx.take_retries())
+        })
+        .join()
+        .expect("sender thread");
+        let sent = outcomes.iter().filter(|o| **o == TxOutcome::Sent).count();
+        let lost: Vec<_> = outcomes.iter().filter(|o| **o != TxOutcome::Sent).collect();
+        eprintln!(
+            "{backend:?}: {sent} of {} sent, {} waits for the queue; {}",
+            outcomes.len(),
+            retries,
+            ns.sh("tc -s qdisc show dev txa").replace('\n', " ")
+        );
+        assert!(lost.is_empty(), "{backend:?}: frames given up: {lost:?}");
+        assert!(
+            retries > 0,
+            "{backend:?}: the queue never filled, so this proves nothing"
+        );
+        // And they really left: txb received every one.
+        let got = until(Duration::from_secs(2), || {
+            rx_packets(&ns, "txb") >= before + (BATCHES * BATCH) as u64
+        });
+        assert!(
+            got.is_some(),
+            "{backend:?}: txb received {} of {}",
+            rx_packets(&ns, "txb") - before,
+            BATCHES * BATCH
+        );
+    }
+}
+
+fn rx_packets(ns: &Netns, dev: &str) -> u64 {
+    ns.sh(&format!("cat /sys/class/net/{dev}/statistics/rx_packets"))
+        .trim()
+        .parse()
+        .unwrap_or(0)
 }
