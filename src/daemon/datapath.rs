@@ -298,6 +298,11 @@ impl Datapath {
             if let Some(tx) = self.tx.usable() {
                 tx.send_batch(views.get(..n).unwrap_or_default(), &mut outcome);
                 self.io.tx_retries += tx.take_retries();
+                // The kernel says the link went down since the last look:
+                // look now rather than at the next scheduled check.
+                if outcome.iter().take(n).any(|o| *o == TxOutcome::LinkDown) {
+                    self.check_soon = true;
+                }
             }
             for (slot, result) in batch.iter_mut().zip(outcome).take(n) {
                 if let Some(frame) = slot.take() {
@@ -313,9 +318,6 @@ impl Datapath {
                     };
                     *frames += 1;
                     *bytes += len;
-                    if result == TxOutcome::LinkDown {
-                        self.check_soon = true;
-                    }
                     self.pool.put(frame.into_buffer());
                 }
             }
