@@ -591,3 +591,28 @@ fn rates_follow_categories_across_a_reorder() {
     let rates = fx.handle.rates_for(&fx.handle.snapshots());
     assert_eq!(rates[0], [8.0e6, 2.0e6]);
 }
+
+/// A thread that panicked while holding a direction's snapshot cell
+/// poisons it; the snapshot in it is still whole. Readiness and metrics
+/// keep reading it (before, a poisoned cell read as an empty snapshot: a
+/// data path that had stopped, for good).
+#[test]
+fn a_poisoned_snapshot_cell_is_still_read() {
+    let fx = fixture("poisoned", None);
+    let now = Instant::from_nanos(10_000_000_000);
+    for cell in &fx.handle.snapshots {
+        let mut s = cell.lock().unwrap();
+        s.running = true;
+        s.at = now;
+        s.engine.ip_frames = 7;
+    }
+    let cell = Arc::clone(&fx.handle.snapshots[0]);
+    let poisoner = std::thread::spawn(move || {
+        let _held = cell.lock().unwrap();
+        panic!("poisoning the snapshot cell on purpose");
+    });
+    assert!(poisoner.join().is_err());
+    assert!(fx.handle.snapshots[0].is_poisoned());
+    assert!(fx.handle.ready(now));
+    assert_eq!(fx.handle.snapshots()[0].engine.ip_frames, 7);
+}

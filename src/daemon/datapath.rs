@@ -266,7 +266,14 @@ impl Datapath {
 
     fn publish(&mut self, t: Instant, running: bool) {
         self.io.kernel_drops += self.rx.kernel_drops();
-        if let Ok(mut s) = self.snapshot.lock() {
+        // A reader that panicked while holding the cell leaves a snapshot
+        // that is still whole: keep publishing rather than freeze the
+        // metrics and the readiness check for good.
+        {
+            let mut s = self
+                .snapshot
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             s.io.clone_from(&self.io);
             s.engine.clone_from(self.engine.counters());
             s.categories
