@@ -356,6 +356,8 @@ impl Handle {
             by_category,
             dns_entries: self.shared.names.len() as u64,
             dns_evictions: self.shared.names.evictions(),
+            dpi_memory_bytes: self.shared.dpi.used() as u64,
+            dpi_memory_limit_bytes: self.shared.dpi.limit() as u64,
         }
     }
 
