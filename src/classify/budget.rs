@@ -58,6 +58,38 @@ impl Holder {
     }
 }
 
+/// The kinds of state refused while handling one packet (a set of
+/// [`Holder`]s, one bit each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Refusals(u8);
+
+impl Refusals {
+    /// Adds `h`.
+    pub fn add(&mut self, h: Holder) {
+        self.0 |= 1 << h.index();
+    }
+
+    /// Adds every kind in `other`.
+    pub fn merge(&mut self, other: Refusals) {
+        self.0 |= other.0;
+    }
+
+    /// True when `h` was refused.
+    pub fn contains(self, h: Holder) -> bool {
+        self.0 & (1 << h.index()) != 0
+    }
+
+    /// True when nothing was refused.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The [`Holder::index`] of each kind refused.
+    pub fn indices(self) -> impl Iterator<Item = usize> {
+        (0..Holder::KINDS.len()).filter(move |i| self.0 & (1 << i) != 0)
+    }
+}
+
 /// Bytes that flows' inspection state may hold together, and how many it
 /// holds now.
 #[derive(Debug)]

@@ -5,7 +5,7 @@
 //! reserved from the DPI memory budget before it is allocated.
 
 use super::DecidedBy;
-use super::budget::{Holder, Reservation, extend_reserved, free, reserve_exact};
+use super::budget::{Holder, Refusals, Reservation, extend_reserved, free, reserve_exact};
 use super::catalog::CompiledCatalog;
 use super::dpi::rtp::{MediaKind, MediaTracker, RtpOrRtcp, rtp_or_rtcp};
 use super::dpi::{Parse, dtls, http, quic, rpc, stun, tls};
@@ -46,8 +46,8 @@ pub struct Found {
     pub media: Media,
     /// Nothing more will be learned from this flow's packets.
     pub done: bool,
-    /// State this packet needed was refused by the budget.
-    pub refused: Option<Holder>,
+    /// State this packet needed that the budget refused.
+    pub refused: Refusals,
 }
 
 /// Most bytes of a client's stream buffered to read a ClientHello or HTTP
@@ -225,7 +225,7 @@ impl DpiState {
                 }
                 Some(Parse::NotThis) => self.http_pending = false,
                 None => {
-                    found.refused = Some(Holder::Tls);
+                    found.refused.add(Holder::Tls);
                     self.http_pending = false;
                 }
             }
@@ -288,13 +288,13 @@ impl DpiState {
                         self.stray = Some(buf);
                         return;
                     }
-                    found.refused = Some(Holder::Tls);
+                    found.refused.add(Holder::Tls);
                 }
                 self.hello_done = true;
                 free(&mut self.stray, &mut self.res);
             }
             None => {
-                found.refused = Some(Holder::Tls);
+                found.refused.add(Holder::Tls);
                 self.hello_done = true;
             }
         }
@@ -319,7 +319,7 @@ impl DpiState {
             self.hello = Some(buf);
             true
         } else {
-            found.refused = Some(Holder::Tls);
+            found.refused.add(Holder::Tls);
             false
         }
     }
@@ -379,7 +379,7 @@ impl DpiState {
                 return;
             }
             if !self.res.grow(size_of::<quic::InitialReassembler>()) {
-                found.refused = Some(Holder::Quic);
+                found.refused.add(Holder::Quic);
                 self.quic_done = true;
                 return;
             }
@@ -400,7 +400,7 @@ impl DpiState {
             Parse::NotThis => self.quic_done = true,
         }
         if reassembler.refused() {
-            found.refused = Some(Holder::Quic);
+            found.refused.add(Holder::Quic);
         }
         if self.quic_done
             && let Some(q) = self.quic.take()

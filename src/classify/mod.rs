@@ -20,7 +20,7 @@ use std::borrow::Cow;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 
-use self::budget::{DpiBudget, Holder, Reservation};
+use self::budget::{DpiBudget, Holder, Refusals, Reservation};
 use self::catalog::CompiledCatalog;
 use self::inspect::{DpiState, Media};
 use self::matcher::{Answer, AppId, FlowFacts, Matcher};
@@ -217,7 +217,7 @@ struct DnsTcp {
 /// by its 16-bit length) and learns from each, keeping between segments
 /// only the start of a message that is incomplete: at most
 /// [`DNS_TCP_KEEP`] bytes, and no more than its length says is coming.
-/// Returns what the budget refused, if anything (the stream is then
+/// Returns what the budget refused (the stream is then
 /// followed without that state: a message's names are lost, or, when even
 /// the small position record is refused, the next segment is read as if
 /// a message started there).
@@ -227,14 +227,14 @@ fn learn_dns_stream(
     names: &dyn NameLookup,
     now: Instant,
     budget: &Arc<DpiBudget>,
-) -> Option<Holder> {
-    let mut refused = None;
+) -> Refusals {
+    let mut refused = Refusals::default();
     // A message begun in an earlier segment.
     if let Some(mut st) = stream.take() {
         if let Some(high) = st.high {
             let Some((&low, rest)) = segment.split_first() else {
                 *stream = Some(st);
-                return None;
+                return refused;
             };
             drop(st); // only the length's first byte: it starts afresh
             let len = usize::from(u16::from_be_bytes([high, low]));
@@ -302,7 +302,7 @@ fn dns_message(
     names: &dyn NameLookup,
     now: Instant,
     budget: &Arc<DpiBudget>,
-    refused: &mut Option<Holder>,
+    refused: &mut Refusals,
 ) -> Result<usize, Option<Box<DnsTcp>>> {
     if let Some(msg) = body.get(..len) {
         names.learn(msg, now);
@@ -325,7 +325,7 @@ fn dns_message(
             buf.extend_from_slice(body);
             st.start = Some(buf);
         } else {
-            *refused = Some(Holder::Dns);
+            refused.add(Holder::Dns);
         }
     }
     Err(Some(st))
@@ -333,7 +333,7 @@ fn dns_message(
 
 /// New DNS-over-TCP state, reserved from `budget` (`None`, and a refusal
 /// noted, when it has no room).
-fn dns_state(budget: &Arc<DpiBudget>, refused: &mut Option<Holder>) -> Option<Box<DnsTcp>> {
+fn dns_state(budget: &Arc<DpiBudget>, refused: &mut Refusals) -> Option<Box<DnsTcp>> {
     match Reservation::new(budget, size_of::<DnsTcp>()) {
         Some(res) => Some(Box::new(DnsTcp {
             res,
@@ -343,7 +343,7 @@ fn dns_state(budget: &Arc<DpiBudget>, refused: &mut Option<Holder>) -> Option<Bo
             start: None,
         })),
         None => {
-            *refused = Some(Holder::Dns);
+            refused.add(Holder::Dns);
             None
         }
     }
@@ -400,7 +400,7 @@ pub struct Verdict {
     /// heuristic changed it): count decisions once per flow.
     pub decided: bool,
     /// State this packet needed that the DPI memory budget refused.
-    pub refused: Option<Holder>,
+    pub refused: Refusals,
 }
 
 fn addr128(a: [u8; 16]) -> u128 {
@@ -530,7 +530,7 @@ impl Classifier {
     ) -> Verdict {
         // DNS answers teach names for flows to come, whatever this flow's
         // state (resolvers reuse one port for many queries).
-        let mut refused = None;
+        let mut refused = Refusals::default();
         if pkt.src_port == 53 && !pkt.payload.is_empty() {
             match pkt.protocol {
                 17 => names.learn(pkt.payload, now),
@@ -555,15 +555,13 @@ impl Classifier {
                 Verdict {
                     category: dir.pick(c.category),
                     decided: false,
-                    refused: None,
+                    refused: Refusals::default(),
                 }
             }
         } else {
             self.slow_path(flow, key, side, pkt, dir, now, names)
         };
-        if refused.is_some() {
-            verdict.refused = refused;
-        }
+        verdict.refused.merge(refused);
         verdict
     }
 
@@ -577,13 +575,13 @@ impl Classifier {
             return Verdict {
                 category: bulk,
                 decided: true,
-                refused: None,
+                refused: Refusals::default(),
             };
         }
         Verdict {
             category: dir.pick(c.category),
             decided: false,
-            refused: None,
+            refused: Refusals::default(),
         }
     }
 
@@ -632,7 +630,7 @@ impl Classifier {
             }
         }
 
-        let mut refused = None;
+        let mut refused = Refusals::default();
         let mut dpi_done = !matches!(key.protocol, 6 | 17) || pkt.kind != FrameKind::Ip;
         if !dpi_done && !c.settled && !reloaded_settled {
             let from_initiator = side == flow.initiator;
@@ -648,7 +646,7 @@ impl Classifier {
                 slot => match Reservation::new(&self.budget, size_of::<DpiState>()) {
                     Some(res) => slot.insert(Box::new(DpiState::new(res))),
                     None => {
-                        refused = Some(Holder::Flow);
+                        refused.add(Holder::Flow);
                         one_packet = DpiState::new(Reservation::none());
                         &mut one_packet
                     }
@@ -678,7 +676,7 @@ impl Classifier {
                 c.media = found.media;
             }
             dpi_done = found.done;
-            refused = refused.or(found.refused);
+            refused.merge(found.refused);
             c.inspected = c.inspected.saturating_add(1);
         }
         let settled =

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use arc_swap::ArcSwap;
 
 use self::frame::Frame;
-use crate::classify::budget::{DpiBudget, Holder};
+use crate::classify::budget::{DpiBudget, Holder, Refusals};
 use crate::classify::dpi::dns::DnsCache;
 use crate::classify::{Classifier, DecidedBy};
 use crate::config::{CategoryId, Config, Direction};
@@ -276,10 +276,8 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
                     {
                         *n += 1;
                     }
-                    if let Some(held) = verdict.refused
-                        && let Some(n) = self.counters.dpi_refusals.get_mut(held.index())
-                    {
-                        *n += 1;
+                    if !verdict.refused.is_empty() {
+                        self.count_refusals(verdict.refused);
                     }
                     let category = self
                         .classifier
@@ -299,6 +297,15 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
         }
         self.queue.enqueue(frame, category, flow_hash, now);
         category
+    }
+
+    #[cold]
+    fn count_refusals(&mut self, refused: Refusals) {
+        for i in refused.indices() {
+            if let Some(n) = self.counters.dpi_refusals.get_mut(i) {
+                *n += 1;
+            }
+        }
     }
 
     /// The next frame allowed to leave at `now`.

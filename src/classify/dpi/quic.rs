@@ -746,7 +746,7 @@ pub fn gquic_chlo_sni(datagram: &[u8]) -> Option<&str> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn unhex(s: &str) -> Vec<u8> {
@@ -949,7 +949,7 @@ mod tests {
         protect_with(version, dcid, dcid, pn, frames)
     }
 
-    fn crypto_frame(offset: usize, data: &[u8]) -> Vec<u8> {
+    pub(crate) fn crypto_frame(offset: usize, data: &[u8]) -> Vec<u8> {
         let mut f = vec![0x06, 0x80];
         f.extend(&(offset as u32).to_be_bytes()[1..]);
         f.extend((0x4000 | data.len() as u16).to_be_bytes());
@@ -959,7 +959,7 @@ mod tests {
 
     /// A ClientHello handshake message with the given SNI, padded by an
     /// unknown extension to about `size` bytes.
-    fn hello_message(sni: &[u8], size: usize) -> Vec<u8> {
+    pub(crate) fn hello_message(sni: &[u8], size: usize) -> Vec<u8> {
         let mut exts = vec![0x00, 0x00];
         exts.extend(((sni.len() + 5) as u16).to_be_bytes());
         exts.extend(((sni.len() + 3) as u16).to_be_bytes());
@@ -1135,6 +1135,55 @@ mod tests {
         );
         assert_eq!(r.push_datagram(&ack), Parse::NeedMore);
         assert!(matches!(r.push_datagram(&good), Parse::Found(_)));
+    }
+
+    /// The CRYPTO stream takes memory as data arrives, each growth asked
+    /// for first: a ~1.9 KiB ClientHello (Chrome's, post-quantum) over two
+    /// packets costs about that much, a refusal makes the reassembler give
+    /// up for good, and nothing is allocated before decryption.
+    #[test]
+    fn crypto_stream_grows_with_the_data_and_only_when_allowed() {
+        let dcid = [6; 8];
+        let msg = hello_message(b"www.google.com", 1900);
+        let a = protect(Version::V1, &dcid, 0, &crypto_frame(0, &msg[..1100]));
+        let b = protect(Version::V1, &dcid, 1, &crypto_frame(1100, &msg[1100..]));
+        let mut granted = 0;
+        let mut r = InitialReassembler::new();
+        assert_eq!(r.heap_bytes(), 0);
+        let mut allow = |n: usize| {
+            granted += n;
+            true
+        };
+        assert_eq!(r.push_datagram_with(&a, &mut allow), Parse::NeedMore);
+        assert!(matches!(
+            r.push_datagram_with(&b, &mut allow),
+            Parse::Found(h) if h.sni == Some("www.google.com")
+        ));
+        assert_eq!(granted, r.heap_bytes());
+        // The stream and its bitmap, rounded to 64 bytes: not the cap.
+        assert!(r.heap_bytes() >= msg.len() && r.heap_bytes() < msg.len() + 64 + 300);
+        assert!(!r.refused());
+
+        // Refused on the second packet: final.
+        let mut r = InitialReassembler::new();
+        let mut calls = 0;
+        let mut stingy = |_: usize| {
+            calls += 1;
+            calls == 1
+        };
+        assert_eq!(r.push_datagram_with(&a, &mut stingy), Parse::NeedMore);
+        assert_eq!(r.push_datagram_with(&b, &mut stingy), Parse::NotThis);
+        assert!(r.refused());
+        assert_eq!(r.push_datagram(&b), Parse::NotThis);
+        // Garbage that is not decryptable allocates nothing.
+        let mut r = InitialReassembler::new();
+        let mut bad = a.clone();
+        bad[600] ^= 1;
+        assert_eq!(
+            r.push_datagram_with(&bad, &mut |_| panic!("asked for memory")),
+            Parse::NotThis
+        );
+        assert_eq!(r.heap_bytes(), 0);
     }
 
     #[test]
