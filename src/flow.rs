@@ -289,17 +289,27 @@ struct Sweep {
 }
 
 impl FlowTable {
-    /// An empty table with the limits of `cfg`.
+    /// An empty table with the limits of `cfg`, allocated for `max_flows`
+    /// (up to a million) up front: the data path never waits for a shard
+    /// to rehash while it holds that shard's lock.
     pub fn new(cfg: &Flows) -> Self {
+        Self::with_capacity(cfg, (cfg.max_flows as usize).min(1 << 20))
+    }
+
+    /// An empty table with the limits of `cfg`, allocated for `capacity`
+    /// flows and growing past that as needed. For offline use, where a
+    /// table allocated for millions of flows would touch a page of memory
+    /// per flow inserted (entries land far apart).
+    pub fn with_capacity(cfg: &Flows, capacity: usize) -> Self {
         let limits = Limits::from(cfg);
         let shards = 64;
         FlowTable {
             map: DashMap::with_capacity_and_hasher_and_shard_amount(
-                limits.max_flows.min(1 << 20),
+                capacity,
                 foldhash::fast::RandomState::default(),
                 shards,
             ),
-            clock: Mutex::new(VecDeque::with_capacity(limits.max_flows.min(1 << 20))),
+            clock: Mutex::new(VecDeque::with_capacity(capacity)),
             len: AtomicUsize::new(0),
             max_flows: AtomicUsize::new(limits.max_flows),
             limits: Mutex::new(limits),

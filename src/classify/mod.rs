@@ -208,8 +208,9 @@ struct DnsTcp {
     len: usize,
     /// Bytes of the message seen so far.
     seen: usize,
-    /// Its first `min(len, DNS_TCP_KEEP)` bytes, while they are incomplete
-    /// (`None` once learned from, or when the budget refused them).
+    /// Its first bytes (up to `min(len, DNS_TCP_KEEP)`), while they are
+    /// incomplete (`None` once learned from, or when the budget refused
+    /// them).
     start: Option<Vec<u8>>,
 }
 
@@ -248,9 +249,16 @@ fn learn_dns_stream(
         } else {
             let keep = st.len.min(DNS_TCP_KEEP);
             if let Some(buf) = st.start.as_mut() {
-                // Within the capacity reserved for it: no reallocation.
+                // Grown by what arrived, not to what the length promises:
+                // a message that never completes holds only what was sent.
                 let take = keep.saturating_sub(st.seen).min(segment.len());
-                buf.extend_from_slice(segment.get(..take).unwrap_or_default());
+                let part = segment.get(..take).unwrap_or_default();
+                if !budget::extend_reserved(buf, part, &mut st.res) {
+                    refused.add(Holder::Dns);
+                    if let Some(buf) = st.start.take() {
+                        st.res.shrink(buf.capacity());
+                    }
+                }
             }
             let take = st.len.saturating_sub(st.seen).min(segment.len());
             st.seen += take;
@@ -321,8 +329,7 @@ fn dns_message(
     st.seen = body.len();
     if body.len() < keep {
         let mut buf = Vec::new();
-        if budget::reserve_exact(&mut buf, keep, &mut st.res) {
-            buf.extend_from_slice(body);
+        if budget::extend_reserved(&mut buf, body, &mut st.res) {
             st.start = Some(buf);
         } else {
             refused.add(Holder::Dns);
