@@ -21,8 +21,8 @@
 //! reload lowered `max_flows` by millions.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -239,6 +239,14 @@ pub struct FlowTable {
     pub stats: FlowTableStats,
 }
 
+/// Locks `m`, recovering the guard if a thread panicked while holding it.
+/// Both locks guard data that is valid between any two statements (a
+/// queue of keys, a copy of the limits): a panic elsewhere must not stop
+/// the table, and with `insert` giving up, `with_flow` would loop forever.
+fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// Keys the CLOCK hand may pass over to give active flows a second chance
 /// before it evicts regardless; bounds the work a flood can cause per
 /// packet.
@@ -281,17 +289,27 @@ struct Sweep {
 }
 
 impl FlowTable {
-    /// An empty table with the limits of `cfg`.
+    /// An empty table with the limits of `cfg`, allocated for `max_flows`
+    /// (up to a million) up front: the data path never waits for a shard
+    /// to rehash while it holds that shard's lock.
     pub fn new(cfg: &Flows) -> Self {
+        Self::with_capacity(cfg, (cfg.max_flows as usize).min(1 << 20))
+    }
+
+    /// An empty table with the limits of `cfg`, allocated for `capacity`
+    /// flows and growing past that as needed. For offline use, where a
+    /// table allocated for millions of flows would touch a page of memory
+    /// per flow inserted (entries land far apart).
+    pub fn with_capacity(cfg: &Flows, capacity: usize) -> Self {
         let limits = Limits::from(cfg);
         let shards = 64;
         FlowTable {
             map: DashMap::with_capacity_and_hasher_and_shard_amount(
-                limits.max_flows.min(1 << 20),
+                capacity,
                 foldhash::fast::RandomState::default(),
                 shards,
             ),
-            clock: Mutex::new(VecDeque::with_capacity(limits.max_flows.min(1 << 20))),
+            clock: Mutex::new(VecDeque::with_capacity(capacity)),
             len: AtomicUsize::new(0),
             max_flows: AtomicUsize::new(limits.max_flows),
             limits: Mutex::new(limits),
@@ -305,9 +323,7 @@ impl FlowTable {
     pub fn set_limits(&self, cfg: &Flows) {
         let limits = Limits::from(cfg);
         self.max_flows.store(limits.max_flows, Ordering::Relaxed);
-        if let Ok(mut l) = self.limits.lock() {
-            *l = limits;
-        }
+        *relock(&self.limits) = limits;
     }
 
     /// Number of flows.
@@ -363,9 +379,7 @@ impl FlowTable {
     /// Inserts a new flow, evicting to stay within `max_flows`.
     fn insert(&self, key: FlowKey, mut flow: Flow) {
         let max = self.max_flows.load(Ordering::Relaxed).max(1);
-        let Ok(mut clock) = self.clock.lock() else {
-            return;
-        };
+        let mut clock = relock(&self.clock);
         self.sweep(
             &mut clock,
             max - 1,
@@ -460,9 +474,7 @@ impl FlowTable {
         let mut popped = 0;
         while done.evicted < evictions && popped < 4 * evictions {
             let max = self.max_flows.load(Ordering::Relaxed).max(1);
-            let Ok(mut clock) = self.clock.lock() else {
-                return done;
-            };
+            let mut clock = relock(&self.clock);
             let chunk = TRIM_CHUNK.min(evictions - done.evicted);
             let sweep = self.sweep(&mut clock, max, chunk, 4 * chunk, 2 * chunk);
             done.evicted += sweep.evicted;
@@ -476,9 +488,7 @@ impl FlowTable {
         // compact past an eighth of the table.
         let mut visited = 0;
         while visited < visits {
-            let Ok(mut clock) = self.clock.lock() else {
-                break;
-            };
+            let mut clock = relock(&self.clock);
             let max = self.max_flows.load(Ordering::Relaxed).max(1);
             let stale = clock.len().saturating_sub(self.len());
             if stale <= max / 8 + CLOCK_SCAN_LIMIT {
@@ -494,10 +504,7 @@ impl FlowTable {
     /// Removes flows idle past their timeout; returns how many. Call about
     /// once a second: it visits every entry (one shard locked at a time).
     pub fn expire(&self, now: Instant) -> usize {
-        let limits = match self.limits.lock() {
-            Ok(l) => *l,
-            Err(_) => return 0,
-        };
+        let limits = *relock(&self.limits);
         let mut removed = 0;
         self.map.retain(|key, flow| {
             let keep = now.nanos_since(flow.last_seen) < flow.idle_timeout(key.protocol, &limits);

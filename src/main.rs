@@ -362,6 +362,13 @@ fn print_flow_table(
         stats.malformed_frames,
         stats.read.skipped
     );
+    if stats.dpi_refused_frames > 0 {
+        let _ = writeln!(
+            out,
+            "{} frames found classify.dpi_memory spent (their flows' partial handshakes were not kept; a larger budget may name more flows)",
+            stats.dpi_refused_frames
+        );
+    }
 }
 
 fn check_config(file: Option<PathBuf>, print: bool) -> ExitCode {

@@ -13,6 +13,7 @@ use prometheus::proto::{
 use prometheus::{Encoder, Registry, TextEncoder};
 
 use crate::classify::DecidedBy;
+use crate::classify::budget::Holder;
 use crate::config::{Config, Direction};
 use crate::daemon::datapath::Snapshot;
 use crate::daemon::ports::{PortState, by_interface};
@@ -35,6 +36,10 @@ pub struct FlowStats {
     pub dns_entries: u64,
     /// DNS cache evictions.
     pub dns_evictions: u64,
+    /// Bytes of flows' inspection state held now.
+    pub dpi_memory_bytes: u64,
+    /// The limit on them (`classify.dpi_memory`).
+    pub dpi_memory_limit_bytes: u64,
 }
 
 /// Everything one scrape exposes.
@@ -258,6 +263,18 @@ const FAMILIES: &[(&str, &str)] = &[
         "DNS cache entries evicted because it was full.",
     ),
     (
+        "qosd_dpi_memory_bytes",
+        "Bytes of inspection state that pending flows hold now (partial ClientHellos, QUIC Initials, DNS over TCP).",
+    ),
+    (
+        "qosd_dpi_memory_limit_bytes",
+        "Limit on qosd_dpi_memory_bytes (classify.dpi_memory).",
+    ),
+    (
+        "qosd_dpi_refusals_total",
+        "Flow inspection state not kept because the DPI memory budget was spent, per direction and kind (flow, tls, quic, dns).",
+    ),
+    (
         "qosd_config_reloads_total",
         "Configuration reloads, by result.",
     ),
@@ -418,6 +435,13 @@ pub fn build(v: &MetricsView) -> Vec<MetricFamily> {
             &[("direction", d)],
             e.dscp_marked as f64,
         );
+        for (kind, n) in Holder::KINDS.iter().zip(e.dpi_refusals) {
+            f.counter(
+                "qosd_dpi_refusals_total",
+                &[("direction", d), ("kind", kind)],
+                n as f64,
+            );
+        }
         let io = &snap.io;
         f.counter(
             "qosd_interface_received_frames_total",
@@ -517,6 +541,16 @@ pub fn build(v: &MetricsView) -> Vec<MetricFamily> {
         "qosd_dns_cache_evictions_total",
         &[],
         v.flows.dns_evictions as f64,
+    );
+    f.gauge(
+        "qosd_dpi_memory_bytes",
+        &[],
+        v.flows.dpi_memory_bytes as f64,
+    );
+    f.gauge(
+        "qosd_dpi_memory_limit_bytes",
+        &[],
+        v.flows.dpi_memory_limit_bytes as f64,
     );
     for (result, n) in [("success", v.reloads[0]), ("failure", v.reloads[1])] {
         f.counter("qosd_config_reloads_total", &[("result", result)], n as f64);

@@ -53,6 +53,11 @@ pub struct CaptureStats {
     pub non_ip_frames: u64,
     /// Frames claiming to be IP that could not be parsed.
     pub malformed_frames: u64,
+    /// Frames whose flow's inspection state `classify.dpi_memory` refused
+    /// to keep. Offline nothing expires, so a capture with very many
+    /// flows that never settle can spend the budget where the daemon,
+    /// expiring idle flows, would not: its verdicts may then differ.
+    pub dpi_refused_frames: u64,
 }
 
 /// True for addresses that belong inside an office (RFC 1918, CGNAT, ULA,
@@ -143,11 +148,17 @@ pub fn classify_capture(
     mut progress: impl FnMut(u64),
 ) -> Result<(Vec<FlowReport>, CaptureStats), PcapError> {
     let classifier = Classifier::new(cfg, 1);
-    // Offline, nothing expires and nothing is evicted: every flow is reported.
-    let table = FlowTable::new(&Flows {
-        max_flows: 16_777_216,
-        ..cfg.flows.clone()
-    });
+    // Offline, nothing expires and nothing is evicted: every flow is
+    // reported. The table grows with the capture: allocated for 16M flows
+    // up front, each flow inserted touched its own page (~4 KiB of RSS per
+    // flow).
+    let table = FlowTable::with_capacity(
+        &Flows {
+            max_flows: 16_777_216,
+            ..cfg.flows.clone()
+        },
+        4096,
+    );
     let mut stats = CaptureStats::default();
     let read = for_each_frame(path, |ts, frame| {
         let now = Instant::from_nanos(u64::try_from(ts.as_nanos()).unwrap_or(u64::MAX));
@@ -161,9 +172,10 @@ pub fn classify_capture(
                 // The direction needs the initiator: peek, else this packet starts the flow.
                 let initiator = table.get(&key, |f| f.initiator).unwrap_or(side);
                 let dir = capture_direction(&pkt, side == initiator);
-                table.with_flow(&key, side, &pkt, dir, now, |flow, _| {
-                    classifier.classify(flow, &key, side, &pkt, dir, now, &*names);
+                let verdict = table.with_flow(&key, side, &pkt, dir, now, |flow, _| {
+                    classifier.classify(flow, &key, side, &pkt, dir, now, &*names)
                 });
+                stats.dpi_refused_frames += u64::from(!verdict.refused.is_empty());
             }
         }
         let n = stats.ip_frames + stats.non_ip_frames + stats.malformed_frames;

@@ -591,3 +591,79 @@ fn rates_follow_categories_across_a_reorder() {
     let rates = fx.handle.rates_for(&fx.handle.snapshots());
     assert_eq!(rates[0], [8.0e6, 2.0e6]);
 }
+
+/// A thread that panicked while holding a direction's snapshot cell
+/// poisons it; the snapshot in it is still whole. Readiness and metrics
+/// keep reading it (before, a poisoned cell read as an empty snapshot: a
+/// data path that had stopped, for good).
+#[test]
+fn a_poisoned_snapshot_cell_is_still_read() {
+    let fx = fixture("poisoned", None);
+    let now = Instant::from_nanos(10_000_000_000);
+    for cell in &fx.handle.snapshots {
+        let mut s = cell.lock().unwrap();
+        s.running = true;
+        s.at = now;
+        s.engine.ip_frames = 7;
+    }
+    let cell = Arc::clone(&fx.handle.snapshots[0]);
+    let poisoner = std::thread::spawn(move || {
+        let _held = cell.lock().unwrap();
+        panic!("poisoning the snapshot cell on purpose");
+    });
+    assert!(poisoner.join().is_err());
+    assert!(fx.handle.snapshots[0].is_poisoned());
+    assert!(fx.handle.ready(now));
+    assert_eq!(fx.handle.snapshots()[0].engine.ip_frames, 7);
+}
+
+/// The DPI memory in use, its limit and the refusals per direction and
+/// kind are exported, with values from the budget and the snapshots.
+#[tokio::test]
+async fn dpi_memory_and_refusals_are_exported() {
+    let fx = fixture("dpi", None);
+    fx.handle.snapshots[0].lock().unwrap().engine.dpi_refusals = [3, 1, 0, 2];
+    // A flow holding half a ClientHello.
+    let mut hello = vec![
+        0x16, 0x03, 0x01, 0x08, 0x00, 0x01, 0x00, 0x07, 0xfc, 0x03, 0x03,
+    ];
+    hello.resize(1400, 0x42);
+    let mut frame = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2; 6], [4; 6])
+        .ipv4([192, 168, 1, 10], [198, 19, 1, 1], 64)
+        .tcp(40000, 443, 1, 65535)
+        .ack(1)
+        .write(&mut frame, &hello)
+        .unwrap();
+    let pkt = PacketMeta::parse(&frame);
+    let (key, side) = FlowKey::of(&pkt);
+    let shared = &fx.handle.shared;
+    let classifier = shared.classifier();
+    let now = Instant::from_nanos(1);
+    shared
+        .table
+        .with_flow(&key, side, &pkt, Direction::Upload, now, |flow, _| {
+            classifier.classify(
+                flow,
+                &key,
+                side,
+                &pkt,
+                Direction::Upload,
+                now,
+                &shared.names,
+            )
+        });
+    let used = shared.dpi.used();
+    assert!(used > 1400, "{used}");
+    let (_, text) = fx.call("GET", "/metrics", None, "").await;
+    for line in [
+        format!("qosd_dpi_memory_bytes {used}"),
+        format!("qosd_dpi_memory_limit_bytes {}", 32 << 20),
+        "qosd_dpi_refusals_total{direction=\"upload\",kind=\"flow\"} 3".to_owned(),
+        "qosd_dpi_refusals_total{direction=\"upload\",kind=\"tls\"} 1".to_owned(),
+        "qosd_dpi_refusals_total{direction=\"upload\",kind=\"dns\"} 2".to_owned(),
+        "qosd_dpi_refusals_total{direction=\"download\",kind=\"quic\"} 0".to_owned(),
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing");
+    }
+}

@@ -1562,3 +1562,58 @@ fn unnamed_large_transfer_becomes_bulk() {
         want("business", "sni", Some("sharepoint")),
     );
 }
+
+/// With `classify.dpi_memory = "0"` nothing of a flow is kept between
+/// packets: a ClientHello split over two segments is not read (the same
+/// capture with the default budget is), and `qosd classify` says the
+/// budget was spent instead of leaving the admin to guess.
+#[test]
+fn classify_reports_a_spent_dpi_budget() {
+    let scratch = Scratch::new("dpi-budget");
+    let mut cap = Capture::new();
+    let mut rng = Rng::new(12);
+    let client = ep(PC1, 51_401);
+    let server = ep([13, 107, 136, 9], 443);
+    https(
+        &mut cap,
+        &mut rng,
+        EPOCH,
+        client,
+        server,
+        "contoso.sharepoint.com",
+        &[200],
+        30_000,
+    );
+    let flows = classify(&scratch, "default", &cap, None);
+    check(
+        &flows,
+        &cap,
+        Proto::Tcp,
+        client,
+        server,
+        want("business", "sni", Some("sharepoint")),
+    );
+    let none = DEFAULT_CONFIG.replace("dpi_memory = \"32 MiB\"", "dpi_memory = \"0\"");
+    assert_ne!(none, DEFAULT_CONFIG);
+    let flows = classify(&scratch, "none", &cap, Some(&none));
+    assert_eq!(flows.len(), 1);
+    assert_ne!(flows[0].decided_by, "sni", "{:?}", flows[0]);
+    // The table view says why.
+    let out = Command::new(env!("CARGO_BIN_EXE_qosd"))
+        .arg("classify")
+        .arg("--pcap")
+        .arg(scratch.path("none.pcap"))
+        .arg("--config")
+        .arg(scratch.path("none.toml"))
+        .output()
+        .expect("run qosd classify");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("found classify.dpi_memory spent"), "{text}");
+    let out = Command::new(env!("CARGO_BIN_EXE_qosd"))
+        .arg("classify")
+        .arg("--pcap")
+        .arg(scratch.path("default.pcap"))
+        .output()
+        .expect("run qosd classify");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("dpi_memory"));
+}

@@ -1,9 +1,11 @@
 //! What the classifier reads from a pending flow's packets: host names
 //! (TLS ClientHello, QUIC Initial, HTTP Host), payload prefixes, and
 //! real-time media behaviour. The state lives in a box that exists only
-//! while the flow is pending.
+//! while the flow is pending, and every byte of it, buffers included, is
+//! reserved from the DPI memory budget before it is allocated.
 
 use super::DecidedBy;
+use super::budget::{Holder, Refusals, Reservation, extend_reserved, free, reserve_exact};
 use super::catalog::CompiledCatalog;
 use super::dpi::rtp::{MediaKind, MediaTracker, RtpOrRtcp, rtp_or_rtcp};
 use super::dpi::{Parse, dtls, http, quic, rpc, stun, tls};
@@ -44,6 +46,8 @@ pub struct Found {
     pub media: Media,
     /// Nothing more will be learned from this flow's packets.
     pub done: bool,
+    /// State this packet needed that the budget refused.
+    pub refused: Refusals,
 }
 
 /// Most bytes of a client's stream buffered to read a ClientHello or HTTP
@@ -51,16 +55,24 @@ pub struct Found {
 const MAX_HELLO_BUFFER: usize = 16 * 1024;
 
 /// Appends what still fits of `payload` to `buf` (at most
-/// [`MAX_HELLO_BUFFER`] bytes in all) and returns the whole buffer.
-fn append_bounded<'a>(buf: &'a mut Vec<u8>, payload: &[u8]) -> &'a [u8] {
+/// [`MAX_HELLO_BUFFER`] bytes in all), reserving it from `res`, and returns
+/// the whole buffer; `None` when the budget refused the memory.
+fn append_bounded<'a>(
+    buf: &'a mut Vec<u8>,
+    payload: &[u8],
+    res: &mut Reservation,
+) -> Option<&'a [u8]> {
     let room = MAX_HELLO_BUFFER.saturating_sub(buf.len());
-    buf.extend_from_slice(payload.get(..payload.len().min(room)).unwrap_or_default());
-    buf
+    let part = payload.get(..payload.len().min(room)).unwrap_or_default();
+    extend_reserved(buf, part, res).then_some(buf.as_slice())
 }
 
 /// Per-flow inspection state while the flow is pending.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct DpiState {
+    /// What this state holds of the budget: the box itself, `hello`,
+    /// `stray` and `quic` (struct and CRYPTO stream).
+    res: Reservation,
     /// A payload was seen from the initiator / from the responder.
     seen_payload: [bool; 2],
     /// The client's stream so far, while a ClientHello is incomplete.
@@ -91,6 +103,40 @@ fn owned_host(h: &str) -> Box<str> {
 }
 
 impl DpiState {
+    /// Empty state whose memory (`size_of::<DpiState>()`, already
+    /// reserved in `res` for a boxed state) grows only through `res`.
+    pub fn new(res: Reservation) -> Self {
+        DpiState {
+            res,
+            seen_payload: [false; 2],
+            hello: None,
+            hello_done: false,
+            quic: None,
+            quic_done: false,
+            http_pending: false,
+            stray: None,
+            media: Default::default(),
+            media_seen: Media::None,
+            media_known: false,
+        }
+    }
+
+    /// Bytes this state holds: the box and every buffer's capacity. Always
+    /// what its reservation holds, for state kept in a box.
+    pub fn held_bytes(&self) -> usize {
+        size_of::<DpiState>()
+            + self.hello.as_ref().map_or(0, Vec::capacity)
+            + self.stray.as_ref().map_or(0, Vec::capacity)
+            + self.quic.as_ref().map_or(0, |q| {
+                size_of::<quic::InitialReassembler>() + q.heap_bytes()
+            })
+    }
+
+    /// Bytes reserved for this state.
+    pub fn reserved_bytes(&self) -> usize {
+        self.res.bytes()
+    }
+
     /// Inspects one packet of the flow.
     pub fn inspect(
         &mut self,
@@ -137,6 +183,12 @@ impl DpiState {
         let media_done = protocol != 17 || self.media_known;
         found.done =
             found.host.is_some() || (names_done && media_done && self.seen_payload == [true, true]);
+        debug_assert!(
+            !self.res.is_kept() || self.res.bytes() == self.held_bytes(),
+            "reserved {} != held {}",
+            self.res.bytes(),
+            self.held_bytes()
+        );
         found
     }
 
@@ -155,25 +207,30 @@ impl DpiState {
             // The request's headers so far, then this segment: Host may
             // come segments after the request line.
             let parsed = match self.hello.as_mut() {
-                Some(buf) => http::request_host(append_bounded(buf, payload)),
-                None => http::request_host(payload),
+                Some(buf) => append_bounded(buf, payload, &mut self.res).map(http::request_host),
+                None => Some(http::request_host(payload)),
             };
             match parsed {
-                Parse::Found(host) => {
+                Some(Parse::Found(host)) => {
                     found.host = Some((owned_host(host), DecidedBy::HttpHost));
                     self.http_pending = false;
                 }
-                Parse::NeedMore => {
+                Some(Parse::NeedMore) => {
                     if self.buffer_full() {
                         self.http_pending = false;
                     } else if self.hello.is_none() {
-                        self.hello = Some(payload.to_vec());
+                        self.keep_hello(payload, &[], found);
+                        self.http_pending = self.hello.is_some();
                     }
                 }
-                Parse::NotThis => self.http_pending = false,
+                Some(Parse::NotThis) => self.http_pending = false,
+                None => {
+                    found.refused.add(Holder::Tls);
+                    self.http_pending = false;
+                }
             }
             if !self.http_pending {
-                self.hello = None;
+                free(&mut self.hello, &mut self.res);
             }
             return;
         }
@@ -181,42 +238,41 @@ impl DpiState {
             return;
         }
         let parsed = match self.hello.as_mut() {
-            Some(buf) => tls::client_hello(append_bounded(buf, payload)),
-            None => tls::client_hello(payload),
+            Some(buf) => append_bounded(buf, payload, &mut self.res).map(tls::client_hello),
+            None => Some(tls::client_hello(payload)),
         };
         match parsed {
-            Parse::Found(hello) => {
+            Some(Parse::Found(hello)) => {
                 if let Some(sni) = hello.sni {
                     found.host = Some((owned_host(sni), DecidedBy::Sni));
                 }
                 self.hello_done = true;
             }
-            Parse::NeedMore => {
+            Some(Parse::NeedMore) => {
                 if self.buffer_full() {
                     self.hello_done = true;
                 } else if self.hello.is_none() {
-                    let want = tls::hello_len(payload)
-                        .unwrap_or(4096)
-                        .min(MAX_HELLO_BUFFER);
-                    let mut buf = Vec::with_capacity(want);
                     // A segment that came before this one but belongs after
                     // it (reordered on the way): the hello may need both.
-                    buf.extend_from_slice(payload);
-                    if let Some(stray) = self.stray.take() {
-                        buf.extend_from_slice(&stray);
-                        if let Parse::Found(hello) = tls::client_hello(&buf) {
-                            if let Some(sni) = hello.sni {
-                                found.host = Some((owned_host(sni), DecidedBy::Sni));
-                            }
-                            self.hello_done = true;
-                        }
+                    let stray = self.stray.take();
+                    if let Some(buf) = &stray {
+                        self.res.shrink(buf.capacity());
                     }
-                    if !self.hello_done {
-                        self.hello = Some(buf);
+                    let after = stray.as_deref().unwrap_or_default();
+                    if !self.keep_hello(payload, after, found) {
+                        self.hello_done = true;
+                    } else if !after.is_empty()
+                        && let Some(buf) = self.hello.as_deref()
+                        && let Parse::Found(hello) = tls::client_hello(buf)
+                    {
+                        if let Some(sni) = hello.sni {
+                            found.host = Some((owned_host(sni), DecidedBy::Sni));
+                        }
+                        self.hello_done = true;
                     }
                 }
             }
-            Parse::NotThis => {
+            Some(Parse::NotThis) => {
                 if self.hello.is_none() && http::is_http_request_start(payload) {
                     self.hello_done = true;
                     self.http_pending = true;
@@ -227,15 +283,44 @@ impl DpiState {
                 {
                     // Perhaps the second half of a ClientHello that overtook
                     // the first: keep it for one more segment.
-                    self.stray = Some(payload.to_vec());
-                    return;
+                    let mut buf = Vec::new();
+                    if extend_reserved(&mut buf, payload, &mut self.res) {
+                        self.stray = Some(buf);
+                        return;
+                    }
+                    found.refused.add(Holder::Tls);
                 }
                 self.hello_done = true;
-                self.stray = None;
+                free(&mut self.stray, &mut self.res);
+            }
+            None => {
+                found.refused.add(Holder::Tls);
+                self.hello_done = true;
             }
         }
         if self.hello_done {
-            self.hello = None;
+            free(&mut self.hello, &mut self.res);
+        }
+    }
+
+    /// Starts the buffered stream with `first` then `then` (at most
+    /// [`MAX_HELLO_BUFFER`] bytes in all), reserved from the budget. False,
+    /// and a refusal noted, when the budget has no room.
+    fn keep_hello(&mut self, first: &[u8], then: &[u8], found: &mut Found) -> bool {
+        let first = first
+            .get(..first.len().min(MAX_HELLO_BUFFER))
+            .unwrap_or_default();
+        let room = MAX_HELLO_BUFFER - first.len();
+        let then = then.get(..then.len().min(room)).unwrap_or_default();
+        let mut buf = Vec::new();
+        if reserve_exact(&mut buf, first.len() + then.len(), &mut self.res) {
+            buf.extend_from_slice(first);
+            buf.extend_from_slice(then);
+            self.hello = Some(buf);
+            true
+        } else {
+            found.refused.add(Holder::Tls);
+            false
         }
     }
 
@@ -293,12 +378,18 @@ impl DpiState {
                 self.quic_done = true;
                 return;
             }
+            if !self.res.grow(size_of::<quic::InitialReassembler>()) {
+                found.refused.add(Holder::Quic);
+                self.quic_done = true;
+                return;
+            }
             self.quic = Some(Box::default());
         }
         let Some(reassembler) = self.quic.as_mut() else {
             return;
         };
-        match reassembler.push_datagram(payload) {
+        let res = &mut self.res;
+        match reassembler.push_datagram_with(payload, &mut |n| res.grow(n)) {
             Parse::Found(hello) => {
                 if let Some(sni) = hello.sni {
                     found.host = Some((owned_host(sni), DecidedBy::QuicSni));
@@ -308,8 +399,14 @@ impl DpiState {
             Parse::NeedMore => {}
             Parse::NotThis => self.quic_done = true,
         }
-        if self.quic_done {
-            self.quic = None;
+        if reassembler.refused() {
+            found.refused.add(Holder::Quic);
+        }
+        if self.quic_done
+            && let Some(q) = self.quic.take()
+        {
+            self.res
+                .shrink(size_of::<quic::InitialReassembler>() + q.heap_bytes());
         }
     }
 }

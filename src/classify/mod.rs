@@ -9,6 +9,7 @@
 //! or until a ClientHello or a decisive rule) each packet refines the
 //! verdict; then it is final and established packets cost one branch.
 
+pub mod budget;
 pub mod catalog;
 pub mod dpi;
 mod inspect;
@@ -19,6 +20,7 @@ use std::borrow::Cow;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 
+use self::budget::{DpiBudget, Holder, Refusals, Reservation};
 use self::catalog::CompiledCatalog;
 use self::inspect::{DpiState, Media};
 use self::matcher::{Answer, AppId, FlowFacts, Matcher};
@@ -184,43 +186,173 @@ pub struct FlowClass {
     /// DPI working state while pending.
     dpi: Option<Box<DpiState>>,
     /// A DNS server's TCP stream, while a message is incomplete.
-    dns_stream: Option<Vec<u8>>,
+    dns_stream: Option<Box<DnsTcp>>,
 }
 
-/// Largest DNS message over TCP (its length prefix is 16 bits).
-const MAX_DNS_TCP: usize = 2 + u16::MAX as usize;
+/// Most bytes of one DNS message over TCP that are kept to learn from:
+/// the header, the question and the answers come first, and at most
+/// [`dpi::dns::MAX_ANSWERS`] answers are read anyway (a 4 KiB start holds
+/// them in practice; DNSSEC signatures and additional records, which can
+/// make a message 64 KiB, are skipped).
+pub const DNS_TCP_KEEP: usize = 4096;
 
-/// Reassembles DNS messages from a server's TCP segments (each message
-/// prefixed by its length) and learns from every complete one.
+/// A DNS server's TCP stream between segments: where it stands in the
+/// message that a segment left incomplete. Exists (boxed, reserved from
+/// the budget) only while a message is incomplete.
+#[derive(Debug)]
+struct DnsTcp {
+    res: Reservation,
+    /// The first byte of the length prefix, when a segment ended after it.
+    high: Option<u8>,
+    /// The message's length (from its prefix), once known.
+    len: usize,
+    /// Bytes of the message seen so far.
+    seen: usize,
+    /// Its first bytes (up to `min(len, DNS_TCP_KEEP)`), while they are
+    /// incomplete (`None` once learned from, or when the budget refused
+    /// them).
+    start: Option<Vec<u8>>,
+}
+
+/// Follows DNS messages in a server's TCP segments (each message prefixed
+/// by its 16-bit length) and learns from each, keeping between segments
+/// only the start of a message that is incomplete: at most
+/// [`DNS_TCP_KEEP`] bytes, and no more than its length says is coming.
+/// Returns what the budget refused (the stream is then
+/// followed without that state: a message's names are lost, or, when even
+/// the small position record is refused, the next segment is read as if
+/// a message started there).
 fn learn_dns_stream(
-    stream: &mut Option<Vec<u8>>,
-    segment: &[u8],
+    stream: &mut Option<Box<DnsTcp>>,
+    mut segment: &[u8],
     names: &dyn NameLookup,
     now: Instant,
-) {
-    let mut buf = stream.take().unwrap_or_default();
-    buf.extend_from_slice(
-        segment
-            .get(..segment.len().min(MAX_DNS_TCP.saturating_sub(buf.len())))
-            .unwrap_or_default(),
-    );
-    let mut at = 0;
-    while let Some(len) = buf
-        .get(at..at + 2)
+    budget: &Arc<DpiBudget>,
+) -> Refusals {
+    let mut refused = Refusals::default();
+    // A message begun in an earlier segment.
+    if let Some(mut st) = stream.take() {
+        if let Some(high) = st.high {
+            let Some((&low, rest)) = segment.split_first() else {
+                *stream = Some(st);
+                return refused;
+            };
+            drop(st); // only the length's first byte: it starts afresh
+            let len = usize::from(u16::from_be_bytes([high, low]));
+            match dns_message(len, rest, names, now, budget, &mut refused) {
+                Ok(used) => segment = rest.get(used..).unwrap_or_default(),
+                Err(state) => {
+                    *stream = state;
+                    return refused;
+                }
+            }
+        } else {
+            let keep = st.len.min(DNS_TCP_KEEP);
+            if let Some(buf) = st.start.as_mut() {
+                // Grown by what arrived, not to what the length promises:
+                // a message that never completes holds only what was sent.
+                let take = keep.saturating_sub(st.seen).min(segment.len());
+                let part = segment.get(..take).unwrap_or_default();
+                if !budget::extend_reserved(buf, part, &mut st.res) {
+                    refused.add(Holder::Dns);
+                    if let Some(buf) = st.start.take() {
+                        st.res.shrink(buf.capacity());
+                    }
+                }
+            }
+            let take = st.len.saturating_sub(st.seen).min(segment.len());
+            st.seen += take;
+            segment = segment.get(take..).unwrap_or_default();
+            if st.seen >= keep
+                && let Some(buf) = st.start.take()
+            {
+                names.learn(&buf, now);
+                st.res.shrink(buf.capacity());
+            }
+            if st.seen < st.len {
+                *stream = Some(st);
+                return refused; // the segment ended inside the message
+            }
+            // Done with it: `st` and its reservation go.
+        }
+    }
+    // Messages that start in this segment: learned from the segment itself.
+    while let Some(len) = segment
+        .get(..2)
         .and_then(|b| <[u8; 2]>::try_from(b).ok())
         .map(|b| usize::from(u16::from_be_bytes(b)))
     {
-        let Some(msg) = buf.get(at + 2..at + 2 + len) else {
-            break;
-        };
-        names.learn(msg, now);
-        at += 2 + len;
+        let body = segment.get(2..).unwrap_or_default();
+        match dns_message(len, body, names, now, budget, &mut refused) {
+            Ok(used) => segment = body.get(used..).unwrap_or_default(),
+            Err(state) => {
+                *stream = state;
+                return refused;
+            }
+        }
     }
-    buf.drain(..at.min(buf.len()));
-    // Keep an incomplete message for the next segment; a full buffer that
-    // still holds no message is not DNS.
-    if !buf.is_empty() && buf.len() < MAX_DNS_TCP {
-        *stream = Some(buf);
+    if let [high] = segment
+        && let Some(mut st) = dns_state(budget, &mut refused)
+    {
+        // The segment ended between the two bytes of a length.
+        st.high = Some(*high);
+        *stream = Some(st);
+    }
+    refused
+}
+
+/// A message of `len` bytes that starts with `body`: `Ok(len)` when it is
+/// all there (and learned from), else the state to follow the rest with
+/// (learned from already when its kept start is all there).
+fn dns_message(
+    len: usize,
+    body: &[u8],
+    names: &dyn NameLookup,
+    now: Instant,
+    budget: &Arc<DpiBudget>,
+    refused: &mut Refusals,
+) -> Result<usize, Option<Box<DnsTcp>>> {
+    if let Some(msg) = body.get(..len) {
+        names.learn(msg, now);
+        return Ok(len);
+    }
+    let keep = len.min(DNS_TCP_KEEP);
+    if let Some(start) = body.get(..keep) {
+        // The answers are here; the rest (signatures, extra records) is
+        // only skipped.
+        names.learn(start, now);
+    }
+    let Some(mut st) = dns_state(budget, refused) else {
+        return Err(None);
+    };
+    st.len = len;
+    st.seen = body.len();
+    if body.len() < keep {
+        let mut buf = Vec::new();
+        if budget::extend_reserved(&mut buf, body, &mut st.res) {
+            st.start = Some(buf);
+        } else {
+            refused.add(Holder::Dns);
+        }
+    }
+    Err(Some(st))
+}
+
+/// New DNS-over-TCP state, reserved from `budget` (`None`, and a refusal
+/// noted, when it has no room).
+fn dns_state(budget: &Arc<DpiBudget>, refused: &mut Refusals) -> Option<Box<DnsTcp>> {
+    match Reservation::new(budget, size_of::<DnsTcp>()) {
+        Some(res) => Some(Box::new(DnsTcp {
+            res,
+            high: None,
+            len: 0,
+            seen: 0,
+            start: None,
+        })),
+        None => {
+            refused.add(Holder::Dns);
+            None
+        }
     }
 }
 
@@ -228,6 +360,13 @@ impl FlowClass {
     /// True when the host name was read from the flow's own packets.
     pub fn host_source(&self) -> DecidedBy {
         self.host_source
+    }
+
+    /// Bytes of the DPI memory budget this flow holds (its pending
+    /// inspection state and an incomplete DNS-over-TCP message).
+    pub fn dpi_bytes(&self) -> usize {
+        self.dpi.as_ref().map_or(0, |d| d.reserved_bytes())
+            + self.dns_stream.as_ref().map_or(0, |d| d.res.bytes())
     }
 }
 
@@ -255,6 +394,8 @@ pub struct Classifier {
     inspect_packets: u16,
     bulk_after_bytes: u64,
     ack_category: Option<CategoryId>,
+    /// Memory all flows' inspection state shares (kept across reloads).
+    budget: Arc<DpiBudget>,
 }
 
 /// What [`Classifier::classify`] returns for one packet.
@@ -265,6 +406,8 @@ pub struct Verdict {
     /// True when this packet settled the flow's verdict (or the volume
     /// heuristic changed it): count decisions once per flow.
     pub decided: bool,
+    /// State this packet needed that the DPI memory budget refused.
+    pub refused: Refusals,
 }
 
 fn addr128(a: [u8; 16]) -> u128 {
@@ -280,9 +423,19 @@ fn ip_of(a: [u8; 16]) -> IpAddr {
 }
 
 impl Classifier {
-    /// Builds the classifier for `cfg`. `generation` must differ from the
+    /// Builds the classifier for `cfg`, with a DPI memory budget of its
+    /// own (`classify.dpi_memory`). `generation` must differ from the
     /// previous classifier's (start at 1).
     pub fn new(cfg: &Config, generation: u32) -> Self {
+        let budget = Arc::new(DpiBudget::new(cfg.classify.dpi_memory.bytes()));
+        Self::with_budget(cfg, generation, budget)
+    }
+
+    /// Builds the classifier for `cfg` drawing flows' inspection state from
+    /// `budget`, which outlives reloads (state reserved under one
+    /// classifier is given back under the next). Its limit is the
+    /// caller's to set.
+    pub fn with_budget(cfg: &Config, generation: u32, budget: Arc<DpiBudget>) -> Self {
         let catalog = CompiledCatalog::new(&cfg.catalog, cfg);
         let rules: Vec<(Matcher, CategoryId)> = cfg
             .rule
@@ -310,7 +463,13 @@ impl Classifier {
                 .ack_category
                 .as_deref()
                 .and_then(|n| cfg.category_id(n)),
+            budget,
         }
+    }
+
+    /// The DPI memory budget flows' inspection state is drawn from.
+    pub fn budget(&self) -> &Arc<DpiBudget> {
+        &self.budget
     }
 
     /// This classifier's generation.
@@ -378,25 +537,39 @@ impl Classifier {
     ) -> Verdict {
         // DNS answers teach names for flows to come, whatever this flow's
         // state (resolvers reuse one port for many queries).
+        let mut refused = Refusals::default();
         if pkt.src_port == 53 && !pkt.payload.is_empty() {
             match pkt.protocol {
                 17 => names.learn(pkt.payload, now),
                 // Truncated UDP answers are retried over TCP (RFC 7766).
-                6 => learn_dns_stream(&mut flow.class.dns_stream, pkt.payload, names, now),
+                6 => {
+                    refused = learn_dns_stream(
+                        &mut flow.class.dns_stream,
+                        pkt.payload,
+                        names,
+                        now,
+                        &self.budget,
+                    );
+                }
                 _ => {}
             }
         }
         let c = &flow.class;
-        if c.settled && c.generation == self.generation {
+        let mut verdict = if c.settled && c.generation == self.generation {
             if c.watch_volume && flow.bytes[0] + flow.bytes[1] >= self.bulk_after_bytes {
-                return self.volume_switch(flow, dir);
+                self.volume_switch(flow, dir)
+            } else {
+                Verdict {
+                    category: dir.pick(c.category),
+                    decided: false,
+                    refused: Refusals::default(),
+                }
             }
-            return Verdict {
-                category: dir.pick(c.category),
-                decided: false,
-            };
-        }
-        self.slow_path(flow, key, side, pkt, dir, now, names)
+        } else {
+            self.slow_path(flow, key, side, pkt, dir, now, names)
+        };
+        verdict.refused.merge(refused);
+        verdict
     }
 
     #[cold]
@@ -409,11 +582,13 @@ impl Classifier {
             return Verdict {
                 category: bulk,
                 decided: true,
+                refused: Refusals::default(),
             };
         }
         Verdict {
             category: dir.pick(c.category),
             decided: false,
+            refused: Refusals::default(),
         }
     }
 
@@ -462,13 +637,28 @@ impl Classifier {
             }
         }
 
+        let mut refused = Refusals::default();
         let mut dpi_done = !matches!(key.protocol, 6 | 17) || pkt.kind != FrameKind::Ip;
         if !dpi_done && !c.settled && !reloaded_settled {
             let from_initiator = side == flow.initiator;
             let facts = self.facts(
                 key, src, src_port, dst, dst_port, pkt, dir, None, None, false,
             );
-            let state = c.dpi.get_or_insert_with(|| Box::new(DpiState::default()));
+            // The state is reserved before it is allocated; when the budget
+            // is spent, this packet is inspected with state that lives only
+            // on the stack (a ClientHello in one segment is still read).
+            let mut one_packet;
+            let state: &mut DpiState = match &mut c.dpi {
+                Some(state) => state,
+                slot => match Reservation::new(&self.budget, size_of::<DpiState>()) {
+                    Some(res) => slot.insert(Box::new(DpiState::new(res))),
+                    None => {
+                        refused.add(Holder::Flow);
+                        one_packet = DpiState::new(Reservation::none());
+                        &mut one_packet
+                    }
+                },
+            };
             let found = state.inspect(
                 key.protocol,
                 pkt,
@@ -493,6 +683,7 @@ impl Classifier {
                 c.media = found.media;
             }
             dpi_done = found.done;
+            refused.merge(found.refused);
             c.inspected = c.inspected.saturating_add(1);
         }
         let settled =
@@ -535,6 +726,7 @@ impl Classifier {
         Verdict {
             category: dir.pick(c.category),
             decided: c.settled && !was_settled,
+            refused,
         }
     }
 

@@ -301,3 +301,237 @@ fn small_isochronous_udp_is_real_time() {
     }
     assert_eq!((last.0.as_str(), last.1.as_str()), ("voice", "heuristic"));
 }
+
+// The DPI memory budget: per-flow state is bounded, counted and freed.
+
+use crate::classify::dpi::quic::Version;
+use crate::classify::dpi::quic::tests::{crypto_frame, hello_message, protect};
+
+/// A TLS handshake record carrying `msg` (a ClientHello message).
+pub(crate) fn tls_record(msg: &[u8]) -> Vec<u8> {
+    let mut rec = vec![0x16, 0x03, 0x01];
+    rec.extend_from_slice(&(msg.len() as u16).to_be_bytes());
+    rec.extend_from_slice(msg);
+    rec
+}
+
+/// A DNS response mapping `name` to `ip` (TTL 300), padded with an
+/// additional record of `pad` bytes (as DNSSEC signatures would).
+pub(crate) fn dns_answer(name: &str, ip: [u8; 4], pad: usize) -> Vec<u8> {
+    let mut m = vec![
+        0x12,
+        0x34,
+        0x81,
+        0x80,
+        0,
+        1,
+        0,
+        1,
+        0,
+        0,
+        0,
+        u8::from(pad > 0),
+    ];
+    for label in name.split('.') {
+        m.push(label.len() as u8);
+        m.extend_from_slice(label.as_bytes());
+    }
+    m.extend_from_slice(&[0, 0, 1, 0, 1]);
+    m.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4]);
+    m.extend_from_slice(&ip);
+    if pad > 0 {
+        // An unknown-type record in the additional section.
+        m.extend_from_slice(&[0, 0, 99, 0, 1, 0, 0, 0, 60]);
+        m.extend_from_slice(&(pad as u16).to_be_bytes());
+        m.extend(std::iter::repeat_n(0x5a, pad));
+    }
+    m
+}
+
+impl Harness {
+    /// The DPI bytes `frame`'s flow holds.
+    fn dpi_bytes(&self, frame: &[u8]) -> usize {
+        let (key, _) = FlowKey::of(&PacketMeta::parse(frame));
+        self.table.get(&key, |f| f.class.dpi_bytes()).unwrap()
+    }
+
+    /// The DPI bytes of `frame`'s flow's DNS-over-TCP state.
+    fn dns_bytes(&self, frame: &[u8]) -> usize {
+        let (key, _) = FlowKey::of(&PacketMeta::parse(frame));
+        self.table
+            .get(&key, |f| {
+                f.class.dns_stream.as_ref().map_or(0, |d| d.res.bytes())
+            })
+            .unwrap()
+    }
+
+    fn used(&self) -> usize {
+        self.classifier.budget().used()
+    }
+}
+
+const RESOLVER: [u8; 4] = [198, 19, 2, 2];
+
+/// A ClientHello split over two segments, a QUIC ClientHello over two
+/// Initials, and a DNS answer over TCP split three ways (inside its length
+/// prefix too) are all read with a budget in force; what each flow kept
+/// while incomplete is in the budget, and is freed (the allocation, not
+/// only its contents) once the flow settles or the message completes.
+#[test]
+fn split_handshakes_and_answers_classify_and_free_their_state() {
+    let mut h = Harness::new(config("[classify]\ndpi_memory = \"64 KiB\"\n"));
+    let names = Arc::new(dpi::dns::DnsCache::new(64));
+    h.names = Arc::clone(&names) as Arc<dyn NameLookup + Send + Sync>;
+    assert_eq!(h.used(), 0);
+
+    // TLS: 1400 bytes, then the rest of a ~2 KiB hello.
+    let hello = tls_record(&hello_message(b"contoso.sharepoint.com", 2000));
+    let seg1 = tcp(PC, 40001, SRV, 443, &hello[..1400], false);
+    let seg2 = tcp(PC, 40001, SRV, 443, &hello[1400..], false);
+    h.send(&tcp(PC, 40001, SRV, 443, b"", true), Direction::Upload);
+    h.send(&seg1, Direction::Upload);
+    let held = h.dpi_bytes(&seg1);
+    assert!(held >= 1400 + size_of::<DpiState>(), "{held}");
+    assert!(
+        held < 1600 + size_of::<DpiState>(),
+        "not the 16 KiB cap: {held}"
+    );
+    assert_eq!(h.used(), held);
+    let (_, by, _) = h.send(&seg2, Direction::Upload);
+    assert_eq!(by, "sni");
+    assert_eq!(h.dpi_bytes(&seg1), 0);
+    assert_eq!(h.used(), 0);
+
+    // QUIC: a ClientHello over two Initial packets.
+    let msg = hello_message(b"www.youtube.com", 1900);
+    let dcid = [0x42; 8];
+    let i1 = protect(Version::V1, &dcid, 0, &crypto_frame(0, &msg[..1100]));
+    let i2 = protect(Version::V1, &dcid, 1, &crypto_frame(1100, &msg[1100..]));
+    let q1 = udp(PC, 50000, SRV, 443, &i1, 0);
+    h.send(&q1, Direction::Upload);
+    let held = h.dpi_bytes(&q1);
+    assert!(held > 1100 && held < 4096, "{held}");
+    assert_eq!(h.used(), held);
+    let (_, by, _) = h.send(&udp(PC, 50000, SRV, 443, &i2, 0), Direction::Upload);
+    assert_eq!(by, "quic-sni");
+    assert_eq!((h.dpi_bytes(&q1), h.used()), (0, 0));
+
+    // DNS over TCP from a resolver, split inside the length prefix and
+    // inside the message.
+    let answer = dns_answer("files.contoso.example", [203, 0, 113, 7], 300);
+    let mut stream = (answer.len() as u16).to_be_bytes().to_vec();
+    stream.extend_from_slice(&answer);
+    h.send(&tcp(PC, 40002, RESOLVER, 53, b"", true), Direction::Upload);
+    let cuts = [1, 60, stream.len()];
+    let mut from = 0;
+    for (i, to) in cuts.into_iter().enumerate() {
+        let seg = tcp(RESOLVER, 53, PC, 40002, &stream[from..to], false);
+        h.send(&seg, Direction::Download);
+        from = to;
+        let held = h.dns_bytes(&seg);
+        assert_eq!(h.used(), h.dpi_bytes(&seg));
+        if i == 0 {
+            // Only a length byte: a position, no buffer.
+            assert_eq!(held, size_of::<DnsTcp>());
+        } else if i == 1 {
+            // The 58 bytes of the message that came, nothing more.
+            assert_eq!(held, size_of::<DnsTcp>() + 58);
+        } else {
+            assert_eq!(held, 0);
+        }
+    }
+    assert_eq!(
+        names
+            .lookup("203.0.113.7".parse().unwrap(), h.now)
+            .as_deref(),
+        Some("files.contoso.example")
+    );
+}
+
+/// A DNS message longer than [`DNS_TCP_KEEP`] (a DNSSEC-signed answer):
+/// its start is learned from as soon as it is in, and no more of it is
+/// kept while the rest goes by; a message that never completes holds at
+/// most its kept start.
+#[test]
+fn long_dns_over_tcp_messages_keep_only_their_start() {
+    let mut h = Harness::new(config(""));
+    let names = Arc::new(dpi::dns::DnsCache::new(64));
+    h.names = Arc::clone(&names) as Arc<dyn NameLookup + Send + Sync>;
+    let answer = dns_answer("big.contoso.example", [203, 0, 113, 8], 20_000);
+    let mut stream = (answer.len() as u16).to_be_bytes().to_vec();
+    stream.extend_from_slice(&answer);
+    let ip = "203.0.113.8".parse().unwrap();
+    let mut most = 0;
+    h.send(&tcp(PC, 40003, RESOLVER, 53, b"", true), Direction::Upload);
+    for (i, chunk) in stream.chunks(1400).enumerate() {
+        let seg = tcp(RESOLVER, 53, PC, 40003, chunk, false);
+        h.send(&seg, Direction::Download);
+        most = most.max(h.dns_bytes(&seg));
+        // Learned once the first DNS_TCP_KEEP bytes are in (3 segments).
+        assert_eq!(names.lookup(ip, h.now).is_some(), i >= 2, "segment {i}");
+    }
+    assert_eq!(most, size_of::<DnsTcp>() + 1398 + 1400);
+    let done = tcp(RESOLVER, 53, PC, 40003, b"", false);
+    assert_eq!(h.dns_bytes(&done), 0);
+
+    // A message that declares 64 KiB and never ends.
+    let mut flood = vec![0xff, 0xff];
+    flood.extend_from_slice(&[0x11; 1398]);
+    h.send(&tcp(PC, 40004, RESOLVER, 53, b"", true), Direction::Upload);
+    let seg = tcp(RESOLVER, 53, PC, 40004, &flood, false);
+    for i in 0..40 {
+        h.send(&seg, Direction::Download);
+        let held = h.dns_bytes(&seg);
+        // The kept start fills, is learned from (nothing to learn) and
+        // goes; then only the position is held while the rest goes by.
+        if i < 2 {
+            // What arrived, not what the length promises.
+            assert_eq!(held, size_of::<DnsTcp>() + 1398 + 1400 * i, "segment {i}");
+        } else {
+            assert_eq!(held, size_of::<DnsTcp>(), "segment {i}");
+        }
+    }
+}
+
+/// With no budget at all, nothing is kept: a ClientHello in one segment
+/// is still read (by state that lives for the packet), a split one is
+/// not, and each refusal is reported with what it was for.
+#[test]
+fn an_empty_budget_keeps_nothing_and_says_so() {
+    let mut h = Harness::new(config("[classify]\ndpi_memory = \"0\"\n"));
+    let whole = tls_record(&hello_message(b"contoso.sharepoint.com", 600));
+    let seg = tcp(PC, 40010, SRV, 443, &whole, false);
+    assert_eq!(h.send(&seg, Direction::Upload).1, "sni");
+    assert_eq!(h.used(), 0);
+
+    let split = tls_record(&hello_message(b"contoso.sharepoint.com", 2000));
+    let (seg1, seg2) = (
+        tcp(PC, 40011, SRV, 443, &split[..1400], false),
+        tcp(PC, 40011, SRV, 443, &split[1400..], false),
+    );
+    let refusals = |h: &mut Harness, frame: &[u8]| {
+        let pkt = PacketMeta::parse(frame);
+        let (key, side) = FlowKey::of(&pkt);
+        let (c, names, now) = (&h.classifier, &*h.names, h.now);
+        h.table
+            .with_flow(&key, side, &pkt, Direction::Upload, now, |flow, _| {
+                c.classify(flow, &key, side, &pkt, Direction::Upload, now, names)
+                    .refused
+            })
+    };
+    // The flow's state, then (by the state that lives for the packet)
+    // the hello's start, then the second half kept in case it is the
+    // first half's that came late.
+    let both = |kinds: &[Holder]| {
+        let mut r = budget::Refusals::default();
+        kinds.iter().for_each(|k| r.add(*k));
+        r
+    };
+    assert_eq!(refusals(&mut h, &seg1), both(&[Holder::Flow, Holder::Tls]));
+    assert_eq!(refusals(&mut h, &seg2), both(&[Holder::Flow, Holder::Tls]));
+    assert_eq!(h.send(&seg2, Direction::Upload).1, "default");
+    h.send(&tcp(PC, 40012, RESOLVER, 53, b"", true), Direction::Upload);
+    let dns = tcp(RESOLVER, 53, PC, 40012, &[0x10, 0x00, 1, 2, 3], false);
+    assert_eq!(refusals(&mut h, &dns), both(&[Holder::Flow, Holder::Dns]));
+    assert_eq!(h.used(), 0);
+}

@@ -19,8 +19,10 @@ pub use model::{
     Api, App, Backend, Catalog, Category, CategoryId, Classify, Config, Daemon, Datapath, Flows,
     Interfaces, Link, MAX_CATEGORIES, Match, Metrics, PerDirection, Rule,
 };
-pub use units::{Bandwidth, Direction, Dscp, HostPattern, PortRange, Protocol, Rate};
-pub use validate::{DEFAULT_API_LISTEN, DEFAULT_METRICS_LISTEN};
+pub use units::{Bandwidth, ByteSize, Direction, Dscp, HostPattern, PortRange, Protocol, Rate};
+pub use validate::{
+    DEFAULT_API_LISTEN, DEFAULT_DPI_MEMORY, DEFAULT_METRICS_LISTEN, MAX_DPI_MEMORY,
+};
 
 /// The default configuration shipped inside the binary.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../config/qosd.toml");

@@ -9,7 +9,8 @@ use ipnet::IpNet;
 use serde::{Serialize, Serializer};
 
 use super::units::{
-    Bandwidth, Direction, Dscp, HostPattern, PortRange, Protocol, Rate, serialize_duration,
+    Bandwidth, ByteSize, Direction, Dscp, HostPattern, PortRange, Protocol, Rate,
+    serialize_duration,
 };
 
 /// Index of a category in [`Config::category`]; small and `Copy`, so the hot
@@ -375,6 +376,10 @@ pub struct Classify {
     /// category; `None` keeps them with their flow.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ack_category: Option<String>,
+    /// Memory all flows' inspection state may hold together (partial
+    /// ClientHellos, QUIC Initials, DNS-over-TCP answers): a LAN host
+    /// opening many flows that never complete must not grow qosd.
+    pub dpi_memory: ByteSize,
 }
 
 /// `[metrics]`

@@ -254,6 +254,7 @@ pub struct RawClassify {
     pub inspect_packets: Option<Value>,
     pub bulk_after_bytes: Option<Value>,
     pub ack_category: Option<Value>,
+    pub dpi_memory: Option<Value>,
 }
 
 /// An app catalog file.

@@ -48,6 +48,7 @@ fn base_is_valid() {
     assert_eq!(cfg.category[1].weight, 10);
     assert_eq!(cfg.category[1].priority, 4);
     assert_eq!(cfg.flows.max_flows, 65_536);
+    assert_eq!(cfg.classify.dpi_memory.bytes(), 32 << 20);
     assert_eq!(cfg.metrics.listen.to_string(), DEFAULT_METRICS_LISTEN);
     assert_eq!(cfg.interfaces.lan, "lan0");
 }
@@ -69,6 +70,18 @@ fn validation_errors_name_key_and_problem() {
             "[metric]\nlisten = \"127.0.0.1:1\"",
             "metric",
             "unknown key",
+        ),
+        (
+            "dpi_memory too large",
+            "[classify]\ndpi_memory = \"8 GiB\"",
+            "classify.dpi_memory",
+            "dpi_memory 8 GiB is out of range (0 B-4 GiB)",
+        ),
+        (
+            "dpi_memory in bits",
+            "[classify]\ndpi_memory = \"32 Mbit\"",
+            "classify.dpi_memory",
+            "counts bits; write memory in bytes",
         ),
         (
             "unknown category key",
@@ -645,6 +658,78 @@ mod units {
         assert_eq!(Rate::from_bps(20_000_000).to_string(), "20 Mbit");
         assert_eq!(Rate::from_bps(1_500_000_000).to_string(), "1.5 Gbit");
         assert_eq!(Rate::from_bps(1_234_567).to_string(), "1234.567 kbit");
+    }
+
+    #[test]
+    fn byte_size_spellings() {
+        let ok = [
+            ("32 MiB", 32 << 20),
+            ("32MiB", 32 << 20),
+            ("32 mib", 32 << 20),
+            ("512 KiB", 512 << 10),
+            ("1.5 GiB", 3 << 29),
+            ("0.5 KiB", 512),
+            ("64 MB", 64_000_000),
+            ("2 kB", 2_000),
+            ("1 GB", 1_000_000_000),
+            ("4096 B", 4096),
+            ("4096 bytes", 4096),
+            ("33554432", 33_554_432),
+            ("0", 0),
+            ("  +7 KiB ", 7 << 10),
+            ("1 TiB", 1 << 40),
+        ];
+        for (text, bytes) in ok {
+            assert_eq!(
+                text.parse::<ByteSize>(),
+                Ok(ByteSize::from_bytes(bytes)),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn byte_size_rejects() {
+        let bad = [
+            ("", "empty"),
+            ("  ", "empty"),
+            ("MiB", "does not start with a number"),
+            ("lots", "does not start with a number"),
+            ("-1 MiB", "negative"),
+            ("32 Mbit", "counts bits"),
+            ("32 kibit", "counts bits"),
+            ("32 M", "unknown unit"),
+            ("32 MiBs", "unknown unit"),
+            ("1e6", "unknown unit"),
+            ("1.2.3 MiB", "not a number"),
+            ("2 TiB", "above the maximum of 1 TiB"),
+            ("1099511627777", "above the maximum"),
+            ("99999999999999999999999999999999 B", "too large"),
+        ];
+        for (text, fragment) in bad {
+            match text.parse::<ByteSize>() {
+                Ok(r) => panic!("{text:?} parsed as {r}"),
+                Err(e) => assert!(e.contains(fragment), "{text:?}: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn byte_size_display_round_trips() {
+        for (bytes, text) in [
+            (0, "0 B"),
+            (1000, "1000 B"),
+            (1024, "1 KiB"),
+            (1536, "1536 B"),
+            (3 << 19, "1536 KiB"),
+            (32 << 20, "32 MiB"),
+            (4 << 30, "4 GiB"),
+            (1 << 40, "1 TiB"),
+        ] {
+            let size = ByteSize::from_bytes(bytes);
+            assert_eq!(size.to_string(), text);
+            assert_eq!(text.parse::<ByteSize>(), Ok(size), "{text}");
+        }
     }
 
     #[test]

@@ -15,8 +15,17 @@ use super::model::{
 };
 use super::raw::{RawCatalog, RawCategory, RawConfig, RawMatch, RawRule, Value};
 use super::units::{
-    Bandwidth, Direction, Dscp, HostPattern, PortRange, Protocol, Rate, parse_duration,
+    Bandwidth, ByteSize, Direction, Dscp, HostPattern, PortRange, Protocol, Rate, parse_duration,
 };
+
+/// Default of `classify.dpi_memory`: room for the partial state of about
+/// ten thousand flows at once (a ClientHello split over two segments holds
+/// ~2 KiB while it waits), a few hundred KiB of it in a quiet office.
+pub const DEFAULT_DPI_MEMORY: u64 = 32 << 20;
+
+/// Most `classify.dpi_memory` accepts: more would only let a flood grow
+/// qosd further.
+pub const MAX_DPI_MEMORY: u64 = 4 << 30;
 
 /// Default address of the Prometheus endpoint.
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9477";
@@ -174,6 +183,25 @@ fn int_in_range(min: i64, max: i64, what: &'static str) -> impl Fn(&str) -> Resu
             return Err(format!("{what} {n} is out of range ({min}-{max})"));
         }
         Ok(n)
+    }
+}
+
+/// An amount of memory between `min` and `max` bytes.
+fn size_in_range(
+    min: u64,
+    max: u64,
+    what: &'static str,
+) -> impl Fn(&str) -> Result<ByteSize, String> {
+    move |s: &str| {
+        let size: ByteSize = s.parse()?;
+        if size.bytes() < min || size.bytes() > max {
+            return Err(format!(
+                "{what} {size} is out of range ({}-{})",
+                ByteSize::from_bytes(min),
+                ByteSize::from_bytes(max)
+            ));
+        }
+        Ok(size)
     }
 }
 
@@ -527,6 +555,12 @@ pub(super) fn validate(raw: &RawConfig, file: &str, problems: &mut Problems) -> 
             &raw.classify.bulk_after_bytes,
             50_000_000,
             |s| int_in_range(0, i64::MAX, "bulk_after_bytes")(s).map(|n| n as u64),
+        ),
+        dpi_memory: p.optional(
+            "classify.dpi_memory",
+            &raw.classify.dpi_memory,
+            ByteSize::from_bytes(DEFAULT_DPI_MEMORY),
+            size_in_range(0, MAX_DPI_MEMORY, "dpi_memory"),
         ),
     };
 

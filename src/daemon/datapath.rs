@@ -361,7 +361,14 @@ impl Datapath {
         if let Some(rx) = self.rx.socket_mut() {
             self.io.kernel_drops += rx.kernel_drops();
         }
-        if let Ok(mut s) = self.snapshot.lock() {
+        // A reader that panicked while holding the cell leaves a snapshot
+        // that is still whole: keep publishing rather than freeze the
+        // metrics and the readiness check for good.
+        {
+            let mut s = self
+                .snapshot
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             s.ports.resize_with(2, PortHealth::default);
             for (d, h) in s.ports.iter_mut().zip([self.rx.health(), self.tx.health()]) {
                 d.clone_from(h);

@@ -151,7 +151,14 @@ impl Handle {
 
     /// Copies of both directions' latest snapshots.
     pub fn snapshots(&self) -> [Snapshot; 2] {
-        let get = |c: &SnapshotCell| c.lock().map(|s| s.clone()).unwrap_or_default();
+        // A poisoned cell still holds the last whole snapshot (the data
+        // path writes it in one critical section): read it, or a panic on
+        // one thread would read as a data path that stopped.
+        let get = |c: &SnapshotCell| {
+            c.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()
+        };
         let [up, down] = &self.snapshots;
         [get(up), get(down)]
     }
@@ -409,6 +416,8 @@ impl Handle {
             by_category,
             dns_entries: self.shared.names.len() as u64,
             dns_evictions: self.shared.names.evictions(),
+            dpi_memory_bytes: self.shared.dpi.used() as u64,
+            dpi_memory_limit_bytes: self.shared.dpi.limit() as u64,
         }
     }
 

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use arc_swap::ArcSwap;
 
 use self::frame::Frame;
+use crate::classify::budget::{DpiBudget, Holder, Refusals};
 use crate::classify::dpi::dns::DnsCache;
 use crate::classify::{Classifier, DecidedBy};
 use crate::config::{CategoryId, Config, Direction};
@@ -33,6 +34,8 @@ pub struct Shared {
     pub table: FlowTable,
     /// Names learned from DNS answers.
     pub names: DnsCache,
+    /// Memory all flows' inspection state shares, across reloads.
+    pub dpi: Arc<DpiBudget>,
     installed: ArcSwap<Installed>,
     generation: AtomicU32,
 }
@@ -49,10 +52,10 @@ pub struct Installed {
 }
 
 impl Installed {
-    fn new(cfg: &Config, generation: u32) -> Self {
+    fn new(cfg: &Config, generation: u32, dpi: &Arc<DpiBudget>) -> Self {
         Installed {
             config: Arc::new(cfg.clone()),
-            classifier: Arc::new(Classifier::new(cfg, generation)),
+            classifier: Arc::new(Classifier::with_budget(cfg, generation, Arc::clone(dpi))),
         }
     }
 }
@@ -60,10 +63,12 @@ impl Installed {
 impl Shared {
     /// State for `cfg`.
     pub fn new(cfg: &Config) -> Self {
+        let dpi = Arc::new(DpiBudget::new(cfg.classify.dpi_memory.bytes()));
         Shared {
             table: FlowTable::new(&cfg.flows),
             names: DnsCache::new(DNS_CACHE_ENTRIES),
-            installed: ArcSwap::from_pointee(Installed::new(cfg, 1)),
+            installed: ArcSwap::from_pointee(Installed::new(cfg, 1, &dpi)),
+            dpi,
             generation: AtomicU32::new(1),
         }
     }
@@ -74,8 +79,9 @@ impl Shared {
     pub fn reload(&self, cfg: &Config) {
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         self.table.set_limits(&cfg.flows);
+        self.dpi.set_limit(cfg.classify.dpi_memory.bytes());
         self.installed
-            .store(Arc::new(Installed::new(cfg, generation)));
+            .store(Arc::new(Installed::new(cfg, generation, &self.dpi)));
     }
 
     /// The configuration and classifier in force, as one consistent pair.
@@ -108,6 +114,8 @@ pub struct EngineCounters {
     pub decisions: [u64; DecidedBy::KINDS.len()],
     /// Frames rewritten with their category's DSCP.
     pub dscp_marked: u64,
+    /// Flow state the DPI memory budget refused, by [`Holder::index`].
+    pub dpi_refusals: [u64; Holder::KINDS.len()],
 }
 
 fn decided_index(d: DecidedBy) -> usize {
@@ -268,6 +276,9 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
                     {
                         *n += 1;
                     }
+                    if !verdict.refused.is_empty() {
+                        self.count_refusals(verdict.refused);
+                    }
                     let category = self
                         .classifier
                         .ack_category(&pkt)
@@ -286,6 +297,15 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
         }
         self.queue.enqueue(frame, category, flow_hash, now);
         category
+    }
+
+    #[cold]
+    fn count_refusals(&mut self, refused: Refusals) {
+        for i in refused.indices() {
+            if let Some(n) = self.counters.dpi_refusals.get_mut(i) {
+                *n += 1;
+            }
+        }
     }
 
     /// The next frame allowed to leave at `now`.

@@ -336,3 +336,145 @@ fn reloads_that_reorder_or_remove_categories_keep_counters_with_their_names() {
     assert!(!m4.keys().any(|k| k.contains("category=business")));
     assert_eq!(drops(&m4), drops(&m3), "the direction's drops went back");
 }
+
+/// Any LAN host can open flows that each start something that never
+/// completes: half a big ClientHello, the first of two QUIC Initials, a
+/// DNS answer over TCP whose length says 4 KiB more is coming. However
+/// many, the state they hold stays within `classify.dpi_memory` at every
+/// packet; what did not fit is refused and counted per kind; a ClientHello
+/// in one segment is still read meanwhile; every byte comes back when the
+/// flows go.
+#[test]
+fn a_flood_of_incomplete_flows_stays_within_the_dpi_budget() {
+    use crate::classify::budget::Holder;
+    use crate::classify::dpi::quic::Version;
+    use crate::classify::dpi::quic::tests::{crypto_frame, hello_message, protect};
+    use crate::classify::tests::tls_record;
+
+    let limit = 256 * 1024;
+    let cfg = config("[classify]\ndpi_memory = \"256 KiB\"\n[flows]\nmax_flows = 100000\n");
+    let mut e = engine(&cfg, Direction::Upload);
+    let mut pool = FramePool::new(2048, 0);
+    let shared = Arc::clone(e.shared());
+    let big_hello = tls_record(&hello_message(b"flood.example", 12_000));
+    let quic_hello = hello_message(b"flood.example", 3_000);
+    let mut now = Instant::from_nanos(1);
+    let mut most = 0;
+    let flows = 3_000u32;
+    for i in 0..flows {
+        let host = [10, 1, (i >> 8) as u8, i as u8];
+        let port = 20_000 + (i % 40_000) as u16;
+        let packets: Vec<Vec<u8>> = match i % 3 {
+            0 => vec![
+                tcp(host, port, SRV, 443, &big_hello[..1400], false),
+                tcp(host, port, SRV, 443, &big_hello[1400..2800], false),
+            ],
+            1 => {
+                let dcid = i.to_be_bytes();
+                let initial = protect(Version::V1, &dcid, 0, &crypto_frame(0, &quic_hello[..1100]));
+                vec![udp(host, port, SRV, 443, &initial, 0)]
+            }
+            _ => {
+                let mut answer = vec![0x10, 0x00, 0x12, 0x34, 0x81, 0x80];
+                answer.resize(1400, 0);
+                vec![tcp(SRV, 53, host, port, &answer, false)]
+            }
+        };
+        for p in packets {
+            now = now + Duration::from_micros(50);
+            e.ingress(frame(&mut pool, &p), now);
+            while let Some(f) = e.dequeue(now) {
+                pool.put(f.into_buffer());
+            }
+            e.drain_dropped(&mut |f, _| pool.put(f.into_buffer()));
+            let used = shared.dpi.used();
+            assert!(used <= limit, "{used} bytes held after flow {i}");
+            most = most.max(used);
+        }
+    }
+    // The budget was used, not dodged, and every flow is still tracked.
+    assert!(most > limit * 3 / 4, "{most}");
+    assert_eq!(shared.table.len(), flows as usize);
+    // What the flows hold is exactly what the budget counts.
+    let mut held = 0;
+    shared.table.for_each(|_, f| held += f.class.dpi_bytes());
+    assert_eq!(held, shared.dpi.used());
+    let refused = e.counters().dpi_refusals;
+    for kind in [Holder::Flow, Holder::Tls, Holder::Dns] {
+        assert!(refused[kind.index()] > 0, "{}: {refused:?}", kind.as_str());
+    }
+    assert!(
+        refused.iter().sum::<u64>() > u64::from(flows) / 2,
+        "{refused:?}"
+    );
+
+    // Meanwhile a whole ClientHello is still read, by state that lives for
+    // the one packet.
+    let hello = tls_record(&hello_message(b"contoso.sharepoint.com", 600));
+    let office = tcp(PC, 40100, SRV, 443, &hello, false);
+    let before = e.counters().dpi_refusals[Holder::Flow.index()];
+    e.ingress(frame(&mut pool, &office), now);
+    assert_eq!(e.counters().dpi_refusals[Holder::Flow.index()], before + 1);
+    let (key, _) = FlowKey::of(&PacketMeta::parse(&office));
+    assert_eq!(
+        shared
+            .table
+            .get(&key, |f| f.class.host.clone())
+            .flatten()
+            .as_deref(),
+        Some("contoso.sharepoint.com")
+    );
+
+    // The flows expire: all of it comes back.
+    let n = shared.table.expire(now + Duration::from_secs(86_400));
+    eprintln!("expired {n} left {}", shared.table.len());
+
+    assert!(shared.table.is_empty());
+    assert_eq!(shared.dpi.used(), 0);
+}
+
+/// The budget is the one both directions and every classifier share: a
+/// reload changes its limit and keeps what flows hold.
+#[test]
+fn the_dpi_budget_is_shared_and_outlives_reloads() {
+    use crate::classify::dpi::quic::tests::hello_message;
+    use crate::classify::tests::tls_record;
+
+    let cfg = config("[classify]\ndpi_memory = \"64 KiB\"\n");
+    let mut up = engine(&cfg, Direction::Upload);
+    let shared = Arc::clone(up.shared());
+    let mut down = DirectionEngine::new(
+        Direction::Download,
+        Arc::clone(&shared),
+        Shaper::new(&ShaperConfig::from_config(&cfg, Direction::Download)),
+    );
+    let mut pool = FramePool::new(2048, 0);
+    let hello = tls_record(&hello_message(b"contoso.sharepoint.com", 2000));
+    let now = Instant::from_nanos(1);
+    up.ingress(
+        frame(&mut pool, &tcp(PC, 40200, SRV, 443, &hello[..1400], false)),
+        now,
+    );
+    let held = shared.dpi.used();
+    assert!(held > 1400);
+    shared.reload(&config("[classify]\ndpi_memory = \"1 KiB\"\n"));
+    assert!(up.refresh().is_some() && down.refresh().is_some());
+    assert_eq!((shared.dpi.limit(), shared.dpi.used()), (1024, held));
+    assert!(Arc::ptr_eq(up.classifier().budget(), &shared.dpi));
+    assert!(Arc::ptr_eq(down.classifier().budget(), &shared.dpi));
+    // Past the new limit: the download half's new flow is refused.
+    let dns = tcp(SRV, 53, PC, 40201, &[0x10, 0x00, 1, 2], false);
+    down.ingress(frame(&mut pool, &dns), now);
+    let refused = down.counters().dpi_refusals;
+    assert_eq!((refused[0], refused[3]), (1, 1), "{refused:?}");
+    // Nor can the hello's buffer grow for its second half: it is given
+    // up, and its memory given back.
+    up.ingress(
+        frame(&mut pool, &tcp(PC, 40200, SRV, 443, &hello[1400..], false)),
+        now,
+    );
+    assert_eq!(up.counters().dpi_refusals, [0, 1, 0, 0]);
+    assert!(shared.dpi.used() < 1024, "{}", shared.dpi.used());
+    shared.table.expire(now + Duration::from_secs(86_400));
+    assert_eq!(shared.dpi.used(), 0);
+}

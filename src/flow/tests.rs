@@ -362,3 +362,45 @@ fn without_trim_the_clock_queue_stays_bounded() {
     assert!(most <= bound, "{most} keys queued for {max} flows");
     assert!(most > 2 * max as usize, "the bound was not tested");
 }
+
+/// A thread that panicked while holding the CLOCK queue's lock (or the
+/// limits') leaves it poisoned; the queue is still valid, and new flows
+/// must still go in. Before, `insert` gave up on a poisoned lock and
+/// `with_flow` looped forever looking for the flow it had not inserted.
+#[test]
+fn a_poisoned_lock_does_not_stop_new_flows() {
+    let table = std::sync::Arc::new(FlowTable::new(&limits(4)));
+    let now = Instant::from_nanos(1);
+    fill(&table, 0, 2, now);
+    for which in ["clock", "limits"] {
+        let t = std::sync::Arc::clone(&table);
+        let poisoner = std::thread::spawn(move || {
+            let _clock = t.clock.lock().unwrap();
+            let _limits = t.limits.lock().unwrap();
+            panic!("poisoning the {which} lock on purpose");
+        });
+        assert!(poisoner.join().is_err());
+    }
+    assert!(table.clock.is_poisoned() && table.limits.is_poisoned());
+    // New flows (the insert path), with evictions past max_flows, and
+    // the housekeeping still work. On a thread: a regression hangs, and
+    // the test must fail instead of hanging the suite.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t = std::sync::Arc::clone(&table);
+    std::thread::spawn(move || {
+        let ids: Vec<u64> = (2..10)
+            .map(|i| touch(&t, &nth_flow(i), Direction::Upload, now))
+            .collect();
+        let _ = tx.send(ids);
+    });
+    let ids = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("with_flow did not return on a poisoned lock");
+    assert_eq!(ids, (3..11).collect::<Vec<u64>>());
+    assert_eq!(table.len(), 4);
+    table.set_limits(&limits(2));
+    let _ = table.trim();
+    assert_eq!(table.len(), 2);
+    assert_eq!(table.expire(Instant::from_nanos(120_000_000_000)), 2);
+    assert!(table.is_empty());
+}

@@ -593,6 +593,8 @@ fn metrics_view<Q: LinkQueue<Frame>>(
             by_category,
             dns_entries: shared.names.len() as u64,
             dns_evictions: shared.names.evictions(),
+            dpi_memory_bytes: shared.dpi.used() as u64,
+            dpi_memory_limit_bytes: shared.dpi.limit() as u64,
         },
         reloads: [0, 0],
         uptime_seconds: secs,

@@ -4,9 +4,10 @@
 //! TLS ClientHello's server name and ALPN with [`super::tls`].
 //!
 //! [`is_initial`] is a cheap, stateless header check for the first datagram
-//! of a UDP flow. [`InitialReassembler`] does the work: it allocates its
-//! buffers once, when created, and then decrypts into its own scratch buffer,
-//! so pushing datagrams never allocates. Chrome's post-quantum ClientHellos
+//! of a UDP flow. [`InitialReassembler`] does the work: it decrypts on the
+//! stack and keeps only the CRYPTO stream, grown as data arrives (at most
+//! [`CRYPTO_CAP`] bytes, each growth first allowed by the caller, who
+//! accounts it in the DPI memory budget). Chrome's post-quantum ClientHellos
 //! (and any over ~1.1 KB) span two Initial packets, coalesced in one datagram
 //! or in two; CRYPTO frames may come out of order (Chrome shuffles them);
 //! all of that is reassembled by offset.
@@ -24,10 +25,12 @@ use super::Parse;
 use super::tls::{self, ClientHello};
 
 /// Bytes of CRYPTO stream an [`InitialReassembler`] keeps: ClientHellos
-/// longer than this are given up on.
-pub const CRYPTO_CAP: usize = 16 * 1024;
-/// Largest QUIC packet an [`InitialReassembler`] decrypts (its scratch
-/// buffer). Client Initials are 1200 to ~1500 bytes.
+/// longer than this are given up on. Real ones are 300 bytes to ~2 KiB
+/// (Chrome's with a post-quantum key share and ECH GREASE: ~1.9 KiB); a
+/// flow claiming more is far more likely a flood than a browser.
+pub const CRYPTO_CAP: usize = 8 * 1024;
+/// Largest QUIC packet an [`InitialReassembler`] decrypts (the stack
+/// buffer it decrypts into). Client Initials are 1200 to ~1500 bytes.
 pub const MAX_PACKET: usize = 4096;
 /// Packets looked at in one datagram (coalesced packets).
 pub const MAX_PACKETS_PER_DATAGRAM: usize = 8;
@@ -351,30 +354,65 @@ fn open<'s>(
 }
 
 /// The CRYPTO stream as received so far: bytes by offset and which ones
-/// arrived.
+/// arrived. Both grow to cover the highest offset received, up to
+/// [`CRYPTO_CAP`].
 struct CryptoStream {
-    data: Box<[u8]>,
+    data: Vec<u8>,
     /// One bit per byte of `data`.
-    have: Box<[u64]>,
+    have: Vec<u64>,
+    /// A growth was refused: bytes were lost, the stream cannot complete.
+    refused: bool,
 }
 
 impl CryptoStream {
     fn new() -> Self {
         CryptoStream {
-            data: vec![0; CRYPTO_CAP].into_boxed_slice(),
-            have: vec![0; CRYPTO_CAP / 64].into_boxed_slice(),
+            data: Vec::new(),
+            have: Vec::new(),
+            refused: false,
         }
     }
 
-    /// Stores `bytes` at stream `offset`, dropping what falls past the cap.
-    fn insert(&mut self, offset: u64, bytes: &[u8]) {
+    /// Bytes allocated.
+    fn heap_bytes(&self) -> usize {
+        self.data.capacity() + self.have.capacity() * size_of::<u64>()
+    }
+
+    /// Makes room for bytes up to `end` (a multiple of 64 past it), if
+    /// `allow` grants the bytes that takes.
+    fn grow_to(&mut self, end: usize, allow: &mut dyn FnMut(usize) -> bool) -> bool {
+        if end <= self.data.len() {
+            return true;
+        }
+        let len = end.next_multiple_of(64).min(CRYPTO_CAP);
+        let words = len / 64;
+        let more = len.saturating_sub(self.data.capacity())
+            + words.saturating_sub(self.have.capacity()) * size_of::<u64>();
+        if !allow(more) {
+            self.refused = true;
+            return false;
+        }
+        // Exact: the caller accounted exactly these capacities.
+        self.data.reserve_exact(len - self.data.len());
+        self.data.resize(len, 0);
+        self.have.reserve_exact(words - self.have.len());
+        self.have.resize(words, 0);
+        true
+    }
+
+    /// Stores `bytes` at stream `offset`, dropping what falls past the cap
+    /// (or all of it when `allow` refuses the memory).
+    fn insert(&mut self, offset: u64, bytes: &[u8], allow: &mut dyn FnMut(usize) -> bool) {
         let Ok(start) = usize::try_from(offset) else {
             return;
         };
-        if start >= CRYPTO_CAP {
+        if start >= CRYPTO_CAP || bytes.is_empty() {
             return;
         }
         let end = start.saturating_add(bytes.len()).min(CRYPTO_CAP);
+        if !self.grow_to(end, allow) {
+            return;
+        }
         let (Some(dst), Some(src)) = (self.data.get_mut(start..end), bytes.get(..end - start))
         else {
             return;
@@ -405,7 +443,12 @@ impl CryptoStream {
 /// (frame type `crypto_frame`).
 /// `None` on a malformed payload or a frame type an Initial packet may not
 /// carry (frames before it are kept).
-fn walk_frames(mut payload: &[u8], crypto_frame: u8, crypto: &mut CryptoStream) -> Option<()> {
+fn walk_frames(
+    mut payload: &[u8],
+    crypto_frame: u8,
+    crypto: &mut CryptoStream,
+    allow: &mut dyn FnMut(usize) -> bool,
+) -> Option<()> {
     // Each turn consumes at least the frame-type byte.
     while let Some((&ty, rest)) = payload.split_first() {
         payload = rest;
@@ -436,7 +479,7 @@ fn walk_frames(mut payload: &[u8], crypto_frame: u8, crypto: &mut CryptoStream) 
                 let (offset, r) = varint(payload)?;
                 let (len, r) = varint(r)?;
                 let (data, r) = r.split_at_checked(length(len, r.len())?)?;
-                crypto.insert(offset, data);
+                crypto.insert(offset, data, allow);
                 payload = r;
             }
             0x1c => {
@@ -459,12 +502,26 @@ enum State {
     Failed,
 }
 
+/// [`open`] into `scratch`: packet number and plaintext length.
+fn open_len(
+    keys: &Keys,
+    h: &LongHeader<'_>,
+    packet: &[u8],
+    largest: Option<u64>,
+    scratch: &mut [u8],
+) -> Option<(u64, usize)> {
+    open(keys, packet, h.pn_offset, largest, scratch).map(|(pn, plain)| (pn, plain.len()))
+}
+
 /// Per-flow reassembly of a QUIC client's Initial packets into its
 /// ClientHello.
 ///
-/// Created (and its ~22 KiB of buffers allocated) once per UDP flow that
-/// [`is_initial`] accepted; [`push_datagram`](Self::push_datagram) then
-/// never allocates. Work per datagram is bounded: at most
+/// Created once per UDP flow that [`is_initial`] accepted, with nothing
+/// allocated; the CRYPTO stream grows to the highest offset received (at
+/// most [`CRYPTO_CAP`]), each growth first granted by the caller's
+/// `allow` in [`push_datagram_with`](Self::push_datagram_with), and
+/// packets are decrypted into a buffer on the stack. Work per datagram is
+/// bounded: at most
 /// [`MAX_PACKETS_PER_DATAGRAM`] packets, each decrypted at most twice
 /// (with the keys of its DCID and with those remembered from the first
 /// decrypted packet, which a client keeps using after it switches to the
@@ -473,7 +530,6 @@ enum State {
 pub struct InitialReassembler {
     keys: Option<Keys>,
     crypto: CryptoStream,
-    scratch: Box<[u8]>,
     largest_pn: Option<u64>,
     datagrams: u32,
     decrypted: bool,
@@ -499,12 +555,11 @@ impl Default for InitialReassembler {
 }
 
 impl InitialReassembler {
-    /// A reassembler with empty buffers (allocates them).
+    /// A reassembler with nothing received (and nothing allocated).
     pub fn new() -> Self {
         InitialReassembler {
             keys: None,
             crypto: CryptoStream::new(),
-            scratch: vec![0; MAX_PACKET].into_boxed_slice(),
             largest_pn: None,
             datagrams: 0,
             decrypted: false,
@@ -517,8 +572,27 @@ impl InitialReassembler {
         self.keys.as_ref().map(|k| k.version)
     }
 
+    /// Bytes allocated outside the struct (the CRYPTO stream).
+    pub fn heap_bytes(&self) -> usize {
+        self.crypto.heap_bytes()
+    }
+
+    /// True when `allow` refused memory the CRYPTO stream needed: the
+    /// reassembler gave up (it answers [`Parse::NotThis`] from then on).
+    pub fn refused(&self) -> bool {
+        self.crypto.refused
+    }
+
+    /// [`push_datagram_with`](Self::push_datagram_with) with no limit but
+    /// [`CRYPTO_CAP`].
+    pub fn push_datagram(&mut self, datagram: &[u8]) -> Parse<ClientHello<'_>> {
+        self.push_datagram_with(datagram, &mut |_| true)
+    }
+
     /// Feeds one client-to-server UDP payload (the server's packets use
-    /// other keys and are simply not decryptable here).
+    /// other keys and are simply not decryptable here). `allow(n)` is
+    /// asked before the CRYPTO stream allocates `n` more bytes; a refusal
+    /// makes the reassembler give up for good (see [`Self::refused`]).
     ///
     /// - [`Parse::Found`]: the ClientHello is complete (in this or earlier
     ///   datagrams); repeated on later calls.
@@ -527,9 +601,13 @@ impl InitialReassembler {
     /// - [`Parse::NotThis`]: nothing decryptable as a client Initial has been
     ///   seen (this datagram included), or the CRYPTO stream turned out not
     ///   to be a ClientHello, to exceed [`CRYPTO_CAP`], or
-    ///   [`MAX_DATAGRAMS`] passed without completing it (the last three are
-    ///   final).
-    pub fn push_datagram(&mut self, datagram: &[u8]) -> Parse<ClientHello<'_>> {
+    ///   [`MAX_DATAGRAMS`] passed without completing it, or `allow`
+    ///   refused memory (the last four are final).
+    pub fn push_datagram_with(
+        &mut self,
+        datagram: &[u8],
+        allow: &mut dyn FnMut(usize) -> bool,
+    ) -> Parse<ClientHello<'_>> {
         match self.state {
             State::Failed => return Parse::NotThis,
             State::Done => return self.verdict(),
@@ -550,33 +628,44 @@ impl InitialReassembler {
                 None => break,
             };
             if let Some(version) = h.initial() {
-                self.packet(version, &h, packet);
+                self.packet(version, &h, packet, allow);
             }
             rest = next;
+        }
+        if self.crypto.refused {
+            self.state = State::Failed;
+            return Parse::NotThis;
         }
         self.verdict()
     }
 
     /// Decrypts one Initial packet and takes in its frames.
-    fn packet(&mut self, version: Version, h: &LongHeader<'_>, packet: &[u8]) {
+    fn packet(
+        &mut self,
+        version: Version,
+        h: &LongHeader<'_>,
+        packet: &[u8],
+        allow: &mut dyn FnMut(usize) -> bool,
+    ) {
+        // Decrypted here rather than in a buffer of the reassembler's: a
+        // pending QUIC flow then holds only what it must keep.
+        let mut scratch = [0u8; MAX_PACKET];
         let remembered = self
             .keys
             .as_ref()
             .is_some_and(|k| k.matches(version, h.dcid));
         let mut opened = None;
         if !remembered && let Some(fresh) = Keys::derive(version, h.dcid) {
-            opened = self.open_with(&fresh, h, packet);
+            opened = open_len(&fresh, h, packet, self.largest_pn, &mut scratch);
             if opened.is_some() && self.keys.is_none() {
                 self.keys = Some(fresh);
             }
         }
         if opened.is_none()
-            && let Some(keys) = self.keys.take()
+            && let Some(keys) = self.keys.as_ref()
+            && keys.version == version
         {
-            if keys.version == version {
-                opened = self.open_with(&keys, h, packet);
-            }
-            self.keys = Some(keys);
+            opened = open_len(keys, h, packet, self.largest_pn, &mut scratch);
         }
         let Some((pn, len)) = opened else {
             return;
@@ -585,28 +674,10 @@ impl InitialReassembler {
         self.largest_pn = Some(self.largest_pn.map_or(pn, |l| l.max(pn)));
         // The plaintext sits right after the header in the scratch buffer.
         let start = packet.len() - len - AEAD_TAG_LEN;
-        if let Some(payload) = self.scratch.get(start..start + len) {
+        if let Some(payload) = scratch.get(start..start + len) {
             // A malformed tail loses only the frames after it.
-            let _ = walk_frames(payload, version.crypto_frame(), &mut self.crypto);
+            let _ = walk_frames(payload, version.crypto_frame(), &mut self.crypto, allow);
         }
-    }
-
-    /// Decrypts `packet` with `keys` into the scratch buffer: packet number
-    /// and plaintext length.
-    fn open_with(
-        &mut self,
-        keys: &Keys,
-        h: &LongHeader<'_>,
-        packet: &[u8],
-    ) -> Option<(u64, usize)> {
-        open(
-            keys,
-            packet,
-            h.pn_offset,
-            self.largest_pn,
-            &mut self.scratch,
-        )
-        .map(|(pn, plain)| (pn, plain.len()))
     }
 
     fn verdict(&mut self) -> Parse<ClientHello<'_>> {
@@ -675,7 +746,7 @@ pub fn gquic_chlo_sni(datagram: &[u8]) -> Option<&str> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn unhex(s: &str) -> Vec<u8> {
@@ -878,7 +949,7 @@ mod tests {
         protect_with(version, dcid, dcid, pn, frames)
     }
 
-    fn crypto_frame(offset: usize, data: &[u8]) -> Vec<u8> {
+    pub(crate) fn crypto_frame(offset: usize, data: &[u8]) -> Vec<u8> {
         let mut f = vec![0x06, 0x80];
         f.extend(&(offset as u32).to_be_bytes()[1..]);
         f.extend((0x4000 | data.len() as u16).to_be_bytes());
@@ -888,7 +959,7 @@ mod tests {
 
     /// A ClientHello handshake message with the given SNI, padded by an
     /// unknown extension to about `size` bytes.
-    fn hello_message(sni: &[u8], size: usize) -> Vec<u8> {
+    pub(crate) fn hello_message(sni: &[u8], size: usize) -> Vec<u8> {
         let mut exts = vec![0x00, 0x00];
         exts.extend(((sni.len() + 5) as u16).to_be_bytes());
         exts.extend(((sni.len() + 3) as u16).to_be_bytes());
@@ -1066,6 +1137,55 @@ mod tests {
         assert!(matches!(r.push_datagram(&good), Parse::Found(_)));
     }
 
+    /// The CRYPTO stream takes memory as data arrives, each growth asked
+    /// for first: a ~1.9 KiB ClientHello (Chrome's, post-quantum) over two
+    /// packets costs about that much, a refusal makes the reassembler give
+    /// up for good, and nothing is allocated before decryption.
+    #[test]
+    fn crypto_stream_grows_with_the_data_and_only_when_allowed() {
+        let dcid = [6; 8];
+        let msg = hello_message(b"www.google.com", 1900);
+        let a = protect(Version::V1, &dcid, 0, &crypto_frame(0, &msg[..1100]));
+        let b = protect(Version::V1, &dcid, 1, &crypto_frame(1100, &msg[1100..]));
+        let mut granted = 0;
+        let mut r = InitialReassembler::new();
+        assert_eq!(r.heap_bytes(), 0);
+        let mut allow = |n: usize| {
+            granted += n;
+            true
+        };
+        assert_eq!(r.push_datagram_with(&a, &mut allow), Parse::NeedMore);
+        assert!(matches!(
+            r.push_datagram_with(&b, &mut allow),
+            Parse::Found(h) if h.sni == Some("www.google.com")
+        ));
+        assert_eq!(granted, r.heap_bytes());
+        // The stream and its bitmap, rounded to 64 bytes: not the cap.
+        assert!(r.heap_bytes() >= msg.len() && r.heap_bytes() < msg.len() + 64 + 300);
+        assert!(!r.refused());
+
+        // Refused on the second packet: final.
+        let mut r = InitialReassembler::new();
+        let mut calls = 0;
+        let mut stingy = |_: usize| {
+            calls += 1;
+            calls == 1
+        };
+        assert_eq!(r.push_datagram_with(&a, &mut stingy), Parse::NeedMore);
+        assert_eq!(r.push_datagram_with(&b, &mut stingy), Parse::NotThis);
+        assert!(r.refused());
+        assert_eq!(r.push_datagram(&b), Parse::NotThis);
+        // Garbage that is not decryptable allocates nothing.
+        let mut r = InitialReassembler::new();
+        let mut bad = a.clone();
+        bad[600] ^= 1;
+        assert_eq!(
+            r.push_datagram_with(&bad, &mut |_| panic!("asked for memory")),
+            Parse::NotThis
+        );
+        assert_eq!(r.heap_bytes(), 0);
+    }
+
     #[test]
     fn gives_up_after_max_datagrams() {
         let dcid = [4; 8];
@@ -1082,35 +1202,55 @@ mod tests {
     #[test]
     fn frames_beyond_the_cap_and_bad_frames() {
         let mut c = CryptoStream::new();
-        c.insert(u64::MAX, &[1, 2, 3]);
-        c.insert(CRYPTO_CAP as u64 - 1, &[1, 2, 3]);
+        c.insert(u64::MAX, &[1, 2, 3], &mut |_| true);
+        c.insert(CRYPTO_CAP as u64 - 1, &[1, 2, 3], &mut |_| true);
         assert_eq!(c.prefix(), 0);
-        c.insert(0, &[9; 70]);
+        c.insert(0, &[9; 70], &mut |_| true);
         assert_eq!(c.prefix(), 70);
-        c.insert(64, &[9; 100]);
+        c.insert(64, &[9; 100], &mut |_| true);
         assert_eq!(c.prefix(), 164);
         // Unknown frame type (STREAM) stops the walk; ACK with ECN counts.
-        assert_eq!(walk_frames(&[0x08, 0, 0], 0x06, &mut c), None);
         assert_eq!(
-            walk_frames(&[0x03, 1, 0, 1, 0, 0, 0, 5, 6, 7], 0x06, &mut c),
+            walk_frames(&[0x08, 0, 0], 0x06, &mut c, &mut |_| true),
+            None
+        );
+        assert_eq!(
+            walk_frames(
+                &[0x03, 1, 0, 1, 0, 0, 0, 5, 6, 7],
+                0x06,
+                &mut c,
+                &mut |_| true
+            ),
             Some(())
         );
-        assert_eq!(walk_frames(&[0x03, 1, 0, 1, 0, 0], 0x06, &mut c), None);
+        assert_eq!(
+            walk_frames(&[0x03, 1, 0, 1, 0, 0], 0x06, &mut c, &mut |_| true),
+            None
+        );
         assert_eq!(
             walk_frames(
                 &[
                     0x02, 0x3f, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0
                 ],
                 0x06,
-                &mut c
+                &mut c,
+                &mut |_| true
             ),
             None
         );
         assert_eq!(
-            walk_frames(&[0x1c, 0, 0, 3, b'b', b'y', b'e', 0, 0], 0x06, &mut c),
+            walk_frames(
+                &[0x1c, 0, 0, 3, b'b', b'y', b'e', 0, 0],
+                0x06,
+                &mut c,
+                &mut |_| true
+            ),
             Some(())
         );
-        assert_eq!(walk_frames(&[0x06, 0, 5, 1], 0x06, &mut c), None);
+        assert_eq!(
+            walk_frames(&[0x06, 0, 5, 1], 0x06, &mut c, &mut |_| true),
+            None
+        );
     }
 
     #[test]
@@ -1202,8 +1342,8 @@ mod tests {
             bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..1500),
         ) {
             let mut c = CryptoStream::new();
-            let _ = walk_frames(&bytes, 0x06, &mut c);
-            let _ = walk_frames(&bytes, 0x08, &mut c);
+            let _ = walk_frames(&bytes, 0x06, &mut c, &mut |_| true);
+            let _ = walk_frames(&bytes, 0x08, &mut c, &mut |_| true);
             proptest::prop_assert!(c.prefix() <= CRYPTO_CAP);
         }
 
@@ -1215,7 +1355,7 @@ mod tests {
             let mut c = CryptoStream::new();
             let mut model = vec![false; CRYPTO_CAP];
             for (offset, len) in ranges {
-                c.insert(offset, &vec![0xab; len]);
+                c.insert(offset, &vec![0xab; len], &mut |_| true);
                 let start = (offset as usize).min(CRYPTO_CAP);
                 let end = (offset as usize + len).min(CRYPTO_CAP);
                 model[start..end].fill(true);
