@@ -108,18 +108,6 @@ fn rss_kb(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn metrics(lab: &Lab) -> HashMap<String, f64> {
-    let out = lab.exec("gw", &["python3", "-c", "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9477/metrics').read().decode())"]);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            l.rsplit_once(' ')
-                .and_then(|(k, v)| Some((k.to_owned(), v.parse().ok()?)))
-        })
-        .collect()
-}
-
 fn flows_json(lab: &Lab) -> serde_json::Value {
     let out = lab.exec("gw", &["python3", "-c", "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9478/api/v1/flows?top=10000').read().decode())"]);
     serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -33,38 +32,8 @@ fn main() -> std::process::ExitCode {
     ])
 }
 
-/// `python3 -c GET URL`: prints the status, then the body.
-const GET: &str = r#"
-import sys, urllib.request, urllib.error
-try:
-    r = urllib.request.urlopen(sys.argv[1], timeout=2); print(r.status); print(r.read().decode())
-except urllib.error.HTTPError as e:
-    print(e.code); print(e.read().decode())
-except Exception as e:
-    print(0); print(e)
-"#;
-
-fn get(lab: &Lab, url: &str) -> (u16, String) {
-    let out = lab.exec("gw", &["python3", "-c", GET, url]);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (status, rest) = text.split_once('\n').unwrap_or((&text, ""));
-    (status.trim().parse().unwrap_or(0), rest.to_owned())
-}
-
 fn readyz(lab: &Lab) -> (u16, String) {
-    get(lab, "http://127.0.0.1:9477/readyz")
-}
-
-fn metrics(lab: &Lab) -> HashMap<String, f64> {
-    get(lab, "http://127.0.0.1:9477/metrics")
-        .1
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            l.rsplit_once(' ')
-                .and_then(|(k, v)| Some((k.to_owned(), v.parse().ok()?)))
-        })
-        .collect()
+    gw_get(lab, "http://127.0.0.1:9477/readyz")
 }
 
 fn lab_sh(lab: &Lab, args: &[&str]) {

@@ -405,3 +405,37 @@ pub fn lab_config(up: &str, down: &str) -> String {
 pub fn read(path: &Path) -> String {
     fs::read_to_string(path).unwrap_or_default()
 }
+
+/// `python3 -c GET URL`, run in the gateway: prints the status, then the
+/// body (status 0 when nothing answered).
+const GET: &str = r#"
+import sys, urllib.request, urllib.error
+try:
+    r = urllib.request.urlopen(sys.argv[1], timeout=2); print(r.status); print(r.read().decode())
+except urllib.error.HTTPError as e:
+    print(e.code); print(e.read().decode())
+except Exception as e:
+    print(0); print(e)
+"#;
+
+/// GETs `url` from inside the lab's gateway (qosd's listeners are on its
+/// loopback): the status and the body.
+pub fn gw_get(lab: &Lab, url: &str) -> (u16, String) {
+    let out = lab.exec("gw", &["python3", "-c", GET, url]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (status, rest) = text.split_once('\n').unwrap_or((&text, ""));
+    (status.trim().parse().unwrap_or(0), rest.to_owned())
+}
+
+/// qosd's metrics in the lab, by series (`name{labels}`).
+pub fn metrics(lab: &Lab) -> std::collections::HashMap<String, f64> {
+    gw_get(lab, "http://127.0.0.1:9477/metrics")
+        .1
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            l.rsplit_once(' ')
+                .and_then(|(k, v)| Some((k.to_owned(), v.parse().ok()?)))
+        })
+        .collect()
+}
