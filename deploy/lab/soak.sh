@@ -46,7 +46,7 @@ set -euo pipefail
 export LC_ALL=C
 
 MINUTES=30 OUT='' P=qsk FLOOD_RATE=3000
-usage() { sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,/^set /{/^#/p}' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 while getopts "m:o:p:f:h" opt; do
   case $opt in
     m) MINUTES=$OPTARG ;;
