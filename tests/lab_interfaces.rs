@@ -36,6 +36,24 @@ fn readyz(lab: &Lab) -> (u16, String) {
     gw_get(lab, "http://127.0.0.1:9477/readyz")
 }
 
+/// qosd's CPU use over `over` (1.0 = one whole core).
+fn cpu_share(q: &Qosd, over: Duration) -> f64 {
+    let pid = q.pid().expect("qosd runs");
+    let ticks = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // utime and stime: fields 14 and 15, after the ')' of the name.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let field = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+        field(11) + field(12)
+    };
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let before = ticks();
+    std::thread::sleep(over);
+    (ticks() - before) as f64 / hz / over.as_secs_f64()
+}
+
 fn lab_sh(lab: &Lab, args: &[&str]) {
     let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/lab/lab.sh"))
         .arg(args[0])
@@ -149,6 +167,12 @@ fn a_removed_interface_is_reported_and_reopened_when_it_returns() {
         "forwarding resumed only after {back:?}"
     );
     wait_readyz(&lab, 200, Duration::from_secs(1), "re-plug", &q);
+    let idle = cpu_share(&q, Duration::from_secs(2));
+    eprintln!("idle after re-plug: {:.0}% of a core", idle * 100.0);
+    assert!(
+        idle < 0.5,
+        "qosd spins after a re-plug: {idle:.2} of a core"
+    );
     let m = metrics(&lab);
     assert_eq!(
         m.get(r#"qosd_interface_up{interface="lan0",role="lan"}"#),
@@ -222,6 +246,15 @@ fn carrier_loss_and_admin_down_are_reported_and_survived() {
     eprintln!("lan0 up: forwarding again after {back:?}");
     assert!(back < Duration::from_secs(2), "resumed after {back:?}");
     wait_readyz(&lab, 200, Duration::from_secs(1), "lan0 up", &q);
+    // The socket's pending error (ENETDOWN) was read: before, with the
+    // ring backend, every poll returned at once from then on and qosd
+    // spun at a whole core with no traffic at all.
+    let idle = cpu_share(&q, Duration::from_secs(2));
+    eprintln!("idle after lan0 down/up: {:.0}% of a core", idle * 100.0);
+    assert!(
+        idle < 0.5,
+        "qosd spins after lan0 down/up: {idle:.2} of a core"
+    );
     // The same device came back: its sockets were kept, not re-opened.
     assert_eq!(
         metrics(&lab).get(r#"qosd_interface_reopens_total{interface="lan0",role="lan"}"#),

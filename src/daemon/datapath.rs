@@ -354,7 +354,17 @@ impl Datapath {
         };
         // SAFETY: one valid pollfd (or none) and a timespec for the call's
         // duration.
-        unsafe { libc::ppoll(&mut pfd, libc::nfds_t::from(watch), &ts, std::ptr::null()) };
+        let n = unsafe { libc::ppoll(&mut pfd, libc::nfds_t::from(watch), &ts, std::ptr::null()) };
+        if n > 0 && pfd.revents & libc::POLLERR != 0 {
+            // The interface went down (or away): read the error, or every
+            // poll returns at once from now on, and look at the interface.
+            if let Some(rx) = self.rx.socket_mut()
+                && rx.take_error().is_some()
+            {
+                self.io.rx_errors += 1;
+            }
+            self.check_soon = true;
+        }
     }
 
     fn publish(&mut self, t: Instant, running: bool) {

@@ -119,6 +119,10 @@ pub struct PortHealth {
 pub trait PortSocket: Sized {
     /// Which of a direction's sockets this is.
     const KIND: SocketKind;
+    /// Open it only on an interface that is up: a receiving socket bound
+    /// to a down interface depends on the kernel re-attaching it when the
+    /// interface comes up, and starts with a pending error.
+    const NEEDS_UP: bool;
     /// Opens it on `name`.
     fn open(name: &str, opts: SocketOptions) -> Result<Self, OpenError>;
     /// The interface index it is bound to.
@@ -127,6 +131,7 @@ pub trait PortSocket: Sized {
 
 impl PortSocket for RxSocket {
     const KIND: SocketKind = SocketKind::Receive;
+    const NEEDS_UP: bool = true;
     fn open(name: &str, opts: SocketOptions) -> Result<Self, OpenError> {
         RxSocket::open(name, opts)
     }
@@ -137,6 +142,7 @@ impl PortSocket for RxSocket {
 
 impl PortSocket for TxSocket {
     const KIND: SocketKind = SocketKind::Send;
+    const NEEDS_UP: bool = false;
     fn open(name: &str, opts: SocketOptions) -> Result<Self, OpenError> {
         TxSocket::open(name, opts)
     }
@@ -230,6 +236,13 @@ impl<S: PortSocket> Port<S> {
             .socket
             .as_ref()
             .is_none_or(|s| s.ifindex() != st.ifindex);
+        if stale && S::NEEDS_UP && !st.up {
+            // Re-created but not up yet: open it once it is.
+            self.socket = None;
+            self.failing_since = None;
+            self.health.error = None;
+            return self.set(PortState::Down, now);
+        }
         if stale {
             self.socket = None;
             match open(&self.health.interface, reopen.opts, reopen.manage_offloads) {
@@ -343,6 +356,7 @@ mod tests {
     struct Fake(u32);
     impl PortSocket for Fake {
         const KIND: SocketKind = SocketKind::Receive;
+        const NEEDS_UP: bool = true;
         fn open(_: &str, _: SocketOptions) -> Result<Self, OpenError> {
             unreachable!("tests open through `apply`")
         }
@@ -461,6 +475,25 @@ mod tests {
             !q.health().given_up,
             "the clock did not restart after a success"
         );
+    }
+
+    /// A re-created interface that is still down is not opened (a receiving
+    /// socket bound to a down interface relies on the kernel re-attaching
+    /// it later); it is opened at the first check that finds it up.
+    #[test]
+    fn a_recreated_interface_is_opened_once_it_is_up() {
+        let mut p = Port::new("lan0", "lan", Fake(7), t(0));
+        p.apply(None, &reopen(), t(100), never);
+        p.apply(link(9, false, false), &reopen(), t(200), never);
+        assert_eq!(p.health().state, PortState::Down);
+        assert!(p.socket_mut().is_none());
+        assert_eq!(p.health().reopens, 0);
+        p.apply(link(9, true, true), &reopen(), t(300), |_, _, _| {
+            Ok(Fake(9))
+        });
+        assert_eq!(p.health().state, PortState::Up);
+        assert_eq!(p.socket_mut().map(|s| s.0), Some(9));
+        assert_eq!(p.health().reopens, 1);
     }
 
     /// Waiting for a removed interface never gives up: the bypass could

@@ -202,6 +202,19 @@ impl RxSocket {
             return Err(os_err(name, "PACKET_AUXDATA"));
         }
         set_buffer(fd, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, opts.rcvbuf);
+        // The ring before the bind: setting up a ring on a bound socket
+        // detaches it from the interface and re-attaches it, and that
+        // dance races with the interface coming up (seen in the soak: a
+        // socket re-opened on a re-created interface received nothing).
+        // Unbound (protocol 0), there is nothing to detach.
+        let ring = match opts.backend {
+            Backend::Pnet => None,
+            Backend::Ring => Some(RxRing::new(fd).map_err(|source| OpenError::Socket {
+                name: name.to_owned(),
+                what: "TPACKET_V2 receive ring",
+                source,
+            })?),
+        };
         let config = PnetConfig {
             write_buffer_size: 65_536,
             read_buffer_size: 65_536,
@@ -219,7 +232,8 @@ impl RxSocket {
                     source: io::Error::other("not an Ethernet channel"),
                 });
             }
-            // pnet closed the descriptor on failure.
+            // pnet closed the descriptor on failure (and `ring`, dropped
+            // here, unmaps what it mapped).
             Err(source) => {
                 return Err(OpenError::Socket {
                     name: name.to_owned(),
@@ -227,14 +241,6 @@ impl RxSocket {
                     source,
                 });
             }
-        };
-        let ring = match opts.backend {
-            Backend::Pnet => None,
-            Backend::Ring => Some(RxRing::new(fd).map_err(|source| OpenError::Socket {
-                name: name.to_owned(),
-                what: "TPACKET_V2 receive ring",
-                source,
-            })?),
         };
         Ok(RxSocket {
             name: name.to_owned(),
@@ -258,6 +264,27 @@ impl RxSocket {
     /// The socket, for `poll`.
     pub fn fd(&self) -> RawFd {
         self.fd
+    }
+
+    /// Takes the socket's pending error, if any. The kernel sets one
+    /// (ENETDOWN) when the interface goes down, and `poll` reports POLLERR
+    /// until it is read: the ring backend never calls `recvmsg`, which
+    /// would read it, so without this a thread woke at once forever after
+    /// an interface was set down and up (100% of a core, seen in the lab).
+    pub fn take_error(&self) -> Option<io::Error> {
+        let mut err: libc::c_int = 0;
+        let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: SO_ERROR writes an int into `err`.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.fd,
+                libc::SOL_SOCKET,
+                libc::SO_ERROR,
+                (&mut err as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        (rc == 0 && err != 0).then(|| io::Error::from_raw_os_error(err))
     }
 
     /// Frames the kernel dropped because this socket's receive queue was
