@@ -54,20 +54,6 @@ fn cpu_share(q: &Qosd, over: Duration) -> f64 {
     (ticks() - before) as f64 / hz / over.as_secs_f64()
 }
 
-fn lab_sh(lab: &Lab, args: &[&str]) {
-    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/lab/lab.sh"))
-        .arg(args[0])
-        .args(["-p", &lab.prefix])
-        .args(&args[1..])
-        .output()
-        .expect("lab.sh");
-    assert!(
-        out.status.success(),
-        "lab.sh {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Polls `check` every 50 ms for up to `within`; how long it took to hold.
 fn until(within: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
     let start = Instant::now();
@@ -133,7 +119,7 @@ fn a_removed_interface_is_reported_and_reopened_when_it_returns() {
     let lab = Lab::up("qif1", "20mbit", "50mbit");
     let q = start(&lab, "");
 
-    lab_sh(&lab, &["unplug"]);
+    lab.lab_sh(&["unplug"]);
     let (noticed, body) = wait_readyz(&lab, 503, Duration::from_secs(3), "unplug", &q);
     eprintln!("unplugged: not ready after {noticed:?}: {body}");
     assert!(
@@ -158,7 +144,7 @@ fn a_removed_interface_is_reported_and_reopened_when_it_returns() {
 
     // Stay unplugged a while: qosd waits, it does not give up.
     std::thread::sleep(Duration::from_secs(2));
-    lab_sh(&lab, &["plug"]);
+    lab.lab_sh(&["plug"]);
     let back = forwarding_within(&lab, Duration::from_secs(5));
     eprintln!("plugged: forwarding again after {back:?}");
     let back = back.unwrap_or_else(|| panic!("no forwarding after re-plug:\n{}", q.log_text()));
@@ -203,7 +189,7 @@ fn carrier_loss_and_admin_down_are_reported_and_survived() {
     let lab = Lab::up("qif2", "20mbit", "50mbit");
     let q = start(&lab, "");
 
-    lab_sh(&lab, &["carrier", "off"]);
+    lab.lab_sh(&["carrier", "off"]);
     let (noticed, body) = wait_readyz(&lab, 503, Duration::from_secs(3), "carrier off", &q);
     eprintln!("carrier off: not ready after {noticed:?}: {body}");
     assert!(
@@ -213,7 +199,7 @@ fn carrier_loss_and_admin_down_are_reported_and_survived() {
     assert!(body.contains("wan0 (wan): no carrier"), "{body:?}");
     assert!(!ping(&lab), "a ping crossed a link without carrier");
     std::thread::sleep(Duration::from_secs(2));
-    lab_sh(&lab, &["carrier", "on"]);
+    lab.lab_sh(&["carrier", "on"]);
     let back = forwarding_within(&lab, Duration::from_secs(5))
         .unwrap_or_else(|| panic!("no forwarding after carrier returned:\n{}", q.log_text()));
     eprintln!("carrier on: forwarding again after {back:?}");
@@ -274,7 +260,7 @@ fn exits_when_a_returned_interface_cannot_be_reopened() {
     let mut q = lab.qosd(&cfg);
     wait_readyz(&lab, 200, Duration::from_secs(5), "start", &q);
 
-    lab_sh(&lab, &["unplug"]);
+    lab.lab_sh(&["unplug"]);
     wait_readyz(&lab, 503, Duration::from_secs(3), "unplug", &q);
     // Waiting for a missing interface never gives up on its own.
     assert_eq!(
@@ -283,7 +269,7 @@ fn exits_when_a_returned_interface_cannot_be_reopened() {
         "qosd exited while waiting"
     );
 
-    lab_sh(&lab, &["plug", "offloads"]);
+    lab.lab_sh(&["plug", "offloads"]);
     let plugged = Instant::now();
     let (_, body) = wait_readyz(&lab, 503, Duration::from_secs(2), "plug", &q);
     eprintln!("re-plugged with offloads on: {body}");

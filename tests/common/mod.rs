@@ -189,14 +189,22 @@ impl Lab {
 
     /// Bridges lan0 and wan0 with the kernel ("without qosd").
     pub fn kernel_bridge(&self, on: bool) {
-        let cmd = if on { "bridge" } else { "unbridge" };
+        self.lab_sh(&[if on { "bridge" } else { "unbridge" }]);
+    }
+
+    /// Runs `deploy/lab/lab.sh COMMAND -p PREFIX ARGS...` on this lab
+    /// (`unplug`, `plug`, `carrier off`...), asserting success.
+    pub fn lab_sh(&self, args: &[&str]) {
+        let (cmd, rest) = args.split_first().expect("a lab.sh command");
         let out = Command::new(repo().join("deploy/lab/lab.sh"))
-            .args([cmd, "-p", &self.prefix])
+            .arg(cmd)
+            .args(["-p", &self.prefix])
+            .args(rest)
             .output()
             .expect("lab.sh");
         assert!(
             out.status.success(),
-            "lab.sh {cmd}: {}",
+            "lab.sh {args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
