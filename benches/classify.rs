@@ -29,9 +29,9 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use qosd::classify::dpi::dns::DnsCache;
-use qosd::classify::{Classifier, NameLookup};
+use qosd::classify::{ClassCache, ClassTable, Classifier, PacketCtx};
 use qosd::config::{CategoryId, Config, Direction};
-use qosd::flow::{FlowKey, FlowTable};
+
 use qosd::packet::{FrameKind, PacketMeta};
 use qosd::time::Instant;
 
@@ -43,7 +43,8 @@ use built::*;
 /// What the daemon holds for classification.
 struct Path {
     cfg: Config,
-    table: FlowTable,
+    table: ClassTable,
+    cache: ClassCache,
     classifier: Classifier,
     names: DnsCache,
 }
@@ -52,7 +53,8 @@ impl Path {
     fn new() -> Self {
         let cfg = qosd::config::load_embedded().expect("embedded config");
         Path {
-            table: FlowTable::new(&cfg.flows),
+            table: ClassTable::new(&cfg.flows),
+            cache: ClassCache::new(),
             classifier: Classifier::new(&cfg, 1),
             names: DnsCache::new(qosd::engine::DNS_CACHE_ENTRIES),
             cfg,
@@ -62,16 +64,14 @@ impl Path {
     /// One frame through parse, flow lookup and classification, as
     /// `DirectionEngine::ingress` does it (minus the shaper).
     #[inline]
-    fn packet(&self, frame: &[u8], dir: Direction, now: Instant) -> CategoryId {
+    fn packet(&mut self, frame: &[u8], dir: Direction, now: Instant) -> CategoryId {
         let pkt = PacketMeta::parse(frame);
         match pkt.kind {
             FrameKind::Ip => {
-                let (key, side) = FlowKey::of(&pkt);
-                let names: &dyn NameLookup = &self.names;
-                let v = self.table.with_flow(&key, side, &pkt, dir, now, |flow, _| {
+                let ctx = PacketCtx::new(&pkt, dir, now);
+                let (v, _) =
                     self.classifier
-                        .classify(flow, &key, side, &pkt, dir, now, names)
-                });
+                        .observe(&self.table, &mut self.cache, &ctx, &self.names);
                 self.classifier.ack_category(&pkt).unwrap_or(v.category)
             }
             FrameKind::NonIp { .. } => self.classifier.non_ip_category(),
@@ -80,7 +80,7 @@ impl Path {
     }
 
     /// Feeds a capture's frames (office hosts, 198.18.0.0/16, upload).
-    fn feed(&self, cap: &Capture) {
+    fn feed(&mut self, cap: &Capture) {
         for f in cap.frames() {
             let o = f.src.ip().octets();
             let dir = if o[0] == 198 && o[1] == 18 {
@@ -100,7 +100,7 @@ impl Path {
     fn assert_all_settled(&self) {
         let mut pending = Vec::new();
         self.table.for_each(|k, f| {
-            if !f.class.settled {
+            if !f.value.lock().settled {
                 pending.push(*k);
             }
         });
@@ -210,7 +210,7 @@ fn data_frame(
 /// in cache as a just-received frame's would) and the order in which to
 /// send them: 8192 picks weighted as an office's traffic (downloads
 /// dominate; uploads are mostly ACKs).
-fn office(path: &Path) -> (Vec<(Direction, Vec<u8>)>, Vec<u32>) {
+fn office(path: &mut Path) -> (Vec<(Direction, Vec<u8>)>, Vec<u32>) {
     let mut cap = Capture::new();
     let mut rng = Rng::new(42);
     // (direction, frame, weight in the mix)
@@ -408,7 +408,7 @@ fn bench_classify(c: &mut Criterion) {
     });
 
     // Established: warm the flows up until settled.
-    let path = Path::new();
+    let mut path = Path::new();
     let mut cap = Capture::new();
     tls_open(&mut cap, &mut rng, EPOCH, pc, sp, "contoso.sharepoint.com");
     rtp_open(&mut cap, &mut rng, EPOCH, phone, relay, 160);
@@ -451,7 +451,7 @@ fn bench_classify(c: &mut Criterion) {
         ("new_flow/tcp-syn", &mut syn, path.category("browsing")),
         ("new_flow/tls-client-hello", &mut hello, business),
     ] {
-        let path = Path::new();
+        let mut path = Path::new();
         let mut n: u32 = 0;
         renumber(frame, n);
         assert_eq!(
@@ -474,8 +474,8 @@ fn bench_classify(c: &mut Criterion) {
     }
 
     // The office.
-    let path = Path::new();
-    let (frames, order) = office(&path);
+    let mut path = Path::new();
+    let (frames, order) = office(&mut path);
     let mut i = 0;
     g.bench_function("office_mix/1000-flows", |b| {
         b.iter(|| {

@@ -277,7 +277,7 @@ fn main() {
     let mut pending = 0;
     shared
         .table
-        .for_each(|_, f| pending += usize::from(!f.class.settled));
+        .for_each(|_, f| pending += usize::from(!f.value.lock().settled));
     println!(
         "office replay: {} flows ({pending} pending), {:.0} bytes per flow in all ({:.0} MiB: the table allocated for {} flows {:.1} MiB, then {:.0} bytes per flow); DPI state {} KiB",
         shared.table.len(),

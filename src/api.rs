@@ -490,7 +490,7 @@ pub fn top_flow_reports(h: &Handle, n: usize) -> Vec<FlowReport> {
     let mut largest: BinaryHeap<Reverse<(u64, Reverse<u64>, FlowKey)>> =
         BinaryHeap::with_capacity(n.min(table.len()));
     table.for_each(|k, f| {
-        let rank = (f.total_bytes(), Reverse(f.id), *k);
+        let rank = (f.total_bytes(), Reverse(f.id()), *k);
         if largest.len() < n {
             largest.push(Reverse(rank));
         } else if let Some(mut least) = largest.peek_mut()

@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::classify::{Classifier, NameLookup};
+use crate::classify::{ClassCache, ClassCell, ClassTable, Classifier, NameLookup, PacketCtx};
 use crate::config::{Config, Direction, Flows, Protocol};
-use crate::flow::{Flow, FlowKey, FlowTable, Side};
+use crate::flow::{Flow, FlowKey};
 use crate::io::pcap::{PcapError, ReadStats, for_each_frame};
 use crate::packet::{FrameKind, PacketMeta, addr_from_bytes};
 use crate::time::Instant;
@@ -104,19 +104,15 @@ fn endpoint(addr: [u8; 16], port: u16, v4: bool) -> String {
 /// A flow as reports and the API show it.
 pub fn describe_flow(
     key: &FlowKey,
-    flow: &Flow,
+    flow: &Flow<ClassCell>,
     classifier: &Classifier,
     cfg: &Config,
 ) -> FlowReport {
     let v4 = key.lo.get(..12) == Some(&V4_MAPPED[..]) && key.hi.get(..12) == Some(&V4_MAPPED[..]);
-    let (src, sp) = key.endpoint(flow.initiator);
-    let (dst, dp) = key.endpoint(if flow.initiator == Side::Lo {
-        Side::Hi
-    } else {
-        Side::Lo
-    });
-    let c = &flow.class;
-    let category_id = flow.first_direction.pick(c.category);
+    let (src, sp) = key.endpoint(flow.initiator());
+    let (dst, dp) = key.endpoint(flow.initiator().other());
+    let c = flow.value.lock();
+    let category_id = flow.first_direction().pick(c.category);
     FlowReport {
         proto: Protocol(key.protocol).to_string(),
         src: endpoint(src, sp, v4),
@@ -133,7 +129,7 @@ pub fn describe_flow(
         packets: flow.total_packets(),
         bytes: flow.total_bytes(),
         host: c.host.as_deref().map(str::to_owned),
-        id: flow.id,
+        id: flow.id(),
     }
 }
 
@@ -152,7 +148,8 @@ pub fn classify_capture(
     // reported. The table grows with the capture: allocated for 16M flows
     // up front, each flow inserted touched its own page (~4 KiB of RSS per
     // flow).
-    let table = FlowTable::with_capacity(
+    let mut cache = ClassCache::new();
+    let table = ClassTable::with_capacity(
         &Flows {
             max_flows: 16_777_216,
             ..cfg.flows.clone()
@@ -170,11 +167,10 @@ pub fn classify_capture(
                 stats.ip_frames += 1;
                 let (key, side) = FlowKey::of(&pkt);
                 // The direction needs the initiator: peek, else this packet starts the flow.
-                let initiator = table.get(&key, |f| f.initiator).unwrap_or(side);
+                let initiator = table.get(&key, |f| f.initiator()).unwrap_or(side);
                 let dir = capture_direction(&pkt, side == initiator);
-                let verdict = table.with_flow(&key, side, &pkt, dir, now, |flow, _| {
-                    classifier.classify(flow, &key, side, &pkt, dir, now, &*names)
-                });
+                let ctx = PacketCtx::new(&pkt, dir, now);
+                let (verdict, _) = classifier.observe(&table, &mut cache, &ctx, &*names);
                 stats.dpi_refused_frames += u64::from(!verdict.refused.is_empty());
             }
         }

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use qosd::api::{ApiState, api_routes, metrics_routes};
+use qosd::classify::{ClassCache, PacketCtx};
 use qosd::config::Direction;
 use qosd::daemon::state::Handle;
 use qosd::engine::Shared;
@@ -330,10 +331,12 @@ fn add_flow(handle: &Handle, n: u8, len: usize) -> u64 {
     let pkt = PacketMeta::parse(&frame);
     let (key, side) = FlowKey::of(&pkt);
     let now = Instant::from_nanos(1);
-    handle
+    let mut cache = ClassCache::new();
+    let (flow, _) = handle
         .shared
         .table
-        .with_flow(&key, side, &pkt, Direction::Upload, now, |f, _| f.id)
+        .track(&mut cache, &key, side, &pkt, Direction::Upload, now);
+    flow.id()
 }
 
 #[tokio::test]
@@ -636,23 +639,10 @@ async fn dpi_memory_and_refusals_are_exported() {
         .write(&mut frame, &hello)
         .unwrap();
     let pkt = PacketMeta::parse(&frame);
-    let (key, side) = FlowKey::of(&pkt);
     let shared = &fx.handle.shared;
     let classifier = shared.classifier();
-    let now = Instant::from_nanos(1);
-    shared
-        .table
-        .with_flow(&key, side, &pkt, Direction::Upload, now, |flow, _| {
-            classifier.classify(
-                flow,
-                &key,
-                side,
-                &pkt,
-                Direction::Upload,
-                now,
-                &shared.names,
-            )
-        });
+    let ctx = PacketCtx::new(&pkt, Direction::Upload, Instant::from_nanos(1));
+    classifier.observe(&shared.table, &mut ClassCache::new(), &ctx, &shared.names);
     let used = shared.dpi.used();
     assert!(used > 1400, "{used}");
     let (_, text) = fx.call("GET", "/metrics", None, "").await;

@@ -14,11 +14,12 @@ use std::net::IpAddr;
 use std::sync::{Arc, LazyLock};
 
 use qosd::classify::dpi::{Parse, dns, dtls, http, quic, rpc, rtp, stun, tls};
+use qosd::classify::{ClassCache, ClassTable, PacketCtx};
 use qosd::classify::{Classifier, NoNames};
 use qosd::config::{Config, DEFAULT_CONFIG_TOML, Direction, Env, load_catalog_str, load_str};
 use qosd::engine::frame::{Frame, FramePool};
 use qosd::engine::{DirectionEngine, Shared};
-use qosd::flow::{FlowKey, FlowTable};
+use qosd::flow::FlowKey;
 use qosd::packet::{FrameKind, IpVersion, PacketMeta, rewrite};
 use qosd::shaper::{Shaper, ShaperConfig};
 use qosd::time::Instant;
@@ -384,7 +385,8 @@ pub fn classify(data: &[u8]) {
     static CLASSIFIER: LazyLock<Classifier> = LazyLock::new(|| Classifier::new(&CONFIGS[2], 1));
     let classifier = &*CLASSIFIER;
     // As offline: nothing evicted (a few hundred frames at most here).
-    let table = FlowTable::new(&qosd::config::Flows {
+    let mut cache = ClassCache::new();
+    let table = ClassTable::new(&qosd::config::Flows {
         max_flows: 65_536,
         ..cfg.flows.clone()
     });
@@ -399,12 +401,11 @@ pub fn classify(data: &[u8]) {
         }
         ip_frames += 1;
         let (key, side) = FlowKey::of(&pkt);
-        let initiator = table.get(&key, |f| f.initiator).unwrap_or(side);
+        let initiator = table.get(&key, |f| f.initiator()).unwrap_or(side);
         let dir = qosd::offline::capture_direction(&pkt, side == initiator);
-        table.with_flow(&key, side, &pkt, dir, now, |flow, _| {
-            let v = classifier.classify(flow, &key, side, &pkt, dir, now, &names);
-            assert!(cfg.category(v.category).is_some(), "unknown category");
-        });
+        let ctx = PacketCtx::new(&pkt, dir, now);
+        let (v, _) = classifier.observe(&table, &mut cache, &ctx, &names);
+        assert!(cfg.category(v.category).is_some(), "unknown category");
         let _ = classifier.ack_category(&pkt);
     }
     let mut counted = 0u64;

@@ -6,9 +6,12 @@ use std::time::Duration;
 
 use etherparse::PacketBuilder;
 
+use super::budget::Holder;
+use super::dns_stream::DnsTcp;
+use super::inspect::DpiState;
 use super::*;
-use crate::config::{Env, load_str};
-use crate::flow::FlowTable;
+use crate::config::{Direction, Env, load_str};
+use crate::flow::FlowKey;
 
 pub(crate) const TEST_CONFIG: &str = r#"
 default_category = "browsing"
@@ -87,7 +90,8 @@ pub(crate) fn tcp(
 pub(crate) struct Harness {
     pub cfg: Config,
     pub classifier: Classifier,
-    pub table: FlowTable,
+    pub table: ClassTable,
+    pub cache: ClassCache,
     pub now: Instant,
     pub names: Arc<dyn NameLookup + Send + Sync>,
 }
@@ -96,7 +100,8 @@ impl Harness {
     pub fn new(cfg: Config) -> Self {
         Harness {
             classifier: Classifier::new(&cfg, 1),
-            table: FlowTable::new(&cfg.flows),
+            table: ClassTable::new(&cfg.flows),
+            cache: ClassCache::new(),
             cfg,
             now: Instant::from_nanos(1_000_000_000),
             names: Arc::new(NoNames),
@@ -107,14 +112,18 @@ impl Harness {
     pub fn send(&mut self, frame: &[u8], dir: Direction) -> (String, String, Option<String>) {
         self.now = self.now + Duration::from_millis(20);
         let pkt = PacketMeta::parse(frame);
-        let (key, side) = FlowKey::of(&pkt);
-        let now = self.now;
-        let classifier = &self.classifier;
-        let names = &*self.names;
-        let (cat, by, app) = self.table.with_flow(&key, side, &pkt, dir, now, |flow, _| {
-            let v = classifier.classify(flow, &key, side, &pkt, dir, now, names);
-            (v.category, flow.class.decided_by, flow.class.app)
-        });
+        let ctx = PacketCtx::new(&pkt, dir, self.now);
+        let (v, _) = self
+            .classifier
+            .observe(&self.table, &mut self.cache, &ctx, &*self.names);
+        let (by, app) = self
+            .table
+            .get(&ctx.key, |f| {
+                let c = f.value.lock();
+                (c.decided_by, c.app)
+            })
+            .unwrap();
+        let cat = v.category;
         (
             self.cfg.category(cat).unwrap().name.clone(),
             self.classifier.decided_by_name(by).into_owned(),
@@ -148,7 +157,7 @@ fn rules_come_first_and_settle_at_once() {
     let down = udp(SRV, 5060, PC, 5060, b"SIP/2.0 200 OK\r\n", 0);
     assert_eq!(h.send(&down, Direction::Download).0, "voice");
     let (key, _) = FlowKey::of(&PacketMeta::parse(&up));
-    assert!(h.table.get(&key, |f| f.class.settled).unwrap());
+    assert!(h.table.get(&key, |f| f.value.lock().settled).unwrap());
 }
 
 #[test]
@@ -210,7 +219,7 @@ fn host_rules_wait_for_the_host_name() {
     let syn = tcp(PC, 40000, SRV, 443, b"", true);
     assert_eq!(h.send(&syn, Direction::Upload).0, "browsing");
     let (key, _) = FlowKey::of(&PacketMeta::parse(&syn));
-    assert!(!h.table.get(&key, |f| f.class.settled).unwrap());
+    assert!(!h.table.get(&key, |f| f.value.lock().settled).unwrap());
 }
 
 #[test]
@@ -352,7 +361,9 @@ impl Harness {
     /// The DPI bytes `frame`'s flow holds.
     fn dpi_bytes(&self, frame: &[u8]) -> usize {
         let (key, _) = FlowKey::of(&PacketMeta::parse(frame));
-        self.table.get(&key, |f| f.class.dpi_bytes()).unwrap()
+        self.table
+            .get(&key, |f| f.value.lock().dpi_bytes())
+            .unwrap()
     }
 
     /// The DPI bytes of `frame`'s flow's DNS-over-TCP state.
@@ -360,7 +371,11 @@ impl Harness {
         let (key, _) = FlowKey::of(&PacketMeta::parse(frame));
         self.table
             .get(&key, |f| {
-                f.class.dns_stream.as_ref().map_or(0, |d| d.res.bytes())
+                f.value
+                    .lock()
+                    .dns_stream
+                    .as_ref()
+                    .map_or(0, |d| d.res.bytes())
             })
             .unwrap()
     }
@@ -511,13 +526,11 @@ fn an_empty_budget_keeps_nothing_and_says_so() {
     );
     let refusals = |h: &mut Harness, frame: &[u8]| {
         let pkt = PacketMeta::parse(frame);
-        let (key, side) = FlowKey::of(&pkt);
-        let (c, names, now) = (&h.classifier, &*h.names, h.now);
-        h.table
-            .with_flow(&key, side, &pkt, Direction::Upload, now, |flow, _| {
-                c.classify(flow, &key, side, &pkt, Direction::Upload, now, names)
-                    .refused
-            })
+        let ctx = PacketCtx::new(&pkt, Direction::Upload, h.now);
+        h.classifier
+            .observe(&h.table, &mut h.cache, &ctx, &*h.names)
+            .0
+            .refused
     };
     // The flow's state, then (by the state that lives for the packet)
     // the hello's start, then the second half kept in case it is the

@@ -403,7 +403,7 @@ impl Handle {
         let cfg = self.shared.config();
         let mut by_category = vec![0u64; cfg.category.len()];
         table.for_each(|_, flow| {
-            let cat = flow.first_direction.pick(flow.class.category);
+            let cat = flow.value.category(flow.first_direction());
             if let Some(n) = by_category.get_mut(cat.index()) {
                 *n += 1;
             }

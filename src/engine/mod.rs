@@ -6,7 +6,9 @@
 //!
 //! State shared by both directions (flow table, DNS names, the current
 //! classifier) lives in [`Shared`]; each direction owns its queue and its
-//! counters, so the per-packet path takes no lock but its flow's shard.
+//! counters. A settled flow's packet takes no lock: its entry comes from
+//! the direction's own [`ClassCache`] and its verdict is one atomic load
+//! (see [`crate::flow`]).
 
 pub mod frame;
 
@@ -18,9 +20,8 @@ use arc_swap::ArcSwap;
 use self::frame::Frame;
 use crate::classify::budget::{DpiBudget, Holder, Refusals};
 use crate::classify::dpi::dns::DnsCache;
-use crate::classify::{Classifier, DecidedBy};
+use crate::classify::{ClassCache, ClassTable, Classifier, DecidedBy, PacketCtx};
 use crate::config::{CategoryId, Config, Direction};
-use crate::flow::{FlowKey, FlowTable};
 use crate::packet::{FrameKind, PacketMeta, rewrite};
 use crate::shaper::{CategoryCounters, DropReason, LinkQueue};
 use crate::time::Instant;
@@ -31,7 +32,7 @@ pub const DNS_CACHE_ENTRIES: usize = 65_536;
 /// What both directions share.
 pub struct Shared {
     /// The bidirectional flow table.
-    pub table: FlowTable,
+    pub table: ClassTable,
     /// Names learned from DNS answers.
     pub names: DnsCache,
     /// Memory all flows' inspection state shares, across reloads.
@@ -65,7 +66,7 @@ impl Shared {
     pub fn new(cfg: &Config) -> Self {
         let dpi = Arc::new(DpiBudget::new(cfg.classify.dpi_memory.bytes()));
         Shared {
-            table: FlowTable::new(&cfg.flows),
+            table: ClassTable::new(&cfg.flows),
             names: DnsCache::new(DNS_CACHE_ENTRIES),
             installed: ArcSwap::from_pointee(Installed::new(cfg, 1, &dpi)),
             dpi,
@@ -137,6 +138,8 @@ pub struct DirectionEngine<Q> {
     /// For each category of the last refresh, its index before it.
     origin: Vec<Option<usize>>,
     queue: Q,
+    /// This thread's view of the flow table.
+    cache: ClassCache,
     /// DSCP to write per category, if any.
     marks: Vec<Option<u8>>,
     counters: EngineCounters,
@@ -159,6 +162,7 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
             installed,
             shared,
             queue,
+            cache: ClassCache::new(),
             counters: EngineCounters::default(),
         }
     }
@@ -260,19 +264,15 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
                 }
                 FrameKind::Ip => {
                     self.counters.ip_frames += 1;
-                    let (key, side) = FlowKey::of(&pkt);
-                    let (dir, classifier, names) =
-                        (self.dir, &*self.classifier, &self.shared.names);
-                    let (verdict, id, decided_by) =
-                        self.shared
-                            .table
-                            .with_flow(&key, side, &pkt, dir, now, |flow, _| {
-                                let v =
-                                    classifier.classify(flow, &key, side, &pkt, dir, now, names);
-                                (v, flow.id, flow.class.decided_by)
-                            });
-                    if verdict.decided
-                        && let Some(n) = self.counters.decisions.get_mut(decided_index(decided_by))
+                    let ctx = PacketCtx::new(&pkt, self.dir, now);
+                    let (verdict, id) = self.classifier.observe(
+                        &self.shared.table,
+                        &mut self.cache,
+                        &ctx,
+                        &self.shared.names,
+                    );
+                    if let Some(how) = verdict.decided
+                        && let Some(n) = self.counters.decisions.get_mut(decided_index(how))
                     {
                         *n += 1;
                     }

@@ -4,6 +4,7 @@ use std::time::Duration;
 use super::frame::{Frame, FramePool};
 use super::*;
 use crate::classify::tests::{config, tcp, udp};
+use crate::flow::FlowKey;
 use crate::packet::PacketMeta;
 use crate::shaper::{Shaper, ShaperConfig};
 
@@ -397,7 +398,9 @@ fn a_flood_of_incomplete_flows_stays_within_the_dpi_budget() {
     assert_eq!(shared.table.len(), flows as usize);
     // What the flows hold is exactly what the budget counts.
     let mut held = 0;
-    shared.table.for_each(|_, f| held += f.class.dpi_bytes());
+    shared
+        .table
+        .for_each(|_, f| held += f.value.lock().dpi_bytes());
     assert_eq!(held, shared.dpi.used());
     let refused = e.counters().dpi_refusals;
     for kind in [Holder::Flow, Holder::Tls, Holder::Dns] {
@@ -419,7 +422,7 @@ fn a_flood_of_incomplete_flows_stays_within_the_dpi_budget() {
     assert_eq!(
         shared
             .table
-            .get(&key, |f| f.class.host.clone())
+            .get(&key, |f| f.value.lock().host.clone())
             .flatten()
             .as_deref(),
         Some("contoso.sharepoint.com")

@@ -2,7 +2,13 @@ use std::time::Duration;
 
 use etherparse::PacketBuilder;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use super::*;
+use crate::config::{Direction, Flows};
+use crate::packet::PacketMeta;
+use crate::time::Instant;
 
 fn frame(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, tcp_flags: Option<&str>) -> Vec<u8> {
     let b = PacketBuilder::ethernet2([2; 6], [4; 6]).ipv4(src, dst, 64);
@@ -38,10 +44,24 @@ fn limits(max: u32) -> Flows {
     }
 }
 
+type FlowTable = super::FlowTable<()>;
+
+/// Counts `f` in `table` through a cache of its own (so every call looks
+/// the table up); returns the flow's id.
 fn touch(table: &FlowTable, f: &[u8], dir: Direction, now: Instant) -> u64 {
+    touch_via(table, &mut FlowCache::with_sets(1), f, dir, now)
+}
+
+fn touch_via(
+    table: &FlowTable,
+    cache: &mut FlowCache<()>,
+    f: &[u8],
+    dir: Direction,
+    now: Instant,
+) -> u64 {
     let pkt = PacketMeta::parse(f);
     let (key, side) = FlowKey::of(&pkt);
-    table.with_flow(&key, side, &pkt, dir, now, |flow, _| flow.id)
+    table.track(cache, &key, side, &pkt, dir, now).0.id()
 }
 
 #[test]
@@ -60,9 +80,10 @@ fn both_halves_share_one_canonical_entry() {
     assert_eq!(a, b);
     assert_eq!(table.len(), 1);
     table.get(&k1, |f| {
-        assert_eq!(f.packets, [1, 1]);
-        assert_eq!(f.initiator, s1);
-        assert_eq!(f.first_direction, Direction::Upload);
+        assert_eq!(f.packets(Direction::Upload), 1);
+        assert_eq!(f.packets(Direction::Download), 1);
+        assert_eq!(f.initiator(), s1);
+        assert_eq!(f.first_direction(), Direction::Upload);
     });
 }
 
@@ -132,8 +153,8 @@ fn table_stays_bounded_and_keeps_recent_and_active_flows() {
     let created = table.stats.created.load(Ordering::Relaxed);
     assert_eq!(created - evicted, table.len() as u64);
     assert!(evicted >= u64::from(total - max));
-    // The CLOCK queue stays bounded too.
-    assert!(table.clock.lock().unwrap().len() <= 2 * max as usize + 64);
+    // Every flow is queued exactly once for the CLOCK hands.
+    assert_eq!(table.queued(), table.len());
 }
 
 #[test]
@@ -168,7 +189,7 @@ fn new_syn_on_a_closed_flow_starts_afresh() {
     touch(&table, &syn, Direction::Upload, t0);
     let (k, _) = FlowKey::of(&PacketMeta::parse(&syn));
     table.get(&k, |f| {
-        assert!(!f.closed);
+        assert!(!f.closed());
         assert_eq!(f.total_packets(), 1);
     });
 }
@@ -194,10 +215,6 @@ fn fill(table: &FlowTable, from: u32, count: u32, now: Instant) {
 
 fn evicted(table: &FlowTable) -> u64 {
     table.stats.evicted.load(Ordering::Relaxed)
-}
-
-fn queued(table: &FlowTable) -> usize {
-    table.clock.lock().unwrap().len()
 }
 
 #[test]
@@ -256,7 +273,7 @@ fn trims_work_off_the_excess_in_bounded_steps_and_spare_active_flows() {
     let mut calls = 0;
     while table.len() > m as usize {
         touch(&table, &voice, Direction::Upload, now);
-        let t = table.trim_within(budget, 0);
+        let t = table.trim_within(budget);
         assert!(t.evicted <= budget && t.evicted > 0, "{t:?}");
         calls += 1;
         assert!(calls <= 10, "no convergence: {} flows", table.len());
@@ -274,119 +291,30 @@ fn trims_work_off_the_excess_in_bounded_steps_and_spare_active_flows() {
     assert_eq!(table.trim(), Trimmed::default());
 }
 
-#[test]
-fn a_run_of_stale_keys_costs_one_insert_a_bounded_number_of_pops() {
-    let max = 2000u32;
-    let table = FlowTable::new(&limits(max));
-    let t0 = Instant::from_nanos(1);
-    fill(&table, 0, max, t0);
-    // A mass expiry, then a refill: the keys of all expired flows sit in
-    // front of the CLOCK hand.
-    let t1 = t0 + Duration::from_secs(61);
-    assert_eq!(table.expire(t1), max as usize);
-    fill(&table, max, max, t1);
-    assert_eq!(queued(&table), 2 * max as usize);
-
-    let mut most_popped = 0;
-    let mut most_flows = 0;
-    for i in 0..max {
-        let before = queued(&table);
-        touch(&table, &nth_flow(2 * max + i), Direction::Upload, t1);
-        // Every pop that does not give a second chance shortens the queue.
-        most_popped = most_popped.max(before + 1 - queued(&table));
-        most_flows = most_flows.max(table.len());
-    }
-    assert!(most_popped <= INSERT_POP_LIMIT, "{most_popped} keys popped");
-    // Each insert that found only stale keys went in without evicting: one
-    // extra flow per 192 stale keys, under 1%.
-    assert!(
-        most_flows <= (max + max / 100) as usize,
-        "{most_flows} flows for {max}"
-    );
-    assert!(most_flows > max as usize, "the excess case was not reached");
-    assert_eq!(table.len(), max as usize);
-    assert_eq!(queued(&table), max as usize, "stale keys left");
-}
-
-#[test]
-fn trim_drops_stale_keys_a_chunk_at_a_time_and_keeps_live_ones() {
-    let max = 3000u32;
-    let table = FlowTable::new(&limits(max));
-    let t0 = Instant::from_nanos(1);
-    fill(&table, 0, 2500, t0);
-    let t1 = t0 + Duration::from_secs(30);
-    fill(&table, 2500, 500, t1);
-    // The first 2500 expire, their keys stay queued.
-    assert_eq!(table.expire(t0 + Duration::from_secs(61)), 2500);
-    assert_eq!(queued(&table), 3000);
-
-    let visits = 1000;
-    let mut calls = 0;
-    loop {
-        let before = queued(&table);
-        let t = table.trim_within(0, visits);
-        assert_eq!(t.evicted, 0);
-        assert!(t.stale_keys_dropped <= visits);
-        assert_eq!(before - queued(&table), t.stale_keys_dropped);
-        calls += 1;
-        if t.stale_keys_dropped == 0 {
-            break;
-        }
-        assert!(calls < 10);
-    }
-    // Down to the tolerated eighth of the table.
-    let stale = queued(&table) - table.len();
-    assert!(stale <= (max / 8) as usize + 64, "{stale} stale keys left");
-    assert!(calls > 2, "one call did it all");
-    // Every live flow keeps its key: the hand can still evict it.
-    let clock = table.clock.lock().unwrap();
-    let live = clock.iter().filter(|k| table.map.contains_key(k)).count();
-    assert_eq!(live, 500);
-}
-
-#[test]
-fn without_trim_the_clock_queue_stays_bounded() {
-    // Churn that leaves stale keys and never fills the table: the hand
-    // never moves, only the per-insert compaction drops them.
-    let max = 500u32;
-    let table = FlowTable::new(&limits(max));
-    let mut now = Instant::from_nanos(1);
-    let mut most = 0;
-    for round in 0..20 {
-        fill(&table, round * max, max - 1, now);
-        most = most.max(queued(&table));
-        now = now + Duration::from_secs(61);
-        table.expire(now);
-    }
-    let bound = 2 * max as usize + 64 + max as usize / 8;
-    assert!(most <= bound, "{most} keys queued for {max} flows");
-    assert!(most > 2 * max as usize, "the bound was not tested");
-}
-
 /// A thread that panicked while holding the CLOCK queue's lock (or the
 /// limits') leaves it poisoned; the queue is still valid, and new flows
 /// must still go in. Before, `insert` gave up on a poisoned lock and
-/// `with_flow` looped forever looking for the flow it had not inserted.
+/// `track` looped forever looking for the flow it had not inserted.
 #[test]
 fn a_poisoned_lock_does_not_stop_new_flows() {
-    let table = std::sync::Arc::new(FlowTable::new(&limits(4)));
+    let table = Arc::new(FlowTable::new(&limits(4)));
     let now = Instant::from_nanos(1);
     fill(&table, 0, 2, now);
     for which in ["clock", "limits"] {
-        let t = std::sync::Arc::clone(&table);
+        let t = Arc::clone(&table);
         let poisoner = std::thread::spawn(move || {
-            let _clock = t.clock.lock().unwrap();
+            let _clock = t.queue_locks()[0].lock().unwrap();
             let _limits = t.limits.lock().unwrap();
             panic!("poisoning the {which} lock on purpose");
         });
         assert!(poisoner.join().is_err());
     }
-    assert!(table.clock.is_poisoned() && table.limits.is_poisoned());
+    assert!(table.queue_locks()[0].is_poisoned() && table.limits.is_poisoned());
     // New flows (the insert path), with evictions past max_flows, and
     // the housekeeping still work. On a thread: a regression hangs, and
     // the test must fail instead of hanging the suite.
     let (tx, rx) = std::sync::mpsc::channel();
-    let t = std::sync::Arc::clone(&table);
+    let t = Arc::clone(&table);
     std::thread::spawn(move || {
         let ids: Vec<u64> = (2..10)
             .map(|i| touch(&t, &nth_flow(i), Direction::Upload, now))
@@ -395,7 +323,7 @@ fn a_poisoned_lock_does_not_stop_new_flows() {
     });
     let ids = rx
         .recv_timeout(Duration::from_secs(30))
-        .expect("with_flow did not return on a poisoned lock");
+        .expect("track did not return on a poisoned lock");
     assert_eq!(ids, (3..11).collect::<Vec<u64>>());
     assert_eq!(table.len(), 4);
     table.set_limits(&limits(2));
@@ -403,4 +331,175 @@ fn a_poisoned_lock_does_not_stop_new_flows() {
     assert_eq!(table.len(), 2);
     assert_eq!(table.expire(Instant::from_nanos(120_000_000_000)), 2);
     assert!(table.is_empty());
+}
+
+#[test]
+fn expiry_walks_the_queues_a_bounded_number_of_entries_per_call() {
+    let max = 20_000u32;
+    let table = FlowTable::new(&limits(max));
+    let t0 = Instant::from_nanos(1);
+    fill(&table, 0, max, t0);
+    let t1 = t0 + Duration::from_secs(61);
+    // 1 000 per queue and call: the table is covered over several calls,
+    // every flow exactly once, and removed flows leave their queue too.
+    let queues = table.queue_locks().len();
+    assert!(queues > 1, "one queue: the split was not tested");
+    let mut calls = 0;
+    while !table.is_empty() {
+        let removed = table.expire_within(t1, 1000);
+        assert!(removed <= 1000 * queues, "{removed} in one call");
+        assert!(removed > 0);
+        assert_eq!(table.queued(), table.len());
+        calls += 1;
+        assert!(calls < 100);
+    }
+    assert!(
+        calls >= (max as usize).div_ceil(1000 * queues),
+        "{calls} calls"
+    );
+    assert_eq!(table.stats.expired.load(Ordering::Relaxed), u64::from(max));
+}
+
+#[test]
+fn an_active_flow_is_not_expired_and_keeps_its_place() {
+    let table = FlowTable::new(&limits(100));
+    let t0 = Instant::from_nanos(1);
+    let f = nth_flow(1);
+    let id = touch(&table, &f, Direction::Upload, t0);
+    touch(&table, &nth_flow(2), Direction::Upload, t0);
+    let t1 = t0 + Duration::from_secs(50);
+    touch(&table, &f, Direction::Download, t1);
+    assert_eq!(table.expire(t0 + Duration::from_secs(61)), 1);
+    assert_eq!(touch(&table, &f, Direction::Upload, t1), id);
+}
+
+/// What `FlowValue::reset` calls a test value saw.
+#[derive(Default)]
+struct Counted(AtomicUsize);
+
+impl FlowValue for Counted {
+    fn reset(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn a_cached_flow_that_left_the_table_is_looked_up_again_and_its_value_reset() {
+    let table = super::FlowTable::<Counted>::new(&limits(2));
+    let mut cache = FlowCache::new();
+    let t0 = Instant::from_nanos(1);
+    let f = nth_flow(1);
+    let pkt = PacketMeta::parse(&f);
+    let (key, side) = FlowKey::of(&pkt);
+    let (flow, created) = table.track(&mut cache, &key, side, &pkt, Direction::Upload, t0);
+    assert!(created);
+    let id = flow.id();
+    let (flow, created) = table.track(&mut cache, &key, side, &pkt, Direction::Upload, t0);
+    assert!(!created);
+    assert_eq!((flow.id(), flow.packets(Direction::Upload)), (id, 2));
+    // Expired while this thread's cache still holds it.
+    assert_eq!(table.expire(t0 + Duration::from_secs(61)), 1);
+    let mut old = None;
+    table.for_each(|_, _| old = Some(()));
+    assert!(old.is_none());
+    // Its next packet makes a new flow, not a count in the dead one.
+    let (flow, created) = table.track(&mut cache, &key, side, &pkt, Direction::Upload, t0);
+    assert!(created, "the dead entry was used");
+    assert_ne!(flow.id(), id);
+    assert_eq!(flow.packets(Direction::Upload), 1);
+    assert_eq!(flow.value.0.load(Ordering::Relaxed), 0);
+    // Eviction resets the value too (it gives back inspection memory).
+    let g = nth_flow(2);
+    let h = nth_flow(3);
+    touch_any(&table, &g, t0);
+    touch_any(&table, &h, t0);
+    table.get(&key, |_| panic!("evicted flow still in the table"));
+    let evicted = table.stats.evicted.load(Ordering::Relaxed);
+    assert_eq!(evicted, 1);
+    let mut fresh = FlowCache::with_sets(1);
+    let (dead, _) = table.track(&mut fresh, &key, side, &pkt, Direction::Upload, t0);
+    assert_eq!(dead.value.0.load(Ordering::Relaxed), 0, "a new entry");
+}
+
+fn touch_any<V: FlowValue>(table: &super::FlowTable<V>, f: &[u8], now: Instant) {
+    let pkt = PacketMeta::parse(f);
+    let (key, side) = FlowKey::of(&pkt);
+    table.track(
+        &mut FlowCache::with_sets(1),
+        &key,
+        side,
+        &pkt,
+        Direction::Upload,
+        now,
+    );
+}
+
+/// Both directions' threads at once, as in the daemon: one entry per
+/// connection whoever creates it, and each direction's counters exact.
+#[test]
+fn two_threads_share_entries_and_count_their_own_direction_exactly() {
+    let table = Arc::new(FlowTable::new(&limits(10_000)));
+    let flows = 500u32;
+    let rounds = 40u32;
+    let run = |dir: Direction| {
+        let table = Arc::clone(&table);
+        std::thread::spawn(move || {
+            let mut cache = FlowCache::new();
+            let now = Instant::from_nanos(1);
+            for _ in 0..rounds {
+                for i in 0..flows {
+                    let [_, b, c, d] = i.to_be_bytes();
+                    let (src, dst) = ([10, b, c, d], [198, 19, 1, 1]);
+                    let f = match dir {
+                        Direction::Upload => frame(src, 1000, dst, 53, None),
+                        Direction::Download => frame(dst, 53, src, 1000, None),
+                    };
+                    touch_via(&table, &mut cache, &f, dir, now);
+                }
+            }
+        })
+    };
+    let (up, down) = (run(Direction::Upload), run(Direction::Download));
+    up.join().unwrap();
+    down.join().unwrap();
+    assert_eq!(table.len(), flows as usize);
+    assert_eq!(
+        table.stats.created.load(Ordering::Relaxed),
+        u64::from(flows)
+    );
+    assert_eq!(table.queued(), flows as usize);
+    table.for_each(|_, f| {
+        assert_eq!(f.packets(Direction::Upload), u64::from(rounds));
+        assert_eq!(f.packets(Direction::Download), u64::from(rounds));
+    });
+}
+
+/// The two directions' counters must not share a cache line with each
+/// other or with what both threads read on every packet.
+#[test]
+fn direction_counters_sit_on_lines_of_their_own() {
+    let flow = Flow::<crate::classify::ClassCell>::new(
+        FlowKey::of(&PacketMeta::parse(&nth_flow(1))).0,
+        1,
+        Side::Lo,
+        Direction::Upload,
+        Instant::from_nanos(1),
+    );
+    let base = &flow as *const _ as usize;
+    let line = |p: *const u8| (p as usize - base) / 64;
+    assert_eq!(base % 64, 0);
+    let (up, down) = flow.counter_addrs();
+    let shared = [
+        &flow.alive as *const _ as *const u8,
+        &flow.referenced as *const _ as *const u8,
+        &flow.value as *const _ as *const u8,
+    ];
+    for p in shared {
+        assert_ne!(line(p), line(up.0), "shares the upload counters' line");
+        assert_ne!(line(p), line(up.1), "shares the upload counters' line");
+        assert_ne!(line(p), line(down.0), "shares the download counters' line");
+        assert_ne!(line(p), line(down.1), "shares the download counters' line");
+    }
+    assert!(line(down.0) > line(up.1));
+    eprintln!("Flow<ClassCell>: {} bytes", size_of_val(&flow));
 }

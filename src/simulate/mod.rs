@@ -564,7 +564,7 @@ fn metrics_view<Q: LinkQueue<Frame>>(
     let shared = up.shared();
     let mut by_category = vec![0u64; cfg.category.len()];
     shared.table.for_each(|_, f| {
-        if let Some(n) = by_category.get_mut(f.first_direction.pick(f.class.category).index()) {
+        if let Some(n) = by_category.get_mut(f.value.category(f.first_direction()).index()) {
             *n += 1;
         }
     });

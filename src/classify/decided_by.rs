@@ -1,0 +1,101 @@
+//! How a verdict was reached: the `decided_by` of metrics, the API and
+//! reports.
+
+/// How a verdict was reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DecidedBy {
+    /// Admin rule (index in the configuration).
+    Rule(u16),
+    /// TLS ClientHello server name.
+    Sni,
+    /// QUIC Initial's ClientHello server name.
+    QuicSni,
+    /// HTTP/1 Host header.
+    HttpHost,
+    /// Name learned from a DNS answer for the server's address.
+    Dns,
+    /// Payload prefix signature.
+    Payload,
+    /// Published IP range of the app.
+    IpRange,
+    /// Well-known port of the app.
+    Port,
+    /// RTP/RTCP headers.
+    Rtp,
+    /// STUN/TURN messages.
+    Stun,
+    /// DTLS records (WebRTC media).
+    Dtls,
+    /// Small isochronous packets (real-time media without known headers).
+    Heuristic,
+    /// Long high-volume flow: bulk.
+    Volume,
+    /// Trusted DSCP marking.
+    Dscp,
+    /// Nothing else decided.
+    #[default]
+    Default,
+    /// Not an IP frame (ARP, LLDP, ...).
+    NonIp,
+}
+
+impl DecidedBy {
+    /// The label used in metrics and JSON ("rule" for every rule).
+    pub fn kind(self) -> &'static str {
+        match self {
+            DecidedBy::Rule(_) => "rule",
+            DecidedBy::Sni => "sni",
+            DecidedBy::QuicSni => "quic-sni",
+            DecidedBy::HttpHost => "http-host",
+            DecidedBy::Dns => "dns",
+            DecidedBy::Payload => "payload",
+            DecidedBy::IpRange => "ip-range",
+            DecidedBy::Port => "port",
+            DecidedBy::Rtp => "rtp",
+            DecidedBy::Stun => "stun",
+            DecidedBy::Dtls => "dtls",
+            DecidedBy::Heuristic => "heuristic",
+            DecidedBy::Volume => "volume",
+            DecidedBy::Dscp => "dscp",
+            DecidedBy::Default => "default",
+            DecidedBy::NonIp => "non-ip",
+        }
+    }
+
+    /// Every `kind()`, for metrics that must list all label values.
+    pub const KINDS: [&'static str; 16] = [
+        "rule",
+        "sni",
+        "quic-sni",
+        "http-host",
+        "dns",
+        "payload",
+        "ip-range",
+        "port",
+        "rtp",
+        "stun",
+        "dtls",
+        "heuristic",
+        "volume",
+        "dscp",
+        "default",
+        "non-ip",
+    ];
+
+    /// Strength of an app identification: a stronger one replaces a weaker.
+    /// A name learned from DNS says which service a server belongs to, not
+    /// what the flow carries: it ranks below the service's published media
+    /// ranges, and for UDP (call media to a conferencing server) below its
+    /// media ports too.
+    pub(super) fn strength(self, protocol: u8) -> u8 {
+        match self {
+            DecidedBy::Sni | DecidedBy::QuicSni | DecidedBy::HttpHost => 7,
+            DecidedBy::Payload => 6,
+            DecidedBy::IpRange => 5,
+            DecidedBy::Dns if protocol == 17 => 2,
+            DecidedBy::Dns => 4,
+            DecidedBy::Port => 3,
+            _ => 0,
+        }
+    }
+}

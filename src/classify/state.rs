@@ -1,0 +1,144 @@
+//! What classification keeps per flow: the facts learned and the verdict
+//! under a per-flow lock ([`FlowClass`]), and the verdict published in one
+//! atomic word ([`ClassCell`]) so that a settled flow's packets read it
+//! without taking any lock.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use super::decided_by::DecidedBy;
+use super::dns_stream::DnsTcp;
+use super::inspect::{DpiState, Media};
+use super::matcher::AppId;
+use crate::config::{CategoryId, Direction};
+use crate::flow::FlowValue;
+
+/// A flow's classification: the facts learned and the verdict.
+#[derive(Debug, Default)]
+pub struct FlowClass {
+    /// Category per [`Direction::index`].
+    pub category: [CategoryId; 2],
+    /// The app recognised, if any.
+    pub app: Option<AppId>,
+    /// How the verdict (of the upload direction, when they differ) was reached.
+    pub decided_by: DecidedBy,
+    /// True once the verdict is final.
+    pub settled: bool,
+    /// Host name learned (SNI, HTTP Host or DNS).
+    pub host: Option<Box<str>>,
+    /// How `host` was learned.
+    pub(super) host_source: DecidedBy,
+    /// App from signatures (payload, ip-range, port) and how.
+    pub(super) sig_app: Option<(AppId, DecidedBy)>,
+    /// Real-time media seen.
+    pub(super) media: Media,
+    /// Packets inspected so far.
+    pub(super) inspected: u16,
+    /// Classifier generation this verdict belongs to (0: never classified).
+    pub(super) generation: u32,
+    /// Still watching for the volume heuristic.
+    pub(super) watch_volume: bool,
+    /// DPI working state while pending.
+    pub(super) dpi: Option<Box<DpiState>>,
+    /// A DNS server's TCP stream, while a message is incomplete.
+    pub(super) dns_stream: Option<Box<DnsTcp>>,
+}
+
+impl FlowClass {
+    /// True when the host name was read from the flow's own packets.
+    pub fn host_source(&self) -> DecidedBy {
+        self.host_source
+    }
+
+    /// Bytes of the DPI memory budget this flow holds (its pending
+    /// inspection state and an incomplete DNS-over-TCP message).
+    pub fn dpi_bytes(&self) -> usize {
+        self.dpi.as_ref().map_or(0, |d| d.reserved_bytes())
+            + self.dns_stream.as_ref().map_or(0, |d| d.res.bytes())
+    }
+}
+
+/// A flow's classification as the flow table keeps it (its
+/// [`FlowValue`]): the published verdict, and the full state behind a
+/// lock that only unsettled flows (their first packets, or the first
+/// packet after a reload) and readers such as the API take.
+#[derive(Debug, Default)]
+pub struct ClassCell {
+    /// [`Published`], packed: bits 0-7 the upload category, 8-15 the
+    /// download category, bit 16 settled, bit 17 watching for volume, bits
+    /// 32-63 the classifier generation. Zero: never classified.
+    verdict: AtomicU64,
+    state: Mutex<FlowClass>,
+}
+
+/// The verdict as the per-packet path reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Published {
+    pub category: [CategoryId; 2],
+    pub settled: bool,
+    pub watch_volume: bool,
+    pub generation: u32,
+}
+
+impl Published {
+    fn pack(self) -> u64 {
+        u64::from(self.category[0].0)
+            | u64::from(self.category[1].0) << 8
+            | u64::from(self.settled) << 16
+            | u64::from(self.watch_volume) << 17
+            | u64::from(self.generation) << 32
+    }
+
+    fn unpack(v: u64) -> Self {
+        Published {
+            category: [CategoryId(v as u8), CategoryId((v >> 8) as u8)],
+            settled: v & 1 << 16 != 0,
+            watch_volume: v & 1 << 17 != 0,
+            generation: (v >> 32) as u32,
+        }
+    }
+
+    fn of(c: &FlowClass) -> Self {
+        Published {
+            category: c.category,
+            settled: c.settled,
+            watch_volume: c.watch_volume,
+            generation: c.generation,
+        }
+    }
+}
+
+impl ClassCell {
+    /// The verdict as last published.
+    #[inline]
+    pub(super) fn published(&self) -> Published {
+        Published::unpack(self.verdict.load(Ordering::Acquire))
+    }
+
+    /// Publishes what `state` now says.
+    pub(super) fn publish(&self, state: &FlowClass) {
+        self.verdict
+            .store(Published::of(state).pack(), Ordering::Release);
+    }
+
+    /// The category of the flow's packets travelling `dir`, as published.
+    pub fn category(&self, dir: Direction) -> CategoryId {
+        dir.pick(self.published().category)
+    }
+
+    /// The full classification state, locked. Taken by the per-packet path
+    /// only while the flow is unsettled; keep the guard briefly.
+    pub fn lock(&self) -> MutexGuard<'_, FlowClass> {
+        // Valid between any two statements of the classifier: a panic in
+        // one packet's inspection must not stop the flow's next packets.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl FlowValue for ClassCell {
+    fn reset(&self) {
+        let mut state = self.lock();
+        *state = FlowClass::default();
+        self.verdict.store(0, Ordering::Release);
+    }
+}

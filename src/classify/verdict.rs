@@ -1,0 +1,291 @@
+//! Deciding a flow's verdict: the per-packet fast path for settled flows
+//! (one atomic load), and the slow path (inspection, catalog, rules,
+//! behaviour) run under the flow's own lock, never a table lock.
+
+use super::budget::{Holder, Refusals, Reservation};
+use super::ctx::PacketCtx;
+use super::decided_by::DecidedBy;
+use super::dns_stream::learn_dns_stream;
+use super::inspect::{DpiState, Media};
+use super::matcher::{Answer, AppId, FlowFacts};
+use super::state::{ClassCell, FlowClass};
+use super::{Classifier, NameLookup, Verdict, ip_of};
+use crate::config::{CategoryId, Direction};
+use crate::flow::Flow;
+use crate::packet::FrameKind;
+
+impl Classifier {
+    /// Classifies the packet of `ctx` in `flow` (which the flow table has
+    /// counted it in). The fast path, for a settled flow, is one atomic
+    /// load and a comparison; the rest runs under the flow's own lock.
+    #[inline]
+    pub fn classify(
+        &self,
+        flow: &Flow<ClassCell>,
+        ctx: &PacketCtx<'_, '_>,
+        names: &dyn NameLookup,
+    ) -> Verdict {
+        let pkt = ctx.pkt;
+        // DNS answers teach names for flows to come, whatever this flow's
+        // state (resolvers reuse one port for many queries).
+        let mut refused = Refusals::default();
+        if pkt.src_port == 53 && !pkt.payload.is_empty() {
+            match pkt.protocol {
+                17 => names.learn(pkt.payload, ctx.now),
+                // Truncated UDP answers are retried over TCP (RFC 7766).
+                6 => {
+                    refused = learn_dns_stream(
+                        &mut flow.value.lock().dns_stream,
+                        pkt.payload,
+                        names,
+                        ctx.now,
+                        &self.budget,
+                    );
+                }
+                _ => {}
+            }
+        }
+        let p = flow.value.published();
+        let mut verdict = if p.settled && p.generation == self.generation {
+            if p.watch_volume && self.volume_reached(flow, ctx.dir) {
+                self.volume_switch(&flow.value, ctx.dir)
+            } else {
+                Verdict {
+                    category: ctx.dir.pick(p.category),
+                    decided: None,
+                    refused: Refusals::default(),
+                }
+            }
+        } else {
+            let mut state = flow.value.lock();
+            let v = self.slow_path(&mut state, flow, ctx, names);
+            flow.value.publish(&state);
+            v
+        };
+        verdict.refused.merge(refused);
+        verdict
+    }
+
+    /// The flow carried `bulk_after_bytes`. The other direction's byte
+    /// count sits on a line the other thread writes on every packet: read
+    /// it every 16th packet only, so the switch comes at most 15 packets
+    /// late for a flow whose volume is split between directions.
+    #[inline]
+    fn volume_reached(&self, flow: &Flow<ClassCell>, dir: Direction) -> bool {
+        flow.bytes(dir) >= self.bulk_after_bytes
+            || (flow.packets(dir).is_multiple_of(16) && flow.total_bytes() >= self.bulk_after_bytes)
+    }
+
+    #[cold]
+    fn volume_switch(&self, cell: &ClassCell, dir: Direction) -> Verdict {
+        let mut c = cell.lock();
+        // The other direction's thread may have switched it meanwhile.
+        let switch = c.watch_volume;
+        c.watch_volume = false;
+        let mut decided = None;
+        if switch && let Some(bulk) = self.targets.bulk {
+            c.category = [bulk; 2];
+            c.decided_by = DecidedBy::Volume;
+            decided = Some(DecidedBy::Volume);
+        }
+        cell.publish(&c);
+        Verdict {
+            category: dir.pick(c.category),
+            decided,
+            refused: Refusals::default(),
+        }
+    }
+
+    fn slow_path(
+        &self,
+        c: &mut FlowClass,
+        flow: &Flow<ClassCell>,
+        ctx: &PacketCtx<'_, '_>,
+        names: &dyn NameLookup,
+    ) -> Verdict {
+        let (key, pkt, dir, now) = (&ctx.key, ctx.pkt, ctx.dir, ctx.now);
+        let initiator = flow.initiator();
+        let base = ctx.facts(initiator);
+        let was_settled = c.settled && c.generation != 0;
+        let fresh_generation = c.generation != self.generation;
+        // After a reload, a flow that was already settled keeps its facts
+        // (host, media) and is not inspected again: its packets are now
+        // mid-stream and would only mislead the parsers.
+        let reloaded_settled = fresh_generation && c.generation != 0 && c.settled;
+        if fresh_generation {
+            // New flow, or a reload: (re)derive what the tuple says.
+            c.generation = self.generation;
+            c.settled = false;
+            c.sig_app = self.catalog.app_for_tuple(&base);
+            if c.host.is_none() {
+                // A name the client resolved for the server (or, for flows
+                // seen from the middle, for the initiator).
+                let (src, _) = key.endpoint(initiator);
+                let (dst, _) = key.endpoint(initiator.other());
+                if let Some(name) = names
+                    .name_of(ip_of(dst), now)
+                    .or_else(|| names.name_of(ip_of(src), now))
+                {
+                    c.host = Some(Box::from(&*name));
+                    c.host_source = DecidedBy::Dns;
+                }
+            }
+        }
+
+        let mut refused = Refusals::default();
+        let mut dpi_done = !matches!(key.protocol, 6 | 17) || pkt.kind != FrameKind::Ip;
+        if !dpi_done && !c.settled && !reloaded_settled {
+            let from_initiator = ctx.side == initiator;
+            // The state is reserved before it is allocated; when the budget
+            // is spent, this packet is inspected with state that lives only
+            // on the stack (a ClientHello in one segment is still read).
+            let mut one_packet;
+            let state: &mut DpiState = match &mut c.dpi {
+                Some(state) => state,
+                slot => match Reservation::new(&self.budget, size_of::<DpiState>()) {
+                    Some(res) => slot.insert(Box::new(DpiState::new(res))),
+                    None => {
+                        refused.add(Holder::Flow);
+                        one_packet = DpiState::new(Reservation::none());
+                        &mut one_packet
+                    }
+                },
+            };
+            let found = state.inspect(key.protocol, pkt, from_initiator, now, &self.catalog, &base);
+            if let Some((host, how)) = found.host
+                && how.strength(key.protocol) >= c.host_source.strength(key.protocol)
+            {
+                c.host = Some(host);
+                c.host_source = how;
+            }
+            // A payload prefix is the strongest signature; the first one stays.
+            if let Some(app) = found.payload_app
+                && c.sig_app.is_none_or(|(_, how)| how != DecidedBy::Payload)
+            {
+                c.sig_app = Some((app, DecidedBy::Payload));
+            }
+            if found.media != Media::None {
+                c.media = found.media;
+            }
+            dpi_done = found.done;
+            refused.merge(found.refused);
+            c.inspected = c.inspected.saturating_add(1);
+        }
+        let settled =
+            c.settled || reloaded_settled || dpi_done || c.inspected >= self.inspect_packets;
+
+        // The app: host names beat signatures.
+        let host_app = c
+            .host
+            .as_deref()
+            .and_then(|h| self.catalog.app_for_host(h))
+            .map(|a| (a, c.host_source));
+        let identified = match (host_app, c.sig_app) {
+            (Some(h), Some(s)) if s.1.strength(key.protocol) > h.1.strength(key.protocol) => {
+                Some(s)
+            }
+            (Some(h), _) => Some(h),
+            (None, s) => s,
+        };
+        c.app = identified.map(|(a, _)| a);
+
+        let host = c.host.as_deref();
+        let mut decisive = true;
+        let mut out = [(self.default, DecidedBy::Default); 2];
+        for d in Direction::BOTH {
+            let facts = FlowFacts {
+                direction: d,
+                host,
+                app: c.app,
+                settled,
+                ..base
+            };
+            let (v, sure) = self.decide(&facts, identified, c.media, pkt.dscp);
+            decisive &= sure;
+            *d.pick_mut(&mut out) = v;
+        }
+        c.category = [out[0].0, out[1].0];
+        c.decided_by = dir.pick(out).1;
+        c.settled = settled || decisive;
+        if c.settled {
+            c.dpi = None;
+            c.watch_volume =
+                matches!(c.decided_by, DecidedBy::Default) && self.targets.bulk.is_some();
+        }
+        Verdict {
+            category: dir.pick(c.category),
+            decided: (c.settled && !was_settled).then_some(c.decided_by),
+            refused,
+        }
+    }
+
+    /// The verdict for one direction, and whether nothing learned later
+    /// could change it (a rule matched before any rule that waits for a
+    /// host name or app).
+    fn decide(
+        &self,
+        facts: &FlowFacts<'_>,
+        identified: Option<(AppId, DecidedBy)>,
+        media: Media,
+        dscp: u8,
+    ) -> ((CategoryId, DecidedBy), bool) {
+        let mut waiting = false;
+        for (i, (m, cat)) in self.rules.iter().enumerate() {
+            match m.eval(facts) {
+                Answer::Yes => {
+                    let sure = !waiting && !m.per_packet();
+                    return (
+                        (*cat, DecidedBy::Rule(u16::try_from(i).unwrap_or(u16::MAX))),
+                        sure,
+                    );
+                }
+                Answer::NotYet => waiting = true,
+                Answer::No => {}
+            }
+        }
+        let _ = self.rules_need_identity;
+        // Real-time media in a UDP flow whose app is only known from a DNS
+        // name (the conferencing service's server) is the call itself.
+        let media_over_name = media != Media::None
+            && facts.protocol == 17
+            && identified.is_some_and(|(_, how)| how == DecidedBy::Dns);
+        if let Some((app, how)) = identified
+            && !media_over_name
+            && let Some(cat) = self.catalog.app(app).and_then(|a| a.category)
+        {
+            return ((cat, how), false);
+        }
+        let media_target = match media {
+            Media::None => None,
+            Media::Rtp { video } | Media::Isochronous { video } => {
+                let how = if matches!(media, Media::Rtp { .. }) {
+                    DecidedBy::Rtp
+                } else {
+                    DecidedBy::Heuristic
+                };
+                let cat = if video {
+                    self.targets.video.or(self.targets.voice)
+                } else {
+                    self.targets.voice
+                };
+                cat.map(|c| (c, how))
+            }
+            Media::Stun => self.targets.voice.map(|c| (c, DecidedBy::Stun)),
+            Media::Dtls => self.targets.voice.map(|c| (c, DecidedBy::Dtls)),
+        };
+        if let Some(v) = media_target {
+            return (v, false);
+        }
+        if self.trust_dscp
+            && let Some(cat) = match dscp {
+                46 | 44 => self.targets.voice,
+                32..=38 => self.targets.video,
+                1 | 8 => self.targets.bulk,
+                _ => None,
+            }
+        {
+            return ((cat, DecidedBy::Dscp), false);
+        }
+        ((self.default, DecidedBy::Default), false)
+    }
+}
