@@ -1,8 +1,17 @@
 //! qosd: traffic prioritisation for branch-office Internet gateways.
 //!
-//! The library holds everything that can be tested without a network:
-//! configuration, and (as they land) packet parsing, classification and
-//! shaping. The `qosd` binary adds the command line and the I/O edges.
+//! The library is all of qosd but its command line (`src/main.rs`):
+//! - configuration (`config`);
+//! - the sans-IO core, handed the time (`time`) instead of reading a clock
+//!   so that tests and the simulator run it in virtual time: packet parsing
+//!   (`packet`), the flow table (`flow`), classification (`classify`),
+//!   shaping (`shaper`), and the engine that joins them (`engine`);
+//! - the I/O edges and the daemon around the engine (`io`, `daemon`);
+//! - telemetry: Prometheus metrics (`metrics`), the admin API (`api`) and
+//!   its terminal client (`client`);
+//! - the engine run offline: the office simulator (`simulate`) and the
+//!   classification of a capture (`offline`).
+//!
 //! See ARCHITECTURE.md for the path a packet takes.
 
 #![cfg_attr(

@@ -90,6 +90,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the app catalog: the built-in apps plus those of
+    /// classify.apps_file, each with its category, host patterns and
+    /// signatures. Rules name these apps in `apps = [...]`.
+    Apps {
+        /// Show this app in full (every host pattern and signature).
+        app: Option<String>,
+        /// Configuration whose classify.apps_file adds apps (the embedded
+        /// default when absent).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// JSON: an array of every app, or the one app named.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Exit status for an invalid configuration or unusable arguments.
@@ -100,6 +114,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { file, print } => check_config(file, print),
         Command::Classify { pcap, config, json } => classify(&pcap, config, json),
+        Command::Apps { app, config, json } => apps(app.as_deref(), config, json),
         Command::Simulate {
             config,
             duration,
@@ -368,6 +383,48 @@ fn print_flow_table(
             "{} frames found classify.dpi_memory spent (their flows' partial handshakes were not kept; a larger budget may name more flows)",
             stats.dpi_refused_frames
         );
+    }
+}
+
+fn apps(name: Option<&str>, config: Option<PathBuf>, json: bool) -> ExitCode {
+    use qosd::config::catalog_report::{app_reports, render_app, render_table};
+    let cfg = match load_config(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let apps = app_reports(&cfg);
+    let text = match name {
+        None if json => serde_json::to_string_pretty(&apps).map(|s| s + "\n"),
+        None => Ok(render_table(&apps)),
+        Some(name) => match apps.iter().find(|a| a.name == name) {
+            Some(app) if json => serde_json::to_string_pretty(app).map(|s| s + "\n"),
+            Some(app) => Ok(render_app(app)),
+            None => {
+                let like: Vec<&str> = apps
+                    .iter()
+                    .map(|a| a.name)
+                    .filter(|n| n.contains(name) || name.contains(n))
+                    .collect();
+                eprint!("qosd apps: no app named \"{name}\"");
+                if like.is_empty() {
+                    eprintln!(" (`qosd apps` lists them all)");
+                } else {
+                    eprintln!("; did you mean {}?", like.join(", "));
+                }
+                return ExitCode::from(EXIT_INVALID);
+            }
+        },
+    };
+    match text {
+        Ok(t) => {
+            // A closed stdout (piped to head) is not an error.
+            let _ = std::io::stdout().lock().write_all(t.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("qosd apps: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! the key path (`category[2].min`) and what is wrong, and all are returned
 //! together. The running daemon only ever sees a [`Config`] that passed.
 
+pub mod catalog_report;
 mod model;
 mod raw;
 pub mod units;

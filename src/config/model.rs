@@ -104,7 +104,8 @@ pub struct Config {
     pub api: Api,
     /// Flow-table limits.
     pub flows: Flows,
-    /// Where this configuration was read from (file path or "<embedded>").
+    /// Where this configuration was read from: the file's path, or
+    /// [`EMBEDDED_NAME`](super::EMBEDDED_NAME) for the embedded default.
     #[serde(skip)]
     pub source: String,
     /// The app catalog: built-in, plus `classify.apps_file`.
@@ -241,7 +242,7 @@ impl Category {
 /// One `[[rule]]`: conditions that, when all hold, put a flow in a category.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Rule {
-    /// Name shown as the classifier's `decided_by` ("rule:<name>").
+    /// Name shown as the classifier's `decided_by` (`rule:<name>`).
     pub name: String,
     /// Category for matching traffic.
     pub category: String,

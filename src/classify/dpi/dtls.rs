@@ -148,8 +148,8 @@ fn record(b: &[u8], allow_lengthless: bool) -> Option<(DtlsRecord<'_>, usize)> {
     ))
 }
 
-/// A DTLS 1.3 unified header record: 0b001CSLEE, [CID], seq (8/16 bits),
-/// [length], ciphertext. Records with a connection id are refused (its
+/// A DTLS 1.3 unified header record: 0b001CSLEE, \[CID\], seq (8/16 bits),
+/// \[length\], ciphertext. Records with a connection id are refused (its
 /// length is not in the packet).
 fn unified(b: &[u8], allow_lengthless: bool) -> Option<(DtlsRecord<'_>, usize)> {
     let b0 = *b.first()?;

@@ -1,0 +1,119 @@
+//! The conditions of a `[[rule]]` or an `[[app.match]]` signature:
+//! protocol, ports, addresses, DSCP, VLAN, hosts, apps, direction and
+//! payload prefix.
+
+use std::str::FromStr;
+
+use super::super::model::Match;
+use super::super::raw::RawMatch;
+use super::super::units::{Direction, Dscp, HostPattern, PortRange, Protocol};
+use super::Problems;
+use super::values::{parse_cidr, parse_name, parse_vlan};
+
+/// Where a set of conditions appears: catalog signatures take only the
+/// conditions that identify an application on the wire.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum MatchScope {
+    /// A `[[rule]]`: every condition.
+    Rule,
+    /// An `[[app.match]]`.
+    Signature,
+}
+
+/// Validates a rule's or signature's conditions.
+pub(super) fn validate_match(
+    rm: &RawMatch,
+    key: &str,
+    p: &mut Problems,
+    scope: MatchScope,
+) -> Match {
+    if scope == MatchScope::Signature {
+        for (name, v) in [
+            ("dscp", &rm.dscp),
+            ("vlan", &rm.vlan),
+            ("hosts", &rm.hosts),
+            ("apps", &rm.apps),
+            ("direction", &rm.direction),
+        ] {
+            if v.is_some() {
+                p.add(format!("{key}.{name}"), "not allowed in an app signature (use it in a [[rule]]; hosts go on the [[app]] itself)");
+            }
+        }
+    }
+    let protocol = rm
+        .protocol
+        .as_ref()
+        .and_then(|v| {
+            p.parse(&format!("{key}.protocol"), v, |s| {
+                if s.eq_ignore_ascii_case("any") {
+                    Ok(None)
+                } else {
+                    Protocol::from_str(s).map(Some)
+                }
+            })
+        })
+        .flatten();
+    let ports = p.list(&format!("{key}.ports"), &rm.ports, PortRange::from_str);
+    let src_ports = p.list(
+        &format!("{key}.src_ports"),
+        &rm.src_ports,
+        PortRange::from_str,
+    );
+    let dst_ports = p.list(
+        &format!("{key}.dst_ports"),
+        &rm.dst_ports,
+        PortRange::from_str,
+    );
+    if let Some(proto) = protocol
+        && !matches!(proto, Protocol::TCP | Protocol::UDP | Protocol(132))
+        && !(ports.is_empty() && src_ports.is_empty() && dst_ports.is_empty())
+    {
+        p.add(
+            format!("{key}.protocol"),
+            format!("ports only exist for tcp, udp and sctp, not {proto}"),
+        );
+    }
+    let direction = rm
+        .direction
+        .as_ref()
+        .and_then(|v| {
+            p.parse(&format!("{key}.direction"), v, |s| {
+                if s.eq_ignore_ascii_case("both") || s.eq_ignore_ascii_case("any") {
+                    Ok(None)
+                } else {
+                    Direction::from_str(s).map(Some)
+                }
+            })
+        })
+        .flatten();
+    let payload_prefix = rm.payload_prefix.as_ref().and_then(|v| {
+        p.parse(&format!("{key}.payload_prefix"), v, |s| {
+            let bytes: Option<Vec<u8>> =
+                s.chars().map(|c| u8::try_from(u32::from(c)).ok()).collect();
+            match bytes {
+                None => {
+                    Err("payload_prefix takes bytes: characters up to \\u00ff only".to_string())
+                }
+                Some(b) if b.is_empty() || b.len() > 64 => {
+                    Err("payload_prefix must be 1-64 bytes".to_string())
+                }
+                Some(b) => Ok(b),
+            }
+        })
+    });
+    Match {
+        protocol,
+        ports,
+        src_ports,
+        dst_ports,
+        cidrs: p.list(&format!("{key}.cidrs"), &rm.cidrs, parse_cidr),
+        src_cidrs: p.list(&format!("{key}.src_cidrs"), &rm.src_cidrs, parse_cidr),
+        dst_cidrs: p.list(&format!("{key}.dst_cidrs"), &rm.dst_cidrs, parse_cidr),
+        dscp: p.list(&format!("{key}.dscp"), &rm.dscp, Dscp::from_str),
+        vlan: p.list(&format!("{key}.vlan"), &rm.vlan, parse_vlan),
+        hosts: p.list(&format!("{key}.hosts"), &rm.hosts, HostPattern::from_str),
+        apps: p.list(&format!("{key}.apps"), &rm.apps, parse_name),
+        direction,
+        payload_prefix,
+    }
+}

@@ -1,0 +1,38 @@
+//! `[flows]`: the flow table's size and its idle timeouts.
+
+use std::time::Duration;
+
+use super::super::model::Flows;
+use super::super::raw::RawFlows;
+use super::Problems;
+use super::values::{int_in_range, parse_timeout};
+
+pub(super) fn flows(raw: &RawFlows, p: &mut Problems) -> Flows {
+    let max_flows = p.optional("flows.max_flows", &raw.max_flows, 65_536, |s| {
+        int_in_range(16, 16_777_216, "max_flows")(s).map(|n| n as u32)
+    });
+    let tcp_idle = Duration::from_secs(600);
+    let udp_idle = Duration::from_secs(60);
+    let closed = Duration::from_secs(10);
+    Flows {
+        max_flows,
+        tcp_idle_timeout: p.optional(
+            "flows.tcp_idle_timeout",
+            &raw.tcp_idle_timeout,
+            tcp_idle,
+            parse_timeout,
+        ),
+        udp_idle_timeout: p.optional(
+            "flows.udp_idle_timeout",
+            &raw.udp_idle_timeout,
+            udp_idle,
+            parse_timeout,
+        ),
+        tcp_closed_timeout: p.optional(
+            "flows.tcp_closed_timeout",
+            &raw.tcp_closed_timeout,
+            closed,
+            parse_timeout,
+        ),
+    }
+}
