@@ -967,7 +967,7 @@ static API: LazyLock<std::sync::Mutex<Api>> = LazyLock::new(|| {
     let registry =
         qosd::metrics::registry(Arc::clone(&handle) as Arc<dyn qosd::metrics::MetricsSource>);
     let app = api_routes().with_state(ApiState {
-        handle: Arc::clone(&handle),
+        control: Arc::clone(&handle) as Arc<dyn qosd::api::Control>,
         registry,
     });
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -20,14 +20,14 @@ use std::time::Duration;
 use self::frames::{Endpoint, TcpKind};
 pub use self::report::{CategoryReport, LinkReport, SimReport};
 use crate::config::{Config, Direction};
-use crate::daemon::datapath::{IoCounters, Snapshot};
 use crate::engine::frame::{Frame, FramePool};
 use crate::engine::{DirectionEngine, Shared};
 use crate::io::pcap::{PcapError, for_each_frame};
-use crate::metrics::{FlowStats, MetricsView};
+use crate::metrics::MetricsView;
 use crate::offline::capture_direction;
 use crate::packet::PacketMeta;
 use crate::shaper::{DropReason, Fifo, LinkQueue, Shaper, ShaperConfig};
+use crate::telemetry::{FlowStats, IoCounters, Snapshot};
 use crate::time::Instant;
 
 /// The modem's buffer in the "without qosd" run, in time at the link rate.
@@ -561,41 +561,12 @@ fn metrics_view<Q: LinkQueue<Frame>>(
             .map(|c| c.sent.bytes as f64 * 8.0 / secs)
             .collect()
     });
-    let shared = up.shared();
-    let mut by_category = vec![0u64; cfg.category.len()];
-    shared.table.for_each(|_, f| {
-        if let Some(n) = by_category.get_mut(f.first_direction.pick(f.class.category).index()) {
-            *n += 1;
-        }
-    });
     MetricsView {
         config: Arc::new(cfg.clone()),
         ready: true,
         snapshots: [snapshot(up), snapshot(down)],
         rates,
-        flows: FlowStats {
-            active: shared.table.len() as u64,
-            created: shared
-                .table
-                .stats
-                .created
-                .load(std::sync::atomic::Ordering::Relaxed),
-            evicted: shared
-                .table
-                .stats
-                .evicted
-                .load(std::sync::atomic::Ordering::Relaxed),
-            expired: shared
-                .table
-                .stats
-                .expired
-                .load(std::sync::atomic::Ordering::Relaxed),
-            by_category,
-            dns_entries: shared.names.len() as u64,
-            dns_evictions: shared.names.evictions(),
-            dpi_memory_bytes: shared.dpi.used() as u64,
-            dpi_memory_limit_bytes: shared.dpi.limit() as u64,
-        },
+        flows: FlowStats::of(up.shared()),
         reloads: [0, 0],
         uptime_seconds: secs,
     }
