@@ -105,7 +105,7 @@ fn engine_mix(c: &mut Criterion) {
             while let Some(out) = engine.dequeue(*now) {
                 next.push(out);
             }
-            engine.drain_dropped(&mut |f, _| next.push(f));
+            engine.drain_dropped(|f, _| next.push(f));
             *ready = next;
         };
     // Warm up: every flow created and settled (24 packets each at most).

@@ -95,12 +95,12 @@ impl Datapath {
                     self.publish(t, true);
                 }
             }
-            if let Some(cfg) = self.engine.refresh() {
-                let origin = self.engine.category_origin().to_vec();
-                self.engine.queue_mut().reconfigure_mapped(
-                    &shaper_config(&cfg, self.dir, self.pool.buffer_size()),
-                    &origin,
-                );
+            let buffer = self.pool.buffer_size();
+            if self
+                .engine
+                .refresh(|cfg, dir| shaper_config(cfg, dir, buffer))
+                .is_some()
+            {
                 // Counters now follow the new layout: label them with it.
                 self.publish(now(), true);
             }
@@ -246,7 +246,7 @@ impl Datapath {
 
     fn recycle_dropped(&mut self) {
         let (pool, io) = (&mut self.pool, &mut self.io);
-        self.engine.drain_dropped(&mut |f, _| {
+        self.engine.drain_dropped(|f, _| {
             io.shaper_dropped += 1;
             pool.put(f.into_buffer());
         });

@@ -50,7 +50,7 @@ fn every_frame_is_sent_or_counted() {
             sent += 1;
             pool.put(f.into_buffer());
         }
-        e.drain_dropped(&mut |f, _| {
+        e.drain_dropped(|f, _| {
             dropped += 1;
             pool.put(f.into_buffer());
         });
@@ -63,7 +63,7 @@ fn every_frame_is_sent_or_counted() {
             sent += 1;
             pool.put(f.into_buffer());
         }
-        e.drain_dropped(&mut |f, _| {
+        e.drain_dropped(|f, _| {
             dropped += 1;
             pool.put(f.into_buffer());
         });
@@ -130,12 +130,11 @@ fn reload_reaches_both_directions() {
         up.ingress(frame(&mut pool, &game), now),
         cfg.category_id("browsing").unwrap()
     );
-    assert!(up.refresh().is_none());
+    assert!(up.refresh(ShaperConfig::from_config).is_none());
     let new_cfg = config("[[rule]]\nname = \"game\"\nports = 9999\ncategory = \"bulk\"\n");
     shared.reload(&new_cfg);
-    let installed = up.refresh().expect("a new configuration");
-    up.queue_mut()
-        .reconfigure(&ShaperConfig::from_config(&installed, Direction::Upload));
+    // One call picks the configuration up and reconfigures the shaper.
+    assert!(up.refresh(ShaperConfig::from_config).is_some());
     assert_eq!(
         up.ingress(frame(&mut pool, &game), now),
         new_cfg.category_id("bulk").unwrap()
@@ -178,7 +177,7 @@ fn a_concurrent_reader_sees_each_reload_whole() {
         );
         std::thread::spawn(move || {
             while !done.load(Ordering::Acquire) {
-                if let Some(cfg) = e.refresh() {
+                if let Some(cfg) = e.refresh(ShaperConfig::from_config) {
                     let weight = cfg.category.first().map_or(0, |c| c.weight);
                     if weight != e.classifier().generation() {
                         mismatches.fetch_add(1, Ordering::AcqRel);
@@ -265,7 +264,7 @@ fn a_flood_of_incomplete_flows_stays_within_the_dpi_budget() {
             while let Some(f) = e.dequeue(now) {
                 pool.put(f.into_buffer());
             }
-            e.drain_dropped(&mut |f, _| pool.put(f.into_buffer()));
+            e.drain_dropped(|f, _| pool.put(f.into_buffer()));
             let used = shared.dpi.used();
             assert!(used <= limit, "{used} bytes held after flow {i}");
             most = most.max(used);
@@ -337,7 +336,10 @@ fn the_dpi_budget_is_shared_and_outlives_reloads() {
     let held = shared.dpi.used();
     assert!(held > 1400);
     shared.reload(&config("[classify]\ndpi_memory = \"1 KiB\"\n"));
-    assert!(up.refresh().is_some() && down.refresh().is_some());
+    assert!(
+        up.refresh(ShaperConfig::from_config).is_some()
+            && down.refresh(ShaperConfig::from_config).is_some()
+    );
     assert_eq!((shared.dpi.limit(), shared.dpi.used()), (1024, held));
     assert!(Arc::ptr_eq(up.classifier().budget(), &shared.dpi));
     assert!(Arc::ptr_eq(down.classifier().budget(), &shared.dpi));

@@ -282,7 +282,7 @@ impl<Q: LinkQueue<Frame>> Sim<Q> {
     fn after_queue_change(&mut self, i: usize, now: Instant) {
         let mut dropped = Vec::new();
         if let Some(engine) = self.engines.get_mut(i) {
-            engine.drain_dropped(&mut |f, _reason: DropReason| dropped.push(f));
+            engine.drain_dropped(|f, _reason: DropReason| dropped.push(f));
         }
         for f in dropped {
             self.lost(f.tag, now);
@@ -585,8 +585,8 @@ pub fn metrics_view_office(cfg: &Config, duration: Duration) -> MetricsView {
 
 /// The metrics qosd would expose after replaying the capture at `path`.
 pub fn metrics_view_pcap(cfg: &Config, path: &Path) -> Result<MetricsView, PcapError> {
-    let (sim, duration) = replay(cfg, path, &|d| {
-        Box::new(Shaper::new(&ShaperConfig::from_config(cfg, d)))
+    let (sim, duration) = replay(cfg, path, |d| {
+        Shaper::new(&ShaperConfig::from_config(cfg, d))
     })?;
     Ok(metrics_view(cfg, &sim, duration))
 }
@@ -618,15 +618,13 @@ fn fifo_for(cfg: &Config, d: Direction) -> Fifo<Frame> {
     Fifo::new(&sc, limit.max(16 * 1514))
 }
 
-type BoxedQueue = Box<dyn LinkQueue<Frame>>;
-
 /// Replays the capture at `path` at its timestamps through queues made by
 /// `queue` (no feedback: what was sent is replayed), then lets them drain.
-fn replay(
+fn replay<Q: LinkQueue<Frame>>(
     cfg: &Config,
     path: &Path,
-    queue: &dyn Fn(Direction) -> BoxedQueue,
-) -> Result<(Sim<BoxedQueue>, Duration), PcapError> {
+    queue: impl Fn(Direction) -> Q,
+) -> Result<(Sim<Q>, Duration), PcapError> {
     let mut frames: Vec<(Duration, Vec<u8>)> = Vec::new();
     for_each_frame(path, |ts, f| frames.push((ts, f.to_vec())))?;
     let first = frames.first().map(|(t, _)| *t).unwrap_or_default();
@@ -635,7 +633,7 @@ fn replay(
         .map(|(t, _)| t.saturating_sub(first))
         .unwrap_or_default()
         .max(Duration::from_millis(1));
-    let mut sim: Sim<BoxedQueue> = Sim::new(cfg, queue, Vec::new());
+    let mut sim = Sim::new(cfg, queue, Vec::new());
     // Initiators, to tell direction when both ends are local or remote.
     let mut seen = std::collections::HashMap::new();
     for (ts, bytes) in &frames {
@@ -669,32 +667,13 @@ fn replay(
 /// Replays the capture at `path` at its timestamps through qosd's shaper
 /// and through a plain FIFO (no feedback: what was sent is replayed).
 pub fn run_pcap(cfg: &Config, path: &Path) -> Result<SimReport, PcapError> {
-    let (q, duration) = replay(cfg, path, &|d| {
-        Box::new(Shaper::new(&ShaperConfig::from_config(cfg, d)))
+    let (q, duration) = replay(cfg, path, |d| {
+        Shaper::new(&ShaperConfig::from_config(cfg, d))
     })?;
-    let (f, _) = replay(cfg, path, &|d| Box::new(fifo_for(cfg, d)))?;
+    let (f, _) = replay(cfg, path, |d| fifo_for(cfg, d))?;
     let qosd = report::collect(cfg, &q.engines, duration);
     let fifo = report::collect(cfg, &f.engines, duration);
     Ok(SimReport::new(cfg, duration, qosd, fifo))
-}
-
-/// Lets a replay pick the shaper or the FIFO at run time.
-impl<P> LinkQueue<P> for Box<dyn LinkQueue<P>> {
-    fn enqueue(&mut self, pkt: P, category: crate::config::CategoryId, flow: u32, now: Instant) {
-        (**self).enqueue(pkt, category, flow, now);
-    }
-    fn dequeue(&mut self, now: Instant) -> Option<P> {
-        (**self).dequeue(now)
-    }
-    fn next_wakeup(&self) -> Option<Instant> {
-        (**self).next_wakeup()
-    }
-    fn drain_dropped(&mut self, f: &mut dyn FnMut(P, DropReason)) {
-        (**self).drain_dropped(f);
-    }
-    fn counters(&self) -> &[crate::shaper::CategoryCounters] {
-        (**self).counters()
-    }
 }
 
 #[cfg(test)]
