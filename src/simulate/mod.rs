@@ -12,7 +12,7 @@ pub mod frames;
 mod report;
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -215,7 +215,8 @@ enum Ev {
     LossDetected(usize),
 }
 
-/// Frame tag: flow index and what the frame is.
+/// Frame tag: flow index and what the frame is (0: nothing the model
+/// waits for).
 const TAG_DATA: u64 = 1;
 const TAG_ACK: u64 = 2;
 fn tag(flow: usize, what: u64, n: u32) -> u64 {
@@ -234,6 +235,16 @@ struct Sim<Q> {
     wake: [Option<Instant>; 2],
     scratch: Vec<u8>,
     payload: Vec<u8>,
+    /// Tags of the frames in flight, by the address of their buffer: the
+    /// engine's frame carries no owner's data (the data path has none), and
+    /// a buffer's address is unique while its frame is queued. Entries
+    /// leave when the frame does (sent or dropped).
+    tags: HashMap<usize, u64>,
+}
+
+/// The key of `frame` in [`Sim::tags`].
+fn buffer_key(frame: &Frame) -> usize {
+    frame.bytes().as_ptr().addr()
 }
 
 fn dir_index(d: Direction) -> usize {
@@ -259,6 +270,7 @@ impl<Q: LinkQueue<Frame>> Sim<Q> {
             wake: [None; 2],
             scratch: Vec::with_capacity(2048),
             payload: vec![0u8; 1500],
+            tags: HashMap::new(),
         }
     }
 
@@ -269,8 +281,10 @@ impl<Q: LinkQueue<Frame>> Sim<Q> {
 
     /// Hands the frame in `scratch` to direction `d`.
     fn send(&mut self, d: Direction, t: u64, now: Instant) {
-        let mut frame = Frame::new(self.pool.get(), &self.scratch);
-        frame.tag = t;
+        let frame = Frame::new(self.pool.get(), &self.scratch);
+        if t != 0 {
+            self.tags.insert(buffer_key(&frame), t);
+        }
         let i = dir_index(d);
         if let Some(engine) = self.engines.get_mut(i) {
             engine.ingress(frame, now);
@@ -285,7 +299,8 @@ impl<Q: LinkQueue<Frame>> Sim<Q> {
             engine.drain_dropped(|f, _reason: DropReason| dropped.push(f));
         }
         for f in dropped {
-            self.lost(f.tag, now);
+            let t = self.tag_of(&f);
+            self.lost(t, now);
             self.pool.put(f.into_buffer());
         }
         let next = self.engines.get(i).and_then(|e| e.next_wakeup());
@@ -298,6 +313,11 @@ impl<Q: LinkQueue<Frame>> Sim<Q> {
                 self.at(t, Ev::Wake(i));
             }
         }
+    }
+
+    /// The tag `frame` was sent with, forgotten now that it left the queue.
+    fn tag_of(&mut self, frame: &Frame) -> u64 {
+        self.tags.remove(&buffer_key(frame)).unwrap_or(0)
     }
 
     fn lost(&mut self, t: u64, now: Instant) {
@@ -368,7 +388,7 @@ impl<Q: LinkQueue<Frame>> Sim<Q> {
                     *w = None;
                 }
                 while let Some(frame) = self.engines.get_mut(i).and_then(|e| e.dequeue(now)) {
-                    let (f, what, n) = untag(frame.tag);
+                    let (f, what, n) = untag(self.tag_of(&frame));
                     match what {
                         TAG_DATA => self.at(now + ONE_WAY, Ev::DataArrive(f)),
                         TAG_ACK => self.at(now + ONE_WAY, Ev::AckArrive(f, n)),
