@@ -159,7 +159,7 @@ impl Lane {
         while let Some(out) = engine.dequeue(*now) {
             next.push(out);
         }
-        engine.drain_dropped(&mut |f, _| next.push(f));
+        engine.drain_dropped(|f, _| next.push(f));
         self.ready = next;
     }
 }

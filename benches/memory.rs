@@ -210,7 +210,7 @@ fn replay(
         while let Some(out) = engine.dequeue(now) {
             pool.put(out.into_buffer());
         }
-        engine.drain_dropped(&mut |f, _| pool.put(f.into_buffer()));
+        engine.drain_dropped(|f, _| pool.put(f.into_buffer()));
     }
     engine
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use qosd::config::{CategoryId, Rate};
-use qosd::shaper::{CategoryParams, Fifo, ShapedPacket, Shaper, ShaperConfig};
+use qosd::shaper::{CategoryParams, Fifo, LinkQueue, ShapedPacket, Shaper, ShaperConfig};
 use qosd::time::Instant;
 
 /// A frame handle as the daemon would pass it: no allocation per packet.

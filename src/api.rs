@@ -2,6 +2,10 @@
 //! `/readyz`, and the admin API under `/api/v1` (JSON). Reads may be open
 //! on loopback; writes need `Authorization: Bearer <token>`. Errors are
 //! JSON: `{"error": "...", "errors": [...]}` with the matching status.
+//!
+//! The handlers read what the data path publishes ([`Telemetry`]) and ask
+//! for live changes through [`Control`], which the daemon implements: the
+//! API knows nothing of threads or sockets, and is tested in-process.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -16,18 +20,58 @@ use axum::routing::{get, post, put};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::config::{Config, Direction};
-use crate::daemon::datapath;
-use crate::daemon::ports::by_interface;
-use crate::daemon::state::{ChangeError, Handle};
+use crate::config::{Config, ConfigErrors, Direction};
+use crate::engine::Shared;
 use crate::flow::FlowKey;
 use crate::offline::{FlowReport, describe_flow};
+use crate::telemetry::{FlowStats, Telemetry, by_interface, now};
+
+/// What the API needs of a running qosd: the state to read and the live
+/// changes to make.
+pub trait Control: Send + Sync {
+    /// Engine state shared by both directions (configuration in force,
+    /// flow table).
+    fn shared(&self) -> &Shared;
+    /// What the data path publishes.
+    fn telemetry(&self) -> &Telemetry;
+    /// The bearer token write requests must present; `None`: the API is
+    /// read-only.
+    fn token(&self) -> Option<&str>;
+    /// True when the file sets restart-only sections to values other than
+    /// the running ones.
+    fn restart_pending(&self) -> bool;
+    /// Re-reads the configuration file (or the embedded default) and
+    /// installs it; a bad one is refused and the running one stays.
+    fn reload(&self) -> Result<Arc<Config>, ConfigErrors>;
+    /// Changes one category of the running configuration: `changes` maps
+    /// keys (weight, priority, min, max) to TOML values. Validated like the
+    /// file; applied without losing queued packets. Not written to the file.
+    fn change_category(
+        &self,
+        name: &str,
+        changes: &toml::Table,
+    ) -> Result<Arc<Config>, ChangeError>;
+}
+
+/// Why a change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    /// The new configuration is invalid.
+    #[error("{0}")]
+    Invalid(ConfigErrors),
+    /// No such category.
+    #[error("no category named \"{0}\"")]
+    UnknownCategory(String),
+    /// The change could not be expressed (a bug, not the admin's fault).
+    #[error("{0}")]
+    Internal(String),
+}
 
 /// Shared state of the HTTP handlers.
 #[derive(Clone)]
 pub struct ApiState {
-    /// The daemon.
-    pub handle: Arc<Handle>,
+    /// The running qosd.
+    pub control: Arc<dyn Control>,
     /// The Prometheus registry with qosd's collector.
     pub registry: prometheus::Registry,
 }
@@ -88,7 +132,7 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(st): State<ApiState>) -> Response {
-    let why = st.handle.not_ready(datapath::now());
+    let why = st.control.telemetry().not_ready(now());
     if why.is_empty() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
@@ -104,7 +148,7 @@ async fn readyz(State(st): State<ApiState>) -> Response {
 
 /// Checks the bearer token of a write request; the refusal if it fails.
 fn refuse_unauthorized(st: &ApiState, headers: &HeaderMap) -> Option<Response> {
-    let Some(token) = st.handle.token.as_deref() else {
+    let Some(token) = st.control.token() else {
         return Some(error(
             StatusCode::FORBIDDEN,
             "the API is read-only: set api.token_file to allow changes",
@@ -147,12 +191,12 @@ struct DirectionStatus {
 }
 
 async fn status(State(st): State<ApiState>) -> Response {
-    let h = &st.handle;
-    let cfg = h.shared.config();
-    let snaps = h.snapshots();
-    let rates = h.rates_for(&snaps);
-    let now = datapath::now();
-    let why = h.not_ready(now);
+    let (c, t) = (&st.control, st.control.telemetry());
+    let cfg = c.shared().config();
+    let snaps = t.snapshots();
+    let rates = t.rates_for(&snaps);
+    let now = now();
+    let why = t.not_ready(now);
     let links: Vec<Value> = by_interface(snaps.iter().flat_map(|s| s.ports.iter()))
         .iter()
         .map(|p| {
@@ -188,27 +232,27 @@ async fn status(State(st): State<ApiState>) -> Response {
     };
     axum::Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
-        "uptime_seconds": h.uptime_seconds(),
+        "uptime_seconds": t.uptime_seconds(),
         "config": cfg.source,
         "interfaces": { "lan": cfg.interfaces.lan, "wan": cfg.interfaces.wan },
         "link": { "upload_bps": cfg.link.upload.bps(), "download_bps": cfg.link.download.bps() },
         "ready": why.is_empty(),
         "not_ready": why,
         "links": links,
-        "flows": h.shared.table.len(),
+        "flows": c.shared().table.len(),
         "upload": dir(Direction::Upload),
         "download": dir(Direction::Download),
-        "reloads": { "success": h.reload_counts()[0], "failure": h.reload_counts()[1] },
-        "restart_pending": h.restart_pending(),
+        "reloads": { "success": t.reload_counts()[0], "failure": t.reload_counts()[1] },
+        "restart_pending": c.restart_pending(),
     }))
     .into_response()
 }
 
 /// One category: its settings and live counters per direction.
-fn category_json(h: &Handle, cfg: &Config, i: usize, flows: &[u64]) -> Option<Value> {
+fn category_json(t: &Telemetry, cfg: &Config, i: usize, flows: &[u64]) -> Option<Value> {
     let c = cfg.category.get(i)?;
-    let snaps = h.snapshots();
-    let rates = h.rates_for(&snaps);
+    let snaps = t.snapshots();
+    let rates = t.rates_for(&snaps);
     let per_dir = |d: Direction| {
         let snap = d.pick_ref(&snaps);
         // The snapshot's layout can lag a reload for a moment: find the
@@ -253,12 +297,12 @@ fn category_json(h: &Handle, cfg: &Config, i: usize, flows: &[u64]) -> Option<Va
 }
 
 async fn categories(State(st): State<ApiState>) -> Response {
-    let h = Arc::clone(&st.handle);
+    let c = Arc::clone(&st.control);
     let body = tokio::task::spawn_blocking(move || {
-        let cfg = h.shared.config();
-        let flows = h.flow_stats().by_category;
+        let cfg = c.shared().config();
+        let flows = FlowStats::of(c.shared()).by_category;
         (0..cfg.category.len())
-            .filter_map(|i| category_json(&h, &cfg, i, &flows))
+            .filter_map(|i| category_json(c.telemetry(), &cfg, i, &flows))
             .collect::<Vec<_>>()
     })
     .await
@@ -267,7 +311,7 @@ async fn categories(State(st): State<ApiState>) -> Response {
 }
 
 async fn get_category(State(st): State<ApiState>, Path(name): Path<String>) -> Response {
-    let cfg = st.handle.shared.config();
+    let cfg = st.control.shared().config();
     let Some(i) = cfg.category.iter().position(|c| c.name == name) else {
         return error(
             StatusCode::NOT_FOUND,
@@ -277,10 +321,10 @@ async fn get_category(State(st): State<ApiState>, Path(name): Path<String>) -> R
     };
     // Counting flows per category visits the whole table: not on the
     // runtime's only thread, which also feeds the systemd watchdog.
-    let h = Arc::clone(&st.handle);
+    let c = Arc::clone(&st.control);
     match tokio::task::spawn_blocking(move || {
-        let flows = h.flow_stats().by_category;
-        category_json(&h, &cfg, i, &flows)
+        let flows = FlowStats::of(c.shared()).by_category;
+        category_json(c.telemetry(), &cfg, i, &flows)
     })
     .await
     {
@@ -369,18 +413,18 @@ async fn put_category(
             problems,
         );
     }
-    let h = Arc::clone(&st.handle);
+    let c = Arc::clone(&st.control);
     // The reply counts flows per category, a pass over the whole table:
     // with the change, off the runtime thread.
     let result = tokio::task::spawn_blocking(move || {
-        let cfg = h.change_category(&name, &changes)?;
+        let cfg = c.change_category(&name, &changes)?;
         let i = cfg
             .category
             .iter()
             .position(|c| c.name == name)
             .unwrap_or(0);
-        let flows = h.flow_stats().by_category;
-        Ok((category_json(&h, &cfg, i, &flows), name))
+        let flows = FlowStats::of(c.shared()).by_category;
+        Ok((category_json(c.telemetry(), &cfg, i, &flows), name))
     })
     .await;
     match result {
@@ -419,8 +463,8 @@ async fn reload(State(st): State<ApiState>, headers: HeaderMap) -> Response {
     if let Some(refusal) = refuse_unauthorized(&st, &headers) {
         return refusal;
     }
-    let h = Arc::clone(&st.handle);
-    match tokio::task::spawn_blocking(move || h.reload()).await {
+    let c = Arc::clone(&st.control);
+    match tokio::task::spawn_blocking(move || c.reload()).await {
         Ok(Ok(cfg)) => {
             tracing::info!("configuration reloaded from {} (API)", cfg.source);
             axum::Json(json!({ "reloaded": true, "config": cfg.source })).into_response()
@@ -450,8 +494,8 @@ async fn flows(State(st): State<ApiState>, Query(q): Query<HashMap<String, Strin
             );
         }
     };
-    let h = Arc::clone(&st.handle);
-    let list = tokio::task::spawn_blocking(move || top_flows(&h, top))
+    let c = Arc::clone(&st.control);
+    let list = tokio::task::spawn_blocking(move || top_flows(c.shared(), top))
         .await
         .unwrap_or_default();
     axum::Json(list).into_response()
@@ -468,8 +512,8 @@ pub struct FlowView {
 }
 
 /// The `n` flows with the most bytes.
-pub fn top_flows(h: &Handle, n: usize) -> Vec<FlowView> {
-    top_flow_reports(h, n)
+pub fn top_flows(shared: &Shared, n: usize) -> Vec<FlowView> {
+    top_flow_reports(shared, n)
         .into_iter()
         .map(|r| FlowView {
             host: r.host.clone(),
@@ -481,10 +525,10 @@ pub fn top_flows(h: &Handle, n: usize) -> Vec<FlowView> {
 
 /// The `n` flows with the most bytes, most first; among equals the older
 /// flow (lower id) first.
-pub fn top_flow_reports(h: &Handle, n: usize) -> Vec<FlowReport> {
-    let installed = h.shared.installed();
+pub fn top_flow_reports(shared: &Shared, n: usize) -> Vec<FlowReport> {
+    let installed = shared.installed();
     let (cfg, classifier) = (&installed.config, &installed.classifier);
-    let table = &h.shared.table;
+    let table = &shared.table;
     // Only the n largest so far, the least of them on top to be replaced:
     // memory for n keys, not a copy of every key (~770 MB at 16M flows).
     let mut largest: BinaryHeap<Reverse<(u64, Reverse<u64>, FlowKey)>> =

@@ -33,4 +33,5 @@ pub mod offline;
 pub mod packet;
 pub mod shaper;
 pub mod simulate;
+pub mod telemetry;
 pub mod time;

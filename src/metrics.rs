@@ -15,32 +15,8 @@ use prometheus::{Encoder, Registry, TextEncoder};
 use crate::classify::DecidedBy;
 use crate::classify::budget::Holder;
 use crate::config::{Config, Direction};
-use crate::daemon::datapath::Snapshot;
-use crate::daemon::ports::{PortState, by_interface};
 use crate::shaper::{DELAY_BUCKET_BOUNDS_NS, DropReason};
-
-/// Flow-table figures for one scrape.
-#[derive(Debug, Clone, Default)]
-pub struct FlowStats {
-    /// Flows tracked now.
-    pub active: u64,
-    /// Flows ever created.
-    pub created: u64,
-    /// Flows evicted because the table was full.
-    pub evicted: u64,
-    /// Flows removed after their idle timeout.
-    pub expired: u64,
-    /// Active flows by category id (of the flow's first direction).
-    pub by_category: Vec<u64>,
-    /// Names learned from DNS answers, held now.
-    pub dns_entries: u64,
-    /// DNS cache evictions.
-    pub dns_evictions: u64,
-    /// Bytes of flows' inspection state held now.
-    pub dpi_memory_bytes: u64,
-    /// The limit on them (`classify.dpi_memory`).
-    pub dpi_memory_limit_bytes: u64,
-}
+use crate::telemetry::{FlowStats, PortState, Snapshot, by_interface};
 
 /// Everything one scrape exposes.
 #[derive(Debug, Clone)]
@@ -591,3 +567,6 @@ pub fn encode_view(v: &MetricsView) -> String {
     let _ = TextEncoder::new().encode(&build(v), &mut out);
     String::from_utf8(out).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests;

@@ -10,7 +10,7 @@ use axum::http::{Request, StatusCode};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use qosd::api::{ApiState, api_routes, metrics_routes};
+use qosd::api::{ApiState, Control, api_routes, metrics_routes};
 use qosd::classify::{ClassCache, PacketCtx};
 use qosd::config::Direction;
 use qosd::daemon::state::Handle;
@@ -56,7 +56,7 @@ impl Fixture {
             Arc::clone(&self.handle) as Arc<dyn qosd::metrics::MetricsSource>
         );
         let state = ApiState {
-            handle: Arc::clone(&self.handle),
+            control: Arc::clone(&self.handle) as Arc<dyn Control>,
             registry,
         };
         metrics_routes().merge(api_routes()).with_state(state)
@@ -277,7 +277,7 @@ async fn reload_keeps_the_running_config_when_the_file_is_bad() {
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
     assert!(b.contains("category[3].weight"), "{b}");
     assert_eq!(fx.weight("business"), 60, "the running configuration stays");
-    assert_eq!(fx.handle.reload_counts(), [1, 1]);
+    assert_eq!(fx.handle.telemetry.reload_counts(), [1, 1]);
     let (_, metrics) = fx.call("GET", "/metrics", None, "").await;
     assert!(
         metrics.contains("qosd_config_reloads_total{result=\"failure\"} 1"),
@@ -348,7 +348,7 @@ async fn top_flows_are_the_largest_most_first() {
         .map(|(n, len)| add_flow(&fx.handle, n, len))
         .collect();
     let top = |n| -> Vec<(u64, u64)> {
-        qosd::api::top_flow_reports(&fx.handle, n)
+        qosd::api::top_flow_reports(&fx.handle.shared, n)
             .into_iter()
             .map(|r| (r.bytes, r.id))
             .collect()
@@ -522,30 +522,30 @@ fn rates_use_the_time_between_snapshots() {
     let fx = fixture("rates", None);
     let n = fx.handle.shared.config().category.len();
     let publish = |dir: usize, at_ms: u64, bytes: u64| {
-        let mut s = fx.handle.snapshots[dir].lock().unwrap();
+        let mut s = fx.handle.telemetry.snapshots[dir].lock().unwrap();
         s.at = Instant::from_nanos(at_ms * 1_000_000);
         s.categories = vec![CategoryCounters::default(); n];
         s.categories[2].sent.bytes = bytes;
     };
     publish(0, 1_000, 0);
     publish(1, 1_000, 0);
-    fx.handle.update_rates();
+    fx.handle.telemetry.update_rates();
     // 1.1 MB in the 1.1 s between the snapshots: 8 Mbit/s, whenever the
     // control plane looks.
     publish(0, 2_100, 1_100_000);
-    fx.handle.update_rates();
-    let rates = fx.handle.rates();
+    fx.handle.telemetry.update_rates();
+    let rates = fx.handle.telemetry.rates();
     assert!((rates[0][2] - 8.0e6).abs() < 1.0, "{rates:?}");
     publish(0, 3_000, 2_000_000);
     publish(1, 2_000, 500_000);
-    fx.handle.update_rates();
-    let rates = fx.handle.rates();
+    fx.handle.telemetry.update_rates();
+    let rates = fx.handle.telemetry.rates();
     assert!((rates[0][2] - 8.0e6).abs() < 1.0, "{rates:?}");
     assert!((rates[1][2] - 4.0e6).abs() < 1.0, "{rates:?}");
     // The upload thread has not published since: its rates stay.
     publish(1, 3_000, 1_000_000);
-    fx.handle.update_rates();
-    let rates = fx.handle.rates();
+    fx.handle.telemetry.update_rates();
+    let rates = fx.handle.telemetry.rates();
     assert!((rates[0][2] - 8.0e6).abs() < 1.0, "{rates:?}");
     assert!((rates[1][2] - 4.0e6).abs() < 1.0, "{rates:?}");
 }
@@ -569,7 +569,7 @@ fn rates_follow_categories_across_a_reorder() {
     let (ab, ba) = (layout(&["a", "b"]), layout(&["b", "a"]));
     let fx = fixture("reorder", None);
     let publish = |at_ms: u64, layout: &Arc<qosd::config::Config>, bytes: [u64; 2]| {
-        let mut s = fx.handle.snapshots[0].lock().unwrap();
+        let mut s = fx.handle.telemetry.snapshots[0].lock().unwrap();
         s.at = Instant::from_nanos(at_ms * 1_000_000);
         s.config = Some(Arc::clone(layout));
         s.categories = bytes
@@ -583,15 +583,18 @@ fn rates_follow_categories_across_a_reorder() {
     };
     // a: 1 MB/s, b: 0.25 MB/s throughout.
     publish(1_000, &ab, [1_000_000, 250_000]);
-    fx.handle.update_rates();
+    fx.handle.telemetry.update_rates();
     publish(2_000, &ba, [500_000, 2_000_000]);
-    fx.handle.update_rates();
-    let snaps = fx.handle.snapshots();
-    let rates = fx.handle.rates_for(&snaps);
+    fx.handle.telemetry.update_rates();
+    let snaps = fx.handle.telemetry.snapshots();
+    let rates = fx.handle.telemetry.rates_for(&snaps);
     assert_eq!(rates[0], [2.0e6, 8.0e6], "b then a, as the snapshot");
     // Shown with a snapshot still in the old layout, they follow it.
     publish(2_000, &ab, [2_000_000, 500_000]);
-    let rates = fx.handle.rates_for(&fx.handle.snapshots());
+    let rates = fx
+        .handle
+        .telemetry
+        .rates_for(&fx.handle.telemetry.snapshots());
     assert_eq!(rates[0], [8.0e6, 2.0e6]);
 }
 
@@ -603,21 +606,21 @@ fn rates_follow_categories_across_a_reorder() {
 fn a_poisoned_snapshot_cell_is_still_read() {
     let fx = fixture("poisoned", None);
     let now = Instant::from_nanos(10_000_000_000);
-    for cell in &fx.handle.snapshots {
+    for cell in &fx.handle.telemetry.snapshots {
         let mut s = cell.lock().unwrap();
         s.running = true;
         s.at = now;
         s.engine.ip_frames = 7;
     }
-    let cell = Arc::clone(&fx.handle.snapshots[0]);
+    let cell = Arc::clone(&fx.handle.telemetry.snapshots[0]);
     let poisoner = std::thread::spawn(move || {
         let _held = cell.lock().unwrap();
         panic!("poisoning the snapshot cell on purpose");
     });
     assert!(poisoner.join().is_err());
-    assert!(fx.handle.snapshots[0].is_poisoned());
-    assert!(fx.handle.ready(now));
-    assert_eq!(fx.handle.snapshots()[0].engine.ip_frames, 7);
+    assert!(fx.handle.telemetry.snapshots[0].is_poisoned());
+    assert!(fx.handle.telemetry.ready(now));
+    assert_eq!(fx.handle.telemetry.snapshots()[0].engine.ip_frames, 7);
 }
 
 /// The DPI memory in use, its limit and the refusals per direction and
@@ -625,7 +628,11 @@ fn a_poisoned_snapshot_cell_is_still_read() {
 #[tokio::test]
 async fn dpi_memory_and_refusals_are_exported() {
     let fx = fixture("dpi", None);
-    fx.handle.snapshots[0].lock().unwrap().engine.dpi_refusals = [3, 1, 0, 2];
+    fx.handle.telemetry.snapshots[0]
+        .lock()
+        .unwrap()
+        .engine
+        .dpi_refusals = [3, 1, 0, 2];
     // A flow holding half a ClientHello.
     let mut hello = vec![
         0x16, 0x03, 0x01, 0x08, 0x00, 0x01, 0x00, 0x07, 0xfc, 0x03, 0x03,

@@ -1276,7 +1276,7 @@ fn through_engine(cfg: &qosd::config::Config, cap: &Capture) -> Vec<(Frame, Stri
         while let Some(x) = e.dequeue(now) {
             pool.put(x.into_buffer());
         }
-        e.drain_dropped(&mut |x, _| pool.put(x.into_buffer()));
+        e.drain_dropped(|x, _| pool.put(x.into_buffer()));
         let name = cfg.category(cat).expect("category").name.clone();
         out.push((f, name));
     }

@@ -21,7 +21,7 @@ use qosd::engine::frame::{Frame, FramePool};
 use qosd::engine::{DirectionEngine, Shared};
 use qosd::flow::FlowKey;
 use qosd::packet::{FrameKind, IpVersion, PacketMeta, rewrite};
-use qosd::shaper::{Shaper, ShaperConfig};
+use qosd::shaper::{LinkQueue, Shaper, ShaperConfig};
 use qosd::time::Instant;
 
 // ---------------------------------------------------------------- input
@@ -308,7 +308,7 @@ pub fn engine(data: &[u8]) {
             *sent += 1;
             pool.put(f.into_buffer());
         }
-        e.drain_dropped(&mut |f, _| {
+        e.drain_dropped(|f, _| {
             *dropped += 1;
             pool.put(f.into_buffer());
         });
@@ -327,12 +327,8 @@ pub fn engine(data: &[u8]) {
                 current = (current + 1) % configs.len();
                 shared.reload(&configs[current]);
                 for e in &mut engines {
-                    if let Some(cfg) = e.refresh() {
-                        let dir = e.direction();
-                        let origin = e.category_origin().to_vec();
-                        let before = counted_arrivals(e.queue());
-                        e.queue_mut()
-                            .reconfigure_mapped(&ShaperConfig::from_config(&cfg, dir), &origin);
+                    let before = counted_arrivals(e.queue());
+                    if e.refresh(ShaperConfig::from_config).is_some() {
                         // Moving or removing categories neither loses nor
                         // double-counts an arrival (metrics never go back).
                         assert_eq!(counted_arrivals(e.queue()), before);
@@ -968,7 +964,7 @@ static API: LazyLock<std::sync::Mutex<Api>> = LazyLock::new(|| {
     let registry =
         qosd::metrics::registry(Arc::clone(&handle) as Arc<dyn qosd::metrics::MetricsSource>);
     let app = api_routes().with_state(ApiState {
-        handle: Arc::clone(&handle),
+        control: Arc::clone(&handle) as Arc<dyn qosd::api::Control>,
         registry,
     });
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -12,10 +12,10 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use super::DaemonError;
-use super::datapath;
 use super::state::Handle;
-use crate::api::{ApiState, api_routes, metrics_routes};
+use crate::api::{ApiState, Control, api_routes, metrics_routes};
 use crate::config::Config;
+use crate::telemetry::now;
 
 /// How long a file must stay quiet before a change is reloaded (editors
 /// write in several steps).
@@ -138,7 +138,7 @@ pub async fn run(handle: Arc<Handle>, listeners: Listeners) -> Ended {
     let registry =
         crate::metrics::registry(Arc::clone(&handle) as Arc<dyn crate::metrics::MetricsSource>);
     let state = ApiState {
-        handle: Arc::clone(&handle),
+        control: Arc::clone(&handle) as Arc<dyn Control>,
         registry,
     };
     let (metrics_app, api_app) = match listeners.api {
@@ -204,8 +204,9 @@ pub async fn run(handle: Arc<Handle>, listeners: Listeners) -> Ended {
                 .await;
             }
             _ = tick.tick() => {
-                let now = datapath::now();
-                if let Some(why) = handle.given_up() {
+                let now = now();
+                let telemetry = &handle.telemetry;
+                if let Some(why) = telemetry.given_up() {
                     tracing::error!("{why}: stopping so the fail-open bypass takes over");
                     ended = Ended::GaveUp(why);
                     break;
@@ -214,21 +215,21 @@ pub async fn run(handle: Arc<Handle>, listeners: Listeners) -> Ended {
                 // A lowered max_flows and keys of expired flows are worked
                 // off here a bounded amount a second, not on the data path.
                 handle.shared.table.trim();
-                handle.update_rates();
+                telemetry.update_rates();
                 // systemd: ready once both directions run; the watchdog is
                 // fed only while the data path keeps publishing, so a hung
                 // thread gets qosd restarted. A thread waiting for an
                 // interface is not hung: restarting would not bring the
                 // interface back sooner, and qosd re-opens it the moment
                 // it returns.
-                if handle.alive(now) {
+                if telemetry.alive(now) {
                     if !announced_ready {
                         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
                         announced_ready = true;
                     }
                     let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
                 }
-                let why = handle.not_ready(now);
+                let why = telemetry.not_ready(now);
                 let status = if why.is_empty() {
                     "forwarding".to_owned()
                 } else {

@@ -6,17 +6,18 @@
 //! pool), logs per frame or touches Prometheus: counters are plain fields,
 //! copied into a shared snapshot ten times a second for the control plane.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::ports::{self, Port, PortHealth, Reopen};
+use super::ports::{self, Port, Reopen};
 use crate::config::{Config, Direction};
+use crate::engine::DirectionEngine;
 use crate::engine::frame::{Frame, FramePool};
-use crate::engine::{DirectionEngine, EngineCounters};
 use crate::io::afpacket::{HEADROOM, RxSocket, TX_BATCH, TxOutcome, TxSocket};
 use crate::io::link::LinkProbe;
-use crate::shaper::{CategoryCounters, Shaper, ShaperConfig};
+use crate::shaper::{Shaper, ShaperConfig};
+use crate::telemetry::{IoCounters, PortHealth, PortState, SnapshotCell, now};
 use crate::time::Instant;
 
 /// Most frames received per loop before the queue is served again.
@@ -31,91 +32,6 @@ const MIN_DEAF: Duration = Duration::from_micros(20);
 /// Longest: at 1 Gbit/s of 64-byte frames the receive queue (4 096 ring
 /// slots) takes about 3 ms to fill.
 const MAX_DEAF: Duration = Duration::from_millis(1);
-
-/// The monotonic clock as [`Instant`]s (nanoseconds since boot).
-pub fn now() -> Instant {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    Instant::from_nanos(
-        (ts.tv_sec as u64)
-            .saturating_mul(1_000_000_000)
-            .saturating_add(ts.tv_nsec as u64),
-    )
-}
-
-/// Frame counts at the interfaces, for one direction.
-#[derive(Debug, Clone, Default)]
-pub struct IoCounters {
-    /// Frames received on the ingress interface.
-    pub rx_frames: u64,
-    /// Their bytes.
-    pub rx_bytes: u64,
-    /// Frames handed to the egress interface.
-    pub tx_frames: u64,
-    /// Their bytes.
-    pub tx_bytes: u64,
-    /// Frames the egress interface refused for a reason other than a full
-    /// queue or a link that is down (too large...).
-    pub tx_errors: u64,
-    /// Receive calls that failed.
-    pub rx_errors: u64,
-    /// Frames larger than the receive buffer (offloads left on): dropped.
-    pub oversized: u64,
-    /// Their bytes (as far as received).
-    pub oversized_bytes: u64,
-    /// Bytes of the frames the egress interface refused.
-    pub tx_error_bytes: u64,
-    /// Frames the kernel dropped before qosd read them (its socket queue
-    /// was full: qosd fell behind).
-    pub kernel_drops: u64,
-    /// Frames whose partial TCP/UDP checksum qosd completed.
-    pub checksum_completed: u64,
-    /// Frames the shaper dropped (any reason; by category in its counters).
-    pub shaper_dropped: u64,
-    /// Frames given up because the egress queue stayed full through the
-    /// send's wait budget.
-    pub tx_queue_full: u64,
-    /// Their bytes.
-    pub tx_queue_full_bytes: u64,
-    /// Times a send waited for a full egress queue.
-    pub tx_retries: u64,
-    /// Frames dropped because the egress interface was down, without
-    /// carrier or gone when the shaper released them.
-    pub egress_down: u64,
-    /// Their bytes.
-    pub egress_down_bytes: u64,
-}
-
-/// What one direction publishes for metrics and the API.
-#[derive(Debug, Clone, Default)]
-pub struct Snapshot {
-    /// Interface counters.
-    pub io: IoCounters,
-    /// Engine counters.
-    pub engine: EngineCounters,
-    /// Shaper counters by category, in the layout of `config`.
-    pub categories: Vec<CategoryCounters>,
-    /// What categories removed by reloads had counted (added to the
-    /// direction's totals, which must never go back).
-    pub retired: CategoryCounters,
-    /// The configuration whose categories `categories` follows (it can lag
-    /// the installed one for a moment after a reload).
-    pub config: Option<Arc<Config>>,
-    /// When it was taken.
-    pub at: Instant,
-    /// The thread is running.
-    pub running: bool,
-    /// Its receiving port (ingress interface), then its sending port
-    /// (egress interface).
-    pub ports: Vec<PortHealth>,
-}
-
-/// The shared place a direction publishes its snapshot.
-pub type SnapshotCell = Arc<Mutex<Snapshot>>;
 
 /// One direction's thread state.
 pub struct Datapath {
@@ -179,12 +95,12 @@ impl Datapath {
                     self.publish(t, true);
                 }
             }
-            if let Some(cfg) = self.engine.refresh() {
-                let origin = self.engine.category_origin().to_vec();
-                self.engine.queue_mut().reconfigure_mapped(
-                    &shaper_config(&cfg, self.dir, self.pool.buffer_size()),
-                    &origin,
-                );
+            let buffer = self.pool.buffer_size();
+            if self
+                .engine
+                .refresh(|cfg, dir| shaper_config(cfg, dir, buffer))
+                .is_some()
+            {
                 // Counters now follow the new layout: label them with it.
                 self.publish(now(), true);
             }
@@ -330,7 +246,7 @@ impl Datapath {
 
     fn recycle_dropped(&mut self) {
         let (pool, io) = (&mut self.pool, &mut self.io);
-        self.engine.drain_dropped(&mut |f, _| {
+        self.engine.drain_dropped(|f, _| {
             io.shaper_dropped += 1;
             pool.put(f.into_buffer());
         });
@@ -416,8 +332,8 @@ impl<T: Clone + Default> CloneFromSlice<T> for Vec<T> {
 }
 
 /// Logs a port's change of state (rare: never per frame).
-fn log_transition(dir: &str, h: &PortHealth, old: ports::PortState, reopens_before: u64) {
-    use ports::PortState as S;
+fn log_transition(dir: &str, h: &PortHealth, old: PortState, reopens_before: u64) {
+    use PortState as S;
     let (iface, role, socket) = (&h.interface, h.role, h.socket.as_str());
     if h.reopens != reopens_before {
         tracing::warn!(
@@ -451,7 +367,7 @@ fn log_transition(dir: &str, h: &PortHealth, old: ports::PortState, reopens_befo
 /// whole receive buffer, so the packet limit is what the memory budget
 /// buys in buffers: a flood of tiny frames cannot pin more memory than
 /// the budget.
-pub fn shaper_config(cfg: &crate::config::Config, dir: Direction, buffer: usize) -> ShaperConfig {
+pub fn shaper_config(cfg: &Config, dir: Direction, buffer: usize) -> ShaperConfig {
     let mut sc = ShaperConfig::from_config(cfg, dir);
     sc.packet_limit = (sc.memory_limit / buffer.max(64) as u64).max(1024);
     sc

@@ -129,7 +129,7 @@ pub fn run(config_path: Option<&Path>) -> Result<(), DaemonError> {
         manage_offloads: cfg.datapath.manage_offloads,
         timeout: cfg.daemon.reopen_timeout,
     };
-    let t0 = datapath::now();
+    let t0 = crate::telemetry::now();
     let mut threads = Vec::new();
     for (dir, ports) in [
         (
@@ -152,7 +152,7 @@ pub fn run(config_path: Option<&Path>) -> Result<(), DaemonError> {
             Arc::clone(&shared),
             Shaper::new(&datapath::shaper_config(&cfg, dir, buffer)),
         );
-        let snapshot = Arc::clone(dir.pick_ref(&handle.snapshots));
+        let snapshot = Arc::clone(dir.pick_ref(&handle.telemetry.snapshots));
         let dp = Datapath::new(dir, engine, ports, reopen, buffer, snapshot)
             .map_err(|e| DaemonError::Startup(format!("cannot watch the interfaces: {e}")))?;
         let stop = Arc::clone(&stop);

@@ -28,92 +28,11 @@ use std::time::Duration;
 use crate::io::afpacket::{OpenError, RxSocket, SocketOptions, TxSocket};
 use crate::io::link::{LinkProbe, LinkStatus};
 use crate::io::netdev::{self, Offloads};
+use crate::telemetry::{PortHealth, PortState, SocketKind};
 use crate::time::Instant;
 
 /// How often a data-path thread looks at its interfaces.
 pub const CHECK_EVERY: Duration = Duration::from_millis(100);
-
-/// How a port stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum PortState {
-    /// Open, up, carrier present.
-    #[default]
-    Up,
-    /// Open, administratively up, no carrier.
-    NoCarrier,
-    /// Open, administratively down.
-    Down,
-    /// No interface of that name: socket closed, waiting for it.
-    Gone,
-    /// The interface is there but its socket cannot be re-opened.
-    ReopenFailed,
-}
-
-impl PortState {
-    /// The name used in logs, `/readyz` and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PortState::Up => "up",
-            PortState::NoCarrier => "no_carrier",
-            PortState::Down => "down",
-            PortState::Gone => "gone",
-            PortState::ReopenFailed => "reopen_failed",
-        }
-    }
-
-    /// Words for a person.
-    pub fn describe(self) -> &'static str {
-        match self {
-            PortState::Up => "up",
-            PortState::NoCarrier => "no carrier",
-            PortState::Down => "administratively down",
-            PortState::Gone => "gone (no interface of that name)",
-            PortState::ReopenFailed => "cannot be re-opened",
-        }
-    }
-}
-
-/// Which socket of a direction a port is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SocketKind {
-    /// The ingress interface's receiving socket.
-    #[default]
-    Receive,
-    /// The egress interface's sending socket.
-    Send,
-}
-
-impl SocketKind {
-    /// `receive` or `send`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SocketKind::Receive => "receive",
-            SocketKind::Send => "send",
-        }
-    }
-}
-
-/// What a snapshot says about one port.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct PortHealth {
-    /// The interface name.
-    pub interface: String,
-    /// `lan` or `wan`.
-    pub role: &'static str,
-    /// Which of the direction's sockets.
-    pub socket: SocketKind,
-    /// How it stands.
-    pub state: PortState,
-    /// Since when.
-    pub since: Instant,
-    /// Times its socket was re-opened.
-    pub reopens: u64,
-    /// Why the last re-open failed, while it fails.
-    pub error: Option<String>,
-    /// It could not be re-opened for longer than `daemon.reopen_timeout`:
-    /// qosd must exit so the fail-open bypass takes over.
-    pub given_up: bool,
-}
 
 /// A socket a port can open on an interface by name.
 pub trait PortSocket: Sized {
@@ -290,38 +209,6 @@ impl<S: PortSocket> Port<S> {
         self.health.state = state;
         self.health.since = now;
         Some(old)
-    }
-}
-
-/// Each interface once, as the sockets of both directions see it: the worst state any
-/// of its sockets reports (with that socket's time and error), and the
-/// re-opens of all its sockets.
-pub fn by_interface<'a>(ports: impl Iterator<Item = &'a PortHealth>) -> Vec<PortHealth> {
-    let mut out: Vec<PortHealth> = Vec::with_capacity(2);
-    for p in ports {
-        match out.iter_mut().find(|o| o.interface == p.interface) {
-            Some(o) => {
-                let reopens = o.reopens + p.reopens;
-                if rank(p.state) > rank(o.state) {
-                    *o = p.clone();
-                }
-                o.reopens = reopens;
-                o.given_up |= p.given_up;
-            }
-            None => out.push(p.clone()),
-        }
-    }
-    out
-}
-
-/// How bad a state is, for [`by_interface`].
-fn rank(s: PortState) -> u8 {
-    match s {
-        PortState::Up => 0,
-        PortState::NoCarrier => 1,
-        PortState::Down => 2,
-        PortState::Gone => 3,
-        PortState::ReopenFailed => 4,
     }
 }
 

@@ -13,9 +13,6 @@ pub struct Frame {
     len: u32,
     /// Offset of the IP header, when the frame is IP.
     ip: Option<(u16, IpVersion)>,
-    /// Opaque tag for the owner (the simulator's flow index; the daemon's
-    /// receive time).
-    pub tag: u64,
 }
 
 impl Frame {
@@ -31,7 +28,6 @@ impl Frame {
             start: 0,
             len: n as u32,
             ip: None,
-            tag: 0,
         }
     }
 
@@ -44,7 +40,6 @@ impl Frame {
             start: start as u32,
             len: len as u32,
             ip: None,
-            tag: 0,
         }
     }
 

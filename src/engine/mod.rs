@@ -23,7 +23,7 @@ use crate::classify::dpi::dns::DnsCache;
 use crate::classify::{ClassCache, ClassTable, Classifier, DecidedBy, PacketCtx};
 use crate::config::{CategoryId, Config, Direction};
 use crate::packet::{FrameKind, PacketMeta, rewrite};
-use crate::shaper::{CategoryCounters, DropReason, LinkQueue};
+use crate::shaper::{CategoryCounters, DropReason, LinkQueue, ShaperConfig};
 use crate::time::Instant;
 
 /// Entries in the DNS snooping cache.
@@ -75,8 +75,9 @@ impl Shared {
     }
 
     /// Installs a new configuration: a new classifier (existing flows
-    /// re-derive their verdicts on their next packet) and flow limits. The
-    /// shapers are reconfigured by their owners ([`DirectionEngine::reconfigure`]).
+    /// re-derive their verdicts on their next packet) and flow limits. Each
+    /// direction applies it to its queue on its own thread
+    /// ([`DirectionEngine::refresh`]).
     pub fn reload(&self, cfg: &Config) {
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         self.table.set_limits(&cfg.flows);
@@ -182,11 +183,6 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
         &self.queue
     }
 
-    /// The queue, mutably (to reconfigure it).
-    pub fn queue_mut(&mut self) -> &mut Q {
-        &mut self.queue
-    }
-
     /// This direction's counters.
     pub fn counters(&self) -> &EngineCounters {
         &self.counters
@@ -197,12 +193,17 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
         self.queue.counters()
     }
 
-    /// Picks up a configuration installed with [`Shared::reload`] (call
-    /// once per batch of frames: it is one atomic load when nothing changed).
-    /// Returns the new configuration when there is one, for the caller to
-    /// reconfigure its queue with [`DirectionEngine::category_origin`].
+    /// Picks up a configuration installed with [`Shared::reload`] and
+    /// applies it, queue included (`queue_config` says what the queue
+    /// runs for a configuration and this direction), without losing a
+    /// queued packet. Call once per batch of frames: it is one atomic load
+    /// when nothing changed. Returns the new configuration when there is
+    /// one (the queue's counters now follow its category layout).
     #[inline]
-    pub fn refresh(&mut self) -> Option<Arc<Config>> {
+    pub fn refresh(
+        &mut self,
+        queue_config: impl FnOnce(&Config, Direction) -> ShaperConfig,
+    ) -> Option<Arc<Config>> {
         let current = self.shared.installed.load();
         if Arc::ptr_eq(&current, &self.installed) {
             return None;
@@ -222,6 +223,8 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
             .iter()
             .map(|c| c.dscp.map(|d| d.value()))
             .collect();
+        self.queue
+            .reconfigure_mapped(&queue_config(&cfg, self.dir), &self.origin);
         Some(cfg)
     }
 
@@ -231,15 +234,15 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
     }
 
     /// The configuration this direction runs (its category layout is the
-    /// queue's once the caller has reconfigured it after a refresh).
+    /// queue's).
     pub fn config(&self) -> &Arc<Config> {
         &self.installed.config
     }
 
     /// For each category of the configuration picked up by the last
     /// [`DirectionEngine::refresh`], its index in the one before (by name;
-    /// `None` for a new category): the mapping for
-    /// [`crate::shaper::Shaper::reconfigure_mapped`].
+    /// `None` for a new category): how the queue's categories were mapped
+    /// ([`LinkQueue::reconfigure_mapped`]).
     pub fn category_origin(&self) -> &[Option<usize>] {
         &self.origin
     }
@@ -321,7 +324,7 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
     }
 
     /// Hands back frames the queue dropped (to recycle their buffers).
-    pub fn drain_dropped(&mut self, f: &mut dyn FnMut(Frame, DropReason)) {
+    pub fn drain_dropped(&mut self, f: impl FnMut(Frame, DropReason)) {
         self.queue.drain_dropped(f);
     }
 }

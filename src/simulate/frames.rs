@@ -103,6 +103,14 @@ pub fn dns_query(id: u16, name: &str) -> Vec<u8> {
     q
 }
 
+/// Writes a video packet into `out`: an RTP-like payload of `n` bytes
+/// with a dynamic type, over UDP.
+pub fn video(out: &mut Vec<u8>, src: Endpoint, dst: Endpoint, n: usize) {
+    let mut payload = Vec::with_capacity(n);
+    rtp(&mut payload, 102, 0, 0, 0x5151, n.saturating_sub(12));
+    udp(out, src, dst, &payload);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

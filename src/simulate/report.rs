@@ -1,16 +1,22 @@
 //! What `qosd simulate` prints: per category, offered and delivered rates,
-//! share of the link, drops and queue delay, with and without qosd.
+//! share of the link, drops and queue delay, with and without qosd; or,
+//! for `--prometheus`, the metrics the daemon would expose.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 
+use super::events::Sim;
 use crate::config::{Config, Direction};
 use crate::engine::DirectionEngine;
 use crate::engine::frame::Frame;
+use crate::metrics::MetricsView;
 use crate::shaper::{LinkQueue, LogHistogram};
+use crate::telemetry::{FlowStats, IoCounters, Snapshot};
+use crate::time::Instant;
 
 /// One category in one run (both directions together, and each).
 #[derive(Debug, Clone, Serialize, Default)]
@@ -201,5 +207,56 @@ impl SimReport {
             );
         }
         s
+    }
+}
+
+/// What the daemon would expose after running `sim` for `duration`.
+pub(super) fn metrics_view<Q: LinkQueue<Frame>>(
+    cfg: &Config,
+    sim: &Sim<Q>,
+    duration: Duration,
+) -> MetricsView {
+    let secs = duration.as_secs_f64().max(1e-9);
+    let snapshot = |e: &DirectionEngine<Q>| {
+        let cats = e.category_counters();
+        let arrived = cats.iter().fold((0, 0), |(p, b), c| {
+            (p + c.arrived.packets, b + c.arrived.bytes)
+        });
+        let sent = cats
+            .iter()
+            .fold((0, 0), |(p, b), c| (p + c.sent.packets, b + c.sent.bytes));
+        Snapshot {
+            io: IoCounters {
+                rx_frames: arrived.0,
+                rx_bytes: arrived.1,
+                tx_frames: sent.0,
+                tx_bytes: sent.1,
+                shaper_dropped: cats.iter().map(|c| c.dropped_total().packets).sum(),
+                ..IoCounters::default()
+            },
+            engine: e.counters().clone(),
+            categories: cats.to_vec(),
+            at: Instant::ZERO + duration,
+            running: true,
+            retired: Default::default(),
+            config: Some(Arc::clone(e.config())),
+            ports: Vec::new(),
+        }
+    };
+    let [up, down] = &sim.engines;
+    let rates = [up, down].map(|e| {
+        e.category_counters()
+            .iter()
+            .map(|c| c.sent.bytes as f64 * 8.0 / secs)
+            .collect()
+    });
+    MetricsView {
+        config: Arc::new(cfg.clone()),
+        ready: true,
+        snapshots: [snapshot(up), snapshot(down)],
+        rates,
+        flows: FlowStats::of(up.shared()),
+        reloads: [0, 0],
+        uptime_seconds: secs,
     }
 }

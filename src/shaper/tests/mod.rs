@@ -321,7 +321,7 @@ impl<Q: LinkQueue<Pkt>> Harness<Q> {
 
     fn collect_drops(&mut self) {
         let mut got = Vec::new();
-        self.q.drain_dropped(&mut |p, r| got.push((p, r)));
+        self.q.drain_dropped(|p, r| got.push((p, r)));
         for (p, r) in got {
             self.dropped += 1;
             self.drops_by_reason[DropReason::ALL.iter().position(|&x| x == r).unwrap()] += 1;

@@ -664,6 +664,45 @@ fn fifo_is_a_rate_limited_tail_drop_buffer() {
     assert_eq!(c[1].delay.counts[6], 2); // (20 ms, 50 ms]
 }
 
+/// The FIFO takes a new configuration like the shaper: counters move
+/// with their category, a removed category's queued packets are counted
+/// under the fallback (its own counts retired), every packet stays in
+/// line, and the new rate applies.
+#[test]
+fn fifo_reconfigure_keeps_packets_and_moves_counters() {
+    let cats = |n: usize| vec![CategoryParams::new(0, 1, Rate::from_bps(0), mbit(2)); n];
+    let mut f: Fifo<Pkt> = Fifo::new(&ShaperConfig::new(mbit(2), cats(3)), 1 << 20);
+    for i in 0..6 {
+        f.enqueue(Pkt::plain(i), CategoryId((i % 3) as u8), 0, Instant::ZERO);
+    }
+    // Old 2 becomes 0, old 0 becomes 1, old 1 is removed; fallback 0.
+    let mut cfg = ShaperConfig::new(mbit(4), cats(2));
+    cfg.fallback = CategoryId(0);
+    f.reconfigure_mapped(&cfg, &[Some(2), Some(0)]);
+    let c = f.counters();
+    assert_eq!(c.len(), 2);
+    assert_eq!((c[0].arrived.packets, c[0].backlog.packets), (4, 4));
+    assert_eq!((c[1].arrived.packets, c[1].backlog.packets), (2, 2));
+    assert_eq!(
+        f.retired().arrived.packets,
+        0,
+        "its packets moved, not lost"
+    );
+    let mut out = Vec::new();
+    let mut now = Instant::ZERO;
+    while let Some(w) = f.next_wakeup() {
+        now = now.max(w);
+        if let Some(p) = f.dequeue(now) {
+            out.push(p.id);
+        }
+    }
+    assert_eq!(out, (0..6).collect::<Vec<_>>());
+    // The new 4 Mbit/s: one 1000-byte packet per 2 ms (4 ms before).
+    assert_eq!(now.as_nanos(), 5 * 2 * MS);
+    assert!(f.counters().iter().all(CategoryCounters::is_conserved));
+    assert_eq!(f.counters()[0].sent.packets, 4);
+}
+
 #[test]
 fn next_wakeup_is_exact() {
     let cfg = ShaperConfig::new(
