@@ -12,6 +12,8 @@
 //! thread only, `both_directions_at_once` both, started together; each
 //! reports the upload thread's packets/s. The target: both at once within
 //! 15 % of alone (no lock or cache line the two threads fight over).
+//! `two_threads_sharing_nothing` is the control: the download thread on a
+//! flow table of its own, so what two busy cores cost each other anyway.
 
 use std::hint::black_box;
 use std::sync::{Arc, Barrier};
@@ -215,6 +217,15 @@ fn engine_threads(c: &mut Criterion) {
     });
     g.bench_function("both_directions_at_once", |b| {
         b.iter_custom(|iters| timed(&mut up, Some(&mut down), iters))
+    });
+    // The control: the same two threads on tables of their own, nothing
+    // shared. What both_directions_at_once loses beyond this is the cost
+    // of sharing; the rest is the machine (caches, memory bandwidth and
+    // turbo shared by both cores).
+    let (_, alone) = engines();
+    let mut apart = Lane::new(alone, &mirrored);
+    g.bench_function("two_threads_sharing_nothing", |b| {
+        b.iter_custom(|iters| timed(&mut up, Some(&mut apart), iters))
     });
     g.finish();
 }

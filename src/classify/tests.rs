@@ -255,6 +255,21 @@ fn long_high_volume_default_flows_become_bulk() {
     assert_eq!((last.0.as_str(), last.1.as_str()), ("bulk", "volume"));
 }
 
+/// Neither direction alone reaches the threshold; together they do.
+#[test]
+fn volume_counts_both_directions() {
+    let mut h = Harness::new(config("[classify]\nbulk_after_bytes = 100000\n"));
+    let up = tcp(PC, 40000, SRV, 8080, &[0u8; 1400], false);
+    let down = tcp(SRV, 8080, PC, 40000, &[0u8; 1400], false);
+    let mut last = None;
+    for _ in 0..60 {
+        h.send(&up, Direction::Upload);
+        last = Some(h.send(&down, Direction::Download));
+    }
+    let (cat, by, _) = last.unwrap();
+    assert_eq!((cat.as_str(), by.as_str()), ("bulk", "volume"));
+}
+
 #[test]
 fn reload_reclassifies_existing_flows() {
     let mut h = Harness::new(config(""));

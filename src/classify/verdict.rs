@@ -14,6 +14,10 @@ use crate::config::{CategoryId, Direction};
 use crate::flow::Flow;
 use crate::packet::FrameKind;
 
+/// Bytes of one direction between two looks at the other's count, for
+/// the volume heuristic (see `Classifier::volume_reached`).
+pub const VOLUME_CHECK_BYTES: u64 = 64 * 1024;
+
 impl Classifier {
     /// Classifies the packet of `ctx` in `flow` (which the flow table has
     /// counted it in). The fast path, for a settled flow, is one atomic
@@ -47,7 +51,7 @@ impl Classifier {
         }
         let p = flow.value.published();
         let mut verdict = if p.settled && p.generation == self.generation {
-            if p.watch_volume && self.volume_reached(flow, ctx.dir) {
+            if p.watch_volume && self.volume_reached(flow, ctx.dir, pkt.frame_len as u64) {
                 self.volume_switch(&flow.value, ctx.dir)
             } else {
                 Verdict {
@@ -66,14 +70,19 @@ impl Classifier {
         verdict
     }
 
-    /// The flow carried `bulk_after_bytes`. The other direction's byte
-    /// count sits on a line the other thread writes on every packet: read
-    /// it every 16th packet only, so the switch comes at most 15 packets
-    /// late for a flow whose volume is split between directions.
+    /// The flow carried `bulk_after_bytes`, counting the packet of `len`
+    /// bytes just recorded travelling `dir`. The other direction's count
+    /// sits on a cache line the other thread writes on every packet: it is
+    /// read only when this direction's count crosses a multiple of
+    /// [`VOLUME_CHECK_BYTES`], so a flow whose volume is split between the
+    /// directions switches at most that much of this direction's traffic
+    /// late (the threshold is tens of megabytes).
     #[inline]
-    fn volume_reached(&self, flow: &Flow<ClassCell>, dir: Direction) -> bool {
-        flow.bytes(dir) >= self.bulk_after_bytes
-            || (flow.packets(dir).is_multiple_of(16) && flow.total_bytes() >= self.bulk_after_bytes)
+    fn volume_reached(&self, flow: &Flow<ClassCell>, dir: Direction, len: u64) -> bool {
+        let own = flow.bytes(dir);
+        own >= self.bulk_after_bytes
+            || (own / VOLUME_CHECK_BYTES != own.saturating_sub(len) / VOLUME_CHECK_BYTES
+                && flow.total_bytes() >= self.bulk_after_bytes)
     }
 
     #[cold]

@@ -512,3 +512,41 @@ fn direction_counters_sit_on_lines_of_their_own() {
     assert!(line(down.0) > line(up.1));
     eprintln!("Flow<Classified>: {} bytes", size_of_val(&flow));
 }
+
+/// Eight flows that share a set all stay cached; a ninth replaces the
+/// oldest; a dead entry is replaced in place, never cached twice.
+#[test]
+fn the_cache_keeps_eight_flows_per_set_and_drops_dead_ones() {
+    let now = Instant::from_nanos(1);
+    let mut cache = FlowCache::<()>::with_sets(1);
+    let keys: Vec<FlowKey> = (0..9)
+        .map(|i| FlowKey::of(&PacketMeta::parse(&nth_flow(i))).0)
+        .collect();
+    let new_flow = |k: &FlowKey| Arc::new(Flow::new(*k, 1, Side::Lo, Direction::Upload, now));
+    for k in &keys[..8] {
+        assert!(!cache.get_or(1, k, || new_flow(k)).1);
+    }
+    for k in &keys[..8] {
+        assert!(
+            cache.get_or(1, k, || new_flow(k)).1,
+            "evicted within 8 ways"
+        );
+    }
+    assert!(!cache.get_or(1, &keys[8], || new_flow(&keys[8])).1);
+    assert!(
+        !cache.get_or(1, &keys[0], || new_flow(&keys[0])).1,
+        "the oldest stayed"
+    );
+    assert!(cache.get_or(1, &keys[8], || new_flow(&keys[8])).1);
+    // A retired entry is a miss, and its replacement takes its way.
+    let (dead, _) = cache.get_or(1, &keys[8], || new_flow(&keys[8]));
+    dead.retire();
+    assert!(!cache.get_or(1, &keys[8], || new_flow(&keys[8])).1);
+    assert!(cache.get_or(1, &keys[8], || new_flow(&keys[8])).1);
+    for k in &keys[2..8] {
+        assert!(
+            cache.get_or(1, k, || new_flow(k)).1,
+            "a dead entry took a second way"
+        );
+    }
+}
