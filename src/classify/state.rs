@@ -62,13 +62,18 @@ impl FlowClass {
 /// [`FlowValue`]): the published verdict, and the full state behind a
 /// lock that only unsettled flows (their first packets, or the first
 /// packet after a reload) and readers such as the API take.
+///
+/// The verdict comes last: the flow table puts the fields both data-path
+/// threads read right after the value, and the lock and state (touched
+/// only while unsettled) keep them away from the upload counters before.
 #[derive(Debug, Default)]
+#[repr(C)]
 pub struct ClassCell {
+    state: Mutex<FlowClass>,
     /// [`Published`], packed: bits 0-7 the upload category, 8-15 the
     /// download category, bit 16 settled, bit 17 watching for volume, bits
     /// 32-63 the classifier generation. Zero: never classified.
     verdict: AtomicU64,
-    state: Mutex<FlowClass>,
 }
 
 /// The verdict as the per-packet path reads it.
@@ -109,6 +114,12 @@ impl Published {
 }
 
 impl ClassCell {
+    /// First byte of the verdict word (layout tests).
+    #[cfg(test)]
+    pub(crate) fn verdict_addr(&self) -> *const u8 {
+        &self.verdict as *const AtomicU64 as *const u8
+    }
+
     /// The verdict as last published.
     #[inline]
     pub(super) fn published(&self) -> Published {

@@ -563,3 +563,39 @@ fn an_empty_budget_keeps_nothing_and_says_so() {
     assert_eq!(refusals(&mut h, &dns), both(&[Holder::Flow, Holder::Dns]));
     assert_eq!(h.used(), 0);
 }
+
+/// What both data-path threads read on every packet (the verdict, then the
+/// entry's id and flags) lies at least a cache line from either
+/// direction's counters, which one thread writes on every packet: no line
+/// holds both, whatever the entry's alignment.
+#[test]
+fn shared_fields_sit_a_line_away_from_each_directions_counters() {
+    let pkt_frame = udp(PC, 40000, SRV, 9999, b"x", 0);
+    let pkt = PacketMeta::parse(&pkt_frame);
+    let (key, side) = FlowKey::of(&pkt);
+    let table = ClassTable::new(&config("").flows);
+    let mut cache = ClassCache::new();
+    let (flow, _) = table.track(
+        &mut cache,
+        &key,
+        side,
+        &pkt,
+        Direction::Upload,
+        Instant::from_nanos(1),
+    );
+    let addr = |p: *const u8| p as usize;
+    let ((up_start, up_end), (down_start, down_end)) = flow.counter_addrs();
+    let (_, shared_end) = flow.shared_addrs();
+    let shared_start = flow.value.verdict_addr();
+    assert!(addr(up_start) < addr(shared_start) && addr(shared_end) < addr(down_start));
+    assert!(
+        addr(shared_start) - addr(up_end) > 64,
+        "upload counters too close"
+    );
+    assert!(
+        addr(down_start) - addr(shared_end) > 64,
+        "download counters too close"
+    );
+    let _ = down_end;
+    eprintln!("entry: {} bytes", size_of_val(flow));
+}

@@ -65,26 +65,36 @@ impl DirCounters {
 
 /// One connection, as both directions and the API see it.
 ///
-/// Laid out so that the upload counters open the entry and the download
-/// counters close it, with at least a cache line of rarely written fields
-/// between them (the entry is cache-line aligned).
-#[repr(C, align(64))]
+/// Laid out (`repr(C)`, in this order) so that what both threads read on
+/// every packet (the owner's verdict, which a value keeps at its end, then
+/// `id`, `alive`, `referenced`, `key`) is at least 64 bytes from each direction's
+/// counters: whatever the allocation's alignment, no cache line holds
+/// both. The gaps hold what is rarely touched: the value's own state
+/// before, timestamps, flags and padding after. (Aligning the entry to a
+/// line instead made every new flow an aligned allocation, which costs
+/// glibc a split and later a consolidation of the leftovers: a third more
+/// per new flow.)
+#[repr(C)]
 pub struct Flow<V> {
     up: DirCounters,
-    key: FlowKey,
+    /// The owner's per-flow state.
+    pub value: V,
     id: u64,
+    /// False once the flow left the table: holders look it up again.
+    pub(super) alive: AtomicBool,
+    /// CLOCK bit: set by traffic, cleared by the eviction hand.
+    pub(super) referenced: AtomicBool,
+    /// Read on every packet too (a thread's cache confirms a hit by it).
+    key: FlowKey,
     first_seen: AtomicU64,
     /// [`Side`] as 0 (Lo) or 1 (Hi).
     initiator: AtomicU8,
     /// [`Direction::index`] of the first packet.
     first_direction: AtomicU8,
     closed: AtomicBool,
-    /// CLOCK bit: set by traffic, cleared by the eviction hand.
-    pub(super) referenced: AtomicBool,
-    /// False once the flow left the table: holders look it up again.
-    pub(super) alive: AtomicBool,
-    /// The owner's per-flow state.
-    pub value: V,
+    /// With the fields above, 64 bytes between the shared fields and
+    /// `down`.
+    _gap: [u64; 6],
     down: DirCounters,
 }
 
@@ -114,6 +124,7 @@ impl<V: FlowValue> Flow<V> {
             referenced: AtomicBool::new(false),
             alive: AtomicBool::new(true),
             value: V::default(),
+            _gap: [0; 6],
             down: DirCounters::default(),
         }
     }
@@ -165,6 +176,15 @@ impl<V: FlowValue> Flow<V> {
         self.value.reset();
     }
 
+    /// First and last byte of what both threads read on every packet
+    /// besides the value (layout tests).
+    #[cfg(test)]
+    pub(crate) fn shared_addrs(&self) -> (*const u8, *const u8) {
+        let start = &self.id as *const u64 as *const u8;
+        let end = (&self.key as *const FlowKey as *const u8).wrapping_add(size_of::<FlowKey>() - 1);
+        (start, end)
+    }
+
     /// Idle past its timeout at `now` (see [`Limits`](super::Limits)).
     pub(super) fn idle_at(
         &self,
@@ -189,7 +209,7 @@ impl<V: FlowValue> Flow<V> {
 impl<V> Flow<V> {
     /// First and last byte of each direction's counters (layout tests).
     #[cfg(test)]
-    pub(super) fn counter_addrs(&self) -> ((*const u8, *const u8), (*const u8, *const u8)) {
+    pub(crate) fn counter_addrs(&self) -> ((*const u8, *const u8), (*const u8, *const u8)) {
         let span = |c: &DirCounters| {
             let start = c as *const DirCounters as *const u8;
             (start, start.wrapping_add(size_of::<DirCounters>() - 1))
@@ -275,6 +295,12 @@ impl<V> Flow<V> {
     /// A TCP FIN or RST was seen: expires soon.
     pub fn closed(&self) -> bool {
         self.closed.load(Ordering::Relaxed)
+    }
+
+    /// Where the CLOCK bit is (for a prefetch before the hand reads it).
+    #[inline]
+    pub(super) fn referenced_ptr(&self) -> *const AtomicBool {
+        &self.referenced
     }
 
     /// Still in the table.
