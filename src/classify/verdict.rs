@@ -38,35 +38,62 @@ impl Classifier {
                 17 => names.learn(pkt.payload, ctx.now),
                 // Truncated UDP answers are retried over TCP (RFC 7766).
                 6 => {
+                    let mut state = flow.value.lock();
                     refused = learn_dns_stream(
-                        &mut flow.value.lock().dns_stream,
+                        &mut state.dns_stream,
                         pkt.payload,
                         names,
                         ctx.now,
                         &self.budget,
                     );
+                    forget_if_retired(&mut state, flow);
                 }
                 _ => {}
             }
         }
         let p = flow.value.published();
-        let mut verdict = if p.settled && p.generation == self.generation {
-            if p.watch_volume && self.volume_reached(flow, ctx.dir, pkt.frame_len as u64) {
-                self.volume_switch(&flow.value, ctx.dir)
+        let mut verdict = if p.settled
+            && p.generation == self.generation
+            && !(p.watch_volume && self.volume_reached(flow, ctx.dir, pkt.frame_len as u64))
+        {
+            Verdict {
+                category: ctx.dir.pick(p.category),
+                decided: None,
+                refused: Refusals::default(),
+            }
+        } else {
+            self.locked_path(flow, ctx, names)
+        };
+        verdict.refused.merge(refused);
+        verdict
+    }
+
+    /// The verdict under the flow's lock: what was published may be out of
+    /// date by now (the other direction's thread, perhaps still on the
+    /// previous classifier, or a reset, went first), so the state decides.
+    #[cold]
+    fn locked_path(
+        &self,
+        flow: &Flow<ClassCell>,
+        ctx: &PacketCtx<'_, '_>,
+        names: &dyn NameLookup,
+    ) -> Verdict {
+        let mut state = flow.value.lock();
+        let verdict = if state.settled && state.generation == self.generation {
+            if state.watch_volume && self.volume_reached(flow, ctx.dir, ctx.pkt.frame_len as u64) {
+                self.volume_switch(&mut state, ctx.dir)
             } else {
                 Verdict {
-                    category: ctx.dir.pick(p.category),
+                    category: ctx.dir.pick(state.category),
                     decided: None,
                     refused: Refusals::default(),
                 }
             }
         } else {
-            let mut state = flow.value.lock();
-            let v = self.slow_path(&mut state, flow, ctx, names);
-            flow.value.publish(&state);
-            v
+            self.slow_path(&mut state, flow, ctx, names)
         };
-        verdict.refused.merge(refused);
+        forget_if_retired(&mut state, flow);
+        flow.value.publish(&state);
         verdict
     }
 
@@ -85,10 +112,10 @@ impl Classifier {
                 && flow.total_bytes() >= self.bulk_after_bytes)
     }
 
-    #[cold]
-    fn volume_switch(&self, cell: &ClassCell, dir: Direction) -> Verdict {
-        let mut c = cell.lock();
-        // The other direction's thread may have switched it meanwhile.
+    /// A settled flow of this generation that reached the volume
+    /// threshold: bulk from now on, unless the other direction's thread
+    /// switched it already.
+    fn volume_switch(&self, c: &mut FlowClass, dir: Direction) -> Verdict {
         let switch = c.watch_volume;
         c.watch_volume = false;
         let mut decided = None;
@@ -97,7 +124,6 @@ impl Classifier {
             c.decided_by = DecidedBy::Volume;
             decided = Some(DecidedBy::Volume);
         }
-        cell.publish(&c);
         Verdict {
             category: dir.pick(c.category),
             decided,
@@ -296,5 +322,17 @@ impl Classifier {
             return ((cat, DecidedBy::Dscp), false);
         }
         ((self.default, DecidedBy::Default), false)
+    }
+}
+
+/// A flow retired from the table while this thread held it (its reset ran
+/// before this thread took the lock: retiring marks the flow dead first)
+/// must not keep the inspection state this packet just gave it: nothing
+/// would reset it again, and it would hold the shared DPI budget until the
+/// thread's cache let go of the flow.
+fn forget_if_retired(state: &mut FlowClass, flow: &Flow<ClassCell>) {
+    if !flow.is_alive() {
+        state.dpi = None;
+        state.dns_stream = None;
     }
 }

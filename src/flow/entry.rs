@@ -11,7 +11,7 @@
 //! per packet (liveness, the CLOCK bit, the owner's verdict) is written
 //! rarely.
 
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use super::key::{FlowKey, Side};
 use crate::config::Direction;
@@ -40,6 +40,10 @@ struct DirCounters {
     bytes: AtomicU64,
     /// Nanoseconds of the latest packet (0: none yet).
     last_seen: AtomicU64,
+    /// The flow's `restarts` these counts belong to: a restart by the other
+    /// direction's thread is applied here by this direction's own thread
+    /// (clearing them from the other would race with its stores).
+    epoch: AtomicU32,
 }
 
 impl DirCounters {
@@ -56,10 +60,12 @@ impl DirCounters {
         self.last_seen.store(now.as_nanos(), Ordering::Relaxed);
     }
 
-    fn clear(&self) {
+    /// Starts afresh for the flow's restart `epoch` (by the writer only).
+    fn renew(&self, epoch: u32) {
         self.packets.store(0, Ordering::Relaxed);
         self.bytes.store(0, Ordering::Relaxed);
         self.last_seen.store(0, Ordering::Relaxed);
+        self.epoch.store(epoch, Ordering::Relaxed);
     }
 }
 
@@ -84,6 +90,9 @@ pub struct Flow<V> {
     pub(super) alive: AtomicBool,
     /// CLOCK bit: set by traffic, cleared by the eviction hand.
     pub(super) referenced: AtomicBool,
+    /// New connections that reused this entry's 5-tuple (see
+    /// `DirCounters::epoch`).
+    restarts: AtomicU32,
     /// Read on every packet too (a thread's cache confirms a hit by it).
     key: FlowKey,
     first_seen: AtomicU64,
@@ -122,6 +131,7 @@ impl<V: FlowValue> Flow<V> {
             first_direction: AtomicU8::new(dir.index() as u8),
             closed: AtomicBool::new(false),
             referenced: AtomicBool::new(false),
+            restarts: AtomicU32::new(0),
             alive: AtomicBool::new(true),
             value: V::default(),
             _gap: [0; 6],
@@ -149,7 +159,12 @@ impl<V: FlowValue> Flow<V> {
             // bounce between the two directions' threads.
             self.referenced.store(true, Ordering::Relaxed);
         }
-        self.counters(dir).record(pkt.frame_len as u64, now);
+        let counters = self.counters(dir);
+        let epoch = self.restarts.load(Ordering::Relaxed);
+        if counters.epoch.load(Ordering::Relaxed) != epoch {
+            counters.renew(epoch);
+        }
+        counters.record(pkt.frame_len as u64, now);
         if pkt.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
             self.closed.store(true, Ordering::Relaxed);
         }
@@ -159,8 +174,8 @@ impl<V: FlowValue> Flow<V> {
     /// keeping the id and the place in the table.
     #[cold]
     fn restart(&self, side: Side, dir: Direction, now: Instant) {
-        self.up.clear();
-        self.down.clear();
+        // Each direction's thread clears its own counters on its next packet.
+        self.restarts.fetch_add(1, Ordering::Relaxed);
         self.first_seen.store(now.as_nanos(), Ordering::Relaxed);
         self.initiator.store(side_code(side), Ordering::Relaxed);
         self.first_direction
@@ -225,6 +240,14 @@ impl<V> Flow<V> {
         }
     }
 
+    /// `dir`'s counters, unless they still count the connection before a
+    /// restart (their thread has not seen a packet since).
+    #[inline]
+    fn current(&self, dir: Direction) -> Option<&DirCounters> {
+        let c = self.counters(dir);
+        (c.epoch.load(Ordering::Relaxed) == self.restarts.load(Ordering::Relaxed)).then_some(c)
+    }
+
     /// The flow's canonical key.
     pub fn key(&self) -> &FlowKey {
         &self.key
@@ -264,21 +287,26 @@ impl<V> Flow<V> {
 
     /// When the latest packet, either way, was seen.
     pub fn last_seen(&self) -> Instant {
-        let up = self.up.last_seen.load(Ordering::Relaxed);
-        let down = self.down.last_seen.load(Ordering::Relaxed);
+        let seen = |d| {
+            self.current(d)
+                .map_or(0, |c| c.last_seen.load(Ordering::Relaxed))
+        };
+        let (up, down) = (seen(Direction::Upload), seen(Direction::Download));
         Instant::from_nanos(up.max(down).max(self.first_seen.load(Ordering::Relaxed)))
     }
 
     /// Packets seen travelling `dir`.
     #[inline]
     pub fn packets(&self, dir: Direction) -> u64 {
-        self.counters(dir).packets.load(Ordering::Relaxed)
+        self.current(dir)
+            .map_or(0, |c| c.packets.load(Ordering::Relaxed))
     }
 
     /// Bytes (frame lengths) seen travelling `dir`.
     #[inline]
     pub fn bytes(&self, dir: Direction) -> u64 {
-        self.counters(dir).bytes.load(Ordering::Relaxed)
+        self.current(dir)
+            .map_or(0, |c| c.bytes.load(Ordering::Relaxed))
     }
 
     /// Total packets both ways.

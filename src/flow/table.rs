@@ -227,7 +227,9 @@ impl<V: FlowValue> FlowTable<V> {
         let max = self.max_flows.load(Ordering::Relaxed).max(1);
         let q = self.queue_of(hash);
         let Some(queue) = self.queues.get(q) else {
-            return (Arc::new(Flow::new(*key, 0, side, dir, now)), false);
+            // Unreachable (the index is taken modulo the count). A flow of
+            // this packet only, never cached: the next one looks again.
+            return (Arc::new(Flow::new(*key, 0, side, dir, now)), true);
         };
         let mut clock = relock(queue);
         self.sweep(
@@ -241,13 +243,16 @@ impl<V: FlowValue> FlowTable<V> {
             // This queue ran dry: the flows to evict are in others. Only
             // those free right now, so that no two locks are ever waited
             // for in turn (no lock order to get wrong).
+            // All of them together pop no more than INSERT_POP_LIMIT.
+            let mut pops = INSERT_POP_LIMIT;
             for mut other in self.queues.iter().filter_map(|m| match m.try_lock() {
                 Ok(guard) => Some(guard),
                 Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
                 Err(TryLockError::WouldBlock) => None,
             }) {
-                self.sweep(&mut other, max - 1, 1, INSERT_POP_LIMIT, CLOCK_SCAN_LIMIT);
-                if self.len() < max {
+                let done = self.sweep(&mut other, max - 1, 1, pops, CLOCK_SCAN_LIMIT.min(pops));
+                pops -= done.popped.min(pops);
+                if self.len() < max || pops == 0 {
                     break;
                 }
             }

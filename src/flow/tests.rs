@@ -194,6 +194,32 @@ fn new_syn_on_a_closed_flow_starts_afresh() {
     });
 }
 
+/// A restart by one direction's thread while the other direction's
+/// counters still count the old connection: they read as fresh at once,
+/// and their own thread starts them afresh on its next packet.
+#[test]
+fn a_restart_clears_the_other_directions_counters_too() {
+    let table = FlowTable::new(&limits(100));
+    let t0 = Instant::from_nanos(1);
+    let fin = frame([198, 18, 0, 10], 40000, [198, 19, 1, 1], 443, Some("FA"));
+    let reply = frame([198, 19, 1, 1], 443, [198, 18, 0, 10], 40000, Some("A"));
+    let syn = frame([198, 18, 0, 10], 40000, [198, 19, 1, 1], 443, Some("S"));
+    for _ in 0..3 {
+        touch(&table, &reply, Direction::Download, t0);
+    }
+    touch(&table, &fin, Direction::Upload, t0);
+    let (k, _) = FlowKey::of(&PacketMeta::parse(&syn));
+    assert_eq!(table.get(&k, |f| f.packets(Direction::Download)), Some(3));
+    touch(&table, &syn, Direction::Upload, t0);
+    table.get(&k, |f| {
+        assert_eq!(f.packets(Direction::Download), 0);
+        assert_eq!(f.bytes(Direction::Download), 0);
+        assert_eq!(f.total_packets(), 1);
+    });
+    touch(&table, &reply, Direction::Download, t0);
+    assert_eq!(table.get(&k, |f| f.packets(Direction::Download)), Some(1));
+}
+
 /// A UDP frame of flow number `i`, one distinct flow per `i`.
 fn nth_flow(i: u32) -> Vec<u8> {
     let [a, b, c, d] = i.to_be_bytes();
