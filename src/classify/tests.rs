@@ -523,6 +523,27 @@ fn long_dns_over_tcp_messages_keep_only_their_start() {
     }
 }
 
+/// Packets without payload (a SYN flood) hold no inspection state; the
+/// ClientHello that follows a handshake is still read, its split start
+/// kept until the rest comes.
+#[test]
+fn packets_without_payload_hold_no_inspection_state() {
+    let mut h = Harness::new(config(""));
+    for port in 30_000..30_500 {
+        h.send(&tcp(PC, port, SRV, 443, b"", true), Direction::Upload);
+        h.send(&tcp(SRV, 443, PC, port, b"", false), Direction::Download);
+    }
+    assert_eq!(h.used(), 0, "a handshake kept state");
+    let split = tls_record(&hello_message(b"contoso.sharepoint.com", 2000));
+    let first = tcp(PC, 30_007, SRV, 443, &split[..1400], false);
+    h.send(&first, Direction::Upload);
+    assert!(h.dpi_bytes(&first) >= 1400);
+    let rest = tcp(PC, 30_007, SRV, 443, &split[1400..], false);
+    let (cat, by, _) = h.send(&rest, Direction::Upload);
+    assert_eq!((cat.as_str(), by.as_str()), ("business", "sni"));
+    assert_eq!(h.used(), 0);
+}
+
 /// With no budget at all, nothing is kept: a ClientHello in one segment
 /// is still read (by state that lives for the packet), a split one is
 /// not, and each refusal is reported with what it was for.

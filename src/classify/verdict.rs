@@ -177,6 +177,14 @@ impl Classifier {
             let mut one_packet;
             let state: &mut DpiState = match &mut c.dpi {
                 Some(state) => state,
+                // A packet without payload (a SYN, a bare ACK) teaches a
+                // fresh state nothing and leaves it as it was: no state is
+                // kept for it, so a flood of SYNs holds no inspection
+                // memory and each costs no allocation.
+                None if pkt.payload.is_empty() => {
+                    one_packet = DpiState::new(Reservation::none());
+                    &mut one_packet
+                }
                 slot => match Reservation::new(&self.budget, size_of::<DpiState>()) {
                     Some(res) => slot.insert(Box::new(DpiState::new(res))),
                     None => {
