@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod autorate;
 pub mod classify;
 pub mod client;
 pub mod config;

@@ -1,0 +1,305 @@
+//! The rate controller of one direction: WAN queueing-delay samples and
+//! the direction's load in, a shaping rate out. Sans-IO: the caller passes
+//! `now`, so it runs in virtual time in tests and in the simulator.
+//!
+//! The rule, every [`ControllerConfig::interval`]:
+//! - **bloat** (the median sample of the interval is over its threshold):
+//!   cut to 90 % of what the line delivered (measured past the line: the
+//!   download's arrivals, the upload's acknowledged bytes), or of the rate
+//!   when that is unknown or the direction sent little, at once: a
+//!   capacity drop is followed within one or two intervals. Then no further cut for a refractory
+//!   period, so the queue the cut drains can show in the samples.
+//! - **loaded and clean** (the direction used most of its rate, delay
+//!   near its baseline): raise, after a second without bloat. Far below
+//!   the rate of the last bloat (the knee) by big steps (2 % of the
+//!   maximum), near it by small ones (0.25 %) that grow by half with each
+//!   raise past it: the line is probed gently where it last filled, and
+//!   capacity that came back is found within a few seconds.
+//! - otherwise, and without samples: **hold**. Never ramp up blind: an
+//!   idle direction says nothing about the line.
+
+use std::time::Duration;
+
+use crate::config::Rate;
+use crate::time::Instant;
+
+/// Samples of one interval kept for its median; more are thinned out.
+const MAX_SAMPLES: usize = 64;
+
+/// A WAN queueing-delay sample: how far one measurement (a TCP round trip,
+/// a DNS answer, a call's RTCP) was above the minimum of its own path, and
+/// that minimum (the path's round trip). Per-path minimums keep a far
+/// server or a slow host from looking like a full line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DelaySample {
+    /// Delay above the path's minimum.
+    pub queue: Duration,
+    /// The path's minimum round trip.
+    pub base: Duration,
+}
+
+/// The controller's parameters for one direction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ControllerConfig {
+    /// Never below.
+    pub min: Rate,
+    /// Never above (the line's best case).
+    pub max: Rate,
+    /// The rate at start.
+    pub start: Rate,
+    /// Queueing delay that counts as the line's buffer filling, at least.
+    pub bloat: Duration,
+    /// ... or this share of the path's own round trip, when larger: a
+    /// geostationary path (600 ms) jitters by more than a terrestrial
+    /// threshold.
+    pub bloat_share: f64,
+    /// How often the controller decides.
+    pub interval: Duration,
+    /// No cut within this long after a cut.
+    pub cut_refractory: Duration,
+    /// No raise within this long after a cut.
+    pub raise_after_cut: Duration,
+    /// Share of its rate a direction must carry to be raised.
+    pub loaded: f64,
+    /// A raise far below the knee, as a share of `max`.
+    pub raise_step: f64,
+    /// The first raise near the knee, as a share of `max`.
+    pub probe_step: f64,
+}
+
+impl ControllerConfig {
+    /// Defaults that work untuned on terrestrial links and geostationary
+    /// satellite, between `min` and `max`, starting at `start`.
+    pub fn new(min: Rate, max: Rate, start: Rate) -> Self {
+        ControllerConfig {
+            min,
+            max,
+            start,
+            bloat: Duration::from_millis(15),
+            bloat_share: 0.05,
+            interval: Duration::from_millis(200),
+            cut_refractory: Duration::from_millis(400),
+            raise_after_cut: Duration::from_secs(1),
+            loaded: 0.75,
+            raise_step: 0.02,
+            probe_step: 0.0025,
+        }
+    }
+
+    fn threshold(&self, base: Duration) -> Duration {
+        self.bloat
+            .max(base.mul_f64(self.bloat_share.clamp(0.0, 10.0)))
+    }
+}
+
+/// Why the rate changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Delay grew: cut.
+    Bloat,
+    /// Loaded with delay near its baseline: raised.
+    Raise,
+}
+
+impl Change {
+    /// The `reason` label of `qosd_autorate_changes_total`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Change::Bloat => "bloat",
+            Change::Raise => "raise",
+        }
+    }
+}
+
+/// What the controller saw in its last interval, for metrics and status.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Observed {
+    /// Samples in the interval.
+    pub samples: usize,
+    /// Their median queueing delay, if any.
+    pub queue: Option<Duration>,
+    /// Share of the rate qosd sent the direction's traffic at.
+    pub load: f64,
+}
+
+/// One direction's rate controller.
+#[derive(Debug, Clone)]
+pub struct Controller {
+    cfg: ControllerConfig,
+    rate: u64,
+    next_tick: Option<Instant>,
+    last_cut: Option<Instant>,
+    /// The rate when delay last grew.
+    knee: Option<u64>,
+    /// Raises near or past the knee since the last cut.
+    probes: u32,
+    /// Each sample's queueing delay minus its threshold, in nanoseconds
+    /// (positive: over).
+    excess: [i64; MAX_SAMPLES],
+    queue: [u64; MAX_SAMPLES],
+    count: usize,
+    seen: u64,
+    last: Observed,
+}
+
+impl Controller {
+    /// A controller at `cfg.start` (clamped into `[min, max]`).
+    pub fn new(cfg: ControllerConfig) -> Self {
+        let (lo, hi) = bounds(&cfg);
+        let rate = cfg.start.bps().clamp(lo, hi);
+        Controller {
+            cfg,
+            rate,
+            next_tick: None,
+            last_cut: None,
+            knee: None,
+            probes: 0,
+            excess: [0; MAX_SAMPLES],
+            queue: [0; MAX_SAMPLES],
+            count: 0,
+            seen: 0,
+            last: Observed::default(),
+        }
+    }
+
+    /// The shaping rate now.
+    pub fn rate(&self) -> Rate {
+        Rate::from_bps(self.rate)
+    }
+
+    /// What the last interval showed.
+    pub fn observed(&self) -> Observed {
+        self.last
+    }
+
+    /// Applies new bounds and parameters (a reload), keeping the rate
+    /// where it is if it is still within them.
+    pub fn reconfigure(&mut self, cfg: ControllerConfig) {
+        let (lo, hi) = bounds(&cfg);
+        self.rate = self.rate.clamp(lo, hi);
+        self.cfg = cfg;
+    }
+
+    /// Takes a delay sample of this direction. Beyond [`MAX_SAMPLES`] in an
+    /// interval, every other one is kept (the median needs no more).
+    pub fn sample(&mut self, s: DelaySample) {
+        self.seen += 1;
+        let slot = if self.count < MAX_SAMPLES {
+            self.count
+        } else if self.seen.is_multiple_of(2) {
+            (self.seen as usize / 2) % MAX_SAMPLES
+        } else {
+            return;
+        };
+        let threshold = self.cfg.threshold(s.base);
+        let excess = nanos(s.queue) - nanos(threshold);
+        if let (Some(e), Some(q)) = (self.excess.get_mut(slot), self.queue.get_mut(slot)) {
+            *e = excess;
+            *q = u64::try_from(nanos(s.queue)).unwrap_or(0);
+        }
+        self.count = (self.count + 1).min(MAX_SAMPLES);
+    }
+
+    /// When [`tick`](Self::tick) wants to be called next.
+    pub fn next_tick(&self) -> Option<Instant> {
+        self.next_tick
+    }
+
+    /// Decides at `now`, if an interval has passed since the last
+    /// decision. Over that interval, `sent` is the rate qosd sent this
+    /// direction's traffic at, and `delivered` what the line delivered of
+    /// it, when known. Returns the change made, if any.
+    pub fn tick(&mut self, now: Instant, sent: Rate, delivered: Option<Rate>) -> Option<Change> {
+        let interval = self.cfg.interval.max(Duration::from_millis(10));
+        match self.next_tick {
+            Some(t) if now < t => return None,
+            _ => {}
+        }
+        self.next_tick = Some(now + interval);
+        let load = sent.bps() as f64 / self.rate.max(1) as f64;
+        let n = self.count;
+        let median_excess = self.excess.get_mut(..n).and_then(median);
+        let median_queue = self.queue.get_mut(..n).and_then(median);
+        self.count = 0;
+        self.seen = 0;
+        self.last = Observed {
+            samples: n,
+            queue: median_queue.map(Duration::from_nanos),
+            load,
+        };
+        let (lo, hi) = bounds(&self.cfg);
+        let since_cut = |t: Duration| self.last_cut.is_none_or(|c| now.saturating_since(c) >= t);
+        match median_excess {
+            // Without samples nothing is known: hold.
+            None => None,
+            Some(e) if e > 0 => {
+                if !since_cut(self.cfg.cut_refractory) {
+                    None
+                } else {
+                    // What the line delivered, when the direction was busy
+                    // enough for that to be its capacity; else the rate.
+                    let basis = match delivered {
+                        Some(d) if load >= 0.5 => d.bps().min(self.rate),
+                        _ => self.rate,
+                    };
+                    let cut = ((basis as f64) * 0.9) as u64;
+                    self.last_cut = Some(now);
+                    self.knee = Some(self.rate);
+                    self.probes = 0;
+                    let new = cut.min(self.rate).clamp(lo, hi);
+                    (new != self.rate).then(|| {
+                        self.rate = new;
+                        Change::Bloat
+                    })
+                }
+            }
+            Some(_) => {
+                // Near the baseline: half the margin to the threshold left.
+                let clean = median_excess.is_some_and(|e| e <= -nanos(self.cfg.bloat) / 2);
+                if load >= self.cfg.loaded && clean && since_cut(self.cfg.raise_after_cut) {
+                    let step = self.step(hi);
+                    let new = self.rate.saturating_add(step.max(1)).clamp(lo, hi);
+                    (new != self.rate).then(|| {
+                        self.rate = new;
+                        Change::Raise
+                    })
+                } else {
+                    None
+                }
+            }
+        }
+    }
+}
+
+impl Controller {
+    /// The next raise, for a maximum of `hi`.
+    fn step(&mut self, hi: u64) -> u64 {
+        let share = |s: f64| ((hi as f64) * s.clamp(0.0, 1.0)) as u64;
+        match self.knee {
+            Some(knee) if self.rate as f64 >= 0.9 * knee as f64 => {
+                let growth = 1.5f64.powi(self.probes.min(16) as i32);
+                self.probes += 1;
+                share(self.cfg.probe_step * growth).min(share(self.cfg.raise_step * 2.0))
+            }
+            _ => share(self.cfg.raise_step),
+        }
+    }
+}
+
+fn bounds(cfg: &ControllerConfig) -> (u64, u64) {
+    let lo = cfg.min.bps().max(1);
+    (lo, cfg.max.bps().max(lo))
+}
+
+fn nanos(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+fn median<T: Ord + Copy>(v: &mut [T]) -> Option<T> {
+    if v.is_empty() {
+        return None;
+    }
+    let mid = v.len() / 2;
+    v.select_nth_unstable(mid);
+    v.get(mid).copied()
+}

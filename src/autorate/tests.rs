@@ -1,0 +1,271 @@
+//! The controller against a model of a line in virtual time: a capacity
+//! that changes, a deep modem/ISP buffer that fills when the shaping rate
+//! is above it, and saturating traffic whose round trips sample the
+//! buffer's delay. Plus properties over arbitrary inputs.
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::config::Rate;
+use crate::time::Instant;
+
+const MBIT: u64 = 1_000_000;
+
+fn cfg(min: u64, max: u64, start: u64) -> ControllerConfig {
+    ControllerConfig::new(
+        Rate::from_bps(min * MBIT),
+        Rate::from_bps(max * MBIT),
+        Rate::from_bps(start * MBIT),
+    )
+}
+
+/// A line of capacity `capacity` (bit/s) with a byte buffer in front of
+/// it, fed at the shaper's rate by saturating traffic.
+struct Line {
+    capacity: u64,
+    /// Bits queued in the line's buffer.
+    queued: f64,
+    /// The buffer's size, in seconds at the nominal capacity.
+    buffer_bits: f64,
+    base: Duration,
+}
+
+impl Line {
+    fn new(capacity_mbit: u64, base_ms: u64) -> Self {
+        Line {
+            capacity: capacity_mbit * MBIT,
+            queued: 0.0,
+            buffer_bits: 0.4 * (capacity_mbit * MBIT) as f64,
+            base: Duration::from_millis(base_ms),
+        }
+    }
+
+    /// `dt` of traffic sent at `rate`: returns what the line carried.
+    fn run(&mut self, rate: u64, dt: Duration) -> u64 {
+        let secs = dt.as_secs_f64();
+        let arrived = rate as f64 * secs;
+        let served = (self.capacity as f64 * secs).min(self.queued + arrived);
+        self.queued = (self.queued + arrived - served).min(self.buffer_bits);
+        (served / secs) as u64
+    }
+
+    fn delay(&self) -> Duration {
+        Duration::from_secs_f64(self.queued / self.capacity.max(1) as f64)
+    }
+}
+
+/// Runs `c` on `line` for `secs` seconds from `now`, with `flows` delay
+/// samples every 20 ms; returns the worst queueing delay and the mean rate
+/// carried over the last `tail` seconds.
+fn drive(
+    c: &mut Controller,
+    line: &mut Line,
+    now: &mut Instant,
+    secs: f64,
+    tail: f64,
+) -> (Duration, f64) {
+    let step = Duration::from_millis(20);
+    let steps = (secs / 0.02) as usize;
+    let tail_steps = (tail / 0.02) as usize;
+    let mut carried_bits = 0.0;
+    let mut window = 0.0;
+    let mut window_bits = 0.0;
+    let mut worst = Duration::ZERO;
+    let mut tail_bits = 0.0;
+    for i in 0..steps {
+        let carried = line.run(c.rate().bps(), step);
+        carried_bits += carried as f64 * 0.02;
+        window += 0.02;
+        window_bits += carried as f64 * 0.02;
+        if i + tail_steps >= steps {
+            tail_bits += carried as f64 * 0.02;
+            worst = worst.max(line.delay());
+        }
+        for _ in 0..4 {
+            c.sample(DelaySample {
+                queue: line.delay(),
+                base: line.base,
+            });
+        }
+        *now = *now + step;
+        if c.next_tick().is_none_or(|t| *now >= t) {
+            let delivered = Rate::from_bps((window_bits / window) as u64);
+            c.tick(*now, c.rate(), Some(delivered));
+            window = 0.0;
+            window_bits = 0.0;
+        }
+    }
+    let _ = carried_bits;
+    (worst, tail_bits / tail)
+}
+
+#[test]
+fn follows_a_capacity_drop_within_a_second_and_recovers_within_ten() {
+    let mut c = Controller::new(cfg(2, 25, 19));
+    let mut line = Line::new(20, 30);
+    let mut now = Instant::from_nanos(1);
+    // Steady at 20 Mbit: the rate climbs to the line and holds near it.
+    let (_, carried) = drive(&mut c, &mut line, &mut now, 30.0, 5.0);
+    assert!(carried > 0.85 * 20.0 * MBIT as f64, "carried {carried}");
+    // Capacity drops to 6 Mbit.
+    line.capacity = 6 * MBIT;
+    drive(&mut c, &mut line, &mut now, 1.0, 1.0);
+    assert!(
+        c.rate().bps() <= 6 * MBIT,
+        "rate {} a second after the drop",
+        c.rate().bps()
+    );
+    // After adapting, the buffer stays nearly empty and the line busy.
+    let (worst, carried) = drive(&mut c, &mut line, &mut now, 25.0, 20.0);
+    eprintln!(
+        "during the drop: worst queue {worst:?}, carried {:.2} Mbit/s",
+        carried / MBIT as f64
+    );
+    assert!(
+        worst < Duration::from_millis(40),
+        "queue {worst:?} during the drop"
+    );
+    assert!(carried > 0.6 * 6.0 * MBIT as f64, "carried {carried}");
+    // Capacity returns: 80 % of it within ten seconds.
+    line.capacity = 20 * MBIT;
+    drive(&mut c, &mut line, &mut now, 10.0, 0.1);
+    assert!(
+        c.rate().bps() >= 16 * MBIT,
+        "rate {} ten seconds after recovery",
+        c.rate().bps()
+    );
+}
+
+#[test]
+fn a_fixed_rate_over_the_capacity_fills_the_buffer() {
+    // The model shows the bloat the controller prevents (so the test above
+    // can fail): the same drop at a fixed 19 Mbit.
+    let mut line = Line::new(20, 30);
+    line.capacity = 6 * MBIT;
+    for _ in 0..250 {
+        line.run(19 * MBIT, Duration::from_millis(20));
+    }
+    assert!(
+        line.delay() > Duration::from_millis(500),
+        "{:?}",
+        line.delay()
+    );
+}
+
+#[test]
+fn geostationary_jitter_is_not_bloat() {
+    // A 600 ms path whose samples jitter by 20 ms: the threshold scales with
+    // the path, so a loaded direction keeps rising.
+    let mut c = Controller::new(cfg(2, 25, 10));
+    let mut now = Instant::from_nanos(1);
+    for i in 0..200u64 {
+        let jitter = Duration::from_millis((i * 7) % 21);
+        for _ in 0..4 {
+            c.sample(DelaySample {
+                queue: jitter,
+                base: Duration::from_millis(600),
+            });
+        }
+        now = now + Duration::from_millis(200);
+        c.tick(now, c.rate(), None);
+    }
+    assert_eq!(c.rate().bps(), 25 * MBIT);
+}
+
+#[test]
+fn without_samples_or_load_the_rate_holds() {
+    let mut c = Controller::new(cfg(2, 25, 10));
+    let mut now = Instant::from_nanos(1);
+    // Idle: no samples at all (a night, or a WAN without carrier).
+    for _ in 0..500 {
+        now = now + Duration::from_millis(200);
+        assert_eq!(c.tick(now, Rate::from_bps(0), None), None);
+    }
+    assert_eq!(c.rate().bps(), 10 * MBIT);
+    // Clean samples but a direction that carries little: no blind raise.
+    for _ in 0..100 {
+        c.sample(DelaySample {
+            queue: Duration::ZERO,
+            base: Duration::from_millis(30),
+        });
+        now = now + Duration::from_millis(200);
+        assert_eq!(c.tick(now, Rate::from_bps(MBIT), None), None);
+    }
+    assert_eq!(c.rate().bps(), 10 * MBIT);
+}
+
+#[test]
+fn one_misbehaving_flow_among_several_does_not_cut() {
+    let mut c = Controller::new(cfg(2, 25, 10));
+    let mut now = Instant::from_nanos(1);
+    for _ in 0..20 {
+        // Four clean flows, one whose server stalls by 300 ms.
+        for q in [0, 1, 2, 1, 300] {
+            c.sample(DelaySample {
+                queue: Duration::from_millis(q),
+                base: Duration::from_millis(30),
+            });
+        }
+        now = now + Duration::from_millis(200);
+        assert_ne!(c.tick(now, c.rate(), None), Some(Change::Bloat));
+    }
+    assert!(c.rate().bps() > 10 * MBIT);
+}
+
+#[test]
+fn ticks_come_once_per_interval() {
+    let mut c = Controller::new(cfg(2, 25, 10));
+    let t0 = Instant::from_nanos(1);
+    let bloat = DelaySample {
+        queue: Duration::from_millis(100),
+        base: Duration::from_millis(30),
+    };
+    c.sample(bloat);
+    assert_eq!(c.tick(t0, c.rate(), None), Some(Change::Bloat));
+    c.sample(bloat);
+    // Within the interval: nothing decided, the samples kept.
+    assert_eq!(
+        c.tick(t0 + Duration::from_millis(100), c.rate(), None),
+        None
+    );
+    assert_eq!(c.next_tick(), Some(t0 + Duration::from_millis(200)));
+    // Next interval, but within the refractory period after a cut.
+    assert_eq!(
+        c.tick(t0 + Duration::from_millis(200), c.rate(), None),
+        None
+    );
+    c.sample(bloat);
+    assert_eq!(
+        c.tick(t0 + Duration::from_millis(400), c.rate(), None),
+        Some(Change::Bloat)
+    );
+}
+
+proptest! {
+    /// Whatever the samples and loads, the rate stays within [min, max].
+    #[test]
+    fn rate_always_within_bounds(
+        min in 1u64..50,
+        span in 0u64..100,
+        start in 0u64..200,
+        steps in prop::collection::vec((0u64..2_000, 0u64..1_000, 0u64..300, 0usize..80), 1..200),
+    ) {
+        let max = min + span;
+        let mut c = Controller::new(cfg(min, max, start));
+        let mut now = Instant::from_nanos(1);
+        for (queue_ms, base_ms, carried_mbit, n) in steps {
+            for _ in 0..n {
+                c.sample(DelaySample {
+                    queue: Duration::from_millis(queue_ms),
+                    base: Duration::from_millis(base_ms),
+                });
+            }
+            now = now + Duration::from_millis(200);
+            let carried = Rate::from_bps(carried_mbit * MBIT);
+            c.tick(now, carried, (n % 2 == 0).then_some(carried));
+            prop_assert!(c.rate().bps() >= min * MBIT && c.rate().bps() <= max * MBIT);
+        }
+    }
+}
