@@ -180,7 +180,7 @@ impl Controller {
         self.cfg = cfg;
     }
 
-    /// Takes a delay sample of this direction. Beyond [`MAX_SAMPLES`] in an
+    /// Takes a delay sample of this direction. Beyond `MAX_SAMPLES` (64) in an
     /// interval, every other one is kept (the median needs no more).
     pub fn sample(&mut self, s: DelaySample) {
         self.seen += 1;

@@ -200,7 +200,7 @@ impl<V: FlowValue> Flow<V> {
         (start, end)
     }
 
-    /// Idle past its timeout at `now` (see [`Limits`](super::Limits)).
+    /// Idle past its timeout at `now` (TCP, closed TCP or UDP, in ns).
     pub(super) fn idle_at(
         &self,
         now: Instant,
