@@ -294,9 +294,21 @@ fn voice_keeps_low_latency_under_load() {
         "voice loss {}% with qosd",
         with_qosd.loss_pct
     );
+    // The same load through the kernel bridge bloats: ten times qosd's
+    // typical round trip, and its tail well above qosd's. The tail ratio is
+    // looser because qosd's p99 of 400 samples is its fourth worst, which
+    // one scheduling hiccup of this 2-vCPU machine moves from 4 to 12 ms
+    // (the p99 ranged 3.5-16 ms over 24 runs of deploy/lab/cpu.sh), while
+    // the bridge's ranges 99-302 ms from run to run.
     assert!(
-        bridge.p99_ms >= 10.0 * with_qosd.p99_ms.max(1.0),
-        "the kernel bridge should be at least 10x worse: {} ms vs {} ms",
+        bridge.p50_ms >= 10.0 * with_qosd.p50_ms.max(0.5),
+        "the kernel bridge should be at least 10x worse: p50 {} ms vs {} ms",
+        bridge.p50_ms,
+        with_qosd.p50_ms
+    );
+    assert!(
+        bridge.p99_ms >= 4.0 * with_qosd.p99_ms.max(1.0),
+        "the kernel bridge's tail should be at least 4x worse: p99 {} ms vs {} ms",
         bridge.p99_ms,
         with_qosd.p99_ms
     );
