@@ -144,14 +144,6 @@ impl<V> FlowCache<V> {
             .map(|f| *f.key())
             .collect()
     }
-
-    /// Forgets every entry (tests, or a thread that stops).
-    pub fn clear(&mut self) {
-        for set in self.sets.iter_mut() {
-            *set = Set::empty();
-        }
-        self.scratch = None;
-    }
 }
 
 /// The way just checked or filled is occupied: this is never reached.
