@@ -17,8 +17,8 @@ use std::path::Path;
 use std::sync::{Arc, LazyLock};
 
 pub use model::{
-    Api, App, Backend, Catalog, Category, CategoryId, Classify, Config, Daemon, Datapath, Flows,
-    Interfaces, Link, MAX_CATEGORIES, Match, Metrics, PerDirection, Rule,
+    Api, App, Autorate, Backend, Catalog, Category, CategoryId, Classify, Config, Daemon, Datapath,
+    Flows, Interfaces, Link, MAX_CATEGORIES, Match, Metrics, PerDirection, Rule,
 };
 pub use units::{Bandwidth, ByteSize, Direction, Dscp, HostPattern, PortRange, Protocol, Rate};
 pub use validate::{

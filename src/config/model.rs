@@ -104,6 +104,8 @@ pub struct Config {
     pub api: Api,
     /// Flow-table limits.
     pub flows: Flows,
+    /// Shaping at the rate the line delivers now.
+    pub autorate: Autorate,
     /// Where this configuration was read from: the file's path, or
     /// [`EMBEDDED_NAME`](super::EMBEDDED_NAME) for the embedded default.
     #[serde(skip)]
@@ -415,4 +417,45 @@ pub struct Flows {
     /// A TCP flow is forgotten this long after its FIN or RST.
     #[serde(serialize_with = "serialize_duration")]
     pub tcp_closed_timeout: Duration,
+}
+
+/// `[autorate]`: shaping each direction at what the line delivers now,
+/// between a floor and a ceiling, from the WAN delay of the office's own
+/// traffic. Off by default: `link.upload` / `link.download` are then the
+/// fixed rates; on, they are where each direction starts.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Autorate {
+    /// Whether the rates follow the line.
+    pub enabled: bool,
+    /// Never shape the upload below.
+    pub upload_min: Rate,
+    /// Never above (the line's best case).
+    pub upload_max: Rate,
+    /// Never shape the download below.
+    pub download_min: Rate,
+    /// Never above.
+    pub download_max: Rate,
+    /// WAN queueing delay that counts as the line's buffer filling (or 5 %
+    /// of the path's own round trip, when larger: satellite paths jitter
+    /// more).
+    #[serde(serialize_with = "serialize_duration")]
+    pub delay_threshold: Duration,
+}
+
+impl Autorate {
+    /// The floor in `dir`.
+    pub fn min(&self, dir: Direction) -> Rate {
+        match dir {
+            Direction::Upload => self.upload_min,
+            Direction::Download => self.download_min,
+        }
+    }
+
+    /// The ceiling in `dir`.
+    pub fn max(&self, dir: Direction) -> Rate {
+        match dir {
+            Direction::Upload => self.upload_max,
+            Direction::Download => self.download_max,
+        }
+    }
 }

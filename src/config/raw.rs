@@ -129,6 +129,7 @@ pub struct RawConfig {
     pub metrics: RawMetrics,
     pub api: RawApi,
     pub flows: RawFlows,
+    pub autorate: RawAutorate,
 }
 
 /// `[interfaces]`
@@ -299,4 +300,16 @@ pub struct RawFlows {
     pub tcp_idle_timeout: Option<Value>,
     pub udp_idle_timeout: Option<Value>,
     pub tcp_closed_timeout: Option<Value>,
+}
+
+/// `[autorate]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawAutorate {
+    pub enabled: Option<Value>,
+    pub upload_min: Option<Value>,
+    pub upload_max: Option<Value>,
+    pub download_min: Option<Value>,
+    pub download_max: Option<Value>,
+    pub delay_threshold: Option<Value>,
 }

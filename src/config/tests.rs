@@ -844,3 +844,65 @@ mod units {
         assert!(parse_duration("later").is_err());
     }
 }
+
+#[test]
+fn autorate_defaults_off_with_bounds_around_the_link() {
+    let cfg = load(BASE).unwrap();
+    let a = cfg.autorate;
+    assert!(!a.enabled);
+    // Unset: the configured rate is the ceiling, a fifth of it the floor.
+    assert_eq!(a.upload_max, Rate::from_bps(20_000_000));
+    assert_eq!(a.upload_min, Rate::from_bps(4_000_000));
+    assert_eq!(a.download_max, Rate::from_bps(50_000_000));
+    assert_eq!(a.download_min, Rate::from_bps(10_000_000));
+    assert_eq!(a.delay_threshold, std::time::Duration::from_millis(15));
+}
+
+#[test]
+fn autorate_bounds_must_hold_the_starting_rate() {
+    let ok = format!(
+        "{BASE}\n[autorate]\nenabled = true\nupload_min = \"2 Mbit\"\nupload_max = \"25 Mbit\"\n\
+         download_min = \"5 Mbit\"\ndownload_max = \"60 Mbit\"\ndelay_threshold = \"30ms\"\n"
+    );
+    let a = load(&ok).unwrap().autorate;
+    assert!(a.enabled);
+    assert_eq!(a.min(Direction::Upload), Rate::from_bps(2_000_000));
+    assert_eq!(a.max(Direction::Download), Rate::from_bps(60_000_000));
+    assert_eq!(a.delay_threshold, std::time::Duration::from_millis(30));
+
+    let bad = format!(
+        "{BASE}\n[autorate]\nenabled = true\nupload_min = \"21 Mbit\"\ndownload_max = \"40 Mbit\"\n\
+         download_min = \"fast\"\ndelay_threshold = \"1ms\"\nspeed = 3\n"
+    );
+    let errs = errors(&bad);
+    let at = |key: &str| {
+        errs.iter()
+            .find(|e| e.key == key)
+            .unwrap_or_else(|| panic!("no error at {key}: {errs:?}"))
+            .message
+            .clone()
+    };
+    assert!(at("autorate.upload_min").contains("link.upload"));
+    assert!(at("autorate.download_max").contains("below link.download"));
+    at("autorate.download_min");
+    at("autorate.delay_threshold");
+    at("autorate.speed");
+
+    // Off, bounds that exclude the start are not an error: nothing uses them.
+    let off = format!("{BASE}\n[autorate]\nupload_min = \"21 Mbit\"\n");
+    assert!(load(&off).is_ok());
+}
+
+#[test]
+fn autorate_from_the_environment() {
+    let env: HashMap<String, String> = [
+        ("QOSD_AUTORATE__ENABLED", "true"),
+        ("QOSD_AUTORATE__DOWNLOAD_MIN", "8 Mbit"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let cfg = load_str("test.toml", BASE, &Env::Map(env)).unwrap();
+    assert!(cfg.autorate.enabled);
+    assert_eq!(cfg.autorate.download_min, Rate::from_bps(8_000_000));
+}

@@ -67,7 +67,7 @@ pub(super) fn link(raw: &RawLink, p: &mut Problems) -> LinkRates {
     }
 }
 
-fn parse_link_rate(s: &str) -> Result<Rate, String> {
+pub(super) fn parse_link_rate(s: &str) -> Result<Rate, String> {
     let r = Rate::from_str(s)?;
     if r.bps() < MIN_LINK_BPS {
         return Err(format!("link rate {r} is below the minimum of 8 kbit"));

@@ -6,10 +6,11 @@
 //! (`[interfaces]`, `[link]`), `categories` (`[[category]]`,
 //! `default_category`), `rules` (`[[rule]]`, with `conditions`, shared with
 //! the catalog's signatures), `classify`, `daemon` (the sections read at
-//! start-up only) and `flows`; `catalog` checks an app catalog. `problems`
+//! start-up only), `flows` and `autorate`; `catalog` checks an app catalog. `problems`
 //! collects what is wrong; `values` parses the scalars several sections
 //! share.
 
+mod autorate;
 mod catalog;
 mod categories;
 mod classify;
@@ -52,6 +53,7 @@ pub(super) fn validate(raw: &RawConfig, file: &str, problems: &mut Problems) -> 
     let metrics = daemon::metrics(&raw.metrics, p);
     let api = daemon::api(&raw.api, &base_dir, p);
     let flows = flows::flows(&raw.flows, p);
+    let autorate = autorate::autorate(&raw.autorate, rates.link().as_ref(), p);
 
     let (Some(link), Some(default_category)) = (rates.link(), default_category) else {
         return None;
@@ -71,6 +73,7 @@ pub(super) fn validate(raw: &RawConfig, file: &str, problems: &mut Problems) -> 
         metrics,
         api,
         flows,
+        autorate,
         source: file.to_owned(),
         catalog: Default::default(),
     })
