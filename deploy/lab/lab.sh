@@ -11,6 +11,11 @@
 #                                 # "offloads": leave lan0's offloads on, as a new NIC has them
 #   lab.sh carrier [-p PREFIX] on|off   # the modem's port (ISP side of wan0) up/down
 #   lab.sh exec [-p PREFIX] NODE CMD...   # NODE: lan, gw, isp, srv
+#   lab.sh line [-p PREFIX] [-u UP_LINE] [-d DOWN_LINE] [-b BUFFER_MS]
+#                                 # change the ISP line's capacity live (LTE,
+#                                 # satellite, an evening on shared DSL);
+#                                 # the buffer keeps its size in bytes
+#                                 # unless -b sets it anew at the new rate
 #
 # Topology (one layer-2 segment, addresses in the RFC 2544/5180 benchmarking
 # ranges 198.18.0.0/15 and 2001:2::/48):
@@ -32,15 +37,16 @@ UP_LINE=20mbit
 DOWN_LINE=50mbit
 BUFFER_MS=300
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,/^# Topology/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2; }
 
 cmd=${1:-}; [ -n "$cmd" ] || usage; shift
+UP_SET='' DOWN_SET='' BUFFER_SET=''
 while getopts "p:u:d:b:" opt; do
   case $opt in
     p) PREFIX=$OPTARG ;;
-    u) UP_LINE=$OPTARG ;;
-    d) DOWN_LINE=$OPTARG ;;
-    b) BUFFER_MS=$OPTARG ;;
+    u) UP_LINE=$OPTARG; UP_SET=1 ;;
+    d) DOWN_LINE=$OPTARG; DOWN_SET=1 ;;
+    b) BUFFER_MS=$OPTARG; BUFFER_SET=1 ;;
     *) usage ;;
   esac
 done
@@ -58,6 +64,38 @@ quiet_offloads() { # ns dev
 line_shaper() { # ns dev rate
   [ "$3" = none ] && return 0
   in_ns "$1" tc qdisc replace dev "$2" root tbf rate "$3" burst 3000 latency "${BUFFER_MS}ms"
+}
+
+# The line's capacity changes while traffic flows (lab.sh line): the rate
+# of the tbf changes in place (tc qdisc change keeps the packets queued).
+# Its buffer keeps the size in bytes it had, as a modem's or a base
+# station's byte buffer does: at a lower rate the same bytes take longer to
+# drain (300 ms at 20 Mbit/s is 1 s at 6 Mbit/s), which is what makes a
+# capacity drop hurt. With -b the buffer is set anew to BUFFER_MS at the
+# new rate instead.
+line_change() { # ns dev rate
+  local ns=$1 dev=$2 rate=$3 limit
+  case $rate in none) echo "lab.sh line: a rate such as 6mbit, not '$rate'" >&2; exit 2 ;; esac
+  if [ -n "$BUFFER_SET" ]; then
+    in_ns "$ns" tc qdisc change dev "$dev" root tbf rate "$rate" burst 3000 latency "${BUFFER_MS}ms"
+  else
+    # tc reports the buffer as the latency it means at the current rate:
+    # limit (bytes) = rate (bytes/s) x latency + burst.
+    limit=$(in_ns "$ns" tc -j qdisc show dev "$dev" | python3 -c '
+import json, sys
+q = [q for q in json.load(sys.stdin) if q.get("kind") == "tbf" and q.get("root")]
+if not q: sys.exit("no tbf on this line (was it set up with a rate of none?)")
+o = q[0]["options"]
+print(round(o["rate"] * o["lat"] / 1e6 + o["burst"]))') || exit 1
+    in_ns "$ns" tc qdisc change dev "$dev" root tbf rate "$rate" burst 3000 limit "$limit"
+  fi
+}
+
+line() {
+  [ -n "$UP_SET$DOWN_SET" ] || { echo "lab.sh line: -u UP_LINE and/or -d DOWN_LINE" >&2; exit 2; }
+  [ -z "$UP_SET" ] || line_change "$ISP" ispb "$UP_LINE"
+  [ -z "$DOWN_SET" ] || line_change "$ISP" ispa "$DOWN_LINE"
+  echo "lab $PREFIX line:$([ -z "$UP_SET" ] || echo " $UP_LINE up")$([ -z "$DOWN_SET" ] || echo " $DOWN_LINE down")"
 }
 
 up() {
@@ -154,6 +192,7 @@ case $cmd in
   unplug) unplug ;;
   plug) lan_link "${1:-}" ;;
   carrier) carrier "${1:-}" ;;
+  line) line ;;
   exec)
     node=${1:?node: lan, gw, isp or srv}; shift
     exec ip netns exec "$PREFIX-$node" "$@" ;;
