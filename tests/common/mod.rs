@@ -447,3 +447,128 @@ pub fn metrics(lab: &Lab) -> std::collections::HashMap<String, f64> {
         })
         .collect()
 }
+
+impl Lab {
+    /// Changes the ISP line's capacity now (`lab.sh line`: the tbf's rate
+    /// changes in place, its buffer keeps its size in bytes), as an LTE
+    /// cell filling up or rain over a satellite link would.
+    pub fn line(&self, up: &str, down: &str) {
+        self.lab_sh(&["line", "-u", up, "-d", down]);
+    }
+}
+
+/// One round trip of an irtt stream: when it was sent (wall clock, as
+/// [`std::time::SystemTime`] counts it) and its round trip, `None` when
+/// lost.
+#[derive(Debug, Clone, Copy)]
+pub struct RoundTrip {
+    pub sent: std::time::SystemTime,
+    pub rtt_ms: Option<f64>,
+}
+
+/// Every round trip of `irtt client -o -` JSON, in sending order.
+pub fn irtt_round_trips(json: &str) -> Vec<RoundTrip> {
+    let v: serde_json::Value = serde_json::from_str(json)
+        .unwrap_or_else(|e| panic!("irtt output is not JSON ({e}):\n{json}"));
+    v["round_trips"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| {
+                    let wall = r["timestamps"]["client"]["send"]["wall"].as_u64()?;
+                    let rtt_ms = if r["lost"].as_str() == Some("false") {
+                        r["delay"]["rtt"].as_f64().map(|ns| ns / 1e6)
+                    } else {
+                        None
+                    };
+                    Some(RoundTrip {
+                        sent: std::time::UNIX_EPOCH + Duration::from_nanos(wall),
+                        rtt_ms,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The statistics of the round trips sent in `[from, to)`.
+pub fn voice_window(
+    trips: &[RoundTrip],
+    from: std::time::SystemTime,
+    to: std::time::SystemTime,
+) -> VoiceStats {
+    let inside: Vec<&RoundTrip> = trips
+        .iter()
+        .filter(|t| t.sent >= from && t.sent < to)
+        .collect();
+    let mut rtts: Vec<f64> = inside.iter().filter_map(|t| t.rtt_ms).collect();
+    rtts.sort_by(|a, b| a.total_cmp(b));
+    let pct = |q: f64| {
+        rtts.get(((rtts.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(f64::INFINITY)
+    };
+    let sent = inside.len() as u64;
+    VoiceStats {
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
+        loss_pct: if sent == 0 {
+            100.0
+        } else {
+            100.0 * (sent - rtts.len() as u64) as f64 / sent as f64
+        },
+        sent,
+    }
+}
+
+/// One interval of an iperf3 test as its receiver counted it: seconds
+/// since the test started, and the goodput in bits/s.
+#[derive(Debug, Clone, Copy)]
+pub struct Interval {
+    pub start: f64,
+    pub end: f64,
+    pub bps: f64,
+}
+
+/// The per-interval goodput of `iperf3 -J` output (`-i 1` for one a
+/// second), all streams together, as the receiving end counted it: the
+/// client's own intervals with `-R`, otherwise the server's, which the
+/// client gets with `--get-server-output` from a server started with `-J`.
+pub fn iperf_intervals(json: &str) -> Vec<Interval> {
+    let v: serde_json::Value = serde_json::from_str(json)
+        .unwrap_or_else(|e| panic!("iperf3 output is not JSON ({e}):\n{json}"));
+    let reverse = v["start"]["test_start"]["reverse"].as_i64() == Some(1);
+    let receiver = if reverse {
+        &v
+    } else {
+        v.get("server_output_json").unwrap_or_else(|| {
+            panic!("no server_output_json (client needs --get-server-output, server -J):\n{json}")
+        })
+    };
+    receiver["intervals"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|i| {
+                    Some(Interval {
+                        start: i["sum"]["start"].as_f64()?,
+                        end: i["sum"]["end"].as_f64()?,
+                        bps: i["sum"]["bits_per_second"].as_f64()?,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The mean goodput (bits/s) of the intervals whose middle falls in
+/// `[from, to)` seconds of the test; NaN when none does.
+pub fn mean_bps(intervals: &[Interval], from: f64, to: f64) -> f64 {
+    let (bits, secs) = intervals
+        .iter()
+        .filter(|i| (from..to).contains(&((i.start + i.end) / 2.0)))
+        .fold((0.0, 0.0), |(b, s), i| {
+            (b + i.bps * (i.end - i.start), s + (i.end - i.start))
+        });
+    if secs > 0.0 { bits / secs } else { f64::NAN }
+}
