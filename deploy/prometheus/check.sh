@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks the Prometheus side: the alert rules (syntax and unit tests), the
-# example scrape configuration, and the metrics qosd exposes (promtool's
-# naming lint on the exposition of a simulated office).
+# example scrape configuration, the Grafana dashboards' queries, and the
+# metrics qosd exposes (promtool's naming lint on the exposition of a
+# simulated office).
 # Usage: deploy/prometheus/check.sh [QOSD_BINARY]
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -11,6 +12,19 @@ command -v promtool >/dev/null || { echo "promtool missing: apt-get install prom
 promtool check rules qosd-alerts.yml
 promtool test rules qosd-alerts.test.yml
 promtool check config prometheus.yml
+# The Grafana dashboards: valid JSON, and every query parses (each becomes
+# a recording rule for promtool; $instance stands for an office).
+python3 - "$HERE/../grafana" > "${TMPDIR:-/tmp}/qosd-dashboard-queries.yml" <<'PY'
+import json, pathlib, sys
+print("groups:\n  - name: dashboards\n    rules:")
+for path in sorted(pathlib.Path(sys.argv[1]).glob("*.json")):
+    for panel in json.loads(path.read_text())["panels"]:
+        for target in panel.get("targets", []):
+            expr = target["expr"].replace("$instance", "gw1")
+            print("      - record: dashboard:%s:%d:%s" % (path.stem.replace("-", "_"), panel["id"], target["refId"]))
+            print("        expr: %s" % json.dumps(expr))
+PY
+promtool check rules "${TMPDIR:-/tmp}/qosd-dashboard-queries.yml"
 "$QOSD" simulate --duration 10s --prometheus > "${TMPDIR:-/tmp}/qosd-metrics.txt"
 promtool check metrics < "${TMPDIR:-/tmp}/qosd-metrics.txt"
 grep -q '^qosd_category_queue_delay_seconds_bucket' "${TMPDIR:-/tmp}/qosd-metrics.txt"
