@@ -87,7 +87,7 @@ struct Phase {
 struct Run {
     label: &'static str,
     idle: VoiceStats,
-    /// At the nominal rate, past TCP's ramp.
+    /// At the nominal rate, past TCP's ramp, up to a second before the drop.
     before: Phase,
     /// During the drop, past the controller's ADAPT seconds.
     drop: Phase,
@@ -122,7 +122,10 @@ impl Run {
             self.label, self.idle.p50_ms, self.idle.p99_ms
         );
         eprintln!("  phase                      p50 ms   p99 ms  loss%  up Mbit/s down Mbit/s");
-        row(&format!("20/50 (+{RAMP:.0}..{BEFORE} s)"), &self.before);
+        row(
+            &format!("20/50 (+{RAMP:.0}..{} s)", BEFORE - 1),
+            &self.before,
+        );
         row(&format!("6/15 (+{ADAPT:.0}..{DROP} s)"), &self.drop);
         row(&format!("20/50 back (0..{RECOVER:.0} s)"), &self.recovering);
         row(
@@ -248,7 +251,8 @@ fn run(lab: &Lab, label: &'static str, autorate: bool) -> Run {
     let r = Run {
         label,
         idle,
-        before: phase(RAMP, dropped),
+        // Ends a second before the drop: what was sent then met it.
+        before: phase(RAMP, dropped - 1.0),
         drop: phase(dropped + ADAPT, back),
         recovering: phase(back, back + RECOVER),
         after: phase(back + RECOVER, end),
