@@ -8,9 +8,11 @@
 //! download thread drives them in real time, the simulator and the tests
 //! in virtual time.
 
+pub mod board;
 pub mod controller;
 pub mod link;
 
+pub use board::{Board, Published};
 pub use controller::{Change, Controller, ControllerConfig, DelaySample, Observed};
 pub use link::{Autorate, Totals, WanStatus};
 

@@ -93,3 +93,6 @@ impl Source {
             .copied()
     }
 }
+
+#[cfg(test)]
+mod tests;
