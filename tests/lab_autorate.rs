@@ -261,61 +261,77 @@ fn run(lab: &Lab, label: &'static str, autorate: bool) -> Run {
         down_recovered: recovered(&down, NOMINAL.1),
     };
     r.print();
-    print_rates(&polls, t0);
+    print_trace(t0, &trips, &up, &down, &polls);
     r
 }
 
-/// Prints qosd's shaping rate (and, with autorate, its capacity estimate
-/// and WAN delay) per second of the run, if it exports them.
-fn print_rates(polls: &str, t0: SystemTime) {
-    let series = |line: &str| -> (f64, HashMap<String, f64>) {
-        let mut parts = line.split('|');
-        let t: f64 = parts.next().and_then(|t| t.parse().ok()).unwrap_or(0.0);
-        let m = parts
-            .filter_map(|l| {
-                let (k, v) = l.rsplit_once(' ')?;
-                Some((k.to_owned(), v.parse().ok()?))
-            })
-            .collect();
-        (t, m)
-    };
-    let t0 = t0
+/// Prints the run second by second: the call's p99 and TCP's goodput as
+/// the ends saw them, and qosd's shaping rate, capacity estimate and WAN
+/// delay as it exported them (polled once a second; "-" when it does not
+/// export one).
+fn print_trace(
+    t0: SystemTime,
+    trips: &[RoundTrip],
+    up: &[Interval],
+    down: &[Interval],
+    polls: &str,
+) {
+    let epoch = t0
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs_f64();
-    let get = |m: &HashMap<String, f64>, name: &str, dir: &str, scale: f64| {
-        m.get(&format!("{name}{{direction=\"{dir}\"}}"))
-            .map_or("-".to_owned(), |v| format!("{:.1}", v / scale))
-    };
-    let rows: Vec<String> = polls
+    let polls: Vec<(f64, HashMap<String, f64>)> = polls
         .lines()
-        .map(series)
-        .filter(|(_, m)| !m.is_empty())
-        .map(|(t, m)| {
-            format!(
-                "  {:>5.1} {:>6}/{:<6} {:>6}/{:<6} {:>6}/{:<6}",
-                t - t0,
-                get(&m, "qosd_link_rate_bits_per_second", "upload", 1e6),
-                get(&m, "qosd_link_rate_bits_per_second", "download", 1e6),
-                get(&m, "qosd_autorate_capacity_bits_per_second", "upload", 1e6),
-                get(
-                    &m,
-                    "qosd_autorate_capacity_bits_per_second",
-                    "download",
-                    1e6
-                ),
-                get(&m, "qosd_wan_delay_seconds", "upload", 1e-3),
-                get(&m, "qosd_wan_delay_seconds", "download", 1e-3),
-            )
+        .map(|line| {
+            let mut parts = line.split('|');
+            let t: f64 = parts.next().and_then(|t| t.parse().ok()).unwrap_or(0.0);
+            let m = parts
+                .filter_map(|l| {
+                    let (k, v) = l.rsplit_once(' ')?;
+                    Some((k.to_owned(), v.parse().ok()?))
+                })
+                .collect();
+            (t - epoch, m)
         })
         .collect();
-    if rows.is_empty() {
-        eprintln!("  (qosd exports no qosd_link_rate_bits_per_second yet)");
-        return;
-    }
-    eprintln!("      s   rate up/down Mbit/s  capacity up/down  wan delay up/down ms");
-    for row in rows {
-        eprintln!("{row}");
+    let mbit = |intervals: &[Interval], s: f64| {
+        let bps = mean_bps(intervals, s, s + 1.0);
+        if bps.is_nan() {
+            "-".to_owned()
+        } else {
+            format!("{:.1}", bps / 1e6)
+        }
+    };
+    eprintln!(
+        "      s  voice p99 ms  goodput up/down  rate up/down  capacity up/down  wan delay up/down ms"
+    );
+    for k in 0..BEFORE + DROP + AFTER {
+        let s = k as f64;
+        let v = voice_window(
+            trips,
+            t0 + Duration::from_secs_f64(s),
+            t0 + Duration::from_secs_f64(s + 1.0),
+        );
+        let m = polls
+            .iter()
+            .find(|(t, _)| (s..s + 1.0).contains(t))
+            .map(|(_, m)| m);
+        let get = |name: &str, scale: f64| {
+            let one = |dir: &str| {
+                m.and_then(|m| m.get(&format!("{name}{{direction=\"{dir}\"}}")))
+                    .map_or("-".to_owned(), |v| format!("{:.1}", v / scale))
+            };
+            format!("{:>6}/{:<6}", one("upload"), one("download"))
+        };
+        eprintln!(
+            "  {k:>5} {:>12.1} {:>7}/{:<7} {} {}      {}",
+            v.p99_ms,
+            mbit(up, s),
+            mbit(down, s),
+            get("qosd_link_rate_bits_per_second", 1e6),
+            get("qosd_autorate_capacity_bits_per_second", 1e6),
+            get("qosd_wan_delay_seconds", 1e-3),
+        );
     }
 }
 

@@ -20,8 +20,10 @@
 #
 #   sudo deploy/lab/autorate.sh [-r REPS] [-o OUTDIR] [-g "autorate fixed bridge"]
 #
-# Writes OUTDIR/results.json and every run's raw output (iperf3 and irtt
-# JSON, qosd's log and its rates once a second) to OUTDIR.
+# Writes OUTDIR/results.json, OUTDIR/trace-<gateway>-<rep>.txt (each
+# second: the call's p99, goodput each way, qosd's shaping rate, capacity
+# estimate and WAN delay) and every run's raw output (iperf3 and irtt
+# JSON, qosd's log and its metrics once a second) to OUTDIR.
 set -euo pipefail
 
 REPS=1 OUT=autorate-results SETUPS="autorate fixed bridge"
@@ -235,7 +237,33 @@ def one(tag):
     r["cpu_pct"] = (c1 - c0) / hz / (t1 - t0) * 100 if c1 > 0 else None
     rate = rates(out / f"{tag}.rates", t0, drop + ADAPT, back)
     r["drop_rate_mbit"] = list(rate) if rate else None
+    write_trace(tag, t0, ts, up, down)
     return r
+
+
+def write_trace(tag, t0, ts, up, down):
+    """OUTDIR/trace-TAG.txt: per second, the call's p99, the goodput each
+    way and qosd's shaping rate, capacity estimate and WAN delay."""
+    polls = []
+    try:
+        for line in (out / f"{tag}.rates").read_text().splitlines():
+            parts = line.split("|")
+            polls.append((float(parts[0]) - t0, dict(p.rpartition(" ")[::2] for p in parts[1:])))
+    except Exception:
+        pass
+    rows = ["s voice_p99_ms up_mbit down_mbit rate_up rate_down capacity_up capacity_down wan_delay_up_ms wan_delay_down_ms"]
+    for k in range(int(max([e for _, e, _ in up + down] or [0]))):
+        m = next((m for t, m in polls if k <= t < k + 1), {})
+        def get(name, d, scale):
+            v = m.get('%s{direction="%s"}' % (name, d))
+            return "%.2f" % (float(v) / scale) if v else "-"
+        rows.append(" ".join([str(k), "%.2f" % voice(ts, t0 + k, t0 + k + 1)[1],
+                              "%.2f" % (mean_bps(up, k, k + 1) / 1e6), "%.2f" % (mean_bps(down, k, k + 1) / 1e6)]
+                             + [get(n, d, sc) for n, sc in (("qosd_link_rate_bits_per_second", 1e6),
+                                                             ("qosd_autorate_capacity_bits_per_second", 1e6),
+                                                             ("qosd_wan_delay_seconds", 1e-3))
+                                for d in ("upload", "download")]))
+    (out / f"trace-{tag}.txt").write_text("\n".join(rows) + "\n")
 
 
 def med(xs):
