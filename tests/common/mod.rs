@@ -537,6 +537,9 @@ pub struct Interval {
 pub fn iperf_intervals(json: &str) -> Vec<Interval> {
     let v: serde_json::Value = serde_json::from_str(json)
         .unwrap_or_else(|e| panic!("iperf3 output is not JSON ({e}):\n{json}"));
+    if let Some(e) = v["error"].as_str() {
+        panic!("iperf3 failed: {e}");
+    }
     let reverse = v["start"]["test_start"]["reverse"].as_i64() == Some(1);
     let receiver = if reverse {
         &v
