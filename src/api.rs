@@ -230,12 +230,48 @@ async fn status(State(st): State<ApiState>) -> Response {
             rate_bps: d.pick_ref(&rates).iter().sum(),
         }
     };
+    let published = t.link.published();
+    let live = |d: Direction| match d.pick(published.status).rate.bps() {
+        0 => cfg.link.rate(d).bps(),
+        r => r,
+    };
+    let wan = |d: Direction| {
+        let w = d.pick(published.status);
+        let ms = |x: Option<std::time::Duration>| x.map(|x| x.as_secs_f64() * 1e3);
+        json!({
+            "rate_bps": live(d),
+            "min_bps": w.enabled.then_some(w.min.bps()),
+            "max_bps": w.enabled.then_some(w.max.bps()),
+            "capacity_bps": w.capacity.map(|c| c.bps()),
+            "delivered_bps": w.delivered.map(|c| c.bps()),
+            "load": w.load,
+            "baseline_ms": ms(w.baseline),
+            "delay_ms": ms(w.delay),
+            "changes": { "bloat": w.changes[0], "raise": w.changes[1] },
+        })
+    };
+    let samples: serde_json::Map<String, Value> = crate::wan::Source::ALL
+        .iter()
+        .zip(published.samples)
+        .map(|(s, n)| (s.as_str().to_owned(), json!(n)))
+        .collect();
     axum::Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": t.uptime_seconds(),
         "config": cfg.source,
         "interfaces": { "lan": cfg.interfaces.lan, "wan": cfg.interfaces.wan },
-        "link": { "upload_bps": cfg.link.upload.bps(), "download_bps": cfg.link.download.bps() },
+        "link": {
+            "upload_bps": live(Direction::Upload),
+            "download_bps": live(Direction::Download),
+            "configured_upload_bps": cfg.link.upload.bps(),
+            "configured_download_bps": cfg.link.download.bps(),
+        },
+        "autorate": {
+            "enabled": cfg.autorate.enabled,
+            "upload": wan(Direction::Upload),
+            "download": wan(Direction::Download),
+            "samples": samples,
+        },
         "ready": why.is_empty(),
         "not_ready": why,
         "links": links,

@@ -121,8 +121,42 @@ pub fn render_status(status: &Value, categories: &Value) -> String {
             x["dropped_frames"]
         );
     }
+    s.push_str(&render_wan(status));
     s.push('\n');
     s.push_str(&render_categories(status, categories));
+    s
+}
+
+/// The link's line of status and top: the WAN delay per direction and,
+/// with autorate, the rate within its bounds and the capacity estimate.
+fn render_wan(status: &Value) -> String {
+    let a = &status["autorate"];
+    if a.is_null() {
+        return String::new();
+    }
+    let mut s = String::new();
+    let on = a["enabled"].as_bool() == Some(true);
+    for d in ["upload", "download"] {
+        let x = &a[d];
+        let delay = match (x["baseline_ms"].as_f64(), x["delay_ms"].as_f64()) {
+            (Some(b), Some(n)) => format!("WAN delay {n:.1} ms (baseline {b:.1} ms)"),
+            _ => "WAN delay not measured yet".to_owned(),
+        };
+        if on {
+            let _ = writeln!(
+                s,
+                "{d:>8}: autorate {} Mbit/s in [{}, {}], capacity ~{} Mbit/s, {delay}, {} cuts, {} raises",
+                mbit(&x["rate_bps"]),
+                mbit(&x["min_bps"]),
+                mbit(&x["max_bps"]),
+                mbit(&x["capacity_bps"]),
+                at(x, "/changes/bloat"),
+                at(x, "/changes/raise"),
+            );
+        } else {
+            let _ = writeln!(s, "{d:>8}: {delay}");
+        }
+    }
     s
 }
 
@@ -218,6 +252,26 @@ mod tests {
         assert!(out.contains("10.00 Mbit/s now"), "{out}");
         // 2 Mbit/s of a 20 Mbit/s upload is 10%.
         assert!(out.contains(" 10%"), "{out}");
+        // The link: WAN delay always, autorate's bounds when it is on.
+        assert!(!out.contains("autorate"), "{out}");
+        let mut auto = status.clone();
+        auto["autorate"] = json!({"enabled": true,
+            "upload": {"rate_bps": 6e6, "min_bps": 2e6, "max_bps": 19e6, "capacity_bps": 6.5e6,
+                       "baseline_ms": 30.0, "delay_ms": 41.5, "changes": {"bloat": 3, "raise": 7}},
+            "download": {"rate_bps": 15e6, "min_bps": 5e6, "max_bps": 47e6, "capacity_bps": null,
+                         "baseline_ms": null, "delay_ms": null, "changes": {"bloat": 0, "raise": 0}}});
+        let a = render_status(&auto, &cats);
+        assert!(
+            a.contains("autorate 6.00 Mbit/s in [2.00, 19.00], capacity ~6.50 Mbit/s, WAN delay 41.5 ms (baseline 30.0 ms), 3 cuts, 7 raises"),
+            "{a}"
+        );
+        assert!(a.contains("WAN delay not measured yet"), "{a}");
+        auto["autorate"]["enabled"] = json!(false);
+        let off = render_status(&auto, &cats);
+        assert!(
+            !off.contains("autorate") && off.contains("WAN delay 41.5 ms"),
+            "{off}"
+        );
         let flows = json!([{"proto": "udp", "src": "198.18.0.10:5004", "dst": "198.18.0.20:5004", "app": null, "host": "x.example", "category": "voice", "decided_by": "rule:voice", "bytes": 1000}]);
         assert!(render_flows(&flows).contains("x.example"));
     }

@@ -36,3 +36,4 @@ pub mod shaper;
 pub mod simulate;
 pub mod telemetry;
 pub mod time;
+pub mod wan;

@@ -12,11 +12,13 @@ use prometheus::proto::{
 };
 use prometheus::{Encoder, Registry, TextEncoder};
 
+use crate::autorate::Published;
 use crate::classify::DecidedBy;
 use crate::classify::budget::Holder;
 use crate::config::{Config, Direction};
 use crate::shaper::{DELAY_BUCKET_BOUNDS_NS, DropReason};
 use crate::telemetry::{FlowStats, PortState, Snapshot, by_interface};
+use crate::wan::Source;
 
 /// Everything one scrape exposes.
 #[derive(Debug, Clone)]
@@ -35,6 +37,9 @@ pub struct MetricsView {
     pub uptime_seconds: f64,
     /// Both directions forward: threads alive, every interface up.
     pub ready: bool,
+    /// The link's rates and WAN delay (autorate's view; a rate of 0 means
+    /// none published yet: the configured rate applies).
+    pub link: Published,
 }
 
 /// Where the collector gets its view at each scrape.
@@ -122,7 +127,39 @@ const FAMILIES: &[(&str, &str)] = &[
     ),
     (
         "qosd_link_rate_bytes_per_second",
-        "Configured shaped rate of the link in bytes per second, per direction.",
+        "Shaping rate of the link in bytes per second, per direction (link.*, or autorate's rate).",
+    ),
+    (
+        "qosd_link_rate_bits_per_second",
+        "Shaping rate of the link in bits per second, per direction (link.*, or autorate's rate).",
+    ),
+    (
+        "qosd_autorate_min_bits_per_second",
+        "Autorate's floor (autorate.*_min), per direction; only while autorate is enabled.",
+    ),
+    (
+        "qosd_autorate_max_bits_per_second",
+        "Autorate's ceiling (autorate.*_max), per direction; only while autorate is enabled.",
+    ),
+    (
+        "qosd_autorate_capacity_bits_per_second",
+        "What the line can carry as autorate estimates it (what it delivered when its buffer last filled, or more since), per direction.",
+    ),
+    (
+        "qosd_autorate_changes_total",
+        "Rate changes autorate made, per direction and reason (bloat: WAN delay grew, cut; raise: loaded with delay at its baseline).",
+    ),
+    (
+        "qosd_wan_delay_baseline_seconds",
+        "WAN round trip with empty buffers (the paths' minimums), as measured passively on the office's traffic, per direction.",
+    ),
+    (
+        "qosd_wan_delay_seconds",
+        "WAN round trip now as this direction's samples see it: the baseline plus the median queueing delay of the last interval.",
+    ),
+    (
+        "qosd_wan_delay_samples_total",
+        "WAN round trips measured passively, by source (tcp_timestamp, tcp_handshake, tcp_ack, dns).",
     ),
     (
         "qosd_datapath_running",
@@ -298,11 +335,54 @@ pub fn build(v: &MetricsView) -> Vec<MetricFamily> {
             Direction::Upload => (cfg.interfaces.lan.as_str(), cfg.interfaces.wan.as_str()),
             Direction::Download => (cfg.interfaces.wan.as_str(), cfg.interfaces.lan.as_str()),
         };
+        let link = dir.pick(v.link.status);
+        let rate = match link.rate.bps() {
+            0 => cfg.link.rate(*dir).bps(),
+            r => r,
+        } as f64;
         f.gauge(
             "qosd_link_rate_bytes_per_second",
             &[("direction", d)],
-            cfg.link.rate(*dir).bps() as f64 / 8.0,
+            rate / 8.0,
         );
+        f.gauge("qosd_link_rate_bits_per_second", &[("direction", d)], rate);
+        if link.enabled {
+            let l = [("direction", d)];
+            f.gauge(
+                "qosd_autorate_min_bits_per_second",
+                &l,
+                link.min.bps() as f64,
+            );
+            f.gauge(
+                "qosd_autorate_max_bits_per_second",
+                &l,
+                link.max.bps() as f64,
+            );
+            if let Some(c) = link.capacity {
+                f.gauge("qosd_autorate_capacity_bits_per_second", &l, c.bps() as f64);
+            }
+        }
+        for (reason, n) in ["bloat", "raise"].into_iter().zip(link.changes) {
+            f.counter(
+                "qosd_autorate_changes_total",
+                &[("direction", d), ("reason", reason)],
+                n as f64,
+            );
+        }
+        if let Some(b) = link.baseline {
+            f.gauge(
+                "qosd_wan_delay_baseline_seconds",
+                &[("direction", d)],
+                b.as_secs_f64(),
+            );
+        }
+        if let Some(x) = link.delay {
+            f.gauge(
+                "qosd_wan_delay_seconds",
+                &[("direction", d)],
+                x.as_secs_f64(),
+            );
+        }
         f.gauge(
             "qosd_datapath_running",
             &[("direction", d)],
@@ -530,6 +610,13 @@ pub fn build(v: &MetricsView) -> Vec<MetricFamily> {
     );
     for (result, n) in [("success", v.reloads[0]), ("failure", v.reloads[1])] {
         f.counter("qosd_config_reloads_total", &[("result", result)], n as f64);
+    }
+    for (source, n) in Source::ALL.iter().zip(v.link.samples) {
+        f.counter(
+            "qosd_wan_delay_samples_total",
+            &[("source", source.as_str())],
+            n as f64,
+        );
     }
     f.families
 }

@@ -22,21 +22,10 @@ use std::time::Duration;
 
 use crate::config::Rate;
 use crate::time::Instant;
+pub use crate::wan::DelaySample;
 
 /// Samples of one interval kept for its median; more are thinned out.
 const MAX_SAMPLES: usize = 64;
-
-/// A WAN queueing-delay sample: how far one measurement (a TCP round trip,
-/// a DNS answer, a call's RTCP) was above the minimum of its own path, and
-/// that minimum (the path's round trip). Per-path minimums keep a far
-/// server or a slow host from looking like a full line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DelaySample {
-    /// Delay above the path's minimum.
-    pub queue: Duration,
-    /// The path's minimum round trip.
-    pub base: Duration,
-}
 
 /// The controller's parameters for one direction.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,6 +54,12 @@ pub struct ControllerConfig {
     pub raise_step: f64,
     /// The first raise near the knee, as a share of `max`.
     pub probe_step: f64,
+    /// Samples a decision needs: fewer are kept for the next interval (a
+    /// long path gives few round trips per interval), unless older than
+    /// `max_sample_age`. One stray sample never moves the rate.
+    pub min_samples: usize,
+    /// Samples older than this are not carried into a decision.
+    pub max_sample_age: Duration,
 }
 
 impl ControllerConfig {
@@ -83,6 +78,8 @@ impl ControllerConfig {
             loaded: 0.75,
             raise_step: 0.02,
             probe_step: 0.0025,
+            min_samples: 3,
+            max_sample_age: Duration::from_millis(1500),
         }
     }
 
@@ -139,6 +136,8 @@ pub struct Controller {
     queue: [u64; MAX_SAMPLES],
     count: usize,
     seen: u64,
+    /// When the oldest sample held arrived.
+    first_sample: Option<Instant>,
     last: Observed,
 }
 
@@ -158,6 +157,7 @@ impl Controller {
             queue: [0; MAX_SAMPLES],
             count: 0,
             seen: 0,
+            first_sample: None,
             last: Observed::default(),
         }
     }
@@ -218,7 +218,21 @@ impl Controller {
         self.next_tick = Some(now + interval);
         let load = sent.bps() as f64 / self.rate.max(1) as f64;
         let n = self.count;
-        let median_excess = self.excess.get_mut(..n).and_then(median);
+        if n > 0 && n < self.cfg.min_samples {
+            // Too few to decide on: wait for more, within an age limit.
+            let first = *self.first_sample.get_or_insert(now);
+            if now.saturating_since(first) < self.cfg.max_sample_age {
+                self.last.load = load;
+                return None;
+            }
+        }
+        self.first_sample = None;
+        let enough = n >= self.cfg.min_samples.max(1);
+        let median_excess = self
+            .excess
+            .get_mut(..n)
+            .and_then(median)
+            .filter(|e| enough || *e <= 0);
         let median_queue = self.queue.get_mut(..n).and_then(median);
         self.count = 0;
         self.seen = 0;

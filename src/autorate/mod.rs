@@ -1,15 +1,20 @@
 //! Autorate: shaping each direction at what the line delivers now, from
-//! the delay its own traffic sees on the WAN side (issue 13).
+//! the delay the office's own traffic sees on the WAN side (issue 13).
 //!
-//! This module holds the sans-IO [`controller`]: WAN queueing-delay
-//! samples and the direction's load in, a rate out, decided every 200 ms
-//! in virtual or real time. The passive delay measurement that feeds it,
-//! the `[autorate]` configuration and the daemon's wiring come next; until
-//! then nothing in the data path uses it.
+//! [`controller`] decides one direction (WAN queueing-delay samples and
+//! the direction's load in, a rate out, every 200 ms); [`link`] runs both,
+//! attributing the samples the passive meter ([`crate::wan`]) took to the
+//! direction whose buffer they measure. Both are sans-IO: the daemon's
+//! download thread drives them in real time, the simulator and the tests
+//! in virtual time.
 
+pub mod board;
 pub mod controller;
+pub mod link;
 
+pub use board::{Board, Published};
 pub use controller::{Change, Controller, ControllerConfig, DelaySample, Observed};
+pub use link::{Autorate, Totals, WanStatus};
 
 #[cfg(test)]
 mod tests;

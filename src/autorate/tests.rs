@@ -222,9 +222,10 @@ fn ticks_come_once_per_interval() {
         queue: Duration::from_millis(100),
         base: Duration::from_millis(30),
     };
-    c.sample(bloat);
+    let three = |c: &mut Controller| (0..3).for_each(|_| c.sample(bloat));
+    three(&mut c);
     assert_eq!(c.tick(t0, c.rate(), None), Some(Change::Bloat));
-    c.sample(bloat);
+    three(&mut c);
     // Within the interval: nothing decided, the samples kept.
     assert_eq!(
         c.tick(t0 + Duration::from_millis(100), c.rate(), None),
@@ -236,11 +237,40 @@ fn ticks_come_once_per_interval() {
         c.tick(t0 + Duration::from_millis(200), c.rate(), None),
         None
     );
-    c.sample(bloat);
+    three(&mut c);
     assert_eq!(
         c.tick(t0 + Duration::from_millis(400), c.rate(), None),
         Some(Change::Bloat)
     );
+}
+
+#[test]
+fn a_stray_sample_never_moves_the_rate_but_few_samples_add_up() {
+    let mut c = Controller::new(cfg(2, 25, 10));
+    let mut now = Instant::from_nanos(1);
+    let bloat = DelaySample {
+        queue: Duration::from_millis(200),
+        base: Duration::from_millis(30),
+    };
+    // One slow DNS answer, then silence: held, never a cut.
+    c.sample(bloat);
+    for _ in 0..20 {
+        assert_eq!(c.tick(now, c.rate(), None), None);
+        now = now + Duration::from_millis(200);
+    }
+    assert_eq!(c.rate().bps(), 10 * MBIT);
+    // A long path: one round trip per interval, each over the threshold;
+    // three of them are enough to act on.
+    let mut cut = None;
+    for i in 0..4 {
+        c.sample(bloat);
+        if let Some(ch) = c.tick(now, c.rate(), None) {
+            cut = Some((i, ch));
+            break;
+        }
+        now = now + Duration::from_millis(200);
+    }
+    assert_eq!(cut, Some((2, Change::Bloat)));
 }
 
 proptest! {

@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::ports::{self, Port, Reopen};
-use crate::config::{Config, Direction};
+use crate::autorate::{Autorate, Board, Published, Totals};
+use crate::config::{Config, Direction, Rate};
 use crate::engine::DirectionEngine;
 use crate::engine::frame::{Frame, FramePool};
 use crate::io::afpacket::{HEADROOM, RxSocket, TX_BATCH, TxOutcome, TxSocket};
@@ -32,6 +33,13 @@ const MIN_DEAF: Duration = Duration::from_micros(20);
 /// Longest: at 1 Gbit/s of 64-byte frames the receive queue (4 096 ring
 /// slots) takes about 3 ms to fill.
 const MAX_DEAF: Duration = Duration::from_millis(1);
+/// How often the download thread hands the WAN-delay samples to autorate
+/// (which decides every 200 ms).
+const AUTORATE_EVERY: Duration = Duration::from_millis(20);
+/// At most one log line about the rate per this long...
+const RATE_LOG_EVERY: Duration = Duration::from_secs(10);
+/// ...and only for a change of at least this share since the last one.
+const RATE_LOG_CHANGE: f64 = 0.2;
 
 /// One direction's thread state.
 pub struct Datapath {
@@ -49,6 +57,17 @@ pub struct Datapath {
     /// A socket error suggests an interface changed: look before the next
     /// scheduled check.
     check_soon: bool,
+    /// Rates between the threads, the link's status for the control plane.
+    board: Arc<Board>,
+    /// The download thread runs autorate: it sees the answers to probes.
+    autorate: Option<AutorateRun>,
+}
+
+/// Autorate on the download thread, and its rate-limited log.
+struct AutorateRun {
+    autorate: Autorate,
+    next: Instant,
+    logged: (Instant, [Rate; 2]),
 }
 
 impl Datapath {
@@ -60,9 +79,20 @@ impl Datapath {
         (rx, tx): (Port<RxSocket>, Port<TxSocket>),
         reopen: Reopen,
         buffer: usize,
-        snapshot: SnapshotCell,
+        (snapshot, board): (SnapshotCell, Arc<Board>),
     ) -> std::io::Result<Self> {
+        let autorate = (dir == Direction::Download).then(|| {
+            let a = Autorate::new(engine.config());
+            let rates = Direction::BOTH.map(|d| a.rate(d));
+            AutorateRun {
+                autorate: a,
+                next: now(),
+                logged: (now(), rates),
+            }
+        });
         Ok(Datapath {
+            board,
+            autorate,
             dir,
             engine,
             rx,
@@ -106,6 +136,7 @@ impl Datapath {
             }
             self.receive_batch(t);
             let t = now();
+            self.follow_link(t);
             self.transmit_due(t);
             if t >= next_publish {
                 self.publish(t, true);
@@ -129,6 +160,47 @@ impl Datapath {
             }
         }
         self.publish(now(), false);
+    }
+
+    /// Keeps the queue at the link's rate: the download thread runs
+    /// autorate on what its engine measured (and the upload thread sent),
+    /// the upload thread follows the rate it sets.
+    fn follow_link(&mut self, t: Instant) {
+        let buffer = self.pool.buffer_size();
+        let queue_config = |cfg: &Config, dir| shaper_config(cfg, dir, buffer);
+        let Some(run) = self.autorate.as_mut() else {
+            self.board.set_sent_up(self.engine.counters().sent_bytes);
+            if let Some(rate) = self.board.rate(self.dir) {
+                self.engine.set_link_rate(rate, queue_config);
+            }
+            return;
+        };
+        if t < run.next {
+            return;
+        }
+        run.next = t + AUTORATE_EVERY;
+        let a = &mut run.autorate;
+        a.reconfigure(self.engine.config());
+        let c = self.engine.counters();
+        let (sent, arrived) = (c.sent_bytes, c.arrived_bytes);
+        let Some(meter) = self.engine.wan_meter_mut() else {
+            return;
+        };
+        let totals = Totals {
+            sent: [self.board.sent_up(), sent],
+            arrived: [0, arrived],
+            acked: meter.acked_bytes(),
+        };
+        a.step(t, &totals, meter);
+        for d in Direction::BOTH {
+            self.board.set_rate(d, a.rate(d));
+        }
+        self.engine.set_link_rate(a.rate(self.dir), queue_config);
+        self.board.publish(Published {
+            status: Direction::BOTH.map(|d| a.status(d)),
+            samples: a.samples_by_source(),
+        });
+        log_rates(run, t);
     }
 
     /// Looks at both interfaces, re-opening what came back; true when a
@@ -329,6 +401,39 @@ impl<T: Clone + Default> CloneFromSlice<T> for Vec<T> {
             d.clone_from(s);
         }
     }
+}
+
+/// One info line for a large change of rate, at most every
+/// [`RATE_LOG_EVERY`].
+fn log_rates(run: &mut AutorateRun, t: Instant) {
+    let a = &run.autorate;
+    let now_rates = Direction::BOTH.map(|d| a.rate(d));
+    let (at, before) = run.logged;
+    let moved = now_rates.iter().zip(before).any(|(n, b)| {
+        (n.bps() as f64 - b.bps() as f64).abs() >= RATE_LOG_CHANGE * b.bps().max(1) as f64
+    });
+    if !moved || t.saturating_since(at) < RATE_LOG_EVERY {
+        return;
+    }
+    let describe = |d: Direction| {
+        let s = a.status(d);
+        let delay = s.delay.map_or_else(
+            || "no samples".to_owned(),
+            |x| format!("WAN delay {} ms", x.as_millis()),
+        );
+        format!(
+            "{} {} (was {}, {delay})",
+            d.as_str(),
+            a.rate(d),
+            d.pick(before)
+        )
+    };
+    tracing::info!(
+        "autorate: {}; {}",
+        describe(Direction::Upload),
+        describe(Direction::Download)
+    );
+    run.logged = (t, now_rates);
 }
 
 /// Logs a port's change of state (rare: never per frame).

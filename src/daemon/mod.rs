@@ -153,7 +153,8 @@ pub fn run(config_path: Option<&Path>) -> Result<(), DaemonError> {
             Shaper::new(&datapath::shaper_config(&cfg, dir, buffer)),
         );
         let snapshot = Arc::clone(dir.pick_ref(&handle.telemetry.snapshots));
-        let dp = Datapath::new(dir, engine, ports, reopen, buffer, snapshot)
+        let board = Arc::clone(&handle.telemetry.link);
+        let dp = Datapath::new(dir, engine, ports, reopen, buffer, (snapshot, board))
             .map_err(|e| DaemonError::Startup(format!("cannot watch the interfaces: {e}")))?;
         let stop = Arc::clone(&stop);
         let t = std::thread::Builder::new()

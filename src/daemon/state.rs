@@ -186,6 +186,7 @@ impl MetricsSource for Handle {
             reloads: t.reload_counts(),
             uptime_seconds: t.uptime_seconds(),
             ready: t.ready(now()),
+            link: t.link.published(),
         }
     }
 }

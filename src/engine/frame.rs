@@ -3,6 +3,7 @@
 
 use crate::packet::{IpVersion, rewrite};
 use crate::shaper::ShapedPacket;
+use crate::wan::Probe;
 
 /// A frame held by the engine between receive and transmit.
 #[derive(Debug)]
@@ -13,6 +14,8 @@ pub struct Frame {
     len: u32,
     /// Offset of the IP header, when the frame is IP.
     ip: Option<(u16, IpVersion)>,
+    /// The WAN-delay probe it carries to its departure, if it is timed.
+    pub(crate) probe: Option<Probe>,
 }
 
 impl Frame {
@@ -28,6 +31,7 @@ impl Frame {
             start: 0,
             len: n as u32,
             ip: None,
+            probe: None,
         }
     }
 
@@ -40,6 +44,7 @@ impl Frame {
             start: start as u32,
             len: len as u32,
             ip: None,
+            probe: None,
         }
     }
 

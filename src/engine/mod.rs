@@ -25,6 +25,7 @@ use crate::config::{CategoryId, Config, Direction};
 use crate::packet::{FrameKind, PacketMeta, rewrite};
 use crate::shaper::{CategoryCounters, DropReason, LinkQueue, ShaperConfig};
 use crate::time::Instant;
+use crate::wan::{Meter, ProbeBoard, Stamper};
 
 /// Entries in the DNS snooping cache.
 pub const DNS_CACHE_ENTRIES: usize = 65_536;
@@ -37,6 +38,9 @@ pub struct Shared {
     pub names: DnsCache,
     /// Memory all flows' inspection state shares, across reloads.
     pub dpi: Arc<DpiBudget>,
+    /// Where the upload side times WAN round trips for the download side
+    /// to complete ([`crate::wan`]).
+    pub probes: Arc<ProbeBoard>,
     installed: ArcSwap<Installed>,
     generation: AtomicU32,
 }
@@ -70,6 +74,7 @@ impl Shared {
             names: DnsCache::new(DNS_CACHE_ENTRIES),
             installed: ArcSwap::from_pointee(Installed::new(cfg, 1, &dpi)),
             dpi,
+            probes: Arc::new(ProbeBoard::new()),
             generation: AtomicU32::new(1),
         }
     }
@@ -118,6 +123,11 @@ pub struct EngineCounters {
     pub dscp_marked: u64,
     /// Flow state the DPI memory budget refused, by [`Holder::index`].
     pub dpi_refusals: [u64; Holder::KINDS.len()],
+    /// Bytes of the frames that arrived (for the download: what the line
+    /// delivered).
+    pub arrived_bytes: u64,
+    /// Bytes of the frames the queue released.
+    pub sent_bytes: u64,
 }
 
 fn decided_index(d: DecidedBy) -> usize {
@@ -144,6 +154,17 @@ pub struct DirectionEngine<Q> {
     /// DSCP to write per category, if any.
     marks: Vec<Option<u8>>,
     counters: EngineCounters,
+    /// This direction's half of the WAN-delay measurement.
+    wan: WanSide,
+    /// The link rate autorate set, instead of `link.*`.
+    link_rate: Option<crate::config::Rate>,
+}
+
+/// The upload thread times packets leaving toward the WAN; the download
+/// thread recognises their answers.
+enum WanSide {
+    Lan(Stamper),
+    Wan(Box<Meter>),
 }
 
 impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
@@ -161,11 +182,52 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
                 .map(|c| c.dscp.map(|d| d.value()))
                 .collect(),
             installed,
+            wan: match dir {
+                Direction::Upload => WanSide::Lan(Stamper::new(Arc::clone(&shared.probes))),
+                Direction::Download => {
+                    WanSide::Wan(Box::new(Meter::new(Arc::clone(&shared.probes))))
+                }
+            },
             shared,
             queue,
             cache: ClassCache::new(),
             counters: EngineCounters::default(),
+            link_rate: None,
         }
+    }
+
+    /// The WAN-delay meter (the download direction's engine has it).
+    pub fn wan_meter_mut(&mut self) -> Option<&mut Meter> {
+        match &mut self.wan {
+            WanSide::Wan(m) => Some(m),
+            WanSide::Lan(_) => None,
+        }
+    }
+
+    /// The link rate the queue runs at: autorate's, or `link.*`.
+    pub fn link_rate(&self) -> crate::config::Rate {
+        self.link_rate
+            .unwrap_or_else(|| self.installed.config.link.rate(self.dir))
+    }
+
+    /// Runs the queue at `rate` instead of `link.*` (autorate), without
+    /// losing a queued packet; `queue_config` as for
+    /// [`DirectionEngine::refresh`].
+    pub fn set_link_rate(
+        &mut self,
+        rate: crate::config::Rate,
+        queue_config: impl FnOnce(&Config, Direction) -> ShaperConfig,
+    ) {
+        if self.link_rate() == rate {
+            return;
+        }
+        self.link_rate = Some(rate);
+        let cfg = Arc::clone(&self.installed.config);
+        let same: Vec<Option<usize>> = (0..cfg.category.len()).map(Some).collect();
+        self.queue.reconfigure_mapped(
+            &queue_config(&cfg, self.dir).with_link_rate(&cfg, self.dir, rate),
+            &same,
+        );
     }
 
     /// The state both directions share.
@@ -223,8 +285,11 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
             .iter()
             .map(|c| c.dscp.map(|d| d.value()))
             .collect();
-        self.queue
-            .reconfigure_mapped(&queue_config(&cfg, self.dir), &self.origin);
+        let mut qc = queue_config(&cfg, self.dir);
+        if let Some(rate) = self.link_rate {
+            qc = qc.with_link_rate(&cfg, self.dir, rate);
+        }
+        self.queue.reconfigure_mapped(&qc, &self.origin);
         Some(cfg)
     }
 
@@ -250,6 +315,8 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
     /// Classifies `frame`, arrived at `now`, and queues it. Returns its
     /// category.
     pub fn ingress(&mut self, mut frame: Frame, now: Instant) -> CategoryId {
+        self.counters.arrived_bytes += frame.bytes().len() as u64;
+        let mut probe = None;
         let (category, flow_hash, ip) = {
             let pkt = PacketMeta::parse(frame.bytes());
             match pkt.kind {
@@ -282,6 +349,10 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
                     if !verdict.refused.is_empty() {
                         self.count_refusals(verdict.refused);
                     }
+                    match &mut self.wan {
+                        WanSide::Lan(s) => probe = s.on_lan_packet(&pkt, id, now),
+                        WanSide::Wan(m) => m.on_wan_packet(&pkt, id, now),
+                    }
                     let category = self
                         .classifier
                         .ack_category(&pkt)
@@ -290,6 +361,7 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
                 }
             }
         };
+        frame.probe = probe;
         if let Some((offset, version)) = ip {
             frame.set_ip(offset, version);
             if let Some(Some(dscp)) = self.marks.get(category.index())
@@ -314,7 +386,12 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
     /// The next frame allowed to leave at `now`.
     #[inline]
     pub fn dequeue(&mut self, now: Instant) -> Option<Frame> {
-        self.queue.dequeue(now)
+        let frame = self.queue.dequeue(now)?;
+        self.counters.sent_bytes += frame.bytes().len() as u64;
+        if let (Some(p), WanSide::Lan(s)) = (frame.probe, &mut self.wan) {
+            s.departed(p, now);
+        }
+        Some(frame)
     }
 
     /// When [`DirectionEngine::dequeue`] could next return a frame.
@@ -331,3 +408,33 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
 
 #[cfg(test)]
 mod tests;
+
+/// Drives autorate for a single-threaded caller (the simulator, tests):
+/// drains the WAN-delay samples the engines measured, lets the
+/// controllers decide (every 200 ms) and applies a changed rate to each
+/// engine's queue without losing packets. `engines` are [upload,
+/// download], sharing one [`Shared`]. The daemon, whose directions run on
+/// two threads, does the same in its own way.
+pub fn step_autorate<Q: LinkQueue<Frame>>(
+    autorate: &mut crate::autorate::Autorate,
+    now: Instant,
+    engines: &mut [DirectionEngine<Q>; 2],
+    queue_config: impl Fn(&Config, Direction) -> ShaperConfig,
+) {
+    let [up, down] = engines;
+    autorate.reconfigure(down.config());
+    let c = [up.counters(), down.counters()];
+    let mut totals = crate::autorate::Totals {
+        sent: c.map(|c| c.sent_bytes),
+        arrived: c.map(|c| c.arrived_bytes),
+        acked: 0,
+    };
+    if let Some(m) = down.wan_meter_mut() {
+        totals.acked = m.acked_bytes();
+        autorate.step(now, &totals, m);
+    }
+    for e in [up, down] {
+        let rate = autorate.rate(e.direction());
+        e.set_link_rate(rate, &queue_config);
+    }
+}

@@ -78,6 +78,7 @@ fn reloads_that_reorder_or_remove_categories_keep_counters_with_their_names() {
             reloads: [0; 2],
             uptime_seconds: 1.0,
             ready: true,
+            link: Default::default(),
         };
         let mut out = HashMap::new();
         for family in build(&view) {

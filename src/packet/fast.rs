@@ -71,7 +71,7 @@ pub(super) fn parse(frame: &[u8]) -> Option<PacketMeta<'_>> {
         _ => return None,
     };
     let l4 = ip.get(ihl..total)?;
-    let (src_port, dst_port, tcp_flags, payload) = match protocol {
+    let (src_port, dst_port, tcp_flags, payload, tcp) = match protocol {
         6 => {
             let data_off = usize::from(*l4.get(12)? >> 4) * 4;
             if data_off < 20 || data_off > l4.len() {
@@ -82,6 +82,7 @@ pub(super) fn parse(frame: &[u8]) -> Option<PacketMeta<'_>> {
                 be16(l4, 2)?,
                 *l4.get(13)?,
                 l4.get(data_off..)?,
+                l4.get(..data_off)?,
             )
         }
         17 => {
@@ -93,7 +94,7 @@ pub(super) fn parse(frame: &[u8]) -> Option<PacketMeta<'_>> {
             if sp == super::GTP_U_PORT || dp == super::GTP_U_PORT {
                 return None; // tunnels: the general path looks inside
             }
-            (sp, dp, 0, l4.get(8..ulen)?)
+            (sp, dp, 0, l4.get(8..ulen)?, &[][..])
         }
         _ => return None,
     };
@@ -114,5 +115,6 @@ pub(super) fn parse(frame: &[u8]) -> Option<PacketMeta<'_>> {
         tcp_flags,
         fragment: false,
         payload,
+        tcp,
     })
 }

@@ -71,6 +71,9 @@ pub struct PacketMeta<'a> {
     pub fragment: bool,
     /// TCP/UDP payload (ICMP: the ICMP message after its header); empty otherwise.
     pub payload: &'a [u8],
+    /// The TCP header with its options (sequence and acknowledgement
+    /// numbers, timestamps); empty for everything else.
+    pub tcp: &'a [u8],
 }
 
 /// TCP FIN flag.
@@ -110,6 +113,7 @@ impl<'a> PacketMeta<'a> {
             tcp_flags: 0,
             fragment: false,
             payload: &[],
+            tcp: &[],
         }
     }
 
@@ -239,6 +243,7 @@ impl<'a> PacketMeta<'a> {
                 meta.dst_port = t.destination_port();
                 meta.tcp_flags = t.header_slice().get(13).copied().unwrap_or(0);
                 meta.payload = t.payload();
+                meta.tcp = t.header_slice();
             }
             Some(TransportSlice::Udp(u)) => {
                 meta.src_port = u.source_port();

@@ -137,6 +137,22 @@ impl ShaperConfig {
         s
     }
 
+    /// The same shaper with the link at `rate` instead of `link.*` (autorate):
+    /// categories' shares of the link ("15%") follow it; absolute rates stay.
+    pub fn with_link_rate(mut self, cfg: &Config, dir: Direction, rate: Rate) -> Self {
+        let mut link = cfg.link;
+        match dir {
+            Direction::Upload => link.upload = rate,
+            Direction::Download => link.download = rate,
+        }
+        self.rate = rate;
+        for (p, c) in self.categories.iter_mut().zip(&cfg.category) {
+            p.min = c.min_rate(dir, &link);
+            p.max = c.max_rate(dir, &link);
+        }
+        self
+    }
+
     /// The larger of 4 MiB and 250 ms at `rate`: a quarter second of queue
     /// is far beyond what CoDel lets stand, so only floods reach it.
     pub fn default_memory_limit(rate: Rate) -> u64 {

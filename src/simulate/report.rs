@@ -618,5 +618,6 @@ pub(super) fn metrics_view<Q: LinkQueue<Frame>>(
         flows: FlowStats::of(up.shared()),
         reloads: [0, 0],
         uptime_seconds: secs,
+        link: Default::default(),
     }
 }

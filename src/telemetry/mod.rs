@@ -33,6 +33,8 @@ pub struct Telemetry {
     started: std::time::Instant,
     reloads: [AtomicU64; 2],
     rates: Mutex<RateState>,
+    /// The link's rates and WAN delay, from the thread that runs autorate.
+    pub link: Arc<crate::autorate::Board>,
 }
 
 impl Default for Telemetry {
@@ -52,6 +54,7 @@ impl Telemetry {
             started: std::time::Instant::now(),
             reloads: [AtomicU64::new(0), AtomicU64::new(0)],
             rates: Mutex::new(RateState::default()),
+            link: Arc::new(crate::autorate::Board::default()),
         }
     }
 

@@ -9,7 +9,7 @@ use serde::{Serialize, Serializer};
 use super::number::{scale_decimal, split_number};
 
 /// A data rate in bits per second.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Rate(u64);
 
 /// The highest rate qosd accepts (1 Tbit/s): far above any branch-office

@@ -1,0 +1,346 @@
+//! The WAN-to-LAN half of the measurement, on the download thread: the
+//! answers to the stamper's probes, each flow's one-way delays where both
+//! ends use TCP timestamps, and the bytes the far ends acknowledge.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::board::{ProbeBoard, SLOTS};
+use super::tcp::{TcpView, seq_before};
+use super::window::WindowedMin;
+use super::{DelaySample, Source};
+use crate::packet::PacketMeta;
+use crate::time::Instant;
+
+/// Which direction's queue a sample measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Toward {
+    /// The way up (office to Internet): the modem's upload buffer.
+    Upload,
+    /// The way down: the ISP's download buffer.
+    Download,
+    /// A round trip: one of the two, or both.
+    Either,
+}
+
+impl Toward {
+    const ALL: [Toward; 3] = [Toward::Upload, Toward::Download, Toward::Either];
+}
+
+/// Half the window of every minimum: a path's baseline follows a longer
+/// route within a minute, and a queue that stands less than 30 s never
+/// becomes the baseline.
+const HALF_WINDOW_NS: u64 = 30_000_000_000;
+/// Round trips beyond this are not a line's delay (a stalled peer).
+const MAX_RTT_NS: u64 = 10_000_000_000;
+/// A flow gives at most one one-way sample per this long: a few busy
+/// flows must not drown the others in the median.
+const OWD_EVERY_NS: u64 = 10_000_000;
+/// How long a flow's remote clock is watched before its rate is trusted:
+/// the rate read over it must be within 30 % of a known one.
+const CLOCK_SPAN_NS: u64 = 3_000_000_000;
+/// Remote timestamp clock rates seen in the wild, in nanoseconds per tick:
+/// 1 ms (Linux, BSDs, macOS, Windows), 10 ms and 4 ms (older kernels),
+/// 1 us (Linux with usec timestamps).
+const CLOCKS_NS: [u64; 4] = [1_000_000, 10_000_000, 4_000_000, 1_000];
+/// Entries in the table of per-path minimums.
+const PATHS: usize = 1024;
+/// Samples kept per [`Toward`] between two drains; more are thinned.
+const KEEP: usize = 128;
+
+/// One flow's state on the download thread (by board slot).
+#[derive(Debug, Clone, Copy, Default)]
+struct FlowClock {
+    id: u64,
+    /// Highest acknowledgement seen, if any.
+    ack: Option<u32>,
+    /// The remote timestamp clock: where it was watched from...
+    t0: Instant,
+    ts0: u32,
+    watching: bool,
+    /// ...and its rate once known.
+    ns_per_tick: u64,
+    last_owd: Instant,
+    down: WindowedMin,
+    up: WindowedMin,
+    /// The flow's smallest round trip.
+    min_rtt: u64,
+}
+
+impl FlowClock {
+    fn new(id: u64) -> Self {
+        FlowClock {
+            id,
+            min_rtt: u64::MAX,
+            ..FlowClock::default()
+        }
+    }
+
+    /// Remote time of `ts` since `ts0`, in nanoseconds; `None` before the
+    /// clock is known or for a timestamp older than `ts0`.
+    fn remote_ns(&self, ts: u32) -> Option<i64> {
+        if self.ns_per_tick == 0 {
+            return None;
+        }
+        let ticks = ts.wrapping_sub(self.ts0);
+        if ticks > i32::MAX as u32 {
+            return None;
+        }
+        i64::try_from(u64::from(ticks).checked_mul(self.ns_per_tick)?).ok()
+    }
+
+    fn local_ns(&self, t: Instant) -> i64 {
+        i64::try_from(t.nanos_since(self.t0)).unwrap_or(i64::MAX)
+    }
+
+    /// Learns the remote clock from a TSval seen at `now`.
+    fn watch(&mut self, tsval: u32, now: Instant) {
+        if self.ns_per_tick != 0 {
+            return;
+        }
+        if !self.watching {
+            (self.t0, self.ts0, self.watching) = (now, tsval, true);
+            return;
+        }
+        let span = now.nanos_since(self.t0);
+        if span < CLOCK_SPAN_NS {
+            return;
+        }
+        let ticks = u64::from(tsval.wrapping_sub(self.ts0));
+        let found = (ticks > 0 && ticks < 1 << 31)
+            .then(|| span / ticks)
+            .and_then(|per| {
+                CLOCKS_NS
+                    .into_iter()
+                    .find(|c| per.abs_diff(*c) * 10 <= c * 3)
+            });
+        match found {
+            Some(c) => self.ns_per_tick = c,
+            // Not a clock we know (or a queue that changed a lot while
+            // we watched): look again from here.
+            None => (self.t0, self.ts0) = (now, tsval),
+        }
+    }
+}
+
+/// A bounded set of samples, thinned when full.
+#[derive(Debug, Clone)]
+struct Kept {
+    samples: Vec<DelaySample>,
+    seen: u64,
+}
+
+impl Kept {
+    fn new() -> Self {
+        Kept {
+            samples: Vec::with_capacity(KEEP),
+            seen: 0,
+        }
+    }
+
+    fn push(&mut self, s: DelaySample) {
+        self.seen += 1;
+        if self.samples.len() < KEEP {
+            self.samples.push(s);
+        } else if let Some(slot) = self.samples.get_mut((self.seen as usize / 2) % KEEP)
+            && self.seen.is_multiple_of(2)
+        {
+            *slot = s;
+        }
+    }
+}
+
+/// The download thread's half: answers, one-way delays, acknowledged
+/// bytes.
+pub struct Meter {
+    board: Arc<ProbeBoard>,
+    flows: Box<[FlowClock]>,
+    paths: Box<[(u64, WindowedMin)]>,
+    kept: [Kept; 3],
+    acked: u64,
+    by_source: [u64; Source::ALL.len()],
+}
+
+impl Meter {
+    /// A meter reading answers to the probes on `board`.
+    pub fn new(board: Arc<ProbeBoard>) -> Self {
+        Meter {
+            board,
+            flows: vec![FlowClock::default(); SLOTS].into_boxed_slice(),
+            paths: vec![(0, WindowedMin::default()); PATHS].into_boxed_slice(),
+            kept: [Kept::new(), Kept::new(), Kept::new()],
+            acked: 0,
+            by_source: [0; Source::ALL.len()],
+        }
+    }
+
+    /// Bytes the far ends have acknowledged of the office's TCP uploads,
+    /// since start: what the upload direction delivered.
+    pub fn acked_bytes(&self) -> u64 {
+        self.acked
+    }
+
+    /// Round trips measured since start, by [`Source::index`].
+    pub fn samples_by_source(&self) -> [u64; Source::ALL.len()] {
+        self.by_source
+    }
+
+    /// Hands over the samples taken since the last call.
+    pub fn drain(&mut self, mut f: impl FnMut(Toward, DelaySample)) {
+        for (to, kept) in Toward::ALL.into_iter().zip(&mut self.kept) {
+            for s in kept.samples.drain(..) {
+                f(to, s);
+            }
+            kept.seen = 0;
+        }
+    }
+
+    fn keep(&mut self, to: Toward, s: DelaySample) {
+        let i = Toward::ALL.iter().position(|t| *t == to).unwrap_or(2);
+        if let Some(k) = self.kept.get_mut(i) {
+            k.push(s);
+        }
+    }
+
+    /// A packet of flow `flow` from the WAN, at ingress.
+    #[inline]
+    pub fn on_wan_packet(&mut self, pkt: &PacketMeta, flow: u64, now: Instant) {
+        match pkt.protocol {
+            6 => {
+                if let Some(v) = TcpView::parse(pkt.tcp) {
+                    self.on_tcp(pkt, &v, flow, now);
+                }
+            }
+            17 if pkt.src_port == 53 && pkt.payload.len() >= 12 => self.on_dns(pkt, flow, now),
+            _ => {}
+        }
+    }
+
+    fn on_tcp(&mut self, pkt: &PacketMeta, v: &TcpView, flow: u64, now: Instant) {
+        let slot = ProbeBoard::slot_of(flow as u32);
+        let Some(fc) = self.flows.get_mut(slot) else {
+            return;
+        };
+        if fc.id != flow {
+            *fc = FlowClock::new(flow);
+        }
+        if v.has_ack() {
+            match fc.ack {
+                Some(a) if seq_before(a, v.ack) => {
+                    self.acked += u64::from(v.ack.wrapping_sub(a));
+                    fc.ack = Some(v.ack);
+                }
+                Some(_) => {}
+                None => fc.ack = Some(v.ack),
+            }
+        }
+        let mut owd_down = None;
+        if let Some((tsval, _)) = v.timestamps {
+            fc.watch(tsval, now);
+            if now.nanos_since(fc.last_owd) >= OWD_EVERY_NS
+                && let Some(remote) = fc.remote_ns(tsval)
+            {
+                fc.last_owd = now;
+                let owd = fc.local_ns(now) - remote;
+                let min = fc.down.update(owd, now, HALF_WINDOW_NS);
+                owd_down = Some((owd - min) as u64);
+            }
+        }
+        let base_hint = fc.min_rtt;
+        if let Some(q) = owd_down {
+            let base = if base_hint == u64::MAX { 0 } else { base_hint };
+            self.keep(Toward::Download, sample(q, base));
+        }
+        let Some(st) = self.board.pending(flow as u32) else {
+            return;
+        };
+        let answered = match st.probe.source {
+            Source::TcpTimestamp => v.timestamps.is_some_and(|(_, ecr)| ecr == st.probe.key),
+            Source::TcpHandshake => v.syn() && v.has_ack() && v.ack == st.probe.key,
+            Source::TcpAck => v.has_ack() && !seq_before(v.ack, st.probe.key),
+            Source::Dns => false,
+        };
+        if !answered {
+            return;
+        }
+        self.board.answer(flow as u32, st.version);
+        let rtt = now.nanos_since(st.sent);
+        if rtt == 0 || rtt > MAX_RTT_NS {
+            return;
+        }
+        self.count(st.probe.source);
+        let base = self.path_base(&pkt.src, rtt, now);
+        let Some(fc) = self.flows.get_mut(slot) else {
+            return;
+        };
+        fc.min_rtt = fc.min_rtt.min(rtt);
+        // Both one-way delays known: the round trip is told apart.
+        let up = match (st.probe.source, v.timestamps) {
+            (Source::TcpTimestamp, Some((tsval, _))) => fc.remote_ns(tsval).map(|remote| {
+                let owd = remote - (fc.local_ns(st.sent));
+                let min = fc.up.update(owd, now, HALF_WINDOW_NS);
+                (owd - min) as u64
+            }),
+            _ => None,
+        };
+        match up {
+            Some(q) => self.keep(Toward::Upload, sample(q, base)),
+            None => self.keep(Toward::Either, sample(rtt.saturating_sub(base), base)),
+        }
+    }
+
+    fn on_dns(&mut self, pkt: &PacketMeta, flow: u64, now: Instant) {
+        let Some(st) = self.board.pending(flow as u32) else {
+            return;
+        };
+        let id = pkt
+            .payload
+            .get(..2)
+            .and_then(|b| <[u8; 2]>::try_from(b).ok())
+            .map(|b| u32::from(u16::from_be_bytes(b)));
+        if st.probe.source != Source::Dns || id != Some(st.probe.key) {
+            return;
+        }
+        self.board.answer(flow as u32, st.version);
+        let rtt = now.nanos_since(st.sent);
+        if rtt == 0 || rtt > MAX_RTT_NS {
+            return;
+        }
+        self.count(Source::Dns);
+        let base = self.path_base(&pkt.src, rtt, now);
+        self.keep(Toward::Either, sample(rtt.saturating_sub(base), base));
+    }
+
+    fn count(&mut self, source: Source) {
+        if let Some(n) = self.by_source.get_mut(source.index()) {
+            *n += 1;
+        }
+    }
+
+    /// The minimum round trip to `remote`, `rtt` included.
+    fn path_base(&mut self, remote: &[u8; 16], rtt: u64, now: Instant) -> u64 {
+        let h = hash(remote);
+        let Some((tag, min)) = self.paths.get_mut((h as usize) % PATHS) else {
+            return rtt;
+        };
+        if *tag != h {
+            (*tag, *min) = (h, WindowedMin::default());
+        }
+        min.update(rtt as i64, now, HALF_WINDOW_NS) as u64
+    }
+}
+
+fn sample(queue_ns: u64, base_ns: u64) -> DelaySample {
+    DelaySample {
+        queue: Duration::from_nanos(queue_ns),
+        base: Duration::from_nanos(base_ns),
+    }
+}
+
+/// FNV-1a of an address (not keyed: the table only spreads paths, and a
+/// collision costs a baseline, not memory).
+fn hash(a: &[u8; 16]) -> u64 {
+    a.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    }) | 1
+}

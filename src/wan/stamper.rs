@@ -1,0 +1,145 @@
+//! The LAN-to-WAN half of the measurement, on the upload thread: which
+//! packet of a flow to time, and when it left.
+
+use std::sync::Arc;
+
+use super::Source;
+use super::board::{Probe, ProbeBoard, SLOTS};
+use super::tcp::{TcpView, seq_before};
+use crate::packet::PacketMeta;
+use crate::time::Instant;
+
+/// An unanswered probe older than this is given up (lost, or never
+/// echoed): longer than any round trip worth measuring, a geostationary
+/// hop under load included.
+const PROBE_TIMEOUT_NS: u64 = 3_000_000_000;
+
+/// The upload thread's view of one board slot.
+#[derive(Debug, Clone, Copy, Default)]
+struct Local {
+    flow: u32,
+    key: u32,
+    source: Option<Source>,
+    /// The board version of the stamp; `None` while the probed packet is
+    /// still in qosd's queue.
+    version: Option<u32>,
+    at: Instant,
+}
+
+/// Picks the packets to time and stamps their departure.
+pub struct Stamper {
+    board: Arc<ProbeBoard>,
+    local: Box<[Local]>,
+}
+
+impl Stamper {
+    /// A stamper writing on `board`.
+    pub fn new(board: Arc<ProbeBoard>) -> Self {
+        Stamper {
+            board,
+            local: vec![Local::default(); SLOTS].into_boxed_slice(),
+        }
+    }
+
+    /// A packet of flow `flow` from the LAN, at ingress: the probe it
+    /// should carry to its departure, if it is to be timed. Withdraws the
+    /// flow's probe if this packet sends the probed data again.
+    #[inline]
+    pub fn on_lan_packet(&mut self, pkt: &PacketMeta, flow: u64, now: Instant) -> Option<Probe> {
+        let flow = flow as u32;
+        let slot = ProbeBoard::slot_of(flow);
+        let l = *self.local.get(slot)?;
+        let tcp = if pkt.protocol == 6 {
+            Some(TcpView::parse(pkt.tcp)?)
+        } else {
+            None
+        };
+        let busy = l.source.is_some()
+            && now.nanos_since(l.at) < PROBE_TIMEOUT_NS
+            && l.version.is_none_or(|v| !self.board.is_answered(l.flow, v));
+        if busy {
+            if l.flow == flow
+                && let Some(v) = tcp
+                && resends(l, &v, pkt.payload.len())
+            {
+                self.board.withdraw(flow);
+                if let Some(x) = self.local.get_mut(slot) {
+                    x.source = None;
+                }
+            }
+            return None;
+        }
+        let probe = match tcp {
+            Some(v) => tcp_probe(flow, &v, pkt.payload.len())?,
+            None => dns_probe(flow, pkt)?,
+        };
+        if let Some(x) = self.local.get_mut(slot) {
+            *x = Local {
+                flow,
+                key: probe.key,
+                source: Some(probe.source),
+                version: None,
+                at: now,
+            };
+        }
+        Some(probe)
+    }
+
+    /// The packet carrying `probe` left toward the WAN at `now`.
+    #[inline]
+    pub fn departed(&mut self, probe: Probe, now: Instant) {
+        let slot = ProbeBoard::slot_of(probe.flow);
+        if let Some(x) = self.local.get_mut(slot)
+            && x.flow == probe.flow
+            && x.key == probe.key
+            && x.source == Some(probe.source)
+            && x.version.is_none()
+        {
+            x.version = Some(self.board.stamp(probe, now));
+            x.at = now;
+        }
+    }
+}
+
+/// Whether a segment (`v`, `len` payload bytes) sends again what the
+/// probe `l` timed: its answer would then not tell which copy it answers.
+fn resends(l: Local, v: &TcpView, len: usize) -> bool {
+    match l.source {
+        Some(Source::TcpAck) => len > 0 && seq_before(v.seq, l.key),
+        Some(Source::TcpHandshake) => v.syn() && !v.has_ack(),
+        // A resent segment carries a new TSval, which cannot match; a
+        // resent SYN with timestamps likewise.
+        _ => false,
+    }
+}
+
+fn tcp_probe(flow: u32, v: &TcpView, len: usize) -> Option<Probe> {
+    let (key, source) = if v.syn() && !v.has_ack() {
+        // The SYN-ACK acknowledges seq + 1, timestamps or not.
+        (v.seq.wrapping_add(1), Source::TcpHandshake)
+    } else if let Some((tsval, _)) = v.timestamps {
+        // The far end echoes TSval in its next segment, data or ACK.
+        (tsval, Source::TcpTimestamp)
+    } else if len > 0 {
+        (v.seq.wrapping_add(len as u32), Source::TcpAck)
+    } else {
+        return None;
+    };
+    Some(Probe { flow, key, source })
+}
+
+/// A DNS query (UDP to port 53, QR clear) is timed by its id.
+fn dns_probe(flow: u32, pkt: &PacketMeta) -> Option<Probe> {
+    if pkt.protocol != 17 || pkt.dst_port != 53 || pkt.payload.len() < 12 {
+        return None;
+    }
+    let id = u16::from_be_bytes([*pkt.payload.first()?, *pkt.payload.get(1)?]);
+    if pkt.payload.get(2)? & 0x80 != 0 {
+        return None;
+    }
+    Some(Probe {
+        flow,
+        key: u32::from(id),
+        source: Source::Dns,
+    })
+}

@@ -1,0 +1,145 @@
+//! The few TCP header fields the WAN-delay meter reads: sequence and
+//! acknowledgement numbers, flags and the timestamp option (RFC 7323).
+//! Checked reads of an untrusted header: a short or malformed header gives
+//! `None`, never a panic.
+
+/// What the meter needs of one TCP header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpView {
+    /// Sequence number of the first payload byte (of the SYN itself for a
+    /// SYN).
+    pub seq: u32,
+    /// Acknowledgement number (meaningful with the ACK flag).
+    pub ack: u32,
+    /// Flags byte (FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10).
+    pub flags: u8,
+    /// The timestamp option: (TSval, TSecr).
+    pub timestamps: Option<(u32, u32)>,
+}
+
+/// TCP option kinds.
+const OPT_END: u8 = 0;
+const OPT_NOP: u8 = 1;
+const OPT_TIMESTAMPS: u8 = 8;
+
+impl TcpView {
+    /// Reads `header` (the TCP header with its options).
+    #[inline]
+    pub fn parse(header: &[u8]) -> Option<TcpView> {
+        let word = |at: usize| -> Option<u32> {
+            let b: [u8; 4] = header.get(at..at + 4)?.try_into().ok()?;
+            Some(u32::from_be_bytes(b))
+        };
+        let seq = word(4)?;
+        let ack = word(8)?;
+        let flags = *header.get(13)?;
+        let options = header.get(20..).unwrap_or_default();
+        Some(TcpView {
+            seq,
+            ack,
+            flags,
+            timestamps: timestamps(options),
+        })
+    }
+
+    /// The SYN flag is set.
+    pub fn syn(&self) -> bool {
+        self.flags & crate::packet::TCP_SYN != 0
+    }
+
+    /// The ACK flag is set.
+    pub fn has_ack(&self) -> bool {
+        self.flags & crate::packet::TCP_ACK != 0
+    }
+}
+
+/// The timestamp option in `options`, if present and well formed. The
+/// common layout (NOP, NOP, TS) is tried first.
+#[inline]
+fn timestamps(options: &[u8]) -> Option<(u32, u32)> {
+    let read = |o: &[u8]| -> Option<(u32, u32)> {
+        let val: [u8; 4] = o.get(2..6)?.try_into().ok()?;
+        let ecr: [u8; 4] = o.get(6..10)?.try_into().ok()?;
+        Some((u32::from_be_bytes(val), u32::from_be_bytes(ecr)))
+    };
+    if let [OPT_NOP, OPT_NOP, OPT_TIMESTAMPS, 10, ..] = options {
+        return read(options.get(2..)?);
+    }
+    let mut rest = options;
+    // At most 40 bytes of options: the walk is bounded.
+    while let Some(&kind) = rest.first() {
+        match kind {
+            OPT_END => return None,
+            OPT_NOP => rest = rest.get(1..)?,
+            _ => {
+                let len = usize::from(*rest.get(1)?);
+                if len < 2 {
+                    return None;
+                }
+                if kind == OPT_TIMESTAMPS {
+                    return if len == 10 { read(rest) } else { None };
+                }
+                rest = rest.get(len..)?;
+            }
+        }
+    }
+    None
+}
+
+/// `a` comes before `b` in sequence space (RFC 1982 arithmetic).
+#[inline]
+pub fn seq_before(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(options: &[u8]) -> Vec<u8> {
+        let mut h = vec![0u8; 20];
+        h[4..8].copy_from_slice(&1000u32.to_be_bytes());
+        h[8..12].copy_from_slice(&2000u32.to_be_bytes());
+        h[12] = (((20 + options.len()) / 4) as u8) << 4;
+        h[13] = 0x12;
+        h.extend_from_slice(options);
+        h
+    }
+
+    #[test]
+    fn reads_the_usual_layout_and_any_other() {
+        let ts = [1, 1, 8, 10, 0, 0, 0, 7, 0, 0, 0, 9];
+        let v = TcpView::parse(&header(&ts)).unwrap();
+        assert_eq!((v.seq, v.ack, v.flags), (1000, 2000, 0x12));
+        assert!(v.syn() && v.has_ack());
+        assert_eq!(v.timestamps, Some((7, 9)));
+        // MSS, SACK-permitted, then timestamps, as a SYN carries them.
+        let syn = [2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 1, 0, 0, 0, 0, 0];
+        assert_eq!(
+            TcpView::parse(&header(&syn)).unwrap().timestamps,
+            Some((256, 0))
+        );
+    }
+
+    #[test]
+    fn malformed_options_give_none_not_a_panic() {
+        for opts in [
+            &[8, 10, 0, 0][..],             // truncated
+            &[8, 6, 0, 0, 0, 0][..],        // wrong length
+            &[3, 0, 8, 10][..],             // zero-length option
+            &[0, 8, 10, 0, 0, 0, 0, 0][..], // after END
+            &[1, 1, 1][..],
+        ] {
+            assert_eq!(TcpView::parse(&header(opts)).unwrap().timestamps, None);
+        }
+        assert_eq!(TcpView::parse(&[0u8; 12]), None);
+    }
+
+    #[test]
+    fn sequence_order_wraps() {
+        assert!(seq_before(1, 2));
+        assert!(seq_before(u32::MAX, 3));
+        assert!(!seq_before(3, u32::MAX));
+        assert!(!seq_before(5, 5));
+    }
+}

@@ -1,0 +1,302 @@
+//! The measurement through the real engines in virtual time: a LAN packet
+//! goes up through the upload engine, its answer comes down through the
+//! download engine, and the meter says what it measured.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use etherparse::PacketBuilder;
+
+use super::{DelaySample, Source, Toward};
+use crate::config::{Config, Direction, EMBEDDED_NAME, Env, load_str};
+use crate::engine::frame::Frame;
+use crate::engine::{DirectionEngine, Shared};
+use crate::shaper::{Shaper, ShaperConfig};
+use crate::time::Instant;
+
+const LAN: [u8; 4] = [198, 18, 0, 10];
+const SRV: [u8; 4] = [198, 18, 0, 20];
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+
+type Engine = DirectionEngine<Shaper<Frame>>;
+
+fn engines() -> (Engine, Engine) {
+    let cfg: Config = load_str(
+        EMBEDDED_NAME,
+        crate::config::DEFAULT_CONFIG_TOML,
+        &Env::None,
+    )
+    .unwrap();
+    let shared = Arc::new(Shared::new(&cfg));
+    let q = |d| Shaper::new(&ShaperConfig::from_config(&cfg, d));
+    (
+        DirectionEngine::new(Direction::Upload, Arc::clone(&shared), q(Direction::Upload)),
+        DirectionEngine::new(Direction::Download, shared, q(Direction::Download)),
+    )
+}
+
+struct Seg {
+    up: bool,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    ts: Option<(u32, u32)>,
+    len: usize,
+}
+
+fn seg(up: bool, seq: u32, ack: u32, flags: u8, ts: Option<(u32, u32)>, len: usize) -> Seg {
+    Seg {
+        up,
+        seq,
+        ack,
+        flags,
+        ts,
+        len,
+    }
+}
+
+fn frame(s: &Seg) -> Frame {
+    let (src, dst, sp, dp) = if s.up {
+        (LAN, SRV, 40000, 443)
+    } else {
+        (SRV, LAN, 443, 40000)
+    };
+    let mut b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4(src, dst, 64)
+        .tcp(sp, dp, s.seq, 64240);
+    if s.flags & SYN != 0 {
+        b = b.syn();
+    }
+    if s.flags & ACK != 0 {
+        b = b.ack(s.ack);
+    }
+    if let Some((val, ecr)) = s.ts {
+        let mut o = vec![1, 1, 8, 10];
+        o.extend_from_slice(&val.to_be_bytes());
+        o.extend_from_slice(&ecr.to_be_bytes());
+        b = b.options_raw(&o).unwrap();
+    }
+    let mut out = Vec::new();
+    b.write(&mut out, &vec![0u8; s.len]).unwrap();
+    Frame::new(vec![0u8; 2048].into_boxed_slice(), &out)
+}
+
+fn dns(up: bool, id: u16) -> Frame {
+    let (src, dst, sp, dp) = if up {
+        (LAN, SRV, 5353, 53)
+    } else {
+        (SRV, LAN, 53, 5353)
+    };
+    let mut payload = vec![0u8; 12];
+    payload[..2].copy_from_slice(&id.to_be_bytes());
+    if !up {
+        payload[2] = 0x80;
+    }
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4(src, dst, 64)
+        .udp(sp, dp)
+        .write(&mut out, &payload)
+        .unwrap();
+    Frame::new(vec![0u8; 2048].into_boxed_slice(), &out)
+}
+
+fn ms(n: u64) -> Instant {
+    Instant::from_nanos(1 + n * 1_000_000)
+}
+
+/// Sends `f` up at `arrive`, lets it leave qosd at `leave`.
+fn up_and_out(up: &mut Engine, f: Frame, arrive: Instant, leave: Instant) {
+    up.ingress(f, arrive);
+    while up.dequeue(leave).is_some() {}
+}
+
+fn drained(down: &mut Engine) -> Vec<(Toward, DelaySample)> {
+    let mut v = Vec::new();
+    down.wan_meter_mut().unwrap().drain(|t, s| v.push((t, s)));
+    v
+}
+
+fn count(down: &mut Engine, s: Source) -> u64 {
+    down.wan_meter_mut().unwrap().samples_by_source()[s.index()]
+}
+
+#[test]
+fn a_round_trip_counts_from_departure_so_qosd_queue_is_not_in_it() {
+    let (mut up, mut down) = engines();
+    // Queued 50 ms in qosd, then 30 ms to the server and back.
+    up_and_out(
+        &mut up,
+        frame(&seg(true, 1, 1, ACK, Some((100, 7)), 100)),
+        ms(0),
+        ms(50),
+    );
+    down.ingress(frame(&seg(false, 1, 101, ACK, Some((900, 100)), 0)), ms(80));
+    assert_eq!(count(&mut down, Source::TcpTimestamp), 1);
+    let s = drained(&mut down);
+    assert_eq!(s.len(), 1, "{s:?}");
+    assert_eq!(s[0].0, Toward::Either);
+    assert_eq!(s[0].1.base, Duration::from_millis(30));
+    assert_eq!(s[0].1.queue, Duration::ZERO);
+    // An echo of the same TSval again is not a second sample.
+    down.ingress(frame(&seg(false, 1, 101, ACK, Some((901, 100)), 0)), ms(90));
+    assert_eq!(count(&mut down, Source::TcpTimestamp), 1);
+    // A later probe whose answer took 80 ms: 50 ms above the path's base.
+    up_and_out(
+        &mut up,
+        frame(&seg(true, 101, 1, ACK, Some((200, 901)), 100)),
+        ms(200),
+        ms(200),
+    );
+    down.ingress(
+        frame(&seg(false, 1, 201, ACK, Some((1000, 200)), 0)),
+        ms(280),
+    );
+    let s = drained(&mut down);
+    assert_eq!(s.last().unwrap().1.queue, Duration::from_millis(50));
+    assert_eq!(s.last().unwrap().1.base, Duration::from_millis(30));
+}
+
+#[test]
+fn a_resent_segment_withdraws_its_probe_karn() {
+    let (mut up, mut down) = engines();
+    // No timestamps: timed by the end of the data.
+    up_and_out(
+        &mut up,
+        frame(&seg(true, 1000, 1, ACK, None, 100)),
+        ms(0),
+        ms(0),
+    );
+    // Sent again before the ACK: which copy the ACK answers is unknown.
+    up_and_out(
+        &mut up,
+        frame(&seg(true, 1000, 1, ACK, None, 100)),
+        ms(300),
+        ms(300),
+    );
+    down.ingress(frame(&seg(false, 1, 1100, ACK, None, 0)), ms(320));
+    assert_eq!(count(&mut down, Source::TcpAck), 0);
+    // Without a resend, the ACK of the end times it.
+    up_and_out(
+        &mut up,
+        frame(&seg(true, 1100, 1, ACK, None, 100)),
+        ms(400),
+        ms(400),
+    );
+    down.ingress(frame(&seg(false, 1, 1150, ACK, None, 0)), ms(410));
+    assert_eq!(
+        count(&mut down, Source::TcpAck),
+        0,
+        "a partial ACK does not answer"
+    );
+    down.ingress(frame(&seg(false, 1, 1200, ACK, None, 0)), ms(425));
+    assert_eq!(count(&mut down, Source::TcpAck), 1);
+    assert_eq!(
+        drained(&mut down).last().unwrap().1.base,
+        Duration::from_millis(25)
+    );
+}
+
+#[test]
+fn handshakes_and_dns_queries_are_timed() {
+    let (mut up, mut down) = engines();
+    up_and_out(
+        &mut up,
+        frame(&seg(true, 5000, 0, SYN, None, 0)),
+        ms(0),
+        ms(0),
+    );
+    down.ingress(frame(&seg(false, 9000, 5001, SYN | ACK, None, 0)), ms(40));
+    assert_eq!(count(&mut down, Source::TcpHandshake), 1);
+    up_and_out(&mut up, dns(true, 0x1234), ms(100), ms(100));
+    down.ingress(dns(false, 0x4321), ms(110));
+    assert_eq!(count(&mut down, Source::Dns), 0, "another query's answer");
+    down.ingress(dns(false, 0x1234), ms(120));
+    assert_eq!(count(&mut down, Source::Dns), 1);
+    // The acknowledged bytes of the upload: the SYN-ACK is the first ACK seen.
+    down.ingress(frame(&seg(false, 9001, 6001, ACK, None, 0)), ms(200));
+    assert_eq!(down.wan_meter_mut().unwrap().acked_bytes(), 1000);
+}
+
+/// A flow with timestamps at both ends, whose download path gains
+/// `extra_down` of queue after 5 s: the meter charges it to the download.
+fn one_way(extra_down: u64, extra_up: u64) -> (Vec<DelaySample>, Vec<DelaySample>, usize) {
+    let (mut up, mut down) = engines();
+    let (mut seq, mut ack) = (1u32, 1u32);
+    let server_clock = |t_ms: u64| (t_ms + 777_000) as u32;
+    let (mut ups, mut downs, mut either) = (Vec::new(), Vec::new(), 0);
+    for i in 0..800u64 {
+        let t = i * 10;
+        let (up_ms, down_ms) = if t >= 5_000 {
+            (15 + extra_up, 15 + extra_down)
+        } else {
+            (15, 15)
+        };
+        let tsval_c = (t + 5) as u32;
+        up_and_out(
+            &mut up,
+            frame(&seg(true, seq, ack, ACK, Some((tsval_c, 0)), 100)),
+            ms(t),
+            ms(t),
+        );
+        seq += 100;
+        // The server answers as the segment arrives, stamping its clock.
+        let at_server = t + up_ms;
+        ack += 10;
+        let answer = seg(
+            false,
+            ack,
+            seq,
+            ACK,
+            Some((server_clock(at_server), tsval_c)),
+            10,
+        );
+        down.ingress(frame(&answer), ms(at_server + down_ms));
+        if t >= 6_000 {
+            for (to, s) in drained(&mut down) {
+                match to {
+                    Toward::Upload => ups.push(s),
+                    Toward::Download => downs.push(s),
+                    Toward::Either => either += 1,
+                }
+            }
+        } else {
+            drained(&mut down);
+        }
+    }
+    (ups, downs, either)
+}
+
+#[test]
+fn one_way_delays_tell_a_download_queue_from_an_upload_queue() {
+    let med = |v: &mut Vec<DelaySample>| {
+        v.sort_by_key(|s| s.queue);
+        v[v.len() / 2].queue
+    };
+    let (mut ups, mut downs, either) = one_way(100, 0);
+    assert!(
+        ups.len() > 50 && downs.len() > 50,
+        "{} {}",
+        ups.len(),
+        downs.len()
+    );
+    assert_eq!(
+        either, 0,
+        "with both clocks known nothing is left ambiguous"
+    );
+    let (u, d) = (med(&mut ups), med(&mut downs));
+    assert!(
+        d >= Duration::from_millis(98) && d <= Duration::from_millis(102),
+        "down {d:?}"
+    );
+    assert!(u <= Duration::from_millis(2), "up {u:?}");
+    let (mut ups, mut downs, _) = one_way(0, 60);
+    let (u, d) = (med(&mut ups), med(&mut downs));
+    assert!(
+        u >= Duration::from_millis(58) && u <= Duration::from_millis(62),
+        "up {u:?}"
+    );
+    assert!(d <= Duration::from_millis(2), "down {d:?}");
+    assert_eq!(ups[0].base, Duration::from_millis(30));
+}
