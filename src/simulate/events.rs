@@ -17,17 +17,18 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::autorate::{self, Autorate};
 use super::frames::{self, Seg, TcpKind};
 use super::line::Line;
 use super::scenario::{Kind, ONE_WAY, SimFlow};
 use super::tally::Tally;
 use super::tcp::{Conn, DELAYED_ACK, End, MSS, mix, ts_clock};
 use super::trace::LinkTrace;
+use crate::autorate::Autorate;
 use crate::config::{CategoryId, Config, Direction};
 use crate::engine::frame::{Frame, FramePool};
+use crate::engine::step_autorate;
 use crate::engine::{DirectionEngine, Shared};
-use crate::shaper::{DropReason, LinkQueue, ShapedPacket};
+use crate::shaper::{DropReason, LinkQueue, ShapedPacket, ShaperConfig};
 use crate::time::Instant;
 
 /// How often the autorate run lets its controllers look at the engines.
@@ -857,7 +858,7 @@ impl<Q: LinkQueue<Frame>> Sim<Q> {
                 let Some(mut ar) = self.autorate.take() else {
                     return;
                 };
-                autorate::step(&mut ar, now, &mut self.engines);
+                step_autorate(&mut ar, now, &mut self.engines, ShaperConfig::from_config);
                 let rates = Direction::BOTH.map(|d| ar.rate(d));
                 self.autorate = Some(ar);
                 self.tally.rate(now, AUTORATE_STEP, rates);

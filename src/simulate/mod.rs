@@ -16,7 +16,6 @@
 //! trace. qosd then runs twice, at a fixed rate and with autorate, beside
 //! the line alone.
 
-mod autorate;
 mod events;
 pub mod frames;
 mod line;

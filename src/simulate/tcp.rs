@@ -3,9 +3,10 @@
 //! acknowledgement numbers in bytes, the timestamp option on every
 //! segment (RFC 7323: each host's own millisecond clock, TS.Recent echoed),
 //! a receiver that acknowledges every second segment (at once when one is
-//! out of order, after 40 ms when one is left), and a sender with slow
-//! start, additive increase, halving on loss at most once per round trip,
-//! and lost segments sent again under their sequence numbers.
+//! out of order, after 40 ms when one is left), and a sender as Linux's
+//! and Windows' default: CUBIC (RFC 9438) with HyStart++ (RFC 9406),
+//! backing off at most once per round trip, lost segments sent again
+//! under their sequence numbers.
 //!
 //! The sender learns of a loss the way SACK and RACK let it: once the
 //! receiver has three segments sent after the lost one (the acknowledgement
@@ -33,6 +34,12 @@ const INITIAL_RTO: Duration = Duration::from_secs(1);
 
 /// Segments received after a lost one before the sender calls it lost.
 const REORDERING: u32 = 3;
+
+/// CUBIC's multiplicative decrease and scaling constant (RFC 9438).
+const BETA: f64 = 0.7;
+const CUBIC_C: f64 = 0.4;
+/// The Reno-friendly estimate's increase per round trip.
+const ALPHA: f64 = 3.0 * (1.0 - BETA) / (1.0 + BETA);
 
 /// The two ends of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -192,6 +199,36 @@ pub(super) struct Sender {
     rttvar: Duration,
     /// Round trip assumed before one is measured.
     base_rtt: Duration,
+    /// HyStart++'s view of slow start's rounds.
+    hystart: HyStart,
+    /// Transmissions acknowledged so far.
+    acked_tx: u32,
+    cubic: Cubic,
+}
+
+/// CUBIC's state in congestion avoidance.
+#[derive(Debug, Clone, Default)]
+struct Cubic {
+    /// When the current epoch (the growth since the last back-off) began.
+    epoch: Option<Instant>,
+    /// The window before the last back-off.
+    w_max: f64,
+    /// Seconds from the epoch's start until the window is back at `w_max`.
+    k: f64,
+    /// The window a Reno flow would have.
+    w_est: f64,
+}
+
+/// HyStart++ (RFC 9406, without its conservative phase): slow start ends
+/// when a round's smallest round trip is well above the previous round's,
+/// before the buffer it fills overflows, as Linux's CUBIC does.
+#[derive(Debug, Clone, Default)]
+struct HyStart {
+    /// The round ends once this many transmissions are acknowledged.
+    round_end: u32,
+    last_min: Option<Duration>,
+    current_min: Option<Duration>,
+    samples: u32,
 }
 
 impl Sender {
@@ -234,6 +271,17 @@ impl Sender {
 
     /// A round trip measured from an echoed timestamp.
     pub(super) fn rtt_sample(&mut self, rtt: Duration) {
+        if self.cwnd < self.ssthresh {
+            let h = &mut self.hystart;
+            h.current_min = Some(h.current_min.map_or(rtt, |m| m.min(rtt)));
+            h.samples += 1;
+            if let (Some(last), Some(now)) = (h.last_min, h.current_min) {
+                let eta = (last / 8).clamp(Duration::from_millis(4), Duration::from_millis(16));
+                if h.samples >= 8 && now >= last + eta {
+                    self.ssthresh = self.cwnd;
+                }
+            }
+        }
         match self.srtt {
             None => {
                 self.srtt = Some(rtt);
@@ -258,12 +306,22 @@ impl Sender {
     /// segments dropped well before `high_tx` are known lost.
     pub(super) fn acked(&mut self, n: u32, high_tx: u32, now: Instant) {
         self.inflight = self.inflight.saturating_sub(n);
+        self.acked_tx = self.acked_tx.wrapping_add(n);
+        let h = &mut self.hystart;
+        if self.acked_tx.wrapping_sub(h.round_end) as i32 >= 0 {
+            h.round_end = self.tx;
+            if h.samples >= 8 {
+                h.last_min = h.current_min;
+            }
+            h.current_min = None;
+            h.samples = 0;
+        }
         let grow = f64::from(n);
-        self.cwnd = if self.cwnd < self.ssthresh {
-            self.cwnd + grow
+        if self.cwnd < self.ssthresh {
+            self.cwnd += grow;
         } else {
-            self.cwnd + grow / self.cwnd
-        };
+            self.avoid(grow, now);
+        }
         self.cwnd = self.cwnd.min(MAX_CWND);
         if high_tx == 0 || self.dropped.is_empty() {
             return;
@@ -289,11 +347,54 @@ impl Sender {
         self.dropped.remove(&k);
         self.inflight = self.inflight.saturating_sub(1);
         self.again.push_back(k);
-        if self.may_cut(now) {
-            self.ssthresh = (self.cwnd / 2.0).max(2.0);
-            self.last_cut = Some(now);
-        }
+        self.back_off(now);
         self.cwnd = 2.0;
+        true
+    }
+
+    /// CUBIC's growth for `n` segments acknowledged at `now`.
+    fn avoid(&mut self, n: f64, now: Instant) {
+        let c = &mut self.cubic;
+        let epoch = match c.epoch {
+            Some(e) => e,
+            None => {
+                if c.w_max < self.cwnd {
+                    c.w_max = self.cwnd;
+                }
+                c.k = ((c.w_max - self.cwnd) / CUBIC_C).cbrt();
+                c.w_est = self.cwnd;
+                c.epoch = Some(now);
+                now
+            }
+        };
+        let t = now.saturating_since(epoch).as_secs_f64();
+        let target = (CUBIC_C * (t - c.k).powi(3) + c.w_max).min(1.5 * self.cwnd);
+        c.w_est += ALPHA * n / self.cwnd;
+        let goal = target.max(c.w_est);
+        if goal > self.cwnd {
+            self.cwnd += (goal - self.cwnd) / self.cwnd * n;
+        } else {
+            self.cwnd += 0.01 * n / self.cwnd;
+        }
+    }
+
+    /// Backs off at `now` (at most once per round trip): CUBIC's decrease.
+    /// Returns whether it did.
+    fn back_off(&mut self, now: Instant) -> bool {
+        if !self.may_cut(now) {
+            return false;
+        }
+        let c = &mut self.cubic;
+        // Fast convergence: a flow that lost before reaching its last
+        // maximum leaves room for the others.
+        c.w_max = if self.cwnd < c.w_max {
+            self.cwnd * (1.0 + BETA) / 2.0
+        } else {
+            self.cwnd
+        };
+        c.epoch = None;
+        self.ssthresh = (self.cwnd * BETA).max(2.0);
+        self.last_cut = Some(now);
         true
     }
 
@@ -304,14 +405,12 @@ impl Sender {
     }
 
     /// Segment `k` is known lost at `now`: it goes again, and the window
-    /// halves (at most once per round trip).
+    /// backs off (at most once per round trip).
     fn lost(&mut self, k: u32, now: Instant) {
         self.inflight = self.inflight.saturating_sub(1);
         self.again.push_back(k);
-        if self.may_cut(now) {
-            self.ssthresh = (self.cwnd / 2.0).max(2.0);
+        if self.back_off(now) {
             self.cwnd = self.ssthresh;
-            self.last_cut = Some(now);
         }
     }
 }
@@ -434,8 +533,8 @@ mod tests {
         s.acked(2, 7, t);
         assert!(s.dropped.is_empty());
         assert_eq!(s.send(), Some((2, 11)));
-        // Halved once: 10 + 4 grown, then 7.
-        assert_eq!(s.cwnd, 7.0);
+        // Backed off once: 10 + 4 grown, then 70 %.
+        assert!((s.cwnd - 9.8).abs() < 1e-9, "{}", s.cwnd);
     }
 
     #[test]
