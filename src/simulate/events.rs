@@ -253,6 +253,12 @@ impl<Q: LinkQueue<Frame>> Sim<Q> {
         self
     }
 
+    /// The autorate run's controllers.
+    #[cfg(test)]
+    pub(super) fn autorate(&self) -> Option<&Autorate> {
+        self.autorate.as_ref()
+    }
+
     fn at(&mut self, t: Instant, ev: Ev) {
         self.seq += 1;
         self.events.push(Reverse((t, self.seq, ev)));
