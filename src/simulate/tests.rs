@@ -238,10 +238,13 @@ fn builtin_traces_are_well_formed() {
 
 // ---- the frames the WAN-delay meter reads ----
 
+/// Every frame a queue was handed: its direction, when, its bytes.
+type FrameLog = Rc<RefCell<Vec<(Direction, Instant, Vec<u8>)>>>;
+
 /// A pass-through queue that logs every frame it is handed.
 struct Tap {
     inner: Fifo<Frame>,
-    log: Rc<RefCell<Vec<(Direction, Instant, Vec<u8>)>>>,
+    log: FrameLog,
     dir: Direction,
 }
 
