@@ -23,7 +23,7 @@ use super::scenario::{Kind, ONE_WAY, SimFlow};
 use super::tally::Tally;
 use super::tcp::{Conn, DELAYED_ACK, End, MSS, mix, ts_clock};
 use super::trace::LinkTrace;
-use crate::autorate::Autorate;
+use crate::autorate::{Autorate, Published};
 use crate::config::{CategoryId, Config, Direction};
 use crate::engine::frame::{Frame, FramePool};
 use crate::engine::step_autorate;
@@ -251,6 +251,14 @@ impl<Q: LinkQueue<Frame>> Sim<Q> {
     pub(super) fn with_autorate(mut self, cfg: &Config) -> Self {
         self.autorate = Some(Autorate::new(cfg));
         self
+    }
+
+    /// What autorate publishes for metrics, in the autorate run.
+    pub(super) fn published(&self) -> Option<Published> {
+        self.autorate.as_ref().map(|a| Published {
+            status: Direction::BOTH.map(|d| a.status(d)),
+            samples: a.samples_by_source(),
+        })
     }
 
     /// The autorate run's controllers.

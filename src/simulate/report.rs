@@ -618,6 +618,6 @@ pub(super) fn metrics_view<Q: LinkQueue<Frame>>(
         flows: FlowStats::of(up.shared()),
         reloads: [0, 0],
         uptime_seconds: secs,
-        link: Default::default(),
+        link: sim.published().unwrap_or_default(),
     }
 }
