@@ -27,7 +27,8 @@ pub struct CategoryReport {
     pub offered_bps: f64,
     /// Bits per second that left the queue.
     pub delivered_bps: f64,
-    /// Delivered rate over the link rate.
+    /// Delivered rate over the link rate (with a capacity trace: over the
+    /// line's mean capacity).
     pub share: f64,
     /// Packets dropped (any reason).
     pub dropped: u64,
@@ -46,13 +47,15 @@ pub struct CategoryReport {
 /// The link the simulation ran on.
 #[derive(Debug, Clone, Serialize)]
 pub struct LinkReport {
-    /// Shaped upload rate, bits per second.
+    /// Shaped upload rate, bits per second (with a capacity trace: qosd's
+    /// fixed rate, which is also autorate's ceiling).
     pub upload_bps: u64,
-    /// Shaped download rate, bits per second.
+    /// Shaped download rate, bits per second (likewise).
     pub download_bps: u64,
     /// Simulated time, seconds.
     pub duration_s: f64,
-    /// The FIFO's buffer ("without qosd"), milliseconds at the link rate.
+    /// The FIFO's buffer ("without qosd"), milliseconds at the link rate
+    /// (with a capacity trace: the line's buffer, at its peak capacity).
     pub fifo_buffer_ms: u64,
     /// Where the configuration came from.
     pub config: String,
