@@ -29,17 +29,34 @@ enum Command {
         print: bool,
     },
     /// Simulate an office under load in virtual time, with qosd and
-    /// without (a plain FIFO with a modem-sized buffer), and compare.
+    /// without (a plain FIFO with a modem-sized buffer), and compare. With
+    /// --link or --link-trace, on an ISP line whose capacity varies: qosd
+    /// at a fixed rate, qosd with autorate, and the line alone.
     Simulate {
         /// Configuration (the embedded default when absent).
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Simulated time.
-        #[arg(long, default_value = "60s", value_parser = parse_duration_arg)]
-        duration: std::time::Duration,
+        /// Simulated time [default: 60s, or the capacity trace's length].
+        #[arg(long, value_parser = parse_duration_arg)]
+        duration: Option<std::time::Duration>,
         /// Replay a capture at its timestamps instead of the built-in office.
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["link", "link_trace"])]
         pcap: Option<PathBuf>,
+        /// An ISP line with a built-in capacity trace: lte (5-30 Mbit down,
+        /// swinging every few seconds), vsat (geostationary, 600 ms round
+        /// trip, a rain fade to 40 %) or dsl-evening (declining to 50 % and
+        /// back).
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(qosd::simulate::trace::BUILTIN))]
+        link: Option<String>,
+        /// An ISP line whose capacity follows a CSV file: lines of
+        /// `seconds,upload,download[,phase]` (rates as "6 Mbit" or bits/s),
+        /// each from that time on; a last line of only seconds ends it.
+        #[arg(long, conflicts_with = "link")]
+        link_trace: Option<PathBuf>,
+        /// Base round trip between the office and the servers [default:
+        /// 30ms, or the built-in trace's own].
+        #[arg(long, value_parser = parse_duration_arg)]
+        rtt: Option<std::time::Duration>,
         /// One JSON object instead of the table.
         #[arg(long)]
         json: bool,
@@ -119,9 +136,23 @@ fn main() -> ExitCode {
             config,
             duration,
             pcap,
+            link,
+            link_trace,
+            rtt,
             json,
             prometheus,
-        } => simulate(config, duration, pcap, json, prometheus),
+        } => simulate(
+            config,
+            SimArgs {
+                duration,
+                pcap,
+                link,
+                link_trace,
+                rtt,
+                json,
+                prometheus,
+            },
+        ),
         Command::Status { config, api } => status(config, api),
         Command::Top { config, api, flows } => top(config, api, flows),
         Command::Run { config } => run(config),
@@ -220,42 +251,73 @@ fn top(config: Option<PathBuf>, api: Option<std::net::SocketAddr>, flows: usize)
     }
 }
 
-fn simulate(
-    config: Option<PathBuf>,
-    duration: std::time::Duration,
+/// `qosd simulate`'s options besides the configuration.
+struct SimArgs {
+    duration: Option<std::time::Duration>,
     pcap: Option<PathBuf>,
+    link: Option<String>,
+    link_trace: Option<PathBuf>,
+    rtt: Option<std::time::Duration>,
     json: bool,
     prometheus: bool,
-) -> ExitCode {
+}
+
+fn simulate(config: Option<PathBuf>, args: SimArgs) -> ExitCode {
+    use qosd::simulate::LinkTrace;
     let cfg = match load_config(config) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    if prometheus {
-        let view = match pcap {
-            Some(path) => match qosd::simulate::metrics_view_pcap(&cfg, &path) {
+    let trace = match (&args.link, &args.link_trace) {
+        (Some(name), _) => LinkTrace::builtin(name),
+        (None, Some(path)) => match LinkTrace::load(path) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("qosd simulate: {e}");
+                return ExitCode::from(EXIT_INVALID);
+            }
+        },
+        (None, None) => None,
+    };
+    let trace = trace.map(|mut t| {
+        if let Some(rtt) = args.rtt {
+            t.rtt = rtt;
+        }
+        t
+    });
+    let default = std::time::Duration::from_secs(60);
+    let duration = args
+        .duration
+        .or(trace.as_ref().map(|t| t.length))
+        .unwrap_or(default);
+    let rtt = args.rtt.unwrap_or(qosd::simulate::trace::DEFAULT_RTT);
+    if args.prometheus {
+        let view = match (args.pcap, &trace) {
+            (Some(path), _) => match qosd::simulate::metrics_view_pcap(&cfg, &path) {
                 Ok(v) => v,
                 Err(e) => {
                     eprintln!("qosd simulate: {e}");
                     return ExitCode::from(EXIT_INVALID);
                 }
             },
-            None => qosd::simulate::metrics_view_office(&cfg, duration),
+            (None, Some(t)) => qosd::simulate::metrics_view_link(&cfg, t, duration),
+            (None, None) => qosd::simulate::metrics_view_office(&cfg, duration),
         };
         print!("{}", qosd::metrics::encode_view(&view));
         return ExitCode::SUCCESS;
     }
-    let report = match pcap {
-        Some(path) => match qosd::simulate::run_pcap(&cfg, &path) {
+    let report = match (args.pcap, &trace) {
+        (Some(path), _) => match qosd::simulate::run_pcap(&cfg, &path) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("qosd simulate: {e}");
                 return ExitCode::from(EXIT_INVALID);
             }
         },
-        None => qosd::simulate::run_office(&cfg, duration),
+        (None, Some(t)) => qosd::simulate::run_link(&cfg, t, duration),
+        (None, None) => qosd::simulate::run_office_rtt(&cfg, duration, rtt),
     };
-    if json {
+    if args.json {
         match serde_json::to_string_pretty(&report) {
             Ok(s) => println!("{s}"),
             Err(e) => eprintln!("qosd simulate: {e}"),

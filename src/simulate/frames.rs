@@ -20,34 +20,79 @@ pub fn udp(out: &mut Vec<u8>, src: Endpoint, dst: Endpoint, payload: &[u8]) {
 }
 
 /// TCP flags for [`tcp`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TcpKind {
     /// Opening SYN.
     Syn,
-    /// A data segment (ACK set).
-    Data,
-    /// A pure ACK.
+    /// The server's SYN-ACK.
+    SynAck,
+    /// A data segment or a pure ACK (ACK set).
     Ack,
 }
 
-/// Writes an Ethernet/IPv4/TCP frame into `out`.
-pub fn tcp(
-    out: &mut Vec<u8>,
-    src: Endpoint,
-    dst: Endpoint,
-    kind: TcpKind,
-    seq: u32,
-    payload: &[u8],
-) {
+/// Options of a SYN or SYN-ACK as Linux sends them: MSS 1460, SACK
+/// permitted, timestamps, NOP, window scale 7.
+fn syn_options(tsval: u32, tsecr: u32) -> [u8; 20] {
+    let mut o = [0u8; 20];
+    o[..6].copy_from_slice(&[2, 4, 0x05, 0xb4, 4, 2]);
+    o[6..8].copy_from_slice(&[8, 10]);
+    o[8..12].copy_from_slice(&tsval.to_be_bytes());
+    o[12..16].copy_from_slice(&tsecr.to_be_bytes());
+    o[16..].copy_from_slice(&[1, 3, 3, 7]);
+    o
+}
+
+/// The timestamp option as every later segment carries it: NOP, NOP,
+/// kind 8, length 10, TSval, TSecr.
+fn ts_option(tsval: u32, tsecr: u32) -> [u8; 12] {
+    let mut o = [1, 1, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0];
+    o[4..8].copy_from_slice(&tsval.to_be_bytes());
+    o[8..].copy_from_slice(&tsecr.to_be_bytes());
+    o
+}
+
+/// The header fields of a segment [`tcp`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seg {
+    /// Its flags.
+    pub kind: TcpKind,
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgement number (ignored for a SYN).
+    pub ack: u32,
+    /// The sender's timestamp clock.
+    pub tsval: u32,
+    /// The timestamp echoed (0 in a SYN).
+    pub tsecr: u32,
+}
+
+/// Writes an Ethernet/IPv4/TCP frame into `out`: the header `seg`, with
+/// the timestamp option, then `payload`.
+pub fn tcp(out: &mut Vec<u8>, src: Endpoint, dst: Endpoint, seg: Seg, payload: &[u8]) {
+    let Seg {
+        kind,
+        seq,
+        ack,
+        tsval,
+        tsecr,
+    } = seg;
+    let ts = (tsval, tsecr);
     out.clear();
     let b = PacketBuilder::ethernet2(MAC_LAN, MAC_WAN)
         .ipv4(src.0, dst.0, 64)
         .tcp(src.1, dst.1, seq, 64240);
     let b = match kind {
         TcpKind::Syn => b.syn(),
-        TcpKind::Data | TcpKind::Ack => b.ack(1),
+        TcpKind::SynAck => b.syn().ack(ack),
+        TcpKind::Ack => b.ack(ack),
     };
-    let _ = b.write(out, payload);
+    let b = match kind {
+        TcpKind::Syn | TcpKind::SynAck => b.options_raw(&syn_options(ts.0, ts.1)),
+        TcpKind::Ack => b.options_raw(&ts_option(ts.0, ts.1)),
+    };
+    if let Ok(b) = b {
+        let _ = b.write(out, payload);
+    }
 }
 
 /// A minimal TLS 1.2 ClientHello record carrying `sni`.
@@ -95,12 +140,30 @@ pub fn rtp(out: &mut Vec<u8>, pt: u8, seq: u16, ts: u32, ssrc: u32, payload_len:
 pub fn dns_query(id: u16, name: &str) -> Vec<u8> {
     let mut q = id.to_be_bytes().to_vec();
     q.extend_from_slice(&[0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0]);
-    for label in name.split('.') {
-        q.push(label.len() as u8);
-        q.extend_from_slice(label.as_bytes());
-    }
-    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    push_name(&mut q, name);
+    q.extend_from_slice(&[0, 1, 0, 1]);
     q
+}
+
+/// The answer to [`dns_query`] `id` for `name`: one A record, `addr`,
+/// with a 5-minute TTL.
+pub fn dns_answer(id: u16, name: &str, addr: [u8; 4]) -> Vec<u8> {
+    let mut a = id.to_be_bytes().to_vec();
+    a.extend_from_slice(&[0x81, 0x80, 0x00, 0x01, 0x00, 0x01, 0, 0, 0, 0]);
+    push_name(&mut a, name);
+    a.extend_from_slice(&[0, 1, 0, 1]);
+    // The answer's name points at the question's (offset 12).
+    a.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0x01, 0x2c, 0, 4]);
+    a.extend_from_slice(&addr);
+    a
+}
+
+fn push_name(out: &mut Vec<u8>, name: &str) {
+    for label in name.split('.') {
+        out.push(label.len() as u8);
+        out.extend_from_slice(label.as_bytes());
+    }
+    out.push(0);
 }
 
 /// Writes a video packet into `out`: an RTP-like payload of `n` bytes

@@ -51,7 +51,7 @@ pub(super) fn replay<Q: LinkQueue<Frame>>(
         let d = capture_direction(&pkt, side == initiator);
         sim.scratch.clear();
         sim.scratch.extend_from_slice(bytes);
-        sim.send(d, 0, now);
+        sim.send(d, now);
     }
     let end = Instant::ZERO + duration + Duration::from_secs(10);
     while let Some(Reverse((t, _, ev))) = sim.events.pop() {

@@ -10,7 +10,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::events::Sim;
-use crate::config::{Config, Direction};
+use super::tally::Tally;
+use super::trace::LinkTrace;
+use crate::config::{Config, Direction, Rate};
 use crate::engine::DirectionEngine;
 use crate::engine::frame::Frame;
 use crate::metrics::MetricsView;
@@ -25,7 +27,8 @@ pub struct CategoryReport {
     pub offered_bps: f64,
     /// Bits per second that left the queue.
     pub delivered_bps: f64,
-    /// Delivered rate over the link rate.
+    /// Delivered rate over the link rate (with a capacity trace: over the
+    /// line's mean capacity).
     pub share: f64,
     /// Packets dropped (any reason).
     pub dropped: u64,
@@ -44,16 +47,85 @@ pub struct CategoryReport {
 /// The link the simulation ran on.
 #[derive(Debug, Clone, Serialize)]
 pub struct LinkReport {
-    /// Shaped upload rate, bits per second.
+    /// Shaped upload rate, bits per second (with a capacity trace: qosd's
+    /// fixed rate, which is also autorate's ceiling).
     pub upload_bps: u64,
-    /// Shaped download rate, bits per second.
+    /// Shaped download rate, bits per second (likewise).
     pub download_bps: u64,
     /// Simulated time, seconds.
     pub duration_s: f64,
-    /// The FIFO's buffer ("without qosd"), milliseconds at the link rate.
+    /// The FIFO's buffer ("without qosd"), milliseconds at the link rate
+    /// (with a capacity trace: the line's buffer, at its peak capacity).
     pub fifo_buffer_ms: u64,
     /// Where the configuration came from.
     pub config: String,
+    /// The ISP line's capacity trace, when the run had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace: Option<TraceReport>,
+}
+
+/// The ISP line of a run with a capacity trace, and the rates qosd ran at.
+#[derive(Debug, Clone, Serialize)]
+pub struct TraceReport {
+    /// The trace (built-in name or file).
+    pub name: String,
+    /// Base round trip between the office and the servers, milliseconds.
+    pub rtt_ms: f64,
+    /// The line's peak upload capacity, bits per second.
+    pub upload_peak_bps: u64,
+    /// The line's peak download capacity.
+    pub download_peak_bps: u64,
+    /// The line's buffer, bytes, upload.
+    pub upload_buffer_bytes: u64,
+    /// The line's buffer, bytes, download.
+    pub download_buffer_bytes: u64,
+    /// Autorate's floor, upload (its ceiling is `link.upload_bps`).
+    pub autorate_upload_min_bps: u64,
+    /// Autorate's floor, download.
+    pub autorate_download_min_bps: u64,
+}
+
+/// One phase of a capacity trace, in each run.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseReport {
+    /// The phase's name.
+    pub name: String,
+    /// Start, seconds.
+    pub start_s: f64,
+    /// End, seconds.
+    pub end_s: f64,
+    /// Mean capacity of the line over the phase, upload, bits per second.
+    pub capacity_upload_bps: f64,
+    /// ... download.
+    pub capacity_download_bps: f64,
+    /// The line alone (no qosd).
+    pub fifo: PhaseRun,
+    /// qosd at a fixed rate.
+    pub qosd: PhaseRun,
+    /// qosd with autorate.
+    pub autorate: PhaseRun,
+}
+
+/// One run over one phase.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct PhaseRun {
+    /// 99th percentile of the calls' time in queues (qosd's and the
+    /// line's), both directions, milliseconds.
+    pub voice_p99_ms: f64,
+    /// The same, upload only.
+    pub voice_upload_p99_ms: f64,
+    /// The same, download only.
+    pub voice_download_p99_ms: f64,
+    /// Share of the line's upload capacity its traffic used.
+    pub upload_used: f64,
+    /// Share of the line's download capacity used.
+    pub download_used: f64,
+    /// qosd's mean shaping rate, upload, bits per second (none without qosd).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upload_rate_bps: Option<f64>,
+    /// ... download.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub download_rate_bps: Option<f64>,
 }
 
 /// A whole `qosd simulate` result.
@@ -61,10 +133,18 @@ pub struct LinkReport {
 pub struct SimReport {
     /// The link.
     pub link: LinkReport,
-    /// With qosd, by category name.
+    /// With qosd (at a fixed rate), by category name.
     pub qosd: BTreeMap<String, CategoryReport>,
-    /// Through a plain FIFO, by category name.
+    /// With qosd and autorate, by category name (runs with a capacity
+    /// trace only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub autorate: Option<BTreeMap<String, CategoryReport>>,
+    /// Through a plain FIFO, by category name (with a capacity trace: the
+    /// line alone).
     pub fifo: BTreeMap<String, CategoryReport>,
+    /// Per phase of the capacity trace (runs with one only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phases: Option<Vec<PhaseReport>>,
     /// Category names in configuration order (for printing).
     #[serde(skip)]
     pub order: Vec<String>,
@@ -118,6 +198,145 @@ pub(super) fn collect<Q: LinkQueue<Frame>>(
     out
 }
 
+/// Collects the per-category results of one run from what it measured
+/// end to end; `link` is the rate each direction's share is of
+/// ([upload, download], bits per second).
+pub(super) fn collect_tally(
+    cfg: &Config,
+    tally: &Tally,
+    duration: Duration,
+    link: [f64; 2],
+) -> BTreeMap<String, CategoryReport> {
+    let secs = duration.as_secs_f64().max(1e-9);
+    let link_total = (link[0] + link[1]).max(1.0);
+    let mut out = BTreeMap::new();
+    for (i, cat) in cfg.category.iter().enumerate() {
+        let mut both = CategoryReport::default();
+        let mut merged = LogHistogram::default();
+        for ((cats, dir), rate) in tally.cats.iter().zip(Direction::BOTH).zip(link) {
+            let Some(c) = cats.get(i) else {
+                continue;
+            };
+            let one = CategoryReport {
+                offered_bps: c.arrived_bytes as f64 * 8.0 / secs,
+                delivered_bps: c.sent_bytes as f64 * 8.0 / secs,
+                share: c.sent_bytes as f64 * 8.0 / secs / rate.max(1.0),
+                dropped: c.dropped,
+                delay_p50_ms: ms(c.delay.quantile(0.5)),
+                delay_p99_ms: ms(c.delay.quantile(0.99)),
+                upload: None,
+                download: None,
+            };
+            both.offered_bps += one.offered_bps;
+            both.delivered_bps += one.delivered_bps;
+            both.dropped += one.dropped;
+            merged.merge(&c.delay);
+            match dir {
+                Direction::Upload => both.upload = Some(Box::new(one)),
+                Direction::Download => both.download = Some(Box::new(one)),
+            }
+        }
+        both.share = both.delivered_bps / link_total;
+        both.delay_p50_ms = ms(merged.quantile(0.5));
+        both.delay_p99_ms = ms(merged.quantile(0.99));
+        out.insert(cat.name.clone(), both);
+    }
+    out
+}
+
+/// The three runs on a line with a capacity trace.
+pub(super) struct Runs<'a> {
+    /// qosd at a fixed rate.
+    pub(super) qosd: &'a Tally,
+    /// qosd with autorate.
+    pub(super) autorate: &'a Tally,
+    /// The line alone.
+    pub(super) fifo: &'a Tally,
+}
+
+/// The report of a run on a line following `trace`: `fixed` is the
+/// configuration of qosd at a fixed rate (and of the FIFO run), `auto`
+/// the one with autorate.
+pub(super) fn link_report(
+    fixed: &Config,
+    auto: &Config,
+    trace: &LinkTrace,
+    duration: Duration,
+    runs: Runs<'_>,
+) -> SimReport {
+    let zero = Duration::ZERO;
+    let mean = Direction::BOTH.map(|d| trace.mean_rate(d, zero, duration));
+    let mut r = SimReport::new(
+        fixed,
+        duration,
+        collect_tally(fixed, runs.qosd, duration, mean),
+        collect_tally(fixed, runs.fifo, duration, mean),
+    );
+    r.autorate = Some(collect_tally(auto, runs.autorate, duration, mean));
+    r.link.fifo_buffer_ms = super::LINE_BUFFER.as_millis() as u64;
+    let buffer = |d: Direction| {
+        (u128::from(trace.peak(d).bytes_per_sec()) * super::LINE_BUFFER.as_nanos() / 1_000_000_000)
+            as u64
+    };
+    r.link.trace = Some(TraceReport {
+        name: trace.name.clone(),
+        rtt_ms: trace.rtt.as_secs_f64() * 1000.0,
+        upload_peak_bps: trace.peak(Direction::Upload).bps(),
+        download_peak_bps: trace.peak(Direction::Download).bps(),
+        upload_buffer_bytes: buffer(Direction::Upload).max(16 * 1514),
+        download_buffer_bytes: buffer(Direction::Download).max(16 * 1514),
+        autorate_upload_min_bps: auto.autorate.upload_min.bps(),
+        autorate_download_min_bps: auto.autorate.download_min.bps(),
+    });
+    let fixed_rates = Direction::BOTH.map(|d| fixed.link.rate(d).bps() as f64);
+    let phases = trace
+        .phases(duration)
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let capacity = Direction::BOTH.map(|d| trace.mean_rate(d, p.start, p.end));
+            let secs = (p.end - p.start).as_secs_f64().max(1e-9);
+            let run = |t: &Tally, rates: Option<[f64; 2]>| -> PhaseRun {
+                let Some(pt) = t.phases.get(i) else {
+                    return PhaseRun::default();
+                };
+                let [up, down] = &pt.voice;
+                let mut both = up.clone();
+                both.merge(down);
+                let used = |d: Direction| {
+                    d.pick(pt.line_bytes) as f64 * 8.0 / secs / d.pick(capacity).max(1.0)
+                };
+                PhaseRun {
+                    voice_p99_ms: ms(both.quantile(0.99)),
+                    voice_upload_p99_ms: ms(Direction::Upload.pick_ref(&pt.voice).quantile(0.99)),
+                    voice_download_p99_ms: ms(Direction::Download
+                        .pick_ref(&pt.voice)
+                        .quantile(0.99)),
+                    upload_used: used(Direction::Upload),
+                    download_used: used(Direction::Download),
+                    upload_rate_bps: rates.map(|r| r[0]),
+                    download_rate_bps: rates.map(|r| r[1]),
+                }
+            };
+            let auto_rates = runs.autorate.phases.get(i).and_then(|pt| {
+                (pt.rate_time > 0.0).then(|| pt.rate_bits.map(|b| b / pt.rate_time))
+            });
+            PhaseReport {
+                name: p.name.clone(),
+                start_s: p.start.as_secs_f64(),
+                end_s: p.end.as_secs_f64(),
+                capacity_upload_bps: capacity[0],
+                capacity_download_bps: capacity[1],
+                fifo: run(runs.fifo, None),
+                qosd: run(runs.qosd, Some(fixed_rates)),
+                autorate: run(runs.autorate, auto_rates),
+            }
+        })
+        .collect();
+    r.phases = Some(phases);
+    r
+}
+
 impl SimReport {
     pub(super) fn new(
         cfg: &Config,
@@ -132,15 +351,23 @@ impl SimReport {
                 duration_s: duration.as_secs_f64(),
                 fifo_buffer_ms: super::MODEM_BUFFER.as_millis() as u64,
                 config: cfg.source.clone(),
+                trace: None,
             },
             qosd,
+            autorate: None,
             fifo,
+            phases: None,
             order: cfg.category.iter().map(|c| c.name.clone()).collect(),
         }
     }
 
     /// The side-by-side table for a terminal.
     pub fn to_table(&self) -> String {
+        if let (Some(phases), Some(auto), Some(trace)) =
+            (&self.phases, &self.autorate, &self.link.trace)
+        {
+            return self.trace_table(phases, auto, trace);
+        }
         let mut s = String::new();
         let mbit = |bps: f64| bps / 1e6;
         let _ = writeln!(
@@ -210,6 +437,142 @@ impl SimReport {
     }
 }
 
+impl SimReport {
+    /// The table of a run with a capacity trace: per phase, the calls'
+    /// delay and the capacity used in each run; then per category.
+    fn trace_table(
+        &self,
+        phases: &[PhaseReport],
+        auto: &BTreeMap<String, CategoryReport>,
+        trace: &TraceReport,
+    ) -> String {
+        let mut s = String::new();
+        let rate = |bps: u64| Rate::from_bps(bps).to_string();
+        let m = |bps: f64| bps / 1e6;
+        let _ = writeln!(
+            s,
+            "{:.0} s of an office under load on the line \"{}\": capacity per the trace \
+             (peak {} up / {} down), base round trip {:.0} ms, a {} ms buffer at the peak ({})",
+            self.link.duration_s,
+            trace.name,
+            rate(trace.upload_peak_bps),
+            rate(trace.download_peak_bps),
+            trace.rtt_ms,
+            self.link.fifo_buffer_ms,
+            self.link.config
+        );
+        let _ = writeln!(
+            s,
+            "qosd at a fixed {} up / {} down; with autorate between {} and {} up, {} and {} down\n",
+            rate(self.link.upload_bps),
+            rate(self.link.download_bps),
+            rate(trace.autorate_upload_min_bps),
+            rate(self.link.upload_bps),
+            rate(trace.autorate_download_min_bps),
+            rate(self.link.download_bps),
+        );
+        let _ = writeln!(
+            s,
+            "{:<18} {:>7} {:>11} | {:>22} | {:>29} | {:>11}",
+            "", "", "capacity", "voice delay p99 (ms)", "capacity used, up/down (%)", "autorate"
+        );
+        let _ = writeln!(
+            s,
+            "{:<18} {:>7} {:>11} | {:>6} {:>6} {:>8} | {:>9} {:>9} {:>9} | {:>11}",
+            "phase",
+            "seconds",
+            "Mbit/s",
+            "FIFO",
+            "fixed",
+            "autorate",
+            "FIFO",
+            "fixed",
+            "autorate",
+            "Mbit/s"
+        );
+        for p in phases {
+            let used = |r: &PhaseRun| {
+                format!(
+                    "{:.0}/{:.0}",
+                    r.upload_used * 100.0,
+                    r.download_used * 100.0
+                )
+            };
+            let auto_rate = match (p.autorate.upload_rate_bps, p.autorate.download_rate_bps) {
+                (Some(u), Some(d)) => format!("{:.1}/{:.1}", m(u), m(d)),
+                _ => "-".to_string(),
+            };
+            let _ = writeln!(
+                s,
+                "{:<18} {:>7} {:>11} | {:>6.0} {:>6.0} {:>8.0} | {:>9} {:>9} {:>9} | {:>11}",
+                truncate(&p.name, 18),
+                format!("{:.0}-{:.0}", p.start_s, p.end_s),
+                format!(
+                    "{:.1}/{:.1}",
+                    m(p.capacity_upload_bps),
+                    m(p.capacity_download_bps)
+                ),
+                p.fifo.voice_p99_ms,
+                p.qosd.voice_p99_ms,
+                p.autorate.voice_p99_ms,
+                used(&p.fifo),
+                used(&p.qosd),
+                used(&p.autorate),
+                auto_rate
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\n{:<10} {:>8} | {:>20} | {:>20} | {:>20}",
+            "", "offered", "qosd, fixed rate", "qosd with autorate", "FIFO (line alone)"
+        );
+        let _ = writeln!(
+            s,
+            "{:<10} {:>8} | {:>8} {:>5} {:>5} | {:>8} {:>5} {:>5} | {:>8} {:>5} {:>5}",
+            "category",
+            "Mbit/s",
+            "Mbit/s",
+            "drops",
+            "p99",
+            "Mbit/s",
+            "drops",
+            "p99",
+            "Mbit/s",
+            "drops",
+            "p99"
+        );
+        for name in &self.order {
+            let (Some(q), Some(a), Some(f)) =
+                (self.qosd.get(name), auto.get(name), self.fifo.get(name))
+            else {
+                continue;
+            };
+            let _ = writeln!(
+                s,
+                "{:<10} {:>8.2} | {:>8.2} {:>5} {:>5.0} | {:>8.2} {:>5} {:>5.0} | {:>8.2} {:>5} {:>5.0}",
+                name,
+                m(q.offered_bps),
+                m(q.delivered_bps),
+                q.dropped,
+                q.delay_p99_ms,
+                m(a.delivered_bps),
+                a.dropped,
+                a.delay_p99_ms,
+                m(f.delivered_bps),
+                f.dropped,
+                f.delay_p99_ms
+            );
+        }
+        let _ = writeln!(s, "(p99: time in queues, qosd's and the line's, ms)");
+        s
+    }
+}
+
+/// At most `n` characters of `s`.
+fn truncate(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
 /// What the daemon would expose after running `sim` for `duration`.
 pub(super) fn metrics_view<Q: LinkQueue<Frame>>(
     cfg: &Config,
@@ -258,6 +621,6 @@ pub(super) fn metrics_view<Q: LinkQueue<Frame>>(
         flows: FlowStats::of(up.shared()),
         reloads: [0, 0],
         uptime_seconds: secs,
-        link: Default::default(),
+        link: sim.published().unwrap_or_default(),
     }
 }

@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use super::frames::Endpoint;
-use super::tcp::Tcp;
-use crate::config::Direction;
+use super::tcp::Conn;
+use crate::config::{CategoryId, Direction};
 
 /// One-way delay between the office and the Internet servers, outside the
-/// queues (half the base round trip).
+/// queues (half the base round trip), unless `--rtt` or a trace says.
 pub(super) const ONE_WAY: Duration = Duration::from_millis(15);
 
 /// What a simulated flow does.
@@ -39,9 +39,15 @@ pub(super) struct SimFlow {
     pub(super) client: Endpoint,
     pub(super) server: Endpoint,
     pub(super) kind: Kind,
-    pub(super) tcp: Tcp,
+    /// A bulk flow's connection, once started.
+    pub(super) conn: Option<Box<Conn>>,
     pub(super) rtp_seq: u16,
+    /// The id of the last DNS query.
+    pub(super) dns_id: u16,
     pub(super) start: Duration,
+    /// The category qosd last gave the flow, per direction (for what the
+    /// line drops before qosd sees it).
+    pub(super) category: [Option<CategoryId>; 2],
 }
 
 /// The built-in office: three G.711 calls, a Teams video call (with its
@@ -56,9 +62,11 @@ pub(super) fn office() -> Vec<SimFlow> {
             client,
             server,
             kind,
-            tcp: Tcp::default(),
+            conn: None,
             rtp_seq: 0,
+            dns_id: 0,
             start: Duration::from_millis(start_ms),
+            category: [None; 2],
         })
     };
     for i in 0..3u8 {
