@@ -173,6 +173,14 @@ fn engine_mix(c: &mut Criterion) {
     let mut g = c.benchmark_group("engine");
     g.throughput(Throughput::Elements(bytes.len() as u64));
     g.bench_function("office_mix_1000_flows", |b| b.iter(|| lane.round()));
+    // The same flows' answers through the download engine (which also
+    // reads the WAN-delay answers and one-way delays).
+    let (_, down) = engines();
+    let mirrored: Vec<Vec<u8>> = bytes.iter().map(|f| mirror(f)).collect();
+    let mut lane = Lane::new(down, &mirrored);
+    g.bench_function("office_mix_1000_flows_download", |b| {
+        b.iter(|| lane.round())
+    });
     g.finish();
 }
 

@@ -25,8 +25,9 @@ pub struct Published {
 pub struct Board {
     /// Shaping rate per direction, bit/s (0: not set yet).
     rates: [AtomicU64; 2],
-    /// Bytes the upload engine sent on, since start.
-    sent_up: AtomicU64,
+    /// The upload engine's sent, arrived and TCP payload bytes, since
+    /// start.
+    upload: [AtomicU64; 3],
     published: Mutex<Published>,
 }
 
@@ -44,14 +45,17 @@ impl Board {
         }
     }
 
-    /// The upload engine's sent bytes, since start.
-    pub fn sent_up(&self) -> u64 {
-        self.sent_up.load(Ordering::Relaxed)
+    /// The upload engine's (sent, arrived, TCP payload) bytes, since
+    /// start.
+    pub fn upload_totals(&self) -> [u64; 3] {
+        self.upload.each_ref().map(|a| a.load(Ordering::Relaxed))
     }
 
-    /// Records the upload engine's sent bytes.
-    pub fn set_sent_up(&self, bytes: u64) {
-        self.sent_up.store(bytes, Ordering::Relaxed);
+    /// Records the upload engine's (sent, arrived, TCP payload) bytes.
+    pub fn set_upload_totals(&self, totals: [u64; 3]) {
+        for (a, v) in self.upload.iter().zip(totals) {
+            a.store(v, Ordering::Relaxed);
+        }
     }
 
     /// What the control plane shows.

@@ -5,16 +5,20 @@
 //! The rule, every [`ControllerConfig::interval`]:
 //! - **bloat** (the median sample of the interval is over its threshold):
 //!   cut to 90 % of what the line delivered (measured past the line: the
-//!   download's arrivals, the upload's acknowledged bytes), or of the rate
-//!   when that is unknown or the direction sent little, at once: a
-//!   capacity drop is followed within one or two intervals. Then no further cut for a refractory
+//!   download's arrivals, the upload's acknowledged bytes), at once: a
+//!   line whose buffer fills is busy all the time, so what it delivered is
+//!   its capacity, and a capacity drop is followed within one or two
+//!   intervals. That figure is trusted when the delay was measured on this
+//!   direction alone (one-way samples) or the direction was busy; else
+//!   the cut is 10 % of the rate. Then no further cut for a refractory
 //!   period, so the queue the cut drains can show in the samples.
 //! - **loaded and clean** (the direction used most of its rate, delay
 //!   near its baseline): raise, after a second without bloat. Far below
-//!   the rate of the last bloat (the knee) by big steps (2 % of the
-//!   maximum), near it by small ones (0.25 %) that grow by half with each
-//!   raise past it: the line is probed gently where it last filled, and
-//!   capacity that came back is found within a few seconds.
+//!   the capacity the line showed at the last bloat (the knee) by big
+//!   steps (2 % of the maximum); from 90 % of the knee by small ones
+//!   (0.25 %), constant up to the knee, growing by a fifth with each raise
+//!   past it: the line is probed gently where it last filled, and capacity
+//!   that came back is found within a few seconds.
 //! - otherwise, and without samples: **hold**. Never ramp up blind: an
 //!   idle direction says nothing about the line.
 
@@ -130,12 +134,14 @@ pub struct Controller {
     knee: Option<u64>,
     /// Raises near or past the knee since the last cut.
     probes: u32,
-    /// Each sample's queueing delay minus its threshold, in nanoseconds
-    /// (positive: over).
+    /// Each sample's queueing delay against its own threshold, in
+    /// thousandths, minus 1000 (positive: over; -500: half the threshold).
     excess: [i64; MAX_SAMPLES],
     queue: [u64; MAX_SAMPLES],
     count: usize,
     seen: u64,
+    /// Of the samples held, how many were one-way.
+    one_way: usize,
     /// When the oldest sample held arrived.
     first_sample: Option<Instant>,
     last: Observed,
@@ -157,6 +163,7 @@ impl Controller {
             queue: [0; MAX_SAMPLES],
             count: 0,
             seen: 0,
+            one_way: 0,
             first_sample: None,
             last: Observed::default(),
         }
@@ -191,8 +198,13 @@ impl Controller {
         } else {
             return;
         };
-        let threshold = self.cfg.threshold(s.base);
-        let excess = nanos(s.queue) - nanos(threshold);
+        let mut threshold = self.cfg.threshold(s.base);
+        if s.one_way {
+            // The threshold bounds the round trip: each way gets half.
+            threshold /= 2;
+            self.one_way += 1;
+        }
+        let excess = nanos(s.queue).saturating_mul(1000) / nanos(threshold).max(1) - 1000;
         if let (Some(e), Some(q)) = (self.excess.get_mut(slot), self.queue.get_mut(slot)) {
             *e = excess;
             *q = u64::try_from(nanos(s.queue)).unwrap_or(0);
@@ -227,6 +239,8 @@ impl Controller {
             }
         }
         self.first_sample = None;
+        let one_way = self.one_way * 2 > n;
+        self.one_way = 0;
         let enough = n >= self.cfg.min_samples.max(1);
         let median_excess = self
             .excess
@@ -253,12 +267,14 @@ impl Controller {
                     // What the line delivered, when the direction was busy
                     // enough for that to be its capacity; else the rate.
                     let basis = match delivered {
-                        Some(d) if load >= 0.5 => d.bps().min(self.rate),
+                        Some(d) if (load >= 0.5 || one_way) && d.bps() > 0 => {
+                            d.bps().min(self.rate)
+                        }
                         _ => self.rate,
                     };
                     let cut = ((basis as f64) * 0.9) as u64;
                     self.last_cut = Some(now);
-                    self.knee = Some(self.rate);
+                    self.knee = Some(basis);
                     self.probes = 0;
                     let new = cut.min(self.rate).clamp(lo, hi);
                     (new != self.rate).then(|| {
@@ -269,7 +285,7 @@ impl Controller {
             }
             Some(_) => {
                 // Near the baseline: half the margin to the threshold left.
-                let clean = median_excess.is_some_and(|e| e <= -nanos(self.cfg.bloat) / 2);
+                let clean = median_excess.is_some_and(|e| e <= -500);
                 if load >= self.cfg.loaded && clean && since_cut(self.cfg.raise_after_cut) {
                     let step = self.step(hi);
                     let new = self.rate.saturating_add(step.max(1)).clamp(lo, hi);
@@ -290,10 +306,13 @@ impl Controller {
     fn step(&mut self, hi: u64) -> u64 {
         let share = |s: f64| ((hi as f64) * s.clamp(0.0, 1.0)) as u64;
         match self.knee {
-            Some(knee) if self.rate as f64 >= 0.9 * knee as f64 => {
-                let growth = 1.5f64.powi(self.probes.min(16) as i32);
+            Some(knee) if self.rate >= knee => {
+                let growth = 1.2f64.powi(self.probes.min(32) as i32);
                 self.probes += 1;
                 share(self.cfg.probe_step * growth).min(share(self.cfg.raise_step * 2.0))
+            }
+            Some(knee) if self.rate as f64 >= 0.9 * knee as f64 => {
+                share(self.cfg.probe_step).min(knee - self.rate).max(1)
             }
             _ => share(self.cfg.raise_step),
         }

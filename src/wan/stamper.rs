@@ -13,6 +13,10 @@ use crate::time::Instant;
 /// echoed): longer than any round trip worth measuring, a geostationary
 /// hop under load included.
 const PROBE_TIMEOUT_NS: u64 = 3_000_000_000;
+/// A flow's stamped probe is looked up on the board (a line the download
+/// thread writes) at most this often: between looks, its packets cost one
+/// read of the upload thread's own table.
+const LOOK_EVERY_NS: u64 = 2_000_000;
 
 /// The upload thread's view of one board slot.
 #[derive(Debug, Clone, Copy, Default)]
@@ -23,7 +27,14 @@ struct Local {
     /// The board version of the stamp; `None` while the probed packet is
     /// still in qosd's queue.
     version: Option<u32>,
+    /// When the probe was made, then when it left.
     at: Instant,
+    /// When the board was last looked at for its answer.
+    looked: Instant,
+    /// The TSval of the flow's packet that found the slot free: the probe
+    /// goes on the first packet with a later one, the first sent at its
+    /// tick (an echo of the tick may answer any packet sent in it).
+    armed: Option<(u32, u32)>,
 }
 
 /// Picks the packets to time and stamps their departure.
@@ -46,42 +57,63 @@ impl Stamper {
     /// flow's probe if this packet sends the probed data again.
     #[inline]
     pub fn on_lan_packet(&mut self, pkt: &PacketMeta, flow: u64, now: Instant) -> Option<Probe> {
-        let flow = flow as u32;
-        let slot = ProbeBoard::slot_of(flow);
-        let l = *self.local.get(slot)?;
-        let tcp = if pkt.protocol == 6 {
-            Some(TcpView::parse(pkt.tcp)?)
-        } else {
-            None
-        };
-        let busy = l.source.is_some()
-            && now.nanos_since(l.at) < PROBE_TIMEOUT_NS
-            && l.version.is_none_or(|v| !self.board.is_answered(l.flow, v));
-        if busy {
-            if l.flow == flow
-                && let Some(v) = tcp
-                && resends(l, &v, pkt.payload.len())
-            {
-                self.board.withdraw(flow);
-                if let Some(x) = self.local.get_mut(slot) {
-                    x.source = None;
-                }
-            }
+        // Only TCP and DNS queries can be timed: nothing else costs more
+        // than this test.
+        if pkt.protocol != 6 && !(pkt.protocol == 17 && pkt.dst_port == 53) {
             return None;
         }
-        let probe = match tcp {
-            Some(v) => tcp_probe(flow, &v, pkt.payload.len())?,
-            None => dns_probe(flow, pkt)?,
-        };
-        if let Some(x) = self.local.get_mut(slot) {
-            *x = Local {
-                flow,
-                key: probe.key,
-                source: Some(probe.source),
-                version: None,
-                at: now,
+        let flow = flow as u32;
+        let slot = ProbeBoard::slot_of(flow);
+        let l = self.local.get_mut(slot)?;
+        if l.source.is_some() && now.nanos_since(l.at) < PROBE_TIMEOUT_NS {
+            let answered = match l.version {
+                Some(v) if now.nanos_since(l.looked) >= LOOK_EVERY_NS => {
+                    l.looked = now;
+                    self.board.is_answered(l.flow, v)
+                }
+                _ => false,
             };
+            if !answered {
+                // Karn: only a probe timed by sequence can be sent again
+                // (a resent segment carries a new TSval, which cannot
+                // match).
+                if l.flow == flow
+                    && matches!(l.source, Some(Source::TcpAck | Source::TcpHandshake))
+                    && let Some(v) = TcpView::parse(pkt.tcp)
+                    && resends(*l, &v, pkt.payload.len())
+                {
+                    self.board.withdraw(flow);
+                    l.source = None;
+                }
+                return None;
+            }
         }
+        let probe = if pkt.protocol == 6 {
+            let v = TcpView::parse(pkt.tcp)?;
+            let probe = tcp_probe(flow, &v, pkt.payload.len())?;
+            if probe.source == Source::TcpTimestamp {
+                match l.armed {
+                    Some((f, ts)) if f == flow && seq_before(ts, probe.key) => {}
+                    _ => {
+                        l.armed = Some((flow, probe.key));
+                        l.source = None;
+                        return None;
+                    }
+                }
+            }
+            probe
+        } else {
+            dns_probe(flow, pkt)?
+        };
+        *l = Local {
+            flow,
+            key: probe.key,
+            source: Some(probe.source),
+            version: None,
+            at: now,
+            looked: now,
+            armed: None,
+        };
         Some(probe)
     }
 
@@ -97,6 +129,7 @@ impl Stamper {
         {
             x.version = Some(self.board.stamp(probe, now));
             x.at = now;
+            x.looked = now;
         }
     }
 }
@@ -107,8 +140,6 @@ fn resends(l: Local, v: &TcpView, len: usize) -> bool {
     match l.source {
         Some(Source::TcpAck) => len > 0 && seq_before(v.seq, l.key),
         Some(Source::TcpHandshake) => v.syn() && !v.has_ack(),
-        // A resent segment carries a new TSval, which cannot match; a
-        // resent SYN with timestamps likewise.
         _ => false,
     }
 }

@@ -1,4 +1,4 @@
-//! The measurement through the real engines in virtual time: a LAN packet
+//! The WAN-delay measurement ([`crate::wan`]) through the real engines in virtual time: a LAN packet
 //! goes up through the upload engine, its answer comes down through the
 //! download engine, and the meter says what it measured.
 
@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use etherparse::PacketBuilder;
 
-use super::{DelaySample, Source, Toward};
+use super::frame::Frame;
+use super::{DirectionEngine, Shared};
 use crate::config::{Config, Direction, EMBEDDED_NAME, Env, load_str};
-use crate::engine::frame::Frame;
-use crate::engine::{DirectionEngine, Shared};
 use crate::shaper::{Shaper, ShaperConfig};
 use crate::time::Instant;
+use crate::wan::{DelaySample, Source, Toward};
 
 const LAN: [u8; 4] = [198, 18, 0, 10];
 const SRV: [u8; 4] = [198, 18, 0, 20];
@@ -125,6 +125,13 @@ fn count(down: &mut Engine, s: Source) -> u64 {
 #[test]
 fn a_round_trip_counts_from_departure_so_qosd_queue_is_not_in_it() {
     let (mut up, mut down) = engines();
+    // The first packet seen arms the flow: the probe goes on the first
+    // packet of the next tick (an echo of a tick may answer any packet
+    // sent in it).
+    for _ in 0..2 {
+        let f = frame(&seg(true, 1, 1, ACK, Some((99, 7)), 100));
+        up_and_out(&mut up, f, ms(0), ms(0));
+    }
     // Queued 50 ms in qosd, then 30 ms to the server and back.
     up_and_out(
         &mut up,
@@ -143,6 +150,8 @@ fn a_round_trip_counts_from_departure_so_qosd_queue_is_not_in_it() {
     down.ingress(frame(&seg(false, 1, 101, ACK, Some((901, 100)), 0)), ms(90));
     assert_eq!(count(&mut down, Source::TcpTimestamp), 1);
     // A later probe whose answer took 80 ms: 50 ms above the path's base.
+    let arm = frame(&seg(true, 101, 1, ACK, Some((199, 901)), 100));
+    up_and_out(&mut up, arm, ms(199), ms(199));
     up_and_out(
         &mut up,
         frame(&seg(true, 101, 1, ACK, Some((200, 901)), 100)),
