@@ -62,7 +62,7 @@ fn config(autorate: bool) -> String {
 /// (`time|series value|series value...`).
 const POLL: &str = r#"
 import sys, time, urllib.request
-KEEP = ("qosd_link_rate_bits_per_second", "qosd_autorate_capacity_bits_per_second", "qosd_wan_delay_seconds")
+KEEP = ("qosd_link_rate_bits_per_second", "qosd_autorate_capacity_bits_per_second", "qosd_wan_delay_seconds", "qosd_autorate_changes_total", "qosd_wan_delay_samples_total")
 end = time.time() + float(sys.argv[1])
 while time.time() < end:
     t = time.time()
@@ -313,7 +313,7 @@ fn print_trace(
         }
     };
     eprintln!(
-        "      s  voice p99 ms  goodput up/down  rate up/down  capacity up/down  wan delay up/down ms"
+        "      s  voice p99 ms  goodput up/down  rate up/down  capacity up/down  wan delay up/down ms  cuts/raises up, down  samples"
     );
     for k in 0..BEFORE + DROP + AFTER {
         let s = k as f64;
@@ -333,14 +333,35 @@ fn print_trace(
             };
             format!("{:>6}/{:<6}", one("upload"), one("download"))
         };
+        let changes = |dir: &str| {
+            let n = |reason: &str| {
+                m.and_then(|m| {
+                    m.get(&format!(
+                        "qosd_autorate_changes_total{{direction=\"{dir}\",reason=\"{reason}\"}}"
+                    ))
+                })
+                .map_or("-".to_owned(), |v| format!("{v:.0}"))
+            };
+            format!("{}/{}", n("bloat"), n("raise"))
+        };
+        let samples: f64 = m
+            .map(|m| {
+                m.iter()
+                    .filter(|(k, _)| k.starts_with("qosd_wan_delay_samples_total"))
+                    .map(|(_, v)| *v)
+                    .sum()
+            })
+            .unwrap_or(0.0);
         eprintln!(
-            "  {k:>5} {:>12.1} {:>7}/{:<7} {} {}      {}",
+            "  {k:>5} {:>12.1} {:>7}/{:<7} {} {}      {}  {:>8}, {:<8} {samples:.0}",
             v.p99_ms,
             mbit(up, s),
             mbit(down, s),
             get("qosd_link_rate_bits_per_second", 1e6),
             get("qosd_autorate_capacity_bits_per_second", 1e6),
             get("qosd_wan_delay_seconds", 1e-3),
+            changes("upload"),
+            changes("download"),
         );
     }
 }

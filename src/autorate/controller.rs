@@ -3,7 +3,12 @@
 //! `now`, so it runs in virtual time in tests and in the simulator.
 //!
 //! The rule, every [`ControllerConfig::interval`]:
-//! - **bloat** (the median sample of the interval is over its threshold):
+//! The interval's delay is its samples' median (each flow gives the least
+//! of its answers over a short window, see [`crate::wan`]: what the far
+//! end's ACK policy adds is some answers', a queue in the line all of
+//! them).
+//!
+//! - **bloat** (the interval's delay is over its threshold):
 //!   cut to 90 % of what the line delivered (measured past the line: the
 //!   download's arrivals, the upload's acknowledged bytes), at once: a
 //!   line whose buffer fills is busy all the time, so what it delivered is
@@ -76,12 +81,12 @@ impl ControllerConfig {
             start,
             bloat: Duration::from_millis(15),
             bloat_share: 0.05,
-            interval: Duration::from_millis(200),
+            interval: Duration::from_millis(100),
             cut_refractory: Duration::from_millis(400),
             raise_after_cut: Duration::from_secs(1),
             loaded: 0.75,
-            raise_step: 0.02,
-            probe_step: 0.0025,
+            raise_step: 0.01,
+            probe_step: 0.001_25,
             min_samples: 3,
             max_sample_age: Duration::from_millis(1500),
         }
@@ -200,8 +205,9 @@ impl Controller {
         };
         let mut threshold = self.cfg.threshold(s.base);
         if s.one_way {
-            // The threshold bounds the round trip: each way gets half.
-            threshold /= 2;
+            // The threshold bounds the round trip: each way gets a third
+            // (both ways overshoot it a little before a cut takes hold).
+            threshold /= 3;
             self.one_way += 1;
         }
         let excess = nanos(s.queue).saturating_mul(1000) / nanos(threshold).max(1) - 1000;
@@ -241,23 +247,25 @@ impl Controller {
         self.first_sample = None;
         let one_way = self.one_way * 2 > n;
         self.one_way = 0;
-        let enough = n >= self.cfg.min_samples.max(1);
-        let median_excess = self
+        // Past the age limit two samples do (a line whose buffer is full
+        // answers rarely); one never does.
+        let enough = n >= self.cfg.min_samples.clamp(1, 2);
+        let interval_excess = self
             .excess
             .get_mut(..n)
             .and_then(median)
             .filter(|e| enough || *e <= 0);
-        let median_queue = self.queue.get_mut(..n).and_then(median);
+        let interval_queue = self.queue.get_mut(..n).and_then(median);
         self.count = 0;
         self.seen = 0;
         self.last = Observed {
             samples: n,
-            queue: median_queue.map(Duration::from_nanos),
+            queue: interval_queue.map(Duration::from_nanos),
             load,
         };
         let (lo, hi) = bounds(&self.cfg);
         let since_cut = |t: Duration| self.last_cut.is_none_or(|c| now.saturating_since(c) >= t);
-        match median_excess {
+        match interval_excess {
             // Without samples nothing is known: hold.
             None => None,
             Some(e) if e > 0 => {
@@ -273,19 +281,22 @@ impl Controller {
                         _ => self.rate,
                     };
                     let cut = ((basis as f64) * 0.9) as u64;
+                    let new = cut.min(self.rate).clamp(lo, hi);
+                    if new == self.rate {
+                        // At the floor, or the line carried more than the
+                        // rate: nothing to take away here.
+                        return None;
+                    }
                     self.last_cut = Some(now);
                     self.knee = Some(basis);
                     self.probes = 0;
-                    let new = cut.min(self.rate).clamp(lo, hi);
-                    (new != self.rate).then(|| {
-                        self.rate = new;
-                        Change::Bloat
-                    })
+                    self.rate = new;
+                    Some(Change::Bloat)
                 }
             }
             Some(_) => {
                 // Near the baseline: half the margin to the threshold left.
-                let clean = median_excess.is_some_and(|e| e <= -500);
+                let clean = interval_excess.is_some_and(|e| e <= -500);
                 if load >= self.cfg.loaded && clean && since_cut(self.cfg.raise_after_cut) {
                     let step = self.step(hi);
                     let new = self.rate.saturating_add(step.max(1)).clamp(lo, hi);
@@ -307,7 +318,7 @@ impl Controller {
         let share = |s: f64| ((hi as f64) * s.clamp(0.0, 1.0)) as u64;
         match self.knee {
             Some(knee) if self.rate >= knee => {
-                let growth = 1.2f64.powi(self.probes.min(32) as i32);
+                let growth = 1.1f64.powi(self.probes.min(64) as i32);
                 self.probes += 1;
                 share(self.cfg.probe_step * growth).min(share(self.cfg.raise_step * 2.0))
             }

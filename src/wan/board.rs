@@ -15,6 +15,7 @@ use crate::time::Instant;
 /// (the stamper takes a slot over only when its probe is answered or old).
 pub const SLOTS: usize = 4096;
 const MASK: u32 = SLOTS as u32 - 1;
+const HAS_END: u32 = 0x100;
 
 /// A probe a LAN packet carries from ingress to its departure toward the
 /// WAN: which flow, what the answer will echo, and how.
@@ -27,6 +28,16 @@ pub struct Probe {
     pub key: u32,
     /// How it is matched.
     pub source: Source,
+    /// For a data segment, the sequence number after its last byte: only
+    /// an acknowledgement of exactly that answers it. One that covers
+    /// more was sent when a later segment arrived (delayed ACKs: a
+    /// receiver acknowledges every second segment), so it would time the
+    /// wait for that segment, not the line.
+    pub end: Option<u32>,
+    /// Not the probe: the flow's next data segment after it, whose
+    /// departure the board also keeps (a receiver that acknowledges every
+    /// second segment answers the pair when this one arrives).
+    pub follower: bool,
 }
 
 /// A probe as the board holds it: the probe, when it left, and the write
@@ -39,6 +50,9 @@ pub struct Stamp {
     pub sent: Instant,
     /// The seqlock's value for this write.
     pub version: u32,
+    /// The flow's next data segment after the probe: when it left, and
+    /// the sequence number after it.
+    pub next: Option<(Instant, u32)>,
 }
 
 #[derive(Default)]
@@ -48,12 +62,18 @@ struct Slot {
     version: AtomicU32,
     flow: AtomicU32,
     key: AtomicU32,
-    /// [`Source::code`]; 0 for none (withdrawn).
+    /// [`Source::code`]; 0 for none (withdrawn); bit 8 set when `end`
+    /// holds the probe's end.
     source: AtomicU32,
+    end: AtomicU32,
     sent: AtomicU64,
     /// The version the download thread answered (so the stamper knows
     /// the slot is free again).
     answered: AtomicU32,
+    /// The follower of the probe of version `next_version`.
+    next_sent: AtomicU64,
+    next_end: AtomicU32,
+    next_version: AtomicU32,
 }
 
 /// The shared board.
@@ -84,7 +104,18 @@ impl ProbeBoard {
     /// Records that `probe` left at `sent` (upload thread only). Returns
     /// the version written.
     pub fn stamp(&self, probe: Probe, sent: Instant) -> u32 {
-        self.write(probe.flow, probe.key, probe.source.code(), sent)
+        let code = probe.source.code() | if probe.end.is_some() { HAS_END } else { 0 };
+        self.write(probe.flow, (probe.key, probe.end.unwrap_or(0)), code, sent)
+    }
+
+    /// Records that the follower of the probe written as `version` in
+    /// `flow`'s slot, ending at `end`, left at `sent` (upload thread only).
+    pub fn follow(&self, flow: u32, version: u32, end: u32, sent: Instant) {
+        if let Some(s) = self.slots.get(Self::slot_of(flow)) {
+            s.next_sent.store(sent.as_nanos(), Ordering::Relaxed);
+            s.next_end.store(end, Ordering::Relaxed);
+            s.next_version.store(version, Ordering::Release);
+        }
     }
 
     /// Withdraws the probe in `flow`'s slot, if it is `flow`'s (upload
@@ -94,11 +125,11 @@ impl ProbeBoard {
         if let Some(s) = self.slots.get(Self::slot_of(flow))
             && s.flow.load(Ordering::Relaxed) == flow
         {
-            self.write(flow, 0, 0, Instant::ZERO);
+            self.write(flow, (0, 0), 0, Instant::ZERO);
         }
     }
 
-    fn write(&self, flow: u32, key: u32, source: u32, sent: Instant) -> u32 {
+    fn write(&self, flow: u32, (key, end): (u32, u32), source: u32, sent: Instant) -> u32 {
         let Some(s) = self.slots.get(Self::slot_of(flow)) else {
             return 0;
         };
@@ -107,6 +138,7 @@ impl ProbeBoard {
         fence(Ordering::Release);
         s.flow.store(flow, Ordering::Relaxed);
         s.key.store(key, Ordering::Relaxed);
+        s.end.store(end, Ordering::Relaxed);
         s.source.store(source, Ordering::Relaxed);
         s.sent.store(sent.as_nanos(), Ordering::Relaxed);
         let done = v.wrapping_add(2);
@@ -122,12 +154,19 @@ impl ProbeBoard {
         if v1 & 1 == 1 || s.answered.load(Ordering::Relaxed) == v1 {
             return None;
         }
-        let (f, key, source, sent) = (
+        let (f, key, source, sent, end) = (
             s.flow.load(Ordering::Relaxed),
             s.key.load(Ordering::Relaxed),
             s.source.load(Ordering::Relaxed),
             s.sent.load(Ordering::Relaxed),
+            s.end.load(Ordering::Relaxed),
         );
+        let next = (s.next_version.load(Ordering::Acquire) == v1).then(|| {
+            (
+                Instant::from_nanos(s.next_sent.load(Ordering::Relaxed)),
+                s.next_end.load(Ordering::Relaxed),
+            )
+        });
         fence(Ordering::Acquire);
         if s.version.load(Ordering::Relaxed) != v1 || f != flow {
             return None;
@@ -136,10 +175,16 @@ impl ProbeBoard {
             probe: Probe {
                 flow,
                 key,
-                source: Source::from_code(source)?,
+                source: Source::from_code(source & !HAS_END)?,
+                end: (source & HAS_END != 0).then_some(end),
+                follower: false,
             },
             sent: Instant::from_nanos(sent),
             version: v1,
+            // A follower recorded for an earlier write of the same
+            // version number (after 2^32 writes) would be older than the
+            // probe.
+            next: next.filter(|(t, _)| t.as_nanos() >= sent),
         })
     }
 
@@ -171,10 +216,18 @@ mod tests {
             flow: 7,
             key: 42,
             source: Source::TcpTimestamp,
+            end: Some(7),
+            follower: false,
         };
         let v = b.stamp(p, Instant::from_nanos(5));
         let s = b.pending(7).unwrap();
         assert_eq!((s.probe, s.sent, s.version), (p, Instant::from_nanos(5), v));
+        assert_eq!(s.next, None);
+        b.follow(7, v, 9, Instant::from_nanos(6));
+        assert_eq!(
+            b.pending(7).unwrap().next,
+            Some((Instant::from_nanos(6), 9))
+        );
         // Another flow in the same slot sees nothing.
         assert_eq!(b.pending(7 + SLOTS as u32), None);
         b.answer(7, v);
@@ -199,6 +252,8 @@ mod tests {
                     flow: 3,
                     key: i,
                     source: Source::TcpAck,
+                    end: Some(i),
+                    follower: false,
                 };
                 w.stamp(p, Instant::from_nanos(u64::from(i) * 10));
             }

@@ -70,6 +70,34 @@ struct FlowClock {
     up: WindowedMin,
     /// The flow's smallest round trip.
     min_rtt: u64,
+    /// The least answer of the current short window.
+    window: LeastOfWindow,
+}
+
+/// A flow's answers closer together than this are read as one: the
+/// lesser of the two counts.
+const ANSWER_WINDOW_NS: u64 = 100_000_000;
+
+/// A flow's previous answer, to read each answer with it.
+#[derive(Debug, Clone, Copy, Default)]
+struct LeastOfWindow {
+    last: Option<(Toward, u64, Instant)>,
+}
+
+impl LeastOfWindow {
+    /// Takes an answer (`q` toward `to`) at `now`: the sample to keep is
+    /// the lesser of it and the flow's previous answer, when that came
+    /// within the window and measured the same way. So every answer gives
+    /// a sample at once (a bloated line answers rarely), and one that
+    /// waited on the far end's ACK policy is outvoted by its neighbour.
+    fn take(&mut self, to: Toward, q: u64, now: Instant) -> Option<(Toward, u64)> {
+        let least = match self.last {
+            Some((t, p, at)) if t == to && now.nanos_since(at) < ANSWER_WINDOW_NS => q.min(p),
+            _ => q,
+        };
+        self.last = Some((to, q, now));
+        Some((to, least))
+    }
 }
 
 impl FlowClock {
@@ -264,17 +292,44 @@ impl Meter {
         let Some(st) = self.board.pending(flow as u32) else {
             return;
         };
-        let answered = match st.probe.source {
-            Source::TcpTimestamp => v.timestamps.is_some_and(|(_, ecr)| ecr == st.probe.key),
-            Source::TcpHandshake => v.syn() && v.has_ack() && v.ack == st.probe.key,
-            Source::TcpAck => v.has_ack() && !seq_before(v.ack, st.probe.key),
-            Source::Dns => false,
+        // Answered: the far end has seen the probe (its timestamp echoed,
+        // or a later one: this answer times a later packet, so it frees the
+        // probe without a sample; the SYN or the data acknowledged).
+        let (answered, exact) = match st.probe.source {
+            Source::TcpTimestamp => match v.timestamps {
+                Some((_, ecr)) if ecr == st.probe.key => (true, true),
+                Some((_, ecr)) => (seq_before(st.probe.key, ecr), false),
+                None => (false, false),
+            },
+            Source::TcpHandshake => {
+                let a = v.syn() && v.has_ack() && v.ack == st.probe.key;
+                (a, a)
+            }
+            Source::TcpAck => {
+                let a = v.has_ack() && !seq_before(v.ack, st.probe.key);
+                (a, a)
+            }
+            Source::Dns => (false, false),
         };
         if !answered {
             return;
         }
         self.board.answer(flow as u32, st.version);
-        let rtt = now.nanos_since(st.sent);
+        if !exact {
+            return;
+        }
+        // A data segment is timed by the acknowledgement of exactly its
+        // end; one that also covers the next segment was sent when that
+        // one arrived (delayed ACKs), so it times the follower.
+        let sent = match st.probe.end {
+            None => st.sent,
+            Some(end) if v.ack == end => st.sent,
+            Some(_) => match st.next {
+                Some((t, next_end)) if v.ack == next_end => t,
+                _ => return,
+            },
+        };
+        let rtt = now.nanos_since(sent);
         if rtt == 0 || rtt > MAX_RTT_NS {
             return;
         }
@@ -287,18 +342,23 @@ impl Meter {
         // Both one-way delays known: the round trip is told apart.
         let up = match (st.probe.source, v.timestamps) {
             (Source::TcpTimestamp, Some((tsval, _))) => fc.remote_ns(tsval).map(|remote| {
-                let owd = remote - (fc.local_ns(st.sent));
+                let owd = remote - (fc.local_ns(sent));
                 let min = fc.up.update(owd, now, HALF_WINDOW_NS);
                 (owd - min) as u64
             }),
             _ => None,
         };
-        match up {
-            Some(q) => self.keep(Toward::Upload, sample(q, base, true)),
-            None => self.keep(
-                Toward::Either,
-                sample(rtt.saturating_sub(base), base, false),
-            ),
+        let (to, q) = match up {
+            Some(q) => (Toward::Upload, q),
+            None => (Toward::Either, rtt.saturating_sub(base)),
+        };
+        // What answers a probe is the far end's reaction: a receiver holds
+        // back its ACK for the next segment (delayed ACKs), a paced sender
+        // its next segment. That wait is some samples' and not others',
+        // while a queue in the line is every sample's: a flow gives the
+        // least of its samples over a short window.
+        if let Some(done) = fc.window.take(to, q, now) {
+            self.keep(done.0, sample(done.1, base, done.0 != Toward::Either));
         }
     }
 

@@ -43,7 +43,7 @@ pub struct DelaySample {
     /// The path's minimum round trip.
     pub base: Duration,
     /// Measured on one direction alone (a one-way delay), not on a round
-    /// trip: half the round-trip threshold applies.
+    /// trip: a third of the round-trip threshold applies.
     pub one_way: bool,
 }
 

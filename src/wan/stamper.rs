@@ -31,6 +31,8 @@ struct Local {
     at: Instant,
     /// When the board was last looked at for its answer.
     looked: Instant,
+    /// The probe's follower was picked.
+    followed: bool,
     /// The TSval of the flow's packet that found the slot free: the probe
     /// goes on the first packet with a later one, the first sent at its
     /// tick (an echo of the tick may answer any packet sent in it).
@@ -84,6 +86,23 @@ impl Stamper {
                 {
                     self.board.withdraw(flow);
                     l.source = None;
+                    return None;
+                }
+                // The next data segment after a data probe is its
+                // follower.
+                if l.flow == flow
+                    && !l.followed
+                    && !pkt.payload.is_empty()
+                    && let (Some(source), Some(v)) = (l.source, TcpView::parse(pkt.tcp))
+                {
+                    l.followed = true;
+                    return Some(Probe {
+                        flow,
+                        key: l.key,
+                        source,
+                        end: Some(v.seq.wrapping_add(pkt.payload.len() as u32)),
+                        follower: true,
+                    });
                 }
                 return None;
             }
@@ -112,6 +131,7 @@ impl Stamper {
             version: None,
             at: now,
             looked: now,
+            followed: false,
             armed: None,
         };
         Some(probe)
@@ -121,6 +141,16 @@ impl Stamper {
     #[inline]
     pub fn departed(&mut self, probe: Probe, now: Instant) {
         let slot = ProbeBoard::slot_of(probe.flow);
+        if probe.follower {
+            if let Some(x) = self.local.get(slot)
+                && x.flow == probe.flow
+                && x.key == probe.key
+                && let (Some(version), Some(end)) = (x.version, probe.end)
+            {
+                self.board.follow(probe.flow, version, end, now);
+            }
+            return;
+        }
         if let Some(x) = self.local.get_mut(slot)
             && x.flow == probe.flow
             && x.key == probe.key
@@ -145,18 +175,25 @@ fn resends(l: Local, v: &TcpView, len: usize) -> bool {
 }
 
 fn tcp_probe(flow: u32, v: &TcpView, len: usize) -> Option<Probe> {
+    let end = (len > 0).then(|| v.seq.wrapping_add(len as u32));
     let (key, source) = if v.syn() && !v.has_ack() {
         // The SYN-ACK acknowledges seq + 1, timestamps or not.
         (v.seq.wrapping_add(1), Source::TcpHandshake)
     } else if let Some((tsval, _)) = v.timestamps {
         // The far end echoes TSval in its next segment, data or ACK.
         (tsval, Source::TcpTimestamp)
-    } else if len > 0 {
-        (v.seq.wrapping_add(len as u32), Source::TcpAck)
+    } else if let Some(end) = end {
+        (end, Source::TcpAck)
     } else {
         return None;
     };
-    Some(Probe { flow, key, source })
+    Some(Probe {
+        flow,
+        key,
+        source,
+        end,
+        follower: false,
+    })
 }
 
 /// A DNS query (UDP to port 53, QR clear) is timed by its id.
@@ -172,5 +209,7 @@ fn dns_probe(flow: u32, pkt: &PacketMeta) -> Option<Probe> {
         flow,
         key: u32::from(id),
         source: Source::Dns,
+        end: None,
+        follower: false,
     })
 }
