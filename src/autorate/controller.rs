@@ -8,14 +8,16 @@
 //! end's ACK policy adds is some answers', a queue in the line all of
 //! them).
 //!
-//! - **bloat** (the interval's delay is over its threshold):
+//! - **bloat** (the interval's delay is over its threshold twice in a
+//!   row, or twice over it once):
 //!   cut to 90 % of what the line delivered (measured past the line: the
 //!   download's arrivals, the upload's acknowledged bytes), at once: a
 //!   line whose buffer fills is busy all the time, so what it delivered is
 //!   its capacity, and a capacity drop is followed within one or two
 //!   intervals. That figure is trusted when the delay was measured on this
 //!   direction alone (one-way samples) or the direction was busy; else
-//!   the cut is 10 % of the rate. Then no further cut for a refractory
+//!   the cut is 10 % of the rate. A cut takes at most half the rate. Then
+//!   no further cut for a refractory
 //!   period, so the queue the cut drains can show in the samples.
 //! - **loaded and clean** (the direction used most of its rate, delay
 //!   near its baseline): raise, after a second without bloat. Far below
@@ -139,6 +141,8 @@ pub struct Controller {
     knee: Option<u64>,
     /// Raises near or past the knee since the last cut.
     probes: u32,
+    /// The last decision saw the delay over its threshold.
+    was_over: bool,
     /// Each sample's queueing delay against its own threshold, in
     /// thousandths, minus 1000 (positive: over; -500: half the threshold).
     excess: [i64; MAX_SAMPLES],
@@ -164,6 +168,7 @@ impl Controller {
             last_cut: None,
             knee: None,
             probes: 0,
+            was_over: false,
             excess: [0; MAX_SAMPLES],
             queue: [0; MAX_SAMPLES],
             count: 0,
@@ -265,11 +270,15 @@ impl Controller {
         };
         let (lo, hi) = bounds(&self.cfg);
         let since_cut = |t: Duration| self.last_cut.is_none_or(|c| now.saturating_since(c) >= t);
+        let was_over =
+            std::mem::replace(&mut self.was_over, interval_excess.is_some_and(|e| e > 0));
         match interval_excess {
             // Without samples nothing is known: hold.
             None => None,
             Some(e) if e > 0 => {
-                if !since_cut(self.cfg.cut_refractory) {
+                // Over the threshold twice in a row, or far over it once:
+                // one interval of noisy samples is not a full buffer.
+                if !(was_over || e > 1000) || !since_cut(self.cfg.cut_refractory) {
                     None
                 } else {
                     // What the line delivered, when the direction was busy
@@ -280,7 +289,10 @@ impl Controller {
                         }
                         _ => self.rate,
                     };
-                    let cut = ((basis as f64) * 0.9) as u64;
+                    // At most half the rate at a time: a delivery read
+                    // while the direction sent little must not take it
+                    // to the floor at once.
+                    let cut = ((basis as f64) * 0.9).max(self.rate as f64 * 0.5) as u64;
                     let new = cut.min(self.rate).clamp(lo, hi);
                     if new == self.rate {
                         // At the floor, or the line carried more than the
