@@ -58,21 +58,6 @@ UP_Q=19 DOWN_Q=47        # qosd's rates (autorate's maximums)
 BEFORE=15 DROP=30 AFTER=20
 TOTAL=$((BEFORE + DROP + AFTER))
 
-# qosd's metrics that follow the line, once a second, as
-# "time|series value|...": its shaping rate, capacity estimate, WAN delay.
-POLL='
-import sys, time, urllib.request
-KEEP = ("qosd_link_rate_bits_per_second", "qosd_autorate_capacity_bits_per_second", "qosd_wan_delay_seconds")
-end = time.time() + float(sys.argv[1])
-while time.time() < end:
-    t = time.time()
-    try:
-        body = urllib.request.urlopen("http://127.0.0.1:9477/metrics", timeout=1).read().decode()
-    except Exception:
-        body = ""
-    print("|".join(["%.3f" % t] + [l for l in body.splitlines() if l.startswith(KEEP)]), flush=True)
-    time.sleep(max(0.0, 1.0 - (time.time() - t)))
-'
 
 run_qosd() { # log autorate(true|false)
   QOSD_LINK__UPLOAD="$UP_Q Mbit" QOSD_LINK__DOWNLOAD="$DOWN_Q Mbit" \
@@ -98,7 +83,7 @@ cpu_ticks() { if [ -n "$QOSD_PID" ]; then awk '{print $14 + $15}' /proc/"$QOSD_P
 scenario() { # tag
   local tag=$1 pids=() t0 t_drop t_back c0 c1 t1
   x lan irtt client -i 20ms -d 5s -l 172 -q -o - 198.18.0.20:5004 > "$OUT/$tag.idle" 2>/dev/null || true
-  x gw python3 -c "$POLL" $((TOTAL + 1)) > "$OUT/$tag.rates" 2>/dev/null & POLL_PID=$!
+  x gw python3 "$HERE/poll_metrics.py" $((TOTAL + 1)) > "$OUT/$tag.rates" 2>/dev/null & POLL_PID=$!
   t0=$(now); c0=$(cpu_ticks)
   x lan iperf3 -c 198.18.0.20 -p 5201 -t $TOTAL -P 4 -i 1 -J --get-server-output > "$OUT/$tag.up" 2> "$OUT/$tag.up.err" & pids+=($!)
   x lan iperf3 -c 198.18.0.20 -p 5202 -t $TOTAL -P 4 -R -i 1 -J > "$OUT/$tag.down" 2> "$OUT/$tag.down.err" & pids+=($!)

@@ -154,6 +154,37 @@ fn ms(d: Option<Duration>) -> f64 {
     d.map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0)
 }
 
+/// One category in one direction: its report and its delay histogram.
+struct Part<'h> {
+    dir: Direction,
+    report: CategoryReport,
+    delay: &'h LogHistogram,
+}
+
+/// A category's report over both directions, from each direction's part;
+/// its share is of `link_total` (bits per second, both directions).
+fn fold_directions<'h>(
+    parts: impl IntoIterator<Item = Part<'h>>,
+    link_total: f64,
+) -> CategoryReport {
+    let mut both = CategoryReport::default();
+    let mut merged = LogHistogram::default();
+    for p in parts {
+        both.offered_bps += p.report.offered_bps;
+        both.delivered_bps += p.report.delivered_bps;
+        both.dropped += p.report.dropped;
+        merged.merge(p.delay);
+        match p.dir {
+            Direction::Upload => both.upload = Some(Box::new(p.report)),
+            Direction::Download => both.download = Some(Box::new(p.report)),
+        }
+    }
+    both.share = both.delivered_bps / link_total.max(1.0);
+    both.delay_p50_ms = ms(merged.quantile(0.5));
+    both.delay_p99_ms = ms(merged.quantile(0.99));
+    both
+}
+
 /// Collects the per-category results of one run.
 pub(super) fn collect<Q: LinkQueue<Frame>>(
     cfg: &Config,
@@ -164,36 +195,28 @@ pub(super) fn collect<Q: LinkQueue<Frame>>(
     let link_total = (cfg.link.upload.bps() + cfg.link.download.bps()) as f64;
     let mut out = BTreeMap::new();
     for (i, cat) in cfg.category.iter().enumerate() {
-        let mut both = CategoryReport::default();
-        let mut merged = LogHistogram::default();
-        for (engine, dir) in engines.iter().zip(Direction::BOTH) {
-            let Some(c) = engine.category_counters().get(i) else {
-                continue;
-            };
-            let link = cfg.link.rate(dir).bps() as f64;
-            let one = CategoryReport {
-                offered_bps: c.arrived.bytes as f64 * 8.0 / secs,
-                delivered_bps: c.sent.bytes as f64 * 8.0 / secs,
-                share: c.sent.bytes as f64 * 8.0 / secs / link,
-                dropped: c.dropped_total().packets,
-                delay_p50_ms: ms(c.delay_fine.quantile(0.5)),
-                delay_p99_ms: ms(c.delay_fine.quantile(0.99)),
-                upload: None,
-                download: None,
-            };
-            both.offered_bps += one.offered_bps;
-            both.delivered_bps += one.delivered_bps;
-            both.dropped += one.dropped;
-            merged.merge(&c.delay_fine);
-            match dir {
-                Direction::Upload => both.upload = Some(Box::new(one)),
-                Direction::Download => both.download = Some(Box::new(one)),
-            }
-        }
-        both.share = both.delivered_bps / link_total;
-        both.delay_p50_ms = ms(merged.quantile(0.5));
-        both.delay_p99_ms = ms(merged.quantile(0.99));
-        out.insert(cat.name.clone(), both);
+        let parts = engines
+            .iter()
+            .zip(Direction::BOTH)
+            .filter_map(|(engine, dir)| {
+                let c = engine.category_counters().get(i)?;
+                let link = cfg.link.rate(dir).bps() as f64;
+                Some(Part {
+                    dir,
+                    report: CategoryReport {
+                        offered_bps: c.arrived.bytes as f64 * 8.0 / secs,
+                        delivered_bps: c.sent.bytes as f64 * 8.0 / secs,
+                        share: c.sent.bytes as f64 * 8.0 / secs / link,
+                        dropped: c.dropped_total().packets,
+                        delay_p50_ms: ms(c.delay_fine.quantile(0.5)),
+                        delay_p99_ms: ms(c.delay_fine.quantile(0.99)),
+                        upload: None,
+                        download: None,
+                    },
+                    delay: &c.delay_fine,
+                })
+            });
+        out.insert(cat.name.clone(), fold_directions(parts, link_total));
     }
     out
 }
@@ -211,35 +234,30 @@ pub(super) fn collect_tally(
     let link_total = (link[0] + link[1]).max(1.0);
     let mut out = BTreeMap::new();
     for (i, cat) in cfg.category.iter().enumerate() {
-        let mut both = CategoryReport::default();
-        let mut merged = LogHistogram::default();
-        for ((cats, dir), rate) in tally.cats.iter().zip(Direction::BOTH).zip(link) {
-            let Some(c) = cats.get(i) else {
-                continue;
-            };
-            let one = CategoryReport {
-                offered_bps: c.arrived_bytes as f64 * 8.0 / secs,
-                delivered_bps: c.sent_bytes as f64 * 8.0 / secs,
-                share: c.sent_bytes as f64 * 8.0 / secs / rate.max(1.0),
-                dropped: c.dropped,
-                delay_p50_ms: ms(c.delay.quantile(0.5)),
-                delay_p99_ms: ms(c.delay.quantile(0.99)),
-                upload: None,
-                download: None,
-            };
-            both.offered_bps += one.offered_bps;
-            both.delivered_bps += one.delivered_bps;
-            both.dropped += one.dropped;
-            merged.merge(&c.delay);
-            match dir {
-                Direction::Upload => both.upload = Some(Box::new(one)),
-                Direction::Download => both.download = Some(Box::new(one)),
-            }
-        }
-        both.share = both.delivered_bps / link_total;
-        both.delay_p50_ms = ms(merged.quantile(0.5));
-        both.delay_p99_ms = ms(merged.quantile(0.99));
-        out.insert(cat.name.clone(), both);
+        let parts =
+            tally
+                .cats
+                .iter()
+                .zip(Direction::BOTH)
+                .zip(link)
+                .filter_map(|((cats, dir), rate)| {
+                    let c = cats.get(i)?;
+                    Some(Part {
+                        dir,
+                        report: CategoryReport {
+                            offered_bps: c.arrived_bytes as f64 * 8.0 / secs,
+                            delivered_bps: c.sent_bytes as f64 * 8.0 / secs,
+                            share: c.sent_bytes as f64 * 8.0 / secs / rate.max(1.0),
+                            dropped: c.dropped,
+                            delay_p50_ms: ms(c.delay.quantile(0.5)),
+                            delay_p99_ms: ms(c.delay.quantile(0.99)),
+                            upload: None,
+                            download: None,
+                        },
+                        delay: &c.delay,
+                    })
+                });
+        out.insert(cat.name.clone(), fold_directions(parts, link_total));
     }
     out
 }

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 /// Lab tests share the machine's two cores: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn repo() -> PathBuf {
+/// The repository's root (scripts under deploy/).
+pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
