@@ -46,11 +46,6 @@ impl WindowedMin {
     pub fn get(&self) -> i64 {
         self.current.min(self.previous)
     }
-
-    /// Whether anything was seen.
-    pub fn is_set(&self) -> bool {
-        self.get() != i64::MAX
-    }
 }
 
 #[cfg(test)]
