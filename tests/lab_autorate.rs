@@ -302,11 +302,16 @@ fn print_trace(
         }
     };
     eprintln!(
-        "      s  voice p99 ms  goodput up/down  rate up/down  capacity up/down  wan delay up/down ms  cuts/raises up, down  samples"
+        "      s  voice p99 ms (up/down)  goodput up/down  rate up/down  capacity up/down  wan delay up/down ms  cuts/raises up, down  samples"
     );
     for k in 0..BEFORE + DROP + AFTER {
         let s = k as f64;
         let v = voice_window(
+            trips,
+            t0 + Duration::from_secs_f64(s),
+            t0 + Duration::from_secs_f64(s + 1.0),
+        );
+        let (up_p99, down_p99) = one_way_p99(
             trips,
             t0 + Duration::from_secs_f64(s),
             t0 + Duration::from_secs_f64(s + 1.0),
@@ -342,7 +347,7 @@ fn print_trace(
             })
             .unwrap_or(0.0);
         eprintln!(
-            "  {k:>5} {:>12.1} {:>7}/{:<7} {} {}      {}  {:>8}, {:<8} {samples:.0}",
+            "  {k:>5} {:>12.1} ({up_p99:>5.1}/{down_p99:<5.1}) {:>7}/{:<7} {} {}      {}  {:>8}, {:<8} {samples:.0}",
             v.p99_ms,
             mbit(up, s),
             mbit(down, s),

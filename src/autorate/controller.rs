@@ -17,15 +17,17 @@
 //!   intervals. That figure is trusted when the delay was measured on this
 //!   direction alone (one-way samples) or the direction was busy; else
 //!   the cut is 10 % of the rate. A cut takes at most half the rate. Then
-//!   no further cut for a refractory
-//!   period, so the queue the cut drains can show in the samples.
+//!   no further cut for a refractory period, so the queue the cut drains
+//!   can show in the samples, nor while that queue shrinks (by a tenth an
+//!   interval): a cut that is taking hold needs no second one, which
+//!   would set the rate and the knee below what the line carries.
 //! - **loaded and clean** (the direction used most of its rate, delay
 //!   near its baseline): raise, after a second without bloat. Far below
 //!   the capacity the line showed at the last bloat (the knee) by big
-//!   steps (2 % of the maximum); from 90 % of the knee by small ones
-//!   (0.25 %), constant up to the knee, growing by a fifth with each raise
-//!   past it: the line is probed gently where it last filled, and capacity
-//!   that came back is found within a few seconds.
+//!   steps (1 % of the maximum); from 90 % of the knee by small ones
+//!   (0.125 %), constant up to the knee, growing by a tenth with each raise
+//!   past it (up to 2 %): the line is probed gently where it last
+//!   filled, and capacity that came back is found within a few seconds.
 //! - otherwise, and without samples: **hold**. Never ramp up blind: an
 //!   idle direction says nothing about the line.
 
@@ -143,6 +145,8 @@ pub struct Controller {
     probes: u32,
     /// The last decision saw the delay over its threshold.
     was_over: bool,
+    /// The last interval's queueing delay, in nanoseconds.
+    prev_queue: Option<u64>,
     /// Each sample's queueing delay against its own threshold, in
     /// thousandths, minus 1000 (positive: over; -500: half the threshold).
     excess: [i64; MAX_SAMPLES],
@@ -169,6 +173,7 @@ impl Controller {
             knee: None,
             probes: 0,
             was_over: false,
+            prev_queue: None,
             excess: [0; MAX_SAMPLES],
             queue: [0; MAX_SAMPLES],
             count: 0,
@@ -272,13 +277,19 @@ impl Controller {
         let since_cut = |t: Duration| self.last_cut.is_none_or(|c| now.saturating_since(c) >= t);
         let was_over =
             std::mem::replace(&mut self.was_over, interval_excess.is_some_and(|e| e > 0));
+        let prev_queue = self.prev_queue;
+        self.prev_queue = interval_queue.or(prev_queue);
+        // A queue over the threshold that shrinks is draining already (a
+        // cut before it took hold): cutting again would set the rate, and
+        // the knee, below what the line carries.
+        let draining = matches!((interval_queue, prev_queue), (Some(q), Some(p)) if q * 10 < p * 9);
         match interval_excess {
             // Without samples nothing is known: hold.
             None => None,
             Some(e) if e > 0 => {
                 // Over the threshold twice in a row, or far over it once:
                 // one interval of noisy samples is not a full buffer.
-                if !(was_over || e > 1000) || !since_cut(self.cfg.cut_refractory) {
+                if !(was_over || e > 1000) || draining || !since_cut(self.cfg.cut_refractory) {
                     None
                 } else {
                     // What the line delivered, when the direction was busy

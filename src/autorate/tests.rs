@@ -279,6 +279,39 @@ fn a_stray_sample_never_moves_the_rate_but_few_samples_add_up() {
     assert_eq!(cut, Some((2, Change::Bloat)));
 }
 
+#[test]
+fn a_queue_that_drains_after_a_cut_is_not_cut_again() {
+    // A capacity drop fills the line's buffer; one cut puts the rate under
+    // the new capacity and the queue drains over the next second, still
+    // over the threshold for a while. Cutting again on it would leave the
+    // rate, and the knee, far below what the line carries.
+    let mut c = Controller::new(cfg(2, 25, 19));
+    let mut now = Instant::from_nanos(1);
+    let mut queue_ms = 120.0f64;
+    let mut cuts = 0;
+    for i in 0..20 {
+        for _ in 0..4 {
+            c.sample(DelaySample {
+                queue: Duration::from_secs_f64(queue_ms / 1000.0),
+                base: Duration::from_millis(30),
+                one_way: true,
+            });
+        }
+        now = now + Duration::from_millis(100);
+        if c.tick(now, c.rate(), Some(Rate::from_bps(6 * MBIT))) == Some(Change::Bloat) {
+            cuts += 1;
+        }
+        // Growing for the first intervals, then draining.
+        queue_ms = if i < 2 {
+            queue_ms * 1.1
+        } else {
+            queue_ms * 0.8
+        };
+    }
+    assert_eq!(cuts, 1, "rate {}", c.rate().bps());
+    assert!(c.rate().bps() >= 5 * MBIT, "rate {}", c.rate().bps());
+}
+
 proptest! {
     /// Whatever the samples and loads, the rate stays within [min, max].
     #[test]
@@ -305,4 +338,48 @@ proptest! {
             prop_assert!(c.rate().bps() >= min * MBIT && c.rate().bps() <= max * MBIT);
         }
     }
+}
+
+#[test]
+fn a_reload_applies_new_bounds_at_once_and_a_new_link_rate_restarts() {
+    use crate::config::Direction::{Download, Upload};
+    let mut cfg = crate::config::load_embedded().expect("embedded config");
+    cfg.link.upload = Rate::from_bps(20 * MBIT);
+    cfg.link.download = Rate::from_bps(50 * MBIT);
+    cfg.autorate.enabled = true;
+    cfg.autorate.upload_min = Rate::from_bps(2 * MBIT);
+    cfg.autorate.upload_max = Rate::from_bps(25 * MBIT);
+    cfg.autorate.download_min = Rate::from_bps(5 * MBIT);
+    cfg.autorate.download_max = Rate::from_bps(60 * MBIT);
+    let mut a = Autorate::new(&cfg);
+    assert_eq!(a.rate(Upload).bps(), 20 * MBIT, "starts at link.upload");
+
+    // A lower ceiling applies at once; the other direction is untouched.
+    let mut lower = cfg.clone();
+    lower.autorate.upload_max = Rate::from_bps(12 * MBIT);
+    a.reconfigure(&lower);
+    assert_eq!(a.rate(Upload).bps(), 12 * MBIT);
+    assert_eq!(a.rate(Download).bps(), 50 * MBIT);
+    assert_eq!(a.status(Upload).max.bps(), 12 * MBIT);
+
+    // A ceiling raised again keeps the rate where it is: it is still
+    // within bounds, and only the line can say there is more.
+    a.reconfigure(&cfg);
+    assert_eq!(a.rate(Upload).bps(), 12 * MBIT);
+
+    // Turned off, the rates are link.* and nothing follows the line.
+    let mut off = cfg.clone();
+    off.autorate.enabled = false;
+    a.reconfigure(&off);
+    assert!(!a.enabled());
+    assert_eq!(a.rate(Upload).bps(), 20 * MBIT);
+    assert_eq!(a.status(Upload).capacity, None);
+
+    // Turned on again, or with a new link.*, it starts over from link.*.
+    a.reconfigure(&lower);
+    assert_eq!(a.rate(Upload).bps(), 12 * MBIT, "clamped start");
+    let mut moved = cfg.clone();
+    moved.link.upload = Rate::from_bps(15 * MBIT);
+    a.reconfigure(&moved);
+    assert_eq!(a.rate(Upload).bps(), 15 * MBIT);
 }

@@ -465,6 +465,9 @@ impl Lab {
 pub struct RoundTrip {
     pub sent: std::time::SystemTime,
     pub rtt_ms: Option<f64>,
+    /// The two one-way delays (up, down), ms: the lab's namespaces share
+    /// one clock, so irtt's are exact.
+    pub one_way_ms: Option<(f64, f64)>,
 }
 
 /// Every round trip of `irtt client -o -` JSON, in sending order.
@@ -477,14 +480,17 @@ pub fn irtt_round_trips(json: &str) -> Vec<RoundTrip> {
             a.iter()
                 .filter_map(|r| {
                     let wall = r["timestamps"]["client"]["send"]["wall"].as_u64()?;
-                    let rtt_ms = if r["lost"].as_str() == Some("false") {
-                        r["delay"]["rtt"].as_f64().map(|ns| ns / 1e6)
-                    } else {
-                        None
+                    let answered = r["lost"].as_str() == Some("false");
+                    let ms = |k: &str| {
+                        r["delay"][k]
+                            .as_f64()
+                            .filter(|_| answered)
+                            .map(|ns| ns / 1e6)
                     };
                     Some(RoundTrip {
                         sent: std::time::UNIX_EPOCH + Duration::from_nanos(wall),
-                        rtt_ms,
+                        rtt_ms: ms("rtt"),
+                        one_way_ms: ms("send").zip(ms("receive")),
                     })
                 })
                 .collect()
@@ -520,6 +526,31 @@ pub fn voice_window(
         },
         sent,
     }
+}
+
+/// The 99th percentile of the one-way delays (up, down) of the round
+/// trips sent in `[from, to)`, ms; infinite without any.
+pub fn one_way_p99(
+    trips: &[RoundTrip],
+    from: std::time::SystemTime,
+    to: std::time::SystemTime,
+) -> (f64, f64) {
+    let inside = || {
+        trips
+            .iter()
+            .filter(move |t| t.sent >= from && t.sent < to)
+            .filter_map(|t| t.one_way_ms)
+    };
+    let p99 = |mut v: Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v.get(((v.len() as f64 - 1.0) * 0.99).round() as usize)
+            .copied()
+            .unwrap_or(f64::INFINITY)
+    };
+    (
+        p99(inside().map(|(up, _)| up).collect()),
+        p99(inside().map(|(_, down)| down).collect()),
+    )
 }
 
 /// One interval of an iperf3 test as its receiver counted it: seconds
