@@ -159,7 +159,7 @@ const FAMILIES: &[(&str, &str)] = &[
     ),
     (
         "qosd_wan_delay_samples_total",
-        "WAN round trips measured passively, by source (tcp_timestamp, tcp_handshake, tcp_ack, dns).",
+        "WAN round trips measured passively, by source (tcp_timestamp, tcp_handshake, tcp_ack, dns, rtcp).",
     ),
     (
         "qosd_datapath_running",

@@ -309,3 +309,70 @@ fn one_way_delays_tell_a_download_queue_from_an_upload_queue() {
     assert!(d <= Duration::from_millis(2), "down {d:?}");
     assert_eq!(ups[0].base, Duration::from_millis(30));
 }
+
+/// A UDP frame of a call's RTCP between the LAN phone and the far end.
+fn rtcp(up: bool, payload: &[u8]) -> Frame {
+    let (src, dst, sp, dp) = if up {
+        (LAN, SRV, 50001, 3479)
+    } else {
+        (SRV, LAN, 3479, 50001)
+    };
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4(src, dst, 64)
+        .udp(sp, dp)
+        .write(&mut out, payload)
+        .unwrap();
+    Frame::new(vec![0u8; 2048].into_boxed_slice(), &out)
+}
+
+#[test]
+fn a_calls_rtcp_reports_give_round_trips_less_the_far_ends_hold() {
+    let (mut up, mut down) = engines();
+    // The phone's SR waits 30 ms in qosd, leaves at 30 ms; the far end
+    // holds it 250 ms (DLSR 16384/65536 s) and its RR arrives at 320 ms:
+    // 40 ms on the WAN, neither qosd's queue nor the hold in it.
+    let sr = crate::wan::rtcp::packet(200, 0x0000_ABCD_1234_0000, &[]);
+    up_and_out(&mut up, rtcp(true, &sr), ms(0), ms(30));
+    // RTP of the call and the far end's reports about other SRs answer
+    // nothing.
+    down.ingress(rtcp(false, &[0x80, 0x00, 0, 1, 0, 0, 0, 0]), ms(100));
+    down.ingress(
+        rtcp(
+            false,
+            &crate::wan::rtcp::packet(201, 0, &[(0x0101_0101, 5)]),
+        ),
+        ms(150),
+    );
+    assert_eq!(count(&mut down, Source::Rtcp), 0);
+    let rr = crate::wan::rtcp::packet(200, 7, &[(0xABCD_1234, 16_384)]);
+    down.ingress(rtcp(false, &rr), ms(320));
+    assert_eq!(count(&mut down, Source::Rtcp), 1);
+    let s = drained(&mut down);
+    assert_eq!(s.len(), 1, "{s:?}");
+    let (to, sample) = s[0];
+    assert_eq!(to, Toward::Either);
+    assert_eq!(sample.base, Duration::from_millis(40));
+    // Answered once: the same report again gives nothing.
+    down.ingress(rtcp(false, &rr), ms(330));
+    assert_eq!(count(&mut down, Source::Rtcp), 1);
+    // A hold longer than the time since the SR left is no sample (a far
+    // end whose DLSR is wrong, or a report about an older SR).
+    up_and_out(
+        &mut up,
+        rtcp(
+            true,
+            &crate::wan::rtcp::packet(200, 0x0000_0000_5555_0000, &[]),
+        ),
+        ms(400),
+        ms(400),
+    );
+    down.ingress(
+        rtcp(
+            false,
+            &crate::wan::rtcp::packet(201, 0, &[(0x5555, 65_536)]),
+        ),
+        ms(450),
+    );
+    assert_eq!(count(&mut down, Source::Rtcp), 1);
+}

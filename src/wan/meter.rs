@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::board::{ProbeBoard, SLOTS};
 use super::tcp::{TcpView, seq_before};
 use super::window::WindowedMin;
-use super::{DelaySample, Source};
+use super::{DelaySample, Source, rtcp};
 use crate::packet::PacketMeta;
 use crate::time::Instant;
 
@@ -245,6 +245,7 @@ impl Meter {
                 }
             }
             17 if pkt.src_port == 53 && pkt.payload.len() >= 12 => self.on_dns(pkt, flow, now),
+            17 if rtcp::looks_like_rtcp(pkt.payload) => self.on_rtcp(pkt, flow, now),
             _ => {}
         }
     }
@@ -309,7 +310,7 @@ impl Meter {
                 let a = v.has_ack() && !seq_before(v.ack, st.probe.key);
                 (a, a)
             }
-            Source::Dns => (false, false),
+            Source::Dns | Source::Rtcp => (false, false),
         };
         if !answered {
             return;
@@ -375,12 +376,37 @@ impl Meter {
             return;
         }
         self.board.answer(flow as u32, st.version);
-        let rtt = now.nanos_since(st.sent);
+        self.round_trip(Source::Dns, &pkt.src, now.nanos_since(st.sent), now);
+    }
+
+    /// A call's RTCP from the far end: a report block that echoes the
+    /// probed sender report times it, less the far end's hold.
+    fn on_rtcp(&mut self, pkt: &PacketMeta, flow: u64, now: Instant) {
+        let Some(st) = self.board.pending(flow as u32) else {
+            return;
+        };
+        if st.probe.source != Source::Rtcp {
+            return;
+        }
+        let Some(hold) = rtcp::hold_for(pkt.payload, st.probe.key) else {
+            return;
+        };
+        self.board.answer(flow as u32, st.version);
+        // DLSR counts 1/65536 s.
+        let hold_ns = u64::from(hold) * 1_000_000_000 / 65_536;
+        if let Some(rtt) = now.nanos_since(st.sent).checked_sub(hold_ns) {
+            self.round_trip(Source::Rtcp, &pkt.src, rtt, now);
+        }
+    }
+
+    /// A round trip of `rtt` ns to `remote` measured from `source`: a
+    /// sample of either direction against the path's minimum.
+    fn round_trip(&mut self, source: Source, remote: &[u8; 16], rtt: u64, now: Instant) {
         if rtt == 0 || rtt > MAX_RTT_NS {
             return;
         }
-        self.count(Source::Dns);
-        let base = self.path_base(&pkt.src, rtt, now);
+        self.count(source);
+        let base = self.path_base(remote, rtt, now);
         self.keep(
             Toward::Either,
             sample(rtt.saturating_sub(base), base, false),

@@ -5,7 +5,7 @@
 //! A LAN packet leaving toward the WAN may be timed: the [`Stamper`] (on
 //! the upload thread) picks at most one packet per flow at a time whose
 //! answer can be recognised (its TCP timestamp, the SYN, the end of a data
-//! segment, a DNS query's id) and, when it leaves qosd's queue, writes its
+//! segment, a DNS query's id, a call's RTCP sender report) and, when it leaves qosd's queue, writes its
 //! departure on the shared [`ProbeBoard`]. The [`Meter`] (on the download
 //! thread) recognises the answer as it arrives from the WAN: the round
 //! trip from qosd to the far end and back, with neither qosd's own queues
@@ -22,6 +22,7 @@
 
 pub mod board;
 pub mod meter;
+pub mod rtcp;
 pub mod stamper;
 pub mod tcp;
 pub mod window;
@@ -59,15 +60,19 @@ pub enum Source {
     TcpAck,
     /// A DNS query answered.
     Dns,
+    /// A call's RTCP sender report echoed in the far end's report block
+    /// (its hold time taken off).
+    Rtcp,
 }
 
 impl Source {
     /// Every source, in [`Source::index`] order.
-    pub const ALL: [Source; 4] = [
+    pub const ALL: [Source; 5] = [
         Source::TcpTimestamp,
         Source::TcpHandshake,
         Source::TcpAck,
         Source::Dns,
+        Source::Rtcp,
     ];
 
     /// The metric label.
@@ -77,6 +82,7 @@ impl Source {
             Source::TcpHandshake => "tcp_handshake",
             Source::TcpAck => "tcp_ack",
             Source::Dns => "dns",
+            Source::Rtcp => "rtcp",
         }
     }
 

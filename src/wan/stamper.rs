@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use super::Source;
 use super::board::{Probe, ProbeBoard, SLOTS};
 use super::tcp::{TcpView, seq_before};
+use super::{Source, rtcp};
 use crate::packet::PacketMeta;
 use crate::time::Instant;
 
@@ -62,7 +62,7 @@ impl Stamper {
         // Only TCP and DNS queries can be timed: nothing else costs more
         // than this test.
         if pkt.protocol != 6 && !(pkt.protocol == 17 && pkt.dst_port == 53) {
-            return None;
+            return self.on_udp(pkt, flow as u32, now);
         }
         let flow = flow as u32;
         let slot = ProbeBoard::slot_of(flow);
@@ -132,6 +132,35 @@ impl Stamper {
             at: now,
             looked: now,
             followed: false,
+            armed: None,
+        };
+        Some(probe)
+    }
+
+    /// A call's RTCP sender report is always timed, over any probe the
+    /// slot holds: the far end's next report echoes the newest SR it got,
+    /// and SRs come seconds apart.
+    fn on_udp(&mut self, pkt: &PacketMeta, flow: u32, now: Instant) -> Option<Probe> {
+        if pkt.protocol != 17 || !rtcp::looks_like_rtcp(pkt.payload) {
+            return None;
+        }
+        let key = rtcp::sender_report_key(pkt.payload)?;
+        let l = self.local.get_mut(ProbeBoard::slot_of(flow))?;
+        let probe = Probe {
+            flow,
+            key,
+            source: Source::Rtcp,
+            end: None,
+            follower: false,
+        };
+        *l = Local {
+            flow,
+            key,
+            source: Some(Source::Rtcp),
+            version: None,
+            at: now,
+            looked: now,
+            followed: true,
             armed: None,
         };
         Some(probe)

@@ -239,6 +239,28 @@ pub fn rtcp(payload: &[u8]) -> Option<RtcpInfo> {
     Some(info)
 }
 
+/// The report blocks (24 bytes each: SSRC, loss, highest sequence,
+/// jitter, LSR, DLSR) of the SR and RR packets in the compound RTCP
+/// packet `payload`, as far as its headers check out.
+pub fn rtcp_report_blocks(payload: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut off = 0usize;
+    std::iter::from_fn(move || {
+        let rest = payload.get(off..)?;
+        let (pt, size, _) = rtcp_packet(rest)?;
+        off += size;
+        Some((pt, rest.get(..size)?, rest.first().map_or(0, |b| b & 0x1f)))
+    })
+    .flat_map(|(pt, packet, count)| {
+        let first = if pt == RTCP_SR { 28 } else { 8 };
+        let blocks = if matches!(pt, RTCP_SR | RTCP_RR) {
+            usize::from(count)
+        } else {
+            0
+        };
+        (0..blocks).filter_map(move |i| packet.get(first + 24 * i..first + 24 * (i + 1)))
+    })
+}
+
 /// An RTP or an RTCP packet, as told apart on a shared port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RtpOrRtcp {
