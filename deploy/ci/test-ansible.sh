@@ -35,5 +35,7 @@ check "office-lyon shapes at 92% of 20/50 Mbit" \
 check "office-lyon: only interfaces and rates (and the autorate bounds that follow them) differ from the default (and metrics.listen from group_vars)" \
   bash -c "diff <('$QOSD' check-config --print '$ROOT/config/qosd.toml') <('$QOSD' check-config --print '$OUT/office-lyon.toml') | grep '^[<>]' | grep -v -E '^[<>] (lan|wan|upload|download|upload_min|upload_max|download_min|download_max|listen) = ' | grep -q . && exit 1 || exit 0"
 
+check "office-gap follows its satellite line: autorate on, between its bounds" \
+  bash -c "'$QOSD' check-config --print '$OUT/office-gap.toml' | grep -A6 '^\[autorate\]' | tr '\n' ' ' | grep -q 'enabled = true upload_min = \"256 kbit\" upload_max = \"1 Mbit\" download_min = \"1 Mbit\" download_max = \"4 Mbit\"'"
 echo
 if [ "$fails" -eq 0 ]; then echo "test-ansible: all passed"; else echo "test-ansible: $fails FAILED"; exit 1; fi
