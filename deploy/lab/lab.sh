@@ -2,7 +2,10 @@
 # A throwaway branch office in network namespaces, for trying qosd by hand
 # and for the integration tests. Needs root, iproute2, ethtool.
 #
-#   lab.sh up   [-p PREFIX] [-u UP_LINE] [-d DOWN_LINE] [-b BUFFER_MS]
+#   lab.sh up   [-p PREFIX] [-u UP_LINE] [-d DOWN_LINE] [-b BUFFER_MS] [-r RTT_MS]
+#                                 # -r: the Internet path's base round trip,
+#                                 # added by delayline.py in place of the
+#                                 # ISP's bridge (default 0: none)
 #   lab.sh bridge   [-p PREFIX]   # plain kernel bridge lan0<->wan0 ("no qosd")
 #   lab.sh unbridge [-p PREFIX]
 #   lab.sh down [-p PREFIX]       # remove everything (idempotent)
@@ -26,6 +29,7 @@
 #      |
 #   [P-isp] ispa -- br0 -- ispb    the ISP access line: tbf at the line rate
 #      |                           with a deep, modem-like buffer each way
+#      |                           (with -r, delayline.py instead of br0)
 #   [P-srv] eth0 198.18.0.20        a server on the Internet
 #
 # Offloads are off on every veth, as on a real wire (no GRO/TSO super-frames,
@@ -36,17 +40,19 @@ PREFIX=qlab
 UP_LINE=20mbit
 DOWN_LINE=50mbit
 BUFFER_MS=300
+RTT_MS=0
 
 usage() { sed -n '2,/^# Topology/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2; }
 
 cmd=${1:-}; [ -n "$cmd" ] || usage; shift
 UP_SET='' DOWN_SET='' BUFFER_SET=''
-while getopts "p:u:d:b:" opt; do
+while getopts "p:u:d:b:r:" opt; do
   case $opt in
     p) PREFIX=$OPTARG ;;
     u) UP_LINE=$OPTARG; UP_SET=1 ;;
     d) DOWN_LINE=$OPTARG; DOWN_SET=1 ;;
     b) BUFFER_MS=$OPTARG; BUFFER_SET=1 ;;
+    r) RTT_MS=$OPTARG ;;
     *) usage ;;
   esac
 done
@@ -110,18 +116,26 @@ up() {
   ip link add wan0 netns "$GW" type veth peer name ispa netns "$ISP"
   ip link add ispb netns "$ISP" type veth peer name eth0 netns "$SRV"
 
-  in_ns "$ISP" ip link add br0 type bridge
-  in_ns "$ISP" ip link set br0 type bridge stp_state 0 forward_delay 0
-  for dev in ispa ispb; do
-    in_ns "$ISP" ip link set "$dev" master br0
-  done
+  if [ "$RTT_MS" = 0 ]; then
+    in_ns "$ISP" ip link add br0 type bridge
+    in_ns "$ISP" ip link set br0 type bridge stp_state 0 forward_delay 0
+    for dev in ispa ispb; do
+      in_ns "$ISP" ip link set "$dev" master br0
+    done
+  fi
 
   for pair in "$GW wan0" "$ISP ispa" "$ISP ispb" "$SRV eth0"; do
     set -- $pair
     quiet_offloads "$1" "$2"
     in_ns "$1" ip link set "$2" up
   done
-  in_ns "$ISP" ip link set br0 up
+  if [ "$RTT_MS" = 0 ]; then
+    in_ns "$ISP" ip link set br0 up
+  else
+    # Half the round trip each way; down_quiet stops it with the namespace.
+    in_ns "$ISP" setsid python3 "$(dirname "$0")/delayline.py" ispa ispb \
+      "$(python3 -c "print($RTT_MS / 2)")" </dev/null >/dev/null 2>&1 &
+  fi
   # Upload leaves the ISP side toward the server through ispb; download
   # leaves toward the office through ispa.
   line_shaper "$ISP" ispb "$UP_LINE"
@@ -129,7 +143,7 @@ up() {
 
   in_ns "$SRV" ip addr add 198.18.0.20/24 dev eth0
   in_ns "$SRV" ip addr add 2001:2::20/64 dev eth0 nodad
-  echo "lab $PREFIX up: lan 198.18.0.10 -> gw (lan0|wan0) -> isp ($UP_LINE up / $DOWN_LINE down, ${BUFFER_MS}ms buffer) -> srv 198.18.0.20"
+  echo "lab $PREFIX up: lan 198.18.0.10 -> gw (lan0|wan0) -> isp ($UP_LINE up / $DOWN_LINE down, ${BUFFER_MS}ms buffer, ${RTT_MS}ms base round trip) -> srv 198.18.0.20"
 }
 
 # The LAN cable: the LAN host's eth0 and the gateway's lan0, with fixed MAC
