@@ -412,11 +412,8 @@ impl<T: Clone + Default> CloneFromSlice<T> for Vec<T> {
 fn log_rates(run: &mut AutorateRun, t: Instant) {
     let a = &run.autorate;
     let now_rates = Direction::BOTH.map(|d| a.rate(d));
-    let (at, before) = run.logged;
-    let moved = now_rates.iter().zip(before).any(|(n, b)| {
-        (n.bps() as f64 - b.bps() as f64).abs() >= RATE_LOG_CHANGE * b.bps().max(1) as f64
-    });
-    if !moved || t.saturating_since(at) < RATE_LOG_EVERY {
+    let (_, before) = run.logged;
+    if !rate_log_due(run.logged, now_rates, t) {
         return;
     }
     let describe = |d: Direction| {
@@ -438,6 +435,18 @@ fn log_rates(run: &mut AutorateRun, t: Instant) {
         describe(Direction::Download)
     );
     run.logged = (t, now_rates);
+}
+
+/// Whether the rates `now_rates` at `t` deserve a log line, the last one
+/// having been `logged` (when, and the rates it showed): a direction moved
+/// by [`RATE_LOG_CHANGE`] of its logged rate, and [`RATE_LOG_EVERY`] has
+/// passed.
+fn rate_log_due(logged: (Instant, [Rate; 2]), now_rates: [Rate; 2], t: Instant) -> bool {
+    let (at, before) = logged;
+    let moved = now_rates.iter().zip(before).any(|(n, b)| {
+        (n.bps() as f64 - b.bps() as f64).abs() >= RATE_LOG_CHANGE * b.bps().max(1) as f64
+    });
+    moved && t.saturating_since(at) >= RATE_LOG_EVERY
 }
 
 /// Logs a port's change of state (rare: never per frame).
@@ -485,4 +494,25 @@ pub fn shaper_config(cfg: &Config, dir: Direction, buffer: usize) -> ShaperConfi
 /// Receive buffer size for frames up to `max_frame` bytes.
 pub fn buffer_size(max_frame: usize) -> usize {
     max_frame + HEADROOM
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rate_change_is_logged_when_large_and_at_most_every_ten_seconds() {
+        let mbit = |m: u64| Rate::from_bps(m * 1_000_000);
+        let t0 = Instant::from_nanos(1);
+        let logged = (t0, [mbit(20), mbit(50)]);
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        // A tenth is the controller's everyday work: no line.
+        assert!(!rate_log_due(logged, [mbit(18), mbit(50)], at(60)));
+        // A fifth or more, either way and in either direction, is.
+        assert!(rate_log_due(logged, [mbit(15), mbit(50)], at(60)));
+        assert!(rate_log_due(logged, [mbit(20), mbit(61)], at(60)));
+        // ...but not within ten seconds of the last line.
+        assert!(!rate_log_due(logged, [mbit(6), mbit(15)], at(9)));
+        assert!(rate_log_due(logged, [mbit(6), mbit(15)], at(10)));
+    }
 }
