@@ -161,6 +161,34 @@ struct Part<'h> {
     delay: &'h LogHistogram,
 }
 
+impl<'h> Part<'h> {
+    /// `dir`'s part from its byte counts over `secs`, its share of `rate`
+    /// (bits per second).
+    fn new(
+        dir: Direction,
+        (arrived, sent, dropped): (u64, u64, u64),
+        secs: f64,
+        rate: f64,
+        delay: &'h LogHistogram,
+    ) -> Self {
+        let bps = |bytes: u64| bytes as f64 * 8.0 / secs;
+        Part {
+            dir,
+            report: CategoryReport {
+                offered_bps: bps(arrived),
+                delivered_bps: bps(sent),
+                share: bps(sent) / rate.max(1.0),
+                dropped,
+                delay_p50_ms: ms(delay.quantile(0.5)),
+                delay_p99_ms: ms(delay.quantile(0.99)),
+                upload: None,
+                download: None,
+            },
+            delay,
+        }
+    }
+}
+
 /// A category's report over both directions, from each direction's part;
 /// its share is of `link_total` (bits per second, both directions).
 fn fold_directions<'h>(
@@ -200,21 +228,9 @@ pub(super) fn collect<Q: LinkQueue<Frame>>(
             .zip(Direction::BOTH)
             .filter_map(|(engine, dir)| {
                 let c = engine.category_counters().get(i)?;
+                let counts = (c.arrived.bytes, c.sent.bytes, c.dropped_total().packets);
                 let link = cfg.link.rate(dir).bps() as f64;
-                Some(Part {
-                    dir,
-                    report: CategoryReport {
-                        offered_bps: c.arrived.bytes as f64 * 8.0 / secs,
-                        delivered_bps: c.sent.bytes as f64 * 8.0 / secs,
-                        share: c.sent.bytes as f64 * 8.0 / secs / link,
-                        dropped: c.dropped_total().packets,
-                        delay_p50_ms: ms(c.delay_fine.quantile(0.5)),
-                        delay_p99_ms: ms(c.delay_fine.quantile(0.99)),
-                        upload: None,
-                        download: None,
-                    },
-                    delay: &c.delay_fine,
-                })
+                Some(Part::new(dir, counts, secs, link, &c.delay_fine))
             });
         out.insert(cat.name.clone(), fold_directions(parts, link_total));
     }
@@ -242,20 +258,8 @@ pub(super) fn collect_tally(
                 .zip(link)
                 .filter_map(|((cats, dir), rate)| {
                     let c = cats.get(i)?;
-                    Some(Part {
-                        dir,
-                        report: CategoryReport {
-                            offered_bps: c.arrived_bytes as f64 * 8.0 / secs,
-                            delivered_bps: c.sent_bytes as f64 * 8.0 / secs,
-                            share: c.sent_bytes as f64 * 8.0 / secs / rate.max(1.0),
-                            dropped: c.dropped,
-                            delay_p50_ms: ms(c.delay.quantile(0.5)),
-                            delay_p99_ms: ms(c.delay.quantile(0.99)),
-                            upload: None,
-                            download: None,
-                        },
-                        delay: &c.delay,
-                    })
+                    let counts = (c.arrived_bytes, c.sent_bytes, c.dropped);
+                    Some(Part::new(dir, counts, secs, rate, &c.delay))
                 });
         out.insert(cat.name.clone(), fold_directions(parts, link_total));
     }

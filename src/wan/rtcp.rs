@@ -6,7 +6,7 @@
 //! less the far end's hold. The packets are walked by the classifier's
 //! checked RTCP parser; SRTCP (encrypted report bodies) is not timed.
 
-use crate::classify::dpi::rtp::{self, RTCP_RR, RTCP_SR};
+use crate::classify::dpi::rtp::{self, RTCP_RR, RTCP_SR, be32};
 
 /// Whether `p` starts like an RTCP SR or RR (version 2): the cheap filter
 /// every UDP packet from the WAN passes through before anything else.
@@ -35,11 +35,6 @@ pub fn hold_for(p: &[u8], key: u32) -> Option<u32> {
     rtp::rtcp_report_blocks(p)
         .find(|b| be32(b, 16) == Some(key))
         .and_then(|b| be32(b, 20))
-}
-
-fn be32(p: &[u8], at: usize) -> Option<u32> {
-    let b = p.get(at..at.checked_add(4)?)?;
-    Some(u32::from_be_bytes(<[u8; 4]>::try_from(b).ok()?))
 }
 
 /// An RTCP packet of type `pt` (SR or RR) with an NTP time (SR only) and

@@ -388,11 +388,7 @@ pub fn irtt_stats(json: &str) -> VoiceStats {
         })
         .unwrap_or_default();
     rtts.sort_by(|a, b| a.total_cmp(b));
-    let pct = |q: f64| {
-        rtts.get(((rtts.len() as f64 - 1.0) * q).round() as usize)
-            .copied()
-            .unwrap_or(f64::INFINITY)
-    };
+    let pct = |q: f64| percentile(&rtts, q);
     VoiceStats {
         p50_ms: pct(0.5),
         p99_ms: pct(0.99),
@@ -510,11 +506,7 @@ pub fn voice_window(
         .collect();
     let mut rtts: Vec<f64> = inside.iter().filter_map(|t| t.rtt_ms).collect();
     rtts.sort_by(|a, b| a.total_cmp(b));
-    let pct = |q: f64| {
-        rtts.get(((rtts.len() as f64 - 1.0) * q).round() as usize)
-            .copied()
-            .unwrap_or(f64::INFINITY)
-    };
+    let pct = |q: f64| percentile(&rtts, q);
     let sent = inside.len() as u64;
     VoiceStats {
         p50_ms: pct(0.5),
@@ -526,6 +518,14 @@ pub fn voice_window(
         },
         sent,
     }
+}
+
+/// The `q` quantile of `sorted` (nearest rank); infinite when empty.
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    sorted
+        .get(((sorted.len() as f64 - 1.0) * q).round() as usize)
+        .copied()
+        .unwrap_or(f64::INFINITY)
 }
 
 /// The 99th percentile of the one-way delays (up, down) of the round
@@ -543,9 +543,7 @@ pub fn one_way_p99(
     };
     let p99 = |mut v: Vec<f64>| {
         v.sort_by(|a, b| a.total_cmp(b));
-        v.get(((v.len() as f64 - 1.0) * 0.99).round() as usize)
-            .copied()
-            .unwrap_or(f64::INFINITY)
+        percentile(&v, 0.99)
     };
     (
         p99(inside().map(|(up, _)| up).collect()),

@@ -38,8 +38,9 @@ fn be16(b: &[u8], off: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*b.get(off)?, *b.get(off + 1)?]))
 }
 
+/// The big-endian u32 at `off` of `b`, if it is there.
 #[inline]
-fn be32(b: &[u8], off: usize) -> Option<u32> {
+pub(crate) fn be32(b: &[u8], off: usize) -> Option<u32> {
     let s = b.get(off..off + 4)?;
     Some(u32::from_be_bytes(s.try_into().ok()?))
 }
