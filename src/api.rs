@@ -311,7 +311,7 @@ fn category_json(t: &Telemetry, cfg: &Config, i: usize, flows: &[u64]) -> Option
             "sent_packets": s.sent.packets,
             "sent_bytes": s.sent.bytes,
             "dropped_packets": s.dropped_total().packets,
-            "dropped": { "codel": s.dropped_codel.packets, "overflow": s.dropped_overflow.packets, "ceiling": s.dropped_ceiling.packets },
+            "dropped": { "codel": s.dropped_codel.packets, "overflow": s.dropped_overflow.packets, "ceiling": s.dropped_ceiling.packets, "isp_queue": s.dropped_isp.packets },
             "backlog_packets": s.backlog.packets,
             "backlog_bytes": s.backlog.bytes,
             "delay_p50_ms": ms(0.5),

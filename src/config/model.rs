@@ -189,6 +189,12 @@ pub struct Link {
     /// Bytes added to every frame's length when charging it to the shaper
     /// (framing the ISP's link adds and AF_PACKET does not see).
     pub overhead: PerDirection<i32>,
+    /// Signal the download flows as soon as a queue stands in the ISP's
+    /// download buffer, outside qosd ([`crate::wan::guard`]).
+    pub isp_queue_guard: bool,
+    /// The queue in the ISP's download buffer that counts as standing.
+    #[serde(serialize_with = "serialize_duration")]
+    pub isp_queue_target: Duration,
 }
 
 impl Link {

@@ -147,6 +147,8 @@ pub struct RawLink {
     pub upload: Option<Value>,
     pub download: Option<Value>,
     pub overhead: Option<Value>,
+    pub isp_queue_guard: Option<Value>,
+    pub isp_queue_target: Option<Value>,
 }
 
 /// One `[[category]]`.

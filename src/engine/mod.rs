@@ -25,7 +25,7 @@ use crate::config::{CategoryId, Config, Direction};
 use crate::packet::{FrameKind, PacketMeta, rewrite};
 use crate::shaper::{CategoryCounters, DropReason, LinkQueue, ShaperConfig};
 use crate::time::Instant;
-use crate::wan::{Meter, ProbeBoard, Stamper};
+use crate::wan::{GuardParams, IspGuard, Meter, ProbeBoard, Stamper};
 
 /// Entries in the DNS snooping cache.
 pub const DNS_CACHE_ENTRIES: usize = 65_536;
@@ -161,6 +161,32 @@ pub struct DirectionEngine<Q> {
     wan: WanSide,
     /// The link rate autorate set, instead of `link.*`.
     link_rate: Option<crate::config::Rate>,
+    /// The download's guard against a queue in the ISP's buffer (`None`
+    /// upstream, or with `link.isp_queue_guard` off).
+    guard: Option<IspGuard>,
+    /// The share of the link's rate the queue was last told to run at.
+    throttle: u32,
+}
+
+/// The pace of the ISP-queue guard's signals while the queue stands, at
+/// first: CoDel's interval, the round trip a sender takes to answer.
+const GUARD_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The guard `cfg` asks for in `dir`, updating `guard` in place (an
+/// episode in progress keeps its pace).
+fn configure_guard(guard: &mut Option<IspGuard>, cfg: &Config, dir: Direction) {
+    if dir != Direction::Download || !cfg.link.isp_queue_guard {
+        *guard = None;
+        return;
+    }
+    let params = GuardParams {
+        target: cfg.link.isp_queue_target,
+        interval: GUARD_INTERVAL,
+    };
+    match guard {
+        Some(g) => g.set_params(params),
+        None => *guard = Some(IspGuard::new(params)),
+    }
 }
 
 /// The upload thread times packets leaving toward the WAN; the download
@@ -175,6 +201,8 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
     pub fn new(dir: Direction, shared: Arc<Shared>, queue: Q) -> Self {
         let installed = shared.installed();
         let cfg = &installed.config;
+        let mut guard = None;
+        configure_guard(&mut guard, cfg, dir);
         DirectionEngine {
             dir,
             classifier: Arc::clone(&installed.classifier),
@@ -196,7 +224,14 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
             cache: ClassCache::new(),
             counters: EngineCounters::default(),
             link_rate: None,
+            guard,
+            throttle: 1000,
         }
+    }
+
+    /// Signals the ISP-queue guard sent since start (0 upstream).
+    pub fn isp_queue_signals(&self) -> u64 {
+        self.guard.as_ref().map_or(0, IspGuard::signals)
     }
 
     /// The WAN-delay meter (the download direction's engine has it).
@@ -288,6 +323,7 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
             .iter()
             .map(|c| c.dscp.map(|d| d.value()))
             .collect();
+        configure_guard(&mut self.guard, &cfg, self.dir);
         let mut qc = queue_config(&cfg, self.dir);
         if let Some(rate) = self.link_rate {
             qc = qc.with_link_rate(&cfg, self.dir, rate);
@@ -377,6 +413,20 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
             }
         }
         self.queue.enqueue(frame, category, flow_hash, now);
+        if let (Some(g), WanSide::Wan(m)) = (&mut self.guard, &self.wan) {
+            if g.poll(m.outside_queue(now), now) {
+                self.queue.signal(now);
+            }
+            let share = g.rate_permille();
+            if share != self.throttle {
+                self.throttle = share;
+                self.queue.throttle(share);
+            }
+        } else if self.throttle != 1000 {
+            // The guard was switched off mid-episode.
+            self.throttle = 1000;
+            self.queue.throttle(1000);
+        }
         category
     }
 

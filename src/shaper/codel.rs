@@ -45,7 +45,7 @@ pub(crate) trait CodelQueue {
 
 /// `t + interval / sqrt(count)`, in integers.
 #[inline]
-fn control_law(t: u64, interval: u64, count: u32) -> u64 {
+pub(crate) fn control_law(t: u64, interval: u64, count: u32) -> u64 {
     // sqrt(count << 32) is sqrt(count) << 16: 16 fractional bits of precision.
     let root = (u64::from(count.max(1)) << 32).isqrt();
     let step = u128::from(interval) * (1u128 << 16) / u128::from(root.max(1));

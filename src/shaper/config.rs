@@ -91,6 +91,12 @@ pub struct ShaperConfig {
     pub fallback: CategoryId,
     /// Categories, indexed by [`CategoryId`].
     pub categories: Vec<CategoryParams>,
+    /// The queue is after the bottleneck (the download: packets crossed
+    /// the ISP's line before qosd saw them), as CAKE's `ingress` mode: a
+    /// packet dropped here still used the line, so its bytes are charged
+    /// to the link's rate as if sent. Without it, every drop would let
+    /// the senders' share of the line grow by what was dropped.
+    pub ingress: bool,
 }
 
 impl ShaperConfig {
@@ -110,6 +116,7 @@ impl ShaperConfig {
             quantum: DEFAULT_QUANTUM,
             fallback: CategoryId(0),
             categories,
+            ingress: false,
         }
     }
 
@@ -134,6 +141,7 @@ impl ShaperConfig {
         let mut s = ShaperConfig::new(link.rate(dir), categories);
         s.overhead = link.overhead.get(dir);
         s.fallback = cfg.default_category_id();
+        s.ingress = dir == Direction::Download;
         s
     }
 

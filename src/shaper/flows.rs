@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 
 use super::codel::{Codel, CodelParams, CodelQueue};
-use super::stats::CategoryCounters;
+use super::stats::{CategoryCounters, PacketBytes};
 use super::{DropReason, ShapedPacket};
 
 /// "No slot" in a link.
@@ -98,6 +98,10 @@ impl<P> Slab<P> {
         if let Some(slot) = self.slots.get_mut(idx as usize) {
             slot.next = next;
         }
+    }
+
+    fn pkt_mut(&mut self, idx: u32) -> Option<&mut P> {
+        self.slots.get_mut(idx as usize)?.pkt.as_mut()
     }
 
     fn next_of(&self, idx: u32) -> u32 {
@@ -355,6 +359,46 @@ impl FlowSet {
             }
         }
         best
+    }
+
+    /// Tells every flow holding more than `floor` bytes to slow down:
+    /// marks its head packet CE when `ecn` allows and the packet is
+    /// ECN-capable, else drops it (counted as `reason`). The head, not the
+    /// tail: the sender learns of it a queue's worth sooner. Returns what
+    /// was dropped (`None` when no flow was told).
+    pub(crate) fn signal_standing<P: ShapedPacket>(
+        &mut self,
+        floor: u64,
+        slab: &mut Slab<P>,
+        ctr: &mut CategoryCounters,
+        dropped: &mut Dropped<P>,
+        ecn: bool,
+        reason: DropReason,
+    ) -> Option<PacketBytes> {
+        let mut gone: Option<PacketBytes> = None;
+        for &fi in self.new_flows.iter().chain(self.old_flows.iter()) {
+            let Some(flow) = self.flows.get_mut(fi as usize) else {
+                continue;
+            };
+            if flow.bytes <= floor {
+                continue;
+            }
+            let told = gone.get_or_insert_with(PacketBytes::default);
+            if ecn
+                && let Some(head) = slab.pkt_mut(flow.head)
+                && head.ecn_capable()
+                && head.mark_ce()
+            {
+                ctr.ecn_marked = ctr.ecn_marked.wrapping_add(1);
+                continue;
+            }
+            if let Some(p) = pop_head(flow, slab, ctr) {
+                ctr.count_drop(reason, u64::from(p.len));
+                told.add(u64::from(p.len));
+                dropped.push(p.pkt, reason);
+            }
+        }
+        gone
     }
 
     /// Drops from the head of flow `fi`: at least one packet, then on until

@@ -14,6 +14,7 @@
 
 mod bucket;
 mod codel;
+pub(crate) use codel::control_law;
 mod config;
 mod fifo;
 mod flows;
@@ -68,11 +69,19 @@ pub enum DropReason {
     /// Its category's backlog limit was full (typically a category held at
     /// its `max`); taken from the head of the category's fattest flow.
     Ceiling,
+    /// A download queue stood in the ISP's buffer, outside qosd: the
+    /// fattest flow was told to slow down ([`LinkQueue::signal`]).
+    IspQueue,
 }
 
 impl DropReason {
     /// Every reason, in a fixed order.
-    pub const ALL: [DropReason; 3] = [DropReason::Codel, DropReason::Overflow, DropReason::Ceiling];
+    pub const ALL: [DropReason; 4] = [
+        DropReason::Codel,
+        DropReason::Overflow,
+        DropReason::Ceiling,
+        DropReason::IspQueue,
+    ];
 
     /// The label used in metrics.
     pub const fn as_str(self) -> &'static str {
@@ -80,6 +89,7 @@ impl DropReason {
             DropReason::Codel => "codel",
             DropReason::Overflow => "overflow",
             DropReason::Ceiling => "ceiling",
+            DropReason::IspQueue => "isp_queue",
         }
     }
 }
@@ -101,6 +111,22 @@ pub trait LinkQueue<P> {
     /// Hands every packet dropped since the last call back to `f`, with
     /// the reason (counters already include them), to recycle its buffer.
     fn drain_dropped<F: FnMut(P, DropReason)>(&mut self, f: F);
+    /// Tells the flow most to blame for a queue that stands outside this
+    /// one (the ISP's download buffer, which only the senders can empty)
+    /// to slow down: its head packet is marked CE or dropped
+    /// ([`DropReason::IspQueue`]). Returns whether a flow was told. The
+    /// default does nothing: a plain FIFO (the modem) has no flows.
+    fn signal(&mut self, now: Instant) -> bool {
+        let _ = now;
+        false
+    }
+    /// Runs the link at `permille` thousandths of its configured rate
+    /// (1000: all of it) until called again, to drain a queue that stands
+    /// in front of this one into this one, where it is scheduled. The
+    /// default does nothing.
+    fn throttle(&mut self, permille: u32) {
+        let _ = permille;
+    }
     /// Counters, indexed by [`CategoryId`].
     fn counters(&self) -> &[CategoryCounters];
     /// Switches to `cfg` live, keeping every queued packet. `origin[i]`
@@ -129,6 +155,19 @@ pub(crate) fn nanos(d: Duration) -> u64 {
 #[inline]
 pub(crate) fn wire_len(len: u32, overhead: i32) -> u64 {
     u64::try_from((i64::from(len) + i64::from(overhead)).max(1)).unwrap_or(1)
+}
+
+/// What `dropped` packets cost on the wire: their bytes plus the link's
+/// overhead once per packet.
+fn ingress_charge(dropped: PacketBytes, overhead: i32) -> u64 {
+    let extra = i64::from(overhead).saturating_mul(i64::try_from(dropped.packets).unwrap_or(0));
+    u64::try_from(
+        i64::try_from(dropped.bytes)
+            .unwrap_or(i64::MAX)
+            .saturating_add(extra)
+            .max(0),
+    )
+    .unwrap_or(0)
 }
 
 /// Virtual-time units per byte at weight 1; 2^32 keeps the rounding of
@@ -292,6 +331,17 @@ pub struct Shaper<P> {
     clock: Instant,
     /// What categories removed by reconfigurations counted.
     retired: CategoryCounters,
+    /// The share of `cfg.rate` the link runs at, in thousandths.
+    throttle: u32,
+}
+
+/// `rate` scaled by `permille` thousandths (at least 1 bit/s).
+fn scaled(rate: Rate, permille: u32) -> Rate {
+    if permille >= 1000 {
+        return rate;
+    }
+    let bps = u128::from(rate.bps()) * u128::from(permille) / 1000;
+    Rate::from_bps(u64::try_from(bps).unwrap_or(u64::MAX).max(1))
 }
 
 impl<P: ShapedPacket> Shaper<P> {
@@ -318,6 +368,7 @@ impl<P: ShapedPacket> Shaper<P> {
             clock: Instant::ZERO,
             retired: CategoryCounters::default(),
             cfg,
+            throttle: 1000,
         };
         s.rebuild_masks();
         s
@@ -522,8 +573,15 @@ impl<P: ShapedPacket> LinkQueue<P> for Shaper<P> {
                 return None;
             };
             let before = ctr.backlog;
+            let dropped_before = ctr.dropped_codel;
             let out = class.fq.dequeue(&mut self.slab, t, ctr, &mut self.dropped);
             settle(&mut self.queued, before, ctr.backlog);
+            if self.cfg.ingress && ctr.dropped_codel != dropped_before {
+                let gone = ctr.dropped_codel.minus(dropped_before);
+                let wire = ingress_charge(gone, self.cfg.overhead);
+                self.link.charge(wire, now);
+                class.max.charge(wire, now);
+            }
             if ctr.backlog.packets == 0 || out.is_none() {
                 self.backlogged &= !(1u32 << ci);
             }
@@ -564,6 +622,60 @@ impl<P: ShapedPacket> LinkQueue<P> for Shaper<P> {
         Some(ceiling.max(self.link.ready_at()))
     }
 
+    /// Marks CE on, or drops, the head packet of every flow queue, in
+    /// every category, that holds more than two quanta: every flow with
+    /// a standing queue here is sending faster than the line drains it,
+    /// and a queue outside comes from them all at once (a flow with less
+    /// is not what fills the line; a call's packets never are). One
+    /// signal per flow: a sender halves its window once per round trip
+    /// whatever the number of losses. In ingress mode the dropped bytes
+    /// are charged to the link (they used the line).
+    fn signal(&mut self, now: Instant) -> bool {
+        let floor = 2 * u64::from(self.cfg.quantum);
+        let mut told = false;
+        for ci in bits(self.backlogged) {
+            let (Some(class), Some(ctr)) = (self.classes.get_mut(ci), self.counters.get_mut(ci))
+            else {
+                continue;
+            };
+            let before = ctr.backlog;
+            let ecn = class.fq.codel.ecn;
+            let gone = class.fq.signal_standing(
+                floor,
+                &mut self.slab,
+                ctr,
+                &mut self.dropped,
+                ecn,
+                DropReason::IspQueue,
+            );
+            told |= gone.is_some();
+            settle(&mut self.queued, before, ctr.backlog);
+            if ctr.backlog.packets == 0 {
+                self.backlogged &= !(1u32 << ci);
+            }
+            if let Some(gone) = gone
+                && gone.packets > 0
+                && self.cfg.ingress
+            {
+                let wire = ingress_charge(gone, self.cfg.overhead);
+                self.link.charge(wire, now);
+                class.max.charge(wire, now);
+            }
+        }
+        told
+    }
+
+    /// Runs the link at `permille` thousandths of its rate; the debt or
+    /// credit of the link's bucket carries over (in time).
+    fn throttle(&mut self, permille: u32) {
+        let permille = permille.clamp(1, 1000);
+        if permille != self.throttle {
+            self.throttle = permille;
+            self.link
+                .set_rate(scaled(self.cfg.rate, permille), nanos(self.cfg.burst));
+        }
+    }
+
     /// Hands every packet dropped since the last call back to `f`, with the
     /// reason (counters already include them). Call it after each batch of
     /// enqueues and dequeues: at most 4096 are kept between calls, beyond
@@ -591,7 +703,8 @@ impl<P: ShapedPacket> LinkQueue<P> for Shaper<P> {
     /// [`Shaper::retired`].
     fn reconfigure_mapped(&mut self, cfg: &ShaperConfig, origin: &[Option<usize>]) {
         let cfg = cfg.normalized();
-        self.link.set_rate(cfg.rate, nanos(cfg.burst));
+        self.link
+            .set_rate(scaled(cfg.rate, self.throttle), nanos(cfg.burst));
         let mut before: Vec<Option<(Class, CategoryCounters)>> = std::mem::take(&mut self.classes)
             .into_iter()
             .zip(std::mem::take(&mut self.counters))

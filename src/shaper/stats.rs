@@ -35,6 +35,14 @@ impl PacketBytes {
             bytes: self.bytes.wrapping_add(other.bytes),
         }
     }
+    /// What `self` counted beyond `earlier` (a later reading of the same
+    /// counter).
+    pub fn minus(self, earlier: PacketBytes) -> PacketBytes {
+        PacketBytes {
+            packets: self.packets.wrapping_sub(earlier.packets),
+            bytes: self.bytes.wrapping_sub(earlier.bytes),
+        }
+    }
 }
 
 /// Upper bounds (inclusive, nanoseconds) of the Prometheus queue-delay
@@ -211,6 +219,9 @@ pub struct CategoryCounters {
     pub dropped_overflow: PacketBytes,
     /// Dropped because this category's own backlog limit was exceeded.
     pub dropped_ceiling: PacketBytes,
+    /// Dropped to slow a download flow down while the ISP's buffer held a
+    /// standing queue ([`DropReason::IspQueue`]).
+    pub dropped_isp: PacketBytes,
     /// Packets CoDel marked ECN CE instead of dropping (they were sent).
     pub ecn_marked: u64,
     /// Packets queued now.
@@ -228,6 +239,7 @@ impl CategoryCounters {
             DropReason::Codel => self.dropped_codel,
             DropReason::Overflow => self.dropped_overflow,
             DropReason::Ceiling => self.dropped_ceiling,
+            DropReason::IspQueue => self.dropped_isp,
         }
     }
     /// Drops for every reason together.
@@ -235,20 +247,18 @@ impl CategoryCounters {
         self.dropped_codel
             .plus(self.dropped_overflow)
             .plus(self.dropped_ceiling)
+            .plus(self.dropped_isp)
     }
     /// Adds what a removed category counted, its backlog excepted (those
     /// packets moved to another category, which counts them as arrivals):
     /// the direction's totals then never go back when categories go.
     pub fn retire(&mut self, gone: &CategoryCounters) {
-        let minus = |a: PacketBytes, b: PacketBytes| PacketBytes {
-            packets: a.packets.wrapping_sub(b.packets),
-            bytes: a.bytes.wrapping_sub(b.bytes),
-        };
-        self.arrived = self.arrived.plus(minus(gone.arrived, gone.backlog));
+        self.arrived = self.arrived.plus(gone.arrived.minus(gone.backlog));
         self.sent = self.sent.plus(gone.sent);
         self.dropped_codel = self.dropped_codel.plus(gone.dropped_codel);
         self.dropped_overflow = self.dropped_overflow.plus(gone.dropped_overflow);
         self.dropped_ceiling = self.dropped_ceiling.plus(gone.dropped_ceiling);
+        self.dropped_isp = self.dropped_isp.plus(gone.dropped_isp);
         self.ecn_marked = self.ecn_marked.wrapping_add(gone.ecn_marked);
     }
 
@@ -263,6 +273,7 @@ impl CategoryCounters {
             DropReason::Codel => self.dropped_codel.add(bytes),
             DropReason::Overflow => self.dropped_overflow.add(bytes),
             DropReason::Ceiling => self.dropped_ceiling.add(bytes),
+            DropReason::IspQueue => self.dropped_isp.add(bytes),
         }
     }
     #[inline]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::board::{ProbeBoard, SLOTS};
 use super::tcp::{TcpView, seq_before};
 use super::window::WindowedMin;
-use super::{DelaySample, Source, rtcp};
+use super::{DelaySample, OutsideQueue, Source, rtcp};
 use crate::packet::PacketMeta;
 use crate::time::Instant;
 
@@ -45,6 +45,9 @@ const CLOCK_SPAN_NS: u64 = 1_000_000_000;
 /// 1 ms (Linux, BSDs, macOS, Windows), 10 ms and 4 ms (older kernels),
 /// 1 us (Linux with usec timestamps).
 const CLOCKS_NS: [u64; 4] = [1_000_000, 10_000_000, 4_000_000, 1_000];
+/// The coarsest remote clock whose one-way delays feed the outside-queue
+/// estimate.
+const FINE_CLOCK_NS: u64 = 1_000_000;
 /// Entries in the table of per-path minimums.
 const PATHS: usize = 1024;
 /// Samples kept per [`Toward`] between two drains; more are thinned.
@@ -192,6 +195,7 @@ pub struct Meter {
     kept: [Kept; 3],
     acked: u64,
     by_source: [u64; Source::ALL.len()],
+    outside: OutsideQueue,
 }
 
 impl Meter {
@@ -204,7 +208,16 @@ impl Meter {
             kept: [Kept::new(), Kept::new(), Kept::new()],
             acked: 0,
             by_source: [0; Source::ALL.len()],
+            outside: OutsideQueue::default(),
         }
+    }
+
+    /// The queue standing in the ISP's download buffer at `now`, from the
+    /// one-way delays of the flows whose far ends stamp fine TCP
+    /// timestamps; `None` when none did lately.
+    #[inline]
+    pub fn outside_queue(&self, now: Instant) -> Option<u64> {
+        self.outside.standing(now)
     }
 
     /// Bytes the far ends have acknowledged of the office's TCP uploads,
@@ -275,14 +288,21 @@ impl Meter {
             if first_of_tick {
                 fc.last_tsval = Some(tsval);
             }
-            if first_of_tick
-                && now.nanos_since(fc.last_owd) >= OWD_EVERY_NS
-                && let Some(remote) = fc.remote_ns(tsval)
-            {
-                fc.last_owd = now;
+            if let Some(remote) = fc.remote_ns(tsval) {
                 let owd = fc.local_ns(now) - remote;
-                let min = fc.down.update(owd, now, HALF_WINDOW_NS);
-                owd_down = Some((owd - min) as u64);
+                // Every packet tells the ISP's queue, the later ones of a
+                // burst included (they did wait behind it); only fine
+                // clocks, as a 4 or 10 ms tick would read as a queue.
+                let min = fc.down.get();
+                if fc.ns_per_tick <= FINE_CLOCK_NS && min != i64::MAX {
+                    self.outside
+                        .observe(u64::try_from(owd - min).unwrap_or(0), now);
+                }
+                if first_of_tick && now.nanos_since(fc.last_owd) >= OWD_EVERY_NS {
+                    fc.last_owd = now;
+                    let min = fc.down.update(owd, now, HALF_WINDOW_NS);
+                    owd_down = Some((owd - min) as u64);
+                }
             }
         }
         let base_hint = fc.min_rtt;

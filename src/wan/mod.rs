@@ -21,7 +21,9 @@
 //! the upload direction delivered.
 
 pub mod board;
+pub mod guard;
 pub mod meter;
+pub mod outside;
 pub mod rtcp;
 pub mod stamper;
 pub mod tcp;
@@ -30,7 +32,9 @@ pub mod window;
 use std::time::Duration;
 
 pub use self::board::{Probe, ProbeBoard};
+pub use self::guard::{GuardParams, IspGuard};
 pub use self::meter::{Meter, Toward};
+pub use self::outside::OutsideQueue;
 pub use self::stamper::Stamper;
 
 /// A WAN queueing-delay sample: how far one measurement was above the

@@ -2,12 +2,13 @@
 //! it shapes them to.
 
 use std::str::FromStr;
+use std::time::Duration;
 
 use super::super::model::{Interfaces, Link, PerDirection};
 use super::super::raw::{RawInterfaces, RawLink};
-use super::super::units::Rate;
+use super::super::units::{Rate, parse_duration};
 use super::Problems;
-use super::values::{int_in_range, parse_interface};
+use super::values::{int_in_range, parse_bool, parse_interface};
 
 /// The slowest link qosd will shape (1 kbyte/s).
 const MIN_LINK_BPS: u64 = 8_000;
@@ -40,6 +41,8 @@ pub(super) struct LinkRates {
     upload: Option<Rate>,
     download: Option<Rate>,
     overhead: PerDirection<i32>,
+    isp_queue_guard: bool,
+    isp_queue_target: Duration,
 }
 
 impl LinkRates {
@@ -49,6 +52,8 @@ impl LinkRates {
             upload: self.upload?,
             download: self.download?,
             overhead: self.overhead,
+            isp_queue_guard: self.isp_queue_guard,
+            isp_queue_target: self.isp_queue_target,
         })
     }
 }
@@ -60,11 +65,39 @@ pub(super) fn link(raw: &RawLink, p: &mut Problems) -> LinkRates {
     let overhead = p.per_direction("link.overhead", &raw.overhead, 0, |s| {
         int_in_range(-64, 256, "overhead")(s).map(|n| n as i32)
     });
+    let isp_queue_guard = p.optional(
+        "link.isp_queue_guard",
+        &raw.isp_queue_guard,
+        true,
+        parse_bool,
+    );
+    let isp_queue_target = p.optional(
+        "link.isp_queue_target",
+        &raw.isp_queue_target,
+        DEFAULT_ISP_QUEUE_TARGET,
+        parse_isp_queue_target,
+    );
     LinkRates {
         upload,
         download,
         overhead,
+        isp_queue_guard,
+        isp_queue_target,
     }
+}
+
+/// The default of `link.isp_queue_target`: above the noise of a 1 ms
+/// remote clock, well under what a call notices.
+pub const DEFAULT_ISP_QUEUE_TARGET: Duration = Duration::from_millis(3);
+
+fn parse_isp_queue_target(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_millis(1) || d > Duration::from_millis(100) {
+        return Err(format!(
+            "ISP queue target \"{s}\" must be between 1ms and 100ms (default 3ms)"
+        ));
+    }
+    Ok(d)
 }
 
 pub(super) fn parse_link_rate(s: &str) -> Result<Rate, String> {

@@ -91,9 +91,9 @@ struct Checker {
     /// Per (category asked, flow): ids in arrival order not yet out.
     order: HashMap<(u8, u32), std::collections::VecDeque<u64>>,
     key_of: HashMap<u64, (u8, u32)>,
-    drained: [u64; 3],
+    drained: [u64; DropReason::ALL.len()],
     /// Drops counted by categories a reconfiguration removed.
-    archived: [u64; 3],
+    archived: [u64; DropReason::ALL.len()],
     sent: u64,
     dropped: u64,
 }
@@ -104,8 +104,8 @@ impl Checker {
             outstanding: HashSet::new(),
             order: HashMap::new(),
             key_of: HashMap::new(),
-            drained: [0; 3],
-            archived: [0; 3],
+            drained: [0; DropReason::ALL.len()],
+            archived: [0; DropReason::ALL.len()],
             sent: 0,
             dropped: 0,
         }
