@@ -20,7 +20,7 @@ use std::time::Duration;
 use super::frames::{self, Seg, TcpKind};
 use super::line::Line;
 use super::scenario::{Kind, ONE_WAY, SimFlow};
-use super::tally::Tally;
+use super::tally::{Delivered, Tally};
 use super::tcp::{Conn, DELAYED_ACK, End, MSS, mix, ts_clock};
 use super::trace::LinkTrace;
 use crate::autorate::{Autorate, Published};
@@ -122,6 +122,8 @@ struct Meta {
     ingress: Instant,
     /// Time in queues so far.
     waited: Duration,
+    /// The part of `waited` in the line's buffer (outside qosd).
+    outside: Duration,
     /// What qosd classified it as.
     category: Option<CategoryId>,
 }
@@ -139,6 +141,7 @@ impl Meta {
             entered: None,
             ingress: now,
             waited: Duration::ZERO,
+            outside: Duration::ZERO,
             category: None,
         }
     }
@@ -363,10 +366,14 @@ impl<Q: LinkQueue<Frame>> Sim<Q> {
             .is_some_and(|fl| matches!(fl.kind, Kind::Call { .. }));
         self.tally.sent(
             m.dir,
-            cat,
-            frame.len() as u64,
-            m.waited,
-            voice.then(|| m.entered.unwrap_or(m.created)),
+            Delivered {
+                cat,
+                bytes: frame.len() as u64,
+                entered: m.entered.unwrap_or(m.created),
+                waited: m.waited,
+                outside: m.outside,
+                voice,
+            },
         );
     }
 
@@ -817,6 +824,7 @@ impl<Q: LinkQueue<Frame>> Sim<Q> {
                 self.tally.line(dir, sent.wire_bytes, now);
                 if let Some(m) = self.meta.get_mut(&buffer_key(&sent.frame)) {
                     m.waited += sent.waited;
+                    m.outside += sent.waited;
                 }
                 match dir {
                     Direction::Upload => {

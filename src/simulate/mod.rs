@@ -33,7 +33,10 @@ use self::events::Sim;
 pub use self::line::LINE_BUFFER;
 use self::replay::replay;
 use self::report::metrics_view;
-pub use self::report::{CategoryReport, LinkReport, PhaseReport, PhaseRun, SimReport, TraceReport};
+pub use self::report::{
+    CategoryReport, LinkReport, OutsideReport, OutsideRun, OutsideWait, PhaseReport, PhaseRun,
+    SimReport, TraceReport,
+};
 use self::scenario::{ONE_WAY, office};
 use self::tally::Tally;
 pub use self::trace::{LinkTrace, TraceError};
@@ -117,8 +120,8 @@ pub fn run_office_rtt(cfg: &Config, duration: Duration, rtt: Duration) -> SimRep
     SimReport::new(
         cfg,
         duration,
-        report::collect_tally(cfg, &qosd, duration, link),
-        report::collect_tally(cfg, &fifo, duration, link),
+        report::collect_tally(cfg, &qosd, duration, link, false),
+        report::collect_tally(cfg, &fifo, duration, link, false),
     )
 }
 

@@ -559,7 +559,24 @@ fn json_gains_autorate_and_phases_only_with_a_trace() {
     let trace = LinkTrace::parse("t.csv", "0,20 Mbit,50 Mbit,a\n2,6 Mbit,15 Mbit,b\n4\n").unwrap();
     let v = serde_json::to_value(run_link(&cfg, &trace, trace.length)).unwrap();
     let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(keys, ["autorate", "fifo", "link", "phases", "qosd"]);
+    // "outside" came after the others (issue 20): keys are only ever added.
+    assert_eq!(
+        keys,
+        ["autorate", "fifo", "link", "outside", "phases", "qosd"]
+    );
+    for run in ["qosd", "autorate", "fifo"] {
+        for d in ["upload", "download"] {
+            let w = &v["outside"][run][d];
+            assert!(w["p99_ms"].is_number() && w["mean_ms"].is_number(), "{w}");
+        }
+        let voice = &v[run]["voice"];
+        for k in ["outside_p99_ms", "outside_mean_ms"] {
+            assert!(voice[k].is_number(), "{run}.voice.{k}: {voice}");
+            assert!(voice["download"][k].is_number(), "{run}: {voice}");
+        }
+    }
+    // Without a line there is no outside to speak of.
+    assert!(plain["qosd"]["voice"].get("outside_p99_ms").is_none());
     // "autorate" has the shape of "qosd": the same categories, the same fields.
     let names =
         |run: &str| -> Vec<String> { v[run].as_object().unwrap().keys().cloned().collect() };
@@ -592,4 +609,99 @@ fn json_gains_autorate_and_phases_only_with_a_trace() {
         );
     }
     assert_eq!(phases[0]["qosd"]["download_rate_bps"], 46e6);
+    for k in [
+        "outside_upload_p99_ms",
+        "outside_upload_mean_ms",
+        "outside_download_p99_ms",
+        "outside_download_mean_ms",
+    ] {
+        assert!(phases[0]["qosd"][k].is_number(), "{k}");
+    }
+}
+
+// ---- the queue outside qosd ----
+
+/// `n` paced streams, each 1200-byte RTP packets every millisecond both
+/// ways (about 10 Mbit/s each): a load with no bursts of its own, so the
+/// only queue outside qosd is the one a line slower than the load makes.
+fn paced(n: u8) -> Vec<super::scenario::SimFlow> {
+    let mut flows = office();
+    let template = flows
+        .iter()
+        .find(|f| matches!(f.kind, super::scenario::Kind::Call { .. }))
+        .unwrap()
+        .clone();
+    flows.clear();
+    for i in 0..n {
+        let mut f = template.clone();
+        f.client = ([192, 168, 1, 70 + i], 30000 + 2 * u16::from(i));
+        f.server = ([198, 51, 100, 10 + i], 40000 + 2 * u16::from(i));
+        f.kind = super::scenario::Kind::Call {
+            interval: Duration::from_millis(1),
+            payload: 1200,
+            pt: 96,
+        };
+        flows.push(f);
+    }
+    flows
+}
+
+/// The report keeps the time in the line's buffer (outside qosd) apart:
+/// ~0 while the line is faster than the load, and most of the delay once
+/// it is slower than the load and than qosd's download rate, the queue
+/// forming at the ISP, before qosd.
+#[test]
+fn report_measures_the_download_queue_outside_qosd() {
+    let cfg = load_embedded().unwrap();
+    let trace = LinkTrace::parse(
+        "fall.csv",
+        "0, 20 Mbit, 50 Mbit, above\n2, 20 Mbit, 8 Mbit, below\n4\n",
+    )
+    .unwrap();
+    let fixed = fixed_config(&cfg, &trace);
+    let auto = autorate_config(&fixed, &trace);
+    let tally = on_line(
+        Sim::new(&fixed, |d| shaper(&fixed, d), paced(1)),
+        &fixed,
+        &trace,
+        trace.length,
+    );
+    let runs = report::Runs {
+        qosd: &tally,
+        autorate: &tally,
+        fifo: &tally,
+    };
+    let r = report::link_report(&fixed, &auto, &trace, trace.length, runs);
+    let phases = r.phases.as_ref().unwrap();
+    let (above, below) = (&phases[0].qosd, &phases[1].qosd);
+    // 1242-byte frames, 1 ms apart, at 50 Mbit: 0.2 ms on the wire, no wait.
+    assert!(above.outside_download_p99_ms < 0.1, "{above:?}");
+    // About 10 Mbit/s into 8: the ISP's buffer grows by 2 Mbit a second.
+    assert!(below.outside_download_p99_ms > 100.0, "{below:?}");
+    assert!(
+        below.outside_download_mean_ms > 20.0
+            && below.outside_download_mean_ms < below.outside_download_p99_ms,
+        "{below:?}"
+    );
+    // qosd's own queue stays empty (46 Mbit > 8): the delay is all outside.
+    let out = r.outside.as_ref().unwrap();
+    let streams = r
+        .qosd
+        .values()
+        .filter_map(|c| c.download.as_deref())
+        .find(|c| c.delivered_bps > 1e6)
+        .unwrap();
+    let outside = streams.outside_p99_ms.unwrap();
+    assert!(
+        (outside - streams.delay_p99_ms).abs() <= 0.05 * streams.delay_p99_ms,
+        "{streams:?}"
+    );
+    assert!(
+        (out.qosd.download.p99_ms - outside).abs() <= 0.05 * outside,
+        "{out:?}"
+    );
+    // Upload runs at 10 Mbit on a 20 Mbit line: nothing waits outside.
+    assert!(out.qosd.upload.p99_ms < 0.1, "{out:?}");
+    let table = r.to_table();
+    assert!(table.contains("outside qosd p99"), "{table}");
 }
