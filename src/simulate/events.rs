@@ -21,7 +21,7 @@ use super::frames::{self, Seg, TcpKind};
 use super::line::Line;
 use super::scenario::{Kind, ONE_WAY, SimFlow};
 use super::tally::{Delivered, Tally};
-use super::tcp::{Conn, DELAYED_ACK, End, MSS, mix, ts_clock};
+use super::tcp::{AckPolicy, Conn, DELAYED_ACK, End, MSS, mix, ts_clock};
 use super::trace::LinkTrace;
 use crate::autorate::{Autorate, Published};
 use crate::config::{CategoryId, Config, Direction};
@@ -179,6 +179,8 @@ pub(super) struct Sim<Q> {
     default_category: CategoryId,
     categories: usize,
     autorate: Option<Autorate>,
+    /// Whether the TCP receivers send stretch ACKs.
+    stretch_acks: bool,
 }
 
 /// The key of `frame` in [`Sim::meta`].
@@ -219,7 +221,16 @@ impl<Q: LinkQueue<Frame>> Sim<Q> {
             default_category: cfg.default_category_id(),
             categories: cfg.category.len(),
             autorate: None,
+            stretch_acks: true,
         }
+    }
+
+    /// The TCP receivers send an ACK per two segments, never a stretch
+    /// (the model before issue 20, for comparisons).
+    #[cfg(test)]
+    pub(super) fn without_stretch_acks(mut self) -> Self {
+        self.stretch_acks = false;
+        self
     }
 
     /// The servers' one-way delay is `one_way`.
@@ -899,7 +910,14 @@ impl<Q: LinkQueue<Frame>> Sim<Q> {
         match flow.kind {
             Kind::Bulk { sni, .. } => {
                 let hello = frames::client_hello(sni).len();
-                flow.conn = Some(Box::new(Conn::new(f, hello, rtt)));
+                let acks = if self.stretch_acks {
+                    AckPolicy::Stretch {
+                        seed: mix(f as u64 ^ 0x7374_7265_7463_6800),
+                    }
+                } else {
+                    AckPolicy::EverySecond
+                };
+                flow.conn = Some(Box::new(Conn::new(f, hello, rtt, acks)));
                 self.handshake(f, Hs::Syn, now);
             }
             Kind::Dns { .. } => {

@@ -5,8 +5,9 @@
 //! The traffic is a discrete-event model: calls and video send at fixed
 //! intervals; uploads and downloads are TCP connections (a handshake, then
 //! slow start, additive increase and halving on loss, lost segments sent
-//! again, one ACK per two segments that itself crosses the other
-//! direction's queue; real sequence and acknowledgement numbers and the
+//! again, ACKs that themselves cross the other direction's queue: one
+//! per two segments, now and then one for a stretch of up to 30 as real
+//! receivers send them, which makes the senders burst; real sequence and acknowledgement numbers and the
 //! timestamp option on every segment, so qosd's WAN-delay meter reads them
 //! as on a real line), so a deep buffer fills the way it does in an
 //! office, and CoDel's drops slow the senders down.

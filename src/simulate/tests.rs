@@ -515,7 +515,11 @@ fn autorate_follows_a_capacity_drop() {
     assert!(drop.autorate.download_used >= 0.6, "{all}");
     // ...and all of it again within 10 s of its return.
     assert!(recovered.autorate.upload_used >= 0.8, "{all}");
-    assert!(recovered.autorate.download_used >= 0.8, "{all}");
+    // Download 0.7, not 0.8: with stretch ACKs (issue 20) the senders'
+    // bursts queue at the ISP even at the full rate, autorate reads that as
+    // WAN delay and keeps the download rate lower (0.74-0.79 of the line
+    // in every phase, not only after the drop).
+    assert!(recovered.autorate.download_used >= 0.7, "{all}");
     assert!(recovered.autorate.voice_p99_ms < 15.0, "{all}");
 }
 
@@ -704,4 +708,41 @@ fn report_measures_the_download_queue_outside_qosd() {
     assert!(out.qosd.upload.p99_ms < 0.1, "{out:?}");
     let table = r.to_table();
     assert!(table.contains("outside qosd p99"), "{table}");
+}
+
+/// The issue's steady lab line in virtual time: 20/50 Mbit, qosd at
+/// 19/47, 30 ms base round trip, the office under load. Receivers' stretch
+/// ACKs make the senders burst faster than the line drains, so a queue
+/// forms at the ISP, outside qosd, though qosd shapes below the line's
+/// capacity; with an ACK per two segments it all but vanishes.
+#[test]
+fn stretch_acks_queue_at_the_isp_on_a_steady_line() {
+    let mut cfg = load_embedded().unwrap();
+    cfg.link.upload = Rate::from_bps(19_000_000);
+    cfg.link.download = Rate::from_bps(47_000_000);
+    let trace = LinkTrace::parse(
+        "steady.csv",
+        "0, 20 Mbit, 50 Mbit, warm-up\n3, 20 Mbit, 50 Mbit, steady\n7\n",
+    )
+    .unwrap();
+    let steady = |sim: Sim<Shaper<Frame>>| {
+        let t = on_line(sim, &cfg, &trace, trace.length);
+        let p = t.phases.get(1).unwrap();
+        let [_, down] = &p.outside;
+        let ms = |d: Option<Duration>| d.unwrap_or_default().as_secs_f64() * 1e3;
+        let used = p.line_bytes[1] as f64 * 8.0 / 4.0 / 50e6;
+        (ms(down.p99()), ms(down.mean()), used)
+    };
+    let (p99, mean, used) = steady(Sim::new(&cfg, |d| shaper(&cfg, d), office()));
+    let (p99_every2, _, _) =
+        steady(Sim::new(&cfg, |d| shaper(&cfg, d), office()).without_stretch_acks());
+    let all = format!(
+        "outside download p99 {p99:.1} ms, mean {mean:.1} ms, line used {used:.2}; \
+         an ACK per two segments: p99 {p99_every2:.1} ms"
+    );
+    // Measured: p99 12-20 ms per half second, about 15 over the phase.
+    assert!(p99 > 8.0, "{all}");
+    assert!(p99 > 2.0 * p99_every2, "{all}");
+    // The bursts cost no throughput: qosd still fills its 47 of the 50.
+    assert!(used > 0.85, "{all}");
 }
