@@ -20,8 +20,8 @@ use std::time::Duration;
 use super::frames::{self, Seg, TcpKind};
 use super::line::Line;
 use super::scenario::{Kind, ONE_WAY, SimFlow};
-use super::tally::Tally;
-use super::tcp::{Conn, DELAYED_ACK, End, MSS, mix, ts_clock};
+use super::tally::{Delivered, Tally};
+use super::tcp::{AckPolicy, Conn, DELAYED_ACK, End, MSS, mix, ts_clock};
 use super::trace::LinkTrace;
 use crate::autorate::{Autorate, Published};
 use crate::config::{CategoryId, Config, Direction};
@@ -122,6 +122,8 @@ struct Meta {
     ingress: Instant,
     /// Time in queues so far.
     waited: Duration,
+    /// The part of `waited` in the line's buffer (outside qosd).
+    outside: Duration,
     /// What qosd classified it as.
     category: Option<CategoryId>,
 }
@@ -139,6 +141,7 @@ impl Meta {
             entered: None,
             ingress: now,
             waited: Duration::ZERO,
+            outside: Duration::ZERO,
             category: None,
         }
     }
@@ -176,6 +179,8 @@ pub(super) struct Sim<Q> {
     default_category: CategoryId,
     categories: usize,
     autorate: Option<Autorate>,
+    /// Whether the TCP receivers send stretch ACKs.
+    stretch_acks: bool,
 }
 
 /// The key of `frame` in [`Sim::meta`].
@@ -216,7 +221,16 @@ impl<Q: LinkQueue<Frame>> Sim<Q> {
             default_category: cfg.default_category_id(),
             categories: cfg.category.len(),
             autorate: None,
+            stretch_acks: true,
         }
+    }
+
+    /// The TCP receivers send an ACK per two segments, never a stretch
+    /// (the model before issue 20, for comparisons).
+    #[cfg(test)]
+    pub(super) fn without_stretch_acks(mut self) -> Self {
+        self.stretch_acks = false;
+        self
     }
 
     /// The servers' one-way delay is `one_way`.
@@ -363,10 +377,14 @@ impl<Q: LinkQueue<Frame>> Sim<Q> {
             .is_some_and(|fl| matches!(fl.kind, Kind::Call { .. }));
         self.tally.sent(
             m.dir,
-            cat,
-            frame.len() as u64,
-            m.waited,
-            voice.then(|| m.entered.unwrap_or(m.created)),
+            Delivered {
+                cat,
+                bytes: frame.len() as u64,
+                entered: m.entered.unwrap_or(m.created),
+                waited: m.waited,
+                outside: m.outside,
+                voice,
+            },
         );
     }
 
@@ -817,6 +835,7 @@ impl<Q: LinkQueue<Frame>> Sim<Q> {
                 self.tally.line(dir, sent.wire_bytes, now);
                 if let Some(m) = self.meta.get_mut(&buffer_key(&sent.frame)) {
                     m.waited += sent.waited;
+                    m.outside += sent.waited;
                 }
                 match dir {
                     Direction::Upload => {
@@ -891,7 +910,14 @@ impl<Q: LinkQueue<Frame>> Sim<Q> {
         match flow.kind {
             Kind::Bulk { sni, .. } => {
                 let hello = frames::client_hello(sni).len();
-                flow.conn = Some(Box::new(Conn::new(f, hello, rtt)));
+                let acks = if self.stretch_acks {
+                    AckPolicy::Stretch {
+                        seed: mix(f as u64 ^ 0x7374_7265_7463_6800),
+                    }
+                } else {
+                    AckPolicy::EverySecond
+                };
+                flow.conn = Some(Box::new(Conn::new(f, hello, rtt, acks)));
                 self.handshake(f, Hs::Syn, now);
             }
             Kind::Dns { .. } => {

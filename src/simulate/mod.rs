@@ -5,8 +5,9 @@
 //! The traffic is a discrete-event model: calls and video send at fixed
 //! intervals; uploads and downloads are TCP connections (a handshake, then
 //! slow start, additive increase and halving on loss, lost segments sent
-//! again, one ACK per two segments that itself crosses the other
-//! direction's queue; real sequence and acknowledgement numbers and the
+//! again, ACKs that themselves cross the other direction's queue: one
+//! per two segments, now and then one for a stretch of up to 30 as real
+//! receivers send them, which makes the senders burst; real sequence and acknowledgement numbers and the
 //! timestamp option on every segment, so qosd's WAN-delay meter reads them
 //! as on a real line), so a deep buffer fills the way it does in an
 //! office, and CoDel's drops slow the senders down.
@@ -33,7 +34,10 @@ use self::events::Sim;
 pub use self::line::LINE_BUFFER;
 use self::replay::replay;
 use self::report::metrics_view;
-pub use self::report::{CategoryReport, LinkReport, PhaseReport, PhaseRun, SimReport, TraceReport};
+pub use self::report::{
+    CategoryReport, LinkReport, OutsideReport, OutsideRun, OutsideWait, PhaseReport, PhaseRun,
+    SimReport, TraceReport,
+};
 use self::scenario::{ONE_WAY, office};
 use self::tally::Tally;
 pub use self::trace::{LinkTrace, TraceError};
@@ -117,8 +121,8 @@ pub fn run_office_rtt(cfg: &Config, duration: Duration, rtt: Duration) -> SimRep
     SimReport::new(
         cfg,
         duration,
-        report::collect_tally(cfg, &qosd, duration, link),
-        report::collect_tally(cfg, &fifo, duration, link),
+        report::collect_tally(cfg, &qosd, duration, link, false),
+        report::collect_tally(cfg, &fifo, duration, link, false),
     )
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::events::Sim;
-use super::tally::Tally;
+use super::tally::{Tally, Waits};
 use super::trace::LinkTrace;
 use crate::config::{Config, Direction, Rate};
 use crate::engine::DirectionEngine;
@@ -36,6 +36,14 @@ pub struct CategoryReport {
     pub delay_p50_ms: f64,
     /// 99th percentile queue delay, milliseconds.
     pub delay_p99_ms: f64,
+    /// 99th percentile of the part of that delay spent in the ISP line's
+    /// buffer (outside qosd, where it cannot manage the queue; for
+    /// download, before qosd), milliseconds. Runs on a line only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outside_p99_ms: Option<f64>,
+    /// The mean of that part, milliseconds. Runs on a line only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outside_mean_ms: Option<f64>,
     /// The same for the upload direction only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upload: Option<Box<CategoryReport>>,
@@ -116,6 +124,15 @@ pub struct PhaseRun {
     pub voice_upload_p99_ms: f64,
     /// The same, download only.
     pub voice_download_p99_ms: f64,
+    /// 99th percentile of every upload packet's time in the line's
+    /// buffer (outside qosd), milliseconds.
+    pub outside_upload_p99_ms: f64,
+    /// Its mean, milliseconds.
+    pub outside_upload_mean_ms: f64,
+    /// The same for download packets (the ISP's buffer, before qosd).
+    pub outside_download_p99_ms: f64,
+    /// Its mean, milliseconds.
+    pub outside_download_mean_ms: f64,
     /// Share of the line's upload capacity its traffic used.
     pub upload_used: f64,
     /// Share of the line's download capacity used.
@@ -145,20 +162,83 @@ pub struct SimReport {
     /// Per phase of the capacity trace (runs with one only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub phases: Option<Vec<PhaseReport>>,
+    /// Time in the ISP line's buffer, outside qosd, over the whole run, in
+    /// each run (runs with a capacity trace only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outside: Option<OutsideReport>,
     /// Category names in configuration order (for printing).
     #[serde(skip)]
     pub order: Vec<String>,
+}
+
+/// Time delivered packets spent in the ISP line's buffer (outside qosd),
+/// one direction of one run, every category together.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct OutsideWait {
+    /// 99th percentile, milliseconds.
+    pub p99_ms: f64,
+    /// Mean, milliseconds.
+    pub mean_ms: f64,
+}
+
+impl OutsideWait {
+    fn of(w: &Waits) -> Self {
+        OutsideWait {
+            p99_ms: ms(w.p99()),
+            mean_ms: ms(w.mean()),
+        }
+    }
+}
+
+/// One run's time outside qosd, per direction.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct OutsideRun {
+    /// Upload: the modem's buffer, after qosd.
+    pub upload: OutsideWait,
+    /// Download: the ISP's buffer, before qosd (the queue qosd's download
+    /// shaping is meant to keep empty).
+    pub download: OutsideWait,
+}
+
+impl OutsideRun {
+    fn of(t: &Tally) -> Self {
+        let [up, down] = Direction::BOTH.map(|d| {
+            let mut all = Waits::default();
+            for c in d.pick_ref(&t.cats) {
+                all.merge(&c.outside);
+            }
+            OutsideWait::of(&all)
+        });
+        OutsideRun {
+            upload: up,
+            download: down,
+        }
+    }
+}
+
+/// Time in the ISP line's buffer (outside qosd) over a whole run with a
+/// capacity trace, in each of its runs.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct OutsideReport {
+    /// qosd at a fixed rate.
+    pub qosd: OutsideRun,
+    /// qosd with autorate.
+    pub autorate: OutsideRun,
+    /// The line alone (all of its queueing is outside qosd).
+    pub fifo: OutsideRun,
 }
 
 fn ms(d: Option<Duration>) -> f64 {
     d.map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0)
 }
 
-/// One category in one direction: its report and its delay histogram.
+/// One category in one direction: its report, its delay histogram and,
+/// on a line, its time outside qosd.
 struct Part<'h> {
     dir: Direction,
     report: CategoryReport,
     delay: &'h LogHistogram,
+    outside: Option<&'h Waits>,
 }
 
 impl<'h> Part<'h> {
@@ -170,6 +250,7 @@ impl<'h> Part<'h> {
         secs: f64,
         rate: f64,
         delay: &'h LogHistogram,
+        outside: Option<&'h Waits>,
     ) -> Self {
         let bps = |bytes: u64| bytes as f64 * 8.0 / secs;
         Part {
@@ -181,10 +262,13 @@ impl<'h> Part<'h> {
                 dropped,
                 delay_p50_ms: ms(delay.quantile(0.5)),
                 delay_p99_ms: ms(delay.quantile(0.99)),
+                outside_p99_ms: outside.map(|w| ms(w.p99())),
+                outside_mean_ms: outside.map(|w| ms(w.mean())),
                 upload: None,
                 download: None,
             },
             delay,
+            outside,
         }
     }
 }
@@ -197,11 +281,15 @@ fn fold_directions<'h>(
 ) -> CategoryReport {
     let mut both = CategoryReport::default();
     let mut merged = LogHistogram::default();
+    let mut outside: Option<Waits> = None;
     for p in parts {
         both.offered_bps += p.report.offered_bps;
         both.delivered_bps += p.report.delivered_bps;
         both.dropped += p.report.dropped;
         merged.merge(p.delay);
+        if let Some(w) = p.outside {
+            outside.get_or_insert_with(Waits::default).merge(w);
+        }
         match p.dir {
             Direction::Upload => both.upload = Some(Box::new(p.report)),
             Direction::Download => both.download = Some(Box::new(p.report)),
@@ -210,6 +298,8 @@ fn fold_directions<'h>(
     both.share = both.delivered_bps / link_total.max(1.0);
     both.delay_p50_ms = ms(merged.quantile(0.5));
     both.delay_p99_ms = ms(merged.quantile(0.99));
+    both.outside_p99_ms = outside.as_ref().map(|w| ms(w.p99()));
+    both.outside_mean_ms = outside.as_ref().map(|w| ms(w.mean()));
     both
 }
 
@@ -230,7 +320,7 @@ pub(super) fn collect<Q: LinkQueue<Frame>>(
                 let c = engine.category_counters().get(i)?;
                 let counts = (c.arrived.bytes, c.sent.bytes, c.dropped_total().packets);
                 let link = cfg.link.rate(dir).bps() as f64;
-                Some(Part::new(dir, counts, secs, link, &c.delay_fine))
+                Some(Part::new(dir, counts, secs, link, &c.delay_fine, None))
             });
         out.insert(cat.name.clone(), fold_directions(parts, link_total));
     }
@@ -239,12 +329,14 @@ pub(super) fn collect<Q: LinkQueue<Frame>>(
 
 /// Collects the per-category results of one run from what it measured
 /// end to end; `link` is the rate each direction's share is of
-/// ([upload, download], bits per second).
+/// ([upload, download], bits per second); `line` when the run had an ISP
+/// line (and so a time outside qosd to report).
 pub(super) fn collect_tally(
     cfg: &Config,
     tally: &Tally,
     duration: Duration,
     link: [f64; 2],
+    line: bool,
 ) -> BTreeMap<String, CategoryReport> {
     let secs = duration.as_secs_f64().max(1e-9);
     let link_total = (link[0] + link[1]).max(1.0);
@@ -259,7 +351,8 @@ pub(super) fn collect_tally(
                 .filter_map(|((cats, dir), rate)| {
                     let c = cats.get(i)?;
                     let counts = (c.arrived_bytes, c.sent_bytes, c.dropped);
-                    Some(Part::new(dir, counts, secs, rate, &c.delay))
+                    let outside = line.then_some(&c.outside);
+                    Some(Part::new(dir, counts, secs, rate, &c.delay, outside))
                 });
         out.insert(cat.name.clone(), fold_directions(parts, link_total));
     }
@@ -291,10 +384,15 @@ pub(super) fn link_report(
     let mut r = SimReport::new(
         fixed,
         duration,
-        collect_tally(fixed, runs.qosd, duration, mean),
-        collect_tally(fixed, runs.fifo, duration, mean),
+        collect_tally(fixed, runs.qosd, duration, mean, true),
+        collect_tally(fixed, runs.fifo, duration, mean, true),
     );
-    r.autorate = Some(collect_tally(auto, runs.autorate, duration, mean));
+    r.autorate = Some(collect_tally(auto, runs.autorate, duration, mean, true));
+    r.outside = Some(OutsideReport {
+        qosd: OutsideRun::of(runs.qosd),
+        autorate: OutsideRun::of(runs.autorate),
+        fifo: OutsideRun::of(runs.fifo),
+    });
     r.link.fifo_buffer_ms = super::LINE_BUFFER.as_millis() as u64;
     let buffer = |d: Direction| {
         (u128::from(trace.peak(d).bytes_per_sec()) * super::LINE_BUFFER.as_nanos() / 1_000_000_000)
@@ -323,6 +421,7 @@ pub(super) fn link_report(
                     return PhaseRun::default();
                 };
                 let [up, down] = &pt.voice;
+                let [up_out, down_out] = &pt.outside;
                 let mut both = up.clone();
                 both.merge(down);
                 let used = |d: Direction| {
@@ -334,6 +433,10 @@ pub(super) fn link_report(
                     voice_download_p99_ms: ms(Direction::Download
                         .pick_ref(&pt.voice)
                         .quantile(0.99)),
+                    outside_upload_p99_ms: ms(up_out.p99()),
+                    outside_upload_mean_ms: ms(up_out.mean()),
+                    outside_download_p99_ms: ms(down_out.p99()),
+                    outside_download_mean_ms: ms(down_out.mean()),
                     upload_used: used(Direction::Upload),
                     download_used: used(Direction::Download),
                     upload_rate_bps: rates.map(|r| r[0]),
@@ -379,6 +482,7 @@ impl SimReport {
             autorate: None,
             fifo,
             phases: None,
+            outside: None,
             order: cfg.category.iter().map(|c| c.name.clone()).collect(),
         }
     }
@@ -586,7 +690,72 @@ impl SimReport {
             );
         }
         let _ = writeln!(s, "(p99: time in queues, qosd's and the line's, ms)");
+        self.outside_table(&mut s, auto);
         s
+    }
+
+    /// The time in the line's buffer, outside qosd (for download: the
+    /// ISP's buffer before qosd), per direction, all traffic and per
+    /// category, in each run.
+    fn outside_table(&self, s: &mut String, auto: &BTreeMap<String, CategoryReport>) {
+        let Some(o) = &self.outside else {
+            return;
+        };
+        let _ = writeln!(
+            s,
+            "\noutside qosd p99 (mean), ms: time in the line's buffer (download: the ISP's, before qosd)"
+        );
+        let _ = writeln!(
+            s,
+            "{:<10} | {:>25} | {:>25} | {:>25}",
+            "", "qosd, fixed rate", "qosd with autorate", "FIFO (line alone)"
+        );
+        let _ = writeln!(
+            s,
+            "{:<10} | {:>12} {:>12} | {:>12} {:>12} | {:>12} {:>12}",
+            "category", "up", "down", "up", "down", "up", "down"
+        );
+        let cell = |p99: f64, mean: f64| format!("{p99:.1} ({mean:.1})");
+        let run = |r: &OutsideRun| {
+            format!(
+                "{:>12} {:>12}",
+                cell(r.upload.p99_ms, r.upload.mean_ms),
+                cell(r.download.p99_ms, r.download.mean_ms)
+            )
+        };
+        let _ = writeln!(
+            s,
+            "{:<10} | {} | {} | {}",
+            "all",
+            run(&o.qosd),
+            run(&o.autorate),
+            run(&o.fifo)
+        );
+        let cat = |c: Option<&CategoryReport>| {
+            let dir = |d: Option<&CategoryReport>| match d {
+                Some(d) => cell(
+                    d.outside_p99_ms.unwrap_or(0.0),
+                    d.outside_mean_ms.unwrap_or(0.0),
+                ),
+                None => "-".to_string(),
+            };
+            let c = c?;
+            Some(format!(
+                "{:>12} {:>12}",
+                dir(c.upload.as_deref()),
+                dir(c.download.as_deref())
+            ))
+        };
+        for name in &self.order {
+            let (Some(q), Some(a), Some(f)) = (
+                cat(self.qosd.get(name)),
+                cat(auto.get(name)),
+                cat(self.fifo.get(name)),
+            ) else {
+                continue;
+            };
+            let _ = writeln!(s, "{:<10} | {q} | {a} | {f}", name);
+        }
     }
 }
 

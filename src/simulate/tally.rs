@@ -1,8 +1,10 @@
 //! What a run measured, end to end: per direction and category, the bytes
 //! offered and delivered, the drops (in qosd's queue or in the line's
-//! buffer) and the time each packet waited in queues (qosd's and the
-//! line's together); per phase of a capacity trace, the calls' delay, the
-//! bytes the line carried and the rate qosd shaped at.
+//! buffer), the time each packet waited in queues (qosd's and the line's
+//! together) and, apart, the part of it in the line's buffer (outside
+//! qosd, where qosd cannot manage it); per phase of a capacity trace, the
+//! calls' delay, the time outside qosd, the bytes the line carried and
+//! the rate qosd shaped at.
 
 use std::time::Duration;
 
@@ -22,6 +24,63 @@ pub(super) struct CatTally {
     pub(super) dropped: u64,
     /// Time in queues of each delivered packet.
     pub(super) delay: LogHistogram,
+    /// The part of it in the line's buffer (outside qosd).
+    pub(super) outside: Waits,
+}
+
+/// Waits of delivered packets: their distribution and their sum (for a
+/// mean, which the histogram alone cannot give exactly).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Waits {
+    /// The waits' distribution.
+    pub(super) hist: LogHistogram,
+    /// Their sum, nanoseconds.
+    pub(super) sum_ns: u128,
+}
+
+impl Waits {
+    /// One packet waited `ns` nanoseconds.
+    pub(super) fn record(&mut self, ns: u64) {
+        self.hist.record(ns);
+        self.sum_ns = self.sum_ns.saturating_add(u128::from(ns));
+    }
+
+    /// Adds `other`'s waits (to aggregate categories or directions).
+    pub(super) fn merge(&mut self, other: &Waits) {
+        self.hist.merge(&other.hist);
+        self.sum_ns = self.sum_ns.saturating_add(other.sum_ns);
+    }
+
+    /// The 99th percentile; `None` without samples.
+    pub(super) fn p99(&self) -> Option<Duration> {
+        self.hist.quantile(0.99)
+    }
+
+    /// The mean; `None` without samples.
+    pub(super) fn mean(&self) -> Option<Duration> {
+        let n = u128::from(self.hist.count());
+        let mean = self.sum_ns.checked_div(n)?;
+        Some(Duration::from_nanos(
+            u64::try_from(mean).unwrap_or(u64::MAX),
+        ))
+    }
+}
+
+/// A delivered packet, for [`Tally::sent`].
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Delivered {
+    /// What qosd classified it as.
+    pub(super) cat: CategoryId,
+    /// Its length.
+    pub(super) bytes: u64,
+    /// When it entered its first queue (the phase it counts in).
+    pub(super) entered: Instant,
+    /// Its time in queues, qosd's and the line's.
+    pub(super) waited: Duration,
+    /// The part of `waited` in the line's buffer (outside qosd).
+    pub(super) outside: Duration,
+    /// It is a call's.
+    pub(super) voice: bool,
 }
 
 /// One phase of a trace.
@@ -31,6 +90,9 @@ pub(super) struct PhaseTally {
     pub(super) line_bytes: [u64; 2],
     /// The calls' time in queues, per direction.
     pub(super) voice: [LogHistogram; 2],
+    /// Every packet's time in the line's buffer (outside qosd), per
+    /// direction.
+    pub(super) outside: [Waits; 2],
     /// Shaping rate times time, per direction (bit).
     pub(super) rate_bits: [f64; 2],
     /// Time the rate was recorded for.
@@ -87,26 +149,21 @@ impl Tally {
         }
     }
 
-    /// A packet of `cat`, `bytes` long, that entered the first queue at
-    /// `entered` and waited `waited` in queues, was delivered in `dir`;
-    /// `voice` when it is a call's.
-    pub(super) fn sent(
-        &mut self,
-        dir: Direction,
-        cat: CategoryId,
-        bytes: u64,
-        waited: Duration,
-        voice: Option<Instant>,
-    ) {
-        let ns = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
-        if let Some(c) = self.cat_mut(dir, cat) {
-            c.sent_bytes += bytes;
-            c.delay.record(ns);
+    /// A packet was delivered in `dir`: what it was (`d`) and how long it
+    /// waited.
+    pub(super) fn sent(&mut self, dir: Direction, d: Delivered) {
+        let ns = |w: Duration| u64::try_from(w.as_nanos()).unwrap_or(u64::MAX);
+        let (waited, outside) = (ns(d.waited), ns(d.outside));
+        if let Some(c) = self.cat_mut(dir, d.cat) {
+            c.sent_bytes += d.bytes;
+            c.delay.record(waited);
+            c.outside.record(outside);
         }
-        if let Some(entered) = voice
-            && let Some(p) = self.phase_mut(entered)
-        {
-            dir.pick_mut(&mut p.voice).record(ns);
+        if let Some(p) = self.phase_mut(d.entered) {
+            dir.pick_mut(&mut p.outside).record(outside);
+            if d.voice {
+                dir.pick_mut(&mut p.voice).record(waited);
+            }
         }
     }
 

@@ -3,7 +3,9 @@
 //! acknowledgement numbers in bytes, the timestamp option on every
 //! segment (RFC 7323: each host's own millisecond clock, TS.Recent echoed),
 //! a receiver that acknowledges every second segment (at once when one is
-//! out of order, after 40 ms when one is left), and a sender as Linux's
+//! out of order, after 40 ms when one is left; with [`AckPolicy::Stretch`],
+//! the simulator's default, now and then only after a stretch of 5 to 30,
+//! as real receivers' GRO and Wi-Fi aggregation do), and a sender as Linux's
 //! and Windows' default: CUBIC (RFC 9438) with HyStart++ (RFC 9406),
 //! backing off at most once per round trip, lost segments sent again
 //! under their sequence numbers.
@@ -125,8 +127,9 @@ pub(super) struct Conn {
 
 impl Conn {
     /// A connection of flow number `f` (seeds its sequence numbers), whose
-    /// sender's round trip is about `rtt` before it measures one.
-    pub(super) fn new(f: usize, hello_len: usize, rtt: Duration) -> Self {
+    /// sender's round trip is about `rtt` before it measures one, and
+    /// whose receiver acknowledges per `acks`.
+    pub(super) fn new(f: usize, hello_len: usize, rtt: Duration, acks: AckPolicy) -> Self {
         let seed = mix(f as u64 ^ 0x6973_6e00);
         Conn {
             ends: [
@@ -142,7 +145,7 @@ impl Conn {
             hello_len: hello_len as u32,
             handshake: Handshake::default(),
             sender: Sender::new(rtt),
-            receiver: Receiver::default(),
+            receiver: Receiver::new(acks),
         }
     }
 
@@ -415,10 +418,38 @@ impl Sender {
     }
 }
 
+/// How a receiver spaces its ACKs of segments that arrive in order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) enum AckPolicy {
+    /// One ACK per two segments (RFC 9293's delayed ACK).
+    #[default]
+    EverySecond,
+    /// Mostly one per two segments, but now and then one for a stretch of
+    /// [`STRETCH_MIN`]..=[`STRETCH_MAX`] (GRO/LRO coalescing, interrupt
+    /// moderation, Wi-Fi aggregation at the receiver): what real hosts
+    /// send, and what makes their senders send bursts at the server's own
+    /// rate, faster than the line drains them.
+    Stretch {
+        /// Seeds the choice of which ACKs stretch, and how far.
+        seed: u64,
+    },
+}
+
+/// One ACK in this many stretches, with [`AckPolicy::Stretch`].
+const STRETCH_ONE_IN: u64 = 6;
+/// The shortest stretch, in segments.
+pub(super) const STRETCH_MIN: u32 = 5;
+/// The longest.
+pub(super) const STRETCH_MAX: u32 = 30;
+
 /// The data receiver: cumulative acknowledgement over the segments
-/// received in order, one ACK per two segments.
+/// received in order, one ACK per two segments (or per stretch, with
+/// [`AckPolicy::Stretch`]).
 #[derive(Debug, Clone, Default)]
 pub(super) struct Receiver {
+    policy: AckPolicy,
+    /// In-order segments the next ACK waits for (2 but for a stretch).
+    every: u32,
     /// The next segment expected in order.
     rcv_next: u32,
     /// Segments received beyond a hole.
@@ -445,6 +476,32 @@ pub(super) struct AckInfo {
 }
 
 impl Receiver {
+    /// A receiver acknowledging per `policy`.
+    pub(super) fn new(policy: AckPolicy) -> Self {
+        let mut r = Receiver {
+            policy,
+            ..Receiver::default()
+        };
+        r.every = r.next_every();
+        r
+    }
+
+    /// How many in-order segments the ACK after the current one waits for.
+    fn next_every(&self) -> u32 {
+        match self.policy {
+            AckPolicy::EverySecond => 2,
+            AckPolicy::Stretch { seed } => {
+                let r = mix(seed ^ u64::from(self.acks));
+                if r.is_multiple_of(STRETCH_ONE_IN) {
+                    let span = u64::from(STRETCH_MAX - STRETCH_MIN + 1);
+                    STRETCH_MIN + ((r >> 32) % span) as u32
+                } else {
+                    2
+                }
+            }
+        }
+    }
+
     /// Transmission `tx` of segment `k` arrived: whether to acknowledge now
     /// (every second segment, and at once for one out of order, one that
     /// fills a hole, or a duplicate).
@@ -469,7 +526,7 @@ impl Receiver {
             return true;
         }
         self.unacked += 1;
-        self.unacked >= 2
+        self.unacked >= self.every.max(2)
     }
 
     /// Whether an ACK is owed.
@@ -486,6 +543,7 @@ impl Receiver {
     pub(super) fn ack(&mut self) -> AckInfo {
         self.acks = self.acks.wrapping_add(1);
         self.unacked = 0;
+        self.every = self.next_every();
         AckInfo {
             next: self.rcv_next,
             n: std::mem::take(&mut self.pending),
@@ -518,6 +576,36 @@ mod tests {
         // 2 again fills the hole.
         assert!(r.segment(2, 6));
         assert_eq!(r.ack().next, 5);
+    }
+
+    #[test]
+    fn stretch_receiver_mostly_acks_two_and_now_and_then_a_stretch() {
+        let run = || {
+            let mut r = Receiver::new(AckPolicy::Stretch { seed: 7 });
+            let mut spans = Vec::new();
+            let mut k = 0;
+            for _ in 0..600 {
+                let mut n = 0;
+                loop {
+                    n += 1;
+                    k += 1;
+                    if r.segment(k - 1, k) {
+                        break;
+                    }
+                }
+                assert_eq!(r.ack().n, n);
+                spans.push(n);
+            }
+            spans
+        };
+        let spans = run();
+        assert_eq!(spans, run(), "deterministic");
+        let two = spans.iter().filter(|&&n| n == 2).count();
+        let stretched = spans.iter().filter(|&&n| n >= STRETCH_MIN).count();
+        assert_eq!(two + stretched, spans.len(), "{spans:?}");
+        // One in STRETCH_ONE_IN, give or take.
+        assert!((60..=140).contains(&stretched), "{stretched}");
+        assert!(spans.iter().all(|&n| n <= STRETCH_MAX));
     }
 
     #[test]

@@ -515,7 +515,11 @@ fn autorate_follows_a_capacity_drop() {
     assert!(drop.autorate.download_used >= 0.6, "{all}");
     // ...and all of it again within 10 s of its return.
     assert!(recovered.autorate.upload_used >= 0.8, "{all}");
-    assert!(recovered.autorate.download_used >= 0.8, "{all}");
+    // Download 0.7, not 0.8: with stretch ACKs (issue 20) the senders'
+    // bursts queue at the ISP even at the full rate, autorate reads that as
+    // WAN delay and keeps the download rate lower (0.74-0.79 of the line
+    // in every phase, not only after the drop).
+    assert!(recovered.autorate.download_used >= 0.7, "{all}");
     assert!(recovered.autorate.voice_p99_ms < 15.0, "{all}");
 }
 
@@ -559,7 +563,24 @@ fn json_gains_autorate_and_phases_only_with_a_trace() {
     let trace = LinkTrace::parse("t.csv", "0,20 Mbit,50 Mbit,a\n2,6 Mbit,15 Mbit,b\n4\n").unwrap();
     let v = serde_json::to_value(run_link(&cfg, &trace, trace.length)).unwrap();
     let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(keys, ["autorate", "fifo", "link", "phases", "qosd"]);
+    // "outside" came after the others (issue 20): keys are only ever added.
+    assert_eq!(
+        keys,
+        ["autorate", "fifo", "link", "outside", "phases", "qosd"]
+    );
+    for run in ["qosd", "autorate", "fifo"] {
+        for d in ["upload", "download"] {
+            let w = &v["outside"][run][d];
+            assert!(w["p99_ms"].is_number() && w["mean_ms"].is_number(), "{w}");
+        }
+        let voice = &v[run]["voice"];
+        for k in ["outside_p99_ms", "outside_mean_ms"] {
+            assert!(voice[k].is_number(), "{run}.voice.{k}: {voice}");
+            assert!(voice["download"][k].is_number(), "{run}: {voice}");
+        }
+    }
+    // Without a line there is no outside to speak of.
+    assert!(plain["qosd"]["voice"].get("outside_p99_ms").is_none());
     // "autorate" has the shape of "qosd": the same categories, the same fields.
     let names =
         |run: &str| -> Vec<String> { v[run].as_object().unwrap().keys().cloned().collect() };
@@ -592,4 +613,136 @@ fn json_gains_autorate_and_phases_only_with_a_trace() {
         );
     }
     assert_eq!(phases[0]["qosd"]["download_rate_bps"], 46e6);
+    for k in [
+        "outside_upload_p99_ms",
+        "outside_upload_mean_ms",
+        "outside_download_p99_ms",
+        "outside_download_mean_ms",
+    ] {
+        assert!(phases[0]["qosd"][k].is_number(), "{k}");
+    }
+}
+
+// ---- the queue outside qosd ----
+
+/// `n` paced streams, each 1200-byte RTP packets every millisecond both
+/// ways (about 10 Mbit/s each): a load with no bursts of its own, so the
+/// only queue outside qosd is the one a line slower than the load makes.
+fn paced(n: u8) -> Vec<super::scenario::SimFlow> {
+    let mut flows = office();
+    let template = flows
+        .iter()
+        .find(|f| matches!(f.kind, super::scenario::Kind::Call { .. }))
+        .unwrap()
+        .clone();
+    flows.clear();
+    for i in 0..n {
+        let mut f = template.clone();
+        f.client = ([192, 168, 1, 70 + i], 30000 + 2 * u16::from(i));
+        f.server = ([198, 51, 100, 10 + i], 40000 + 2 * u16::from(i));
+        f.kind = super::scenario::Kind::Call {
+            interval: Duration::from_millis(1),
+            payload: 1200,
+            pt: 96,
+        };
+        flows.push(f);
+    }
+    flows
+}
+
+/// The report keeps the time in the line's buffer (outside qosd) apart:
+/// ~0 while the line is faster than the load, and most of the delay once
+/// it is slower than the load and than qosd's download rate, the queue
+/// forming at the ISP, before qosd.
+#[test]
+fn report_measures_the_download_queue_outside_qosd() {
+    let cfg = load_embedded().unwrap();
+    let trace = LinkTrace::parse(
+        "fall.csv",
+        "0, 20 Mbit, 50 Mbit, above\n2, 20 Mbit, 8 Mbit, below\n4\n",
+    )
+    .unwrap();
+    let fixed = fixed_config(&cfg, &trace);
+    let auto = autorate_config(&fixed, &trace);
+    let tally = on_line(
+        Sim::new(&fixed, |d| shaper(&fixed, d), paced(1)),
+        &fixed,
+        &trace,
+        trace.length,
+    );
+    let runs = report::Runs {
+        qosd: &tally,
+        autorate: &tally,
+        fifo: &tally,
+    };
+    let r = report::link_report(&fixed, &auto, &trace, trace.length, runs);
+    let phases = r.phases.as_ref().unwrap();
+    let (above, below) = (&phases[0].qosd, &phases[1].qosd);
+    // 1242-byte frames, 1 ms apart, at 50 Mbit: 0.2 ms on the wire, no wait.
+    assert!(above.outside_download_p99_ms < 0.1, "{above:?}");
+    // About 10 Mbit/s into 8: the ISP's buffer grows by 2 Mbit a second.
+    assert!(below.outside_download_p99_ms > 100.0, "{below:?}");
+    assert!(
+        below.outside_download_mean_ms > 20.0
+            && below.outside_download_mean_ms < below.outside_download_p99_ms,
+        "{below:?}"
+    );
+    // qosd's own queue stays empty (46 Mbit > 8): the delay is all outside.
+    let out = r.outside.as_ref().unwrap();
+    let streams = r
+        .qosd
+        .values()
+        .filter_map(|c| c.download.as_deref())
+        .find(|c| c.delivered_bps > 1e6)
+        .unwrap();
+    let outside = streams.outside_p99_ms.unwrap();
+    assert!(
+        (outside - streams.delay_p99_ms).abs() <= 0.05 * streams.delay_p99_ms,
+        "{streams:?}"
+    );
+    assert!(
+        (out.qosd.download.p99_ms - outside).abs() <= 0.05 * outside,
+        "{out:?}"
+    );
+    // Upload runs at 10 Mbit on a 20 Mbit line: nothing waits outside.
+    assert!(out.qosd.upload.p99_ms < 0.1, "{out:?}");
+    let table = r.to_table();
+    assert!(table.contains("outside qosd p99"), "{table}");
+}
+
+/// The issue's steady lab line in virtual time: 20/50 Mbit, qosd at
+/// 19/47, 30 ms base round trip, the office under load. Receivers' stretch
+/// ACKs make the senders burst faster than the line drains, so a queue
+/// forms at the ISP, outside qosd, though qosd shapes below the line's
+/// capacity; with an ACK per two segments it all but vanishes.
+#[test]
+fn stretch_acks_queue_at_the_isp_on_a_steady_line() {
+    let mut cfg = load_embedded().unwrap();
+    cfg.link.upload = Rate::from_bps(19_000_000);
+    cfg.link.download = Rate::from_bps(47_000_000);
+    let trace = LinkTrace::parse(
+        "steady.csv",
+        "0, 20 Mbit, 50 Mbit, warm-up\n3, 20 Mbit, 50 Mbit, steady\n7\n",
+    )
+    .unwrap();
+    let steady = |sim: Sim<Shaper<Frame>>| {
+        let t = on_line(sim, &cfg, &trace, trace.length);
+        let p = t.phases.get(1).unwrap();
+        let [_, down] = &p.outside;
+        let ms = |d: Option<Duration>| d.unwrap_or_default().as_secs_f64() * 1e3;
+        let used = p.line_bytes[1] as f64 * 8.0 / 4.0 / 50e6;
+        (ms(down.p99()), ms(down.mean()), used)
+    };
+    let (p99, mean, used) = steady(Sim::new(&cfg, |d| shaper(&cfg, d), office()));
+    let (p99_every2, _, _) =
+        steady(Sim::new(&cfg, |d| shaper(&cfg, d), office()).without_stretch_acks());
+    let all = format!(
+        "outside download p99 {p99:.1} ms, mean {mean:.1} ms, line used {used:.2}; \
+         an ACK per two segments: p99 {p99_every2:.1} ms"
+    );
+    // Measured: p99 12-20 ms per half second, about 15 over the phase.
+    assert!(p99 > 8.0, "{all}");
+    assert!(p99 > 2.0 * p99_every2, "{all}");
+    // The bursts cost no throughput: qosd still fills its 47 of the 50.
+    assert!(used > 0.85, "{all}");
 }
