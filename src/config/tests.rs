@@ -906,3 +906,31 @@ fn autorate_from_the_environment() {
     assert!(cfg.autorate.enabled);
     assert_eq!(cfg.autorate.download_min, Rate::from_bps(8_000_000));
 }
+
+#[test]
+fn the_isp_queue_guard_is_on_by_default_and_its_target_is_checked() {
+    let link = load(BASE).unwrap().link;
+    assert!(link.isp_queue_guard);
+    assert_eq!(link.isp_queue_target, std::time::Duration::from_millis(3));
+    let set = BASE.replacen(
+        "[link]",
+        "[link]\nisp_queue_guard = false\nisp_queue_target = \"8ms\"",
+        1,
+    );
+    let link = load(&set).unwrap().link;
+    assert!(!link.isp_queue_guard);
+    assert_eq!(link.isp_queue_target, std::time::Duration::from_millis(8));
+    for bad in ["\"0.5ms\"", "\"200ms\"", "\"soon\""] {
+        let text = BASE.replacen("[link]", &format!("[link]\nisp_queue_target = {bad}"), 1);
+        let errs = errors(&text);
+        assert!(
+            errs.iter().any(|e| e.key == "link.isp_queue_target"),
+            "{bad}: {errs:?}"
+        );
+    }
+    let errs = errors(&BASE.replacen("[link]", "[link]\nisp_queue_guard = \"maybe\"", 1));
+    assert!(
+        errs.iter().any(|e| e.key == "link.isp_queue_guard"),
+        "{errs:?}"
+    );
+}

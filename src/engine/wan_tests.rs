@@ -376,3 +376,76 @@ fn a_calls_rtcp_reports_give_round_trips_less_the_far_ends_hold() {
     );
     assert_eq!(count(&mut down, Source::Rtcp), 1);
 }
+
+/// A download from a server that stamps 1 ms timestamps: 1400-byte
+/// segments every ms for 3 s, the way down 15 ms long except from 2.0 s
+/// to 2.3 s, when a queue of up to 30 ms stands in the ISP's buffer; qosd
+/// forwards everything as it arrives but in that spell (its own queue
+/// grows too, as when the ISP's buffer drains into it). Gives, at 2.25 s
+/// and at the end: the guard's signals, the isp_queue drops and the
+/// download's throttle.
+fn isp_queue_episode(guard: bool) -> [(u64, u64, u32); 2] {
+    let text = crate::config::DEFAULT_CONFIG_TOML.replacen(
+        "[link]",
+        &format!("[link]\nisp_queue_guard = {guard}"),
+        1,
+    );
+    let cfg: Config = load_str(EMBEDDED_NAME, &text, &Env::None).unwrap();
+    let shared = Arc::new(Shared::new(&cfg));
+    let mut down: Engine = DirectionEngine::new(
+        Direction::Download,
+        shared,
+        Shaper::new(&ShaperConfig::from_config(&cfg, Direction::Download)),
+    );
+    let state = |down: &Engine| {
+        let drops: u64 = down
+            .category_counters()
+            .iter()
+            .map(|c| c.dropped_isp.packets)
+            .sum();
+        (
+            down.isp_queue_signals(),
+            drops,
+            down.queue().throttle_permille(),
+        )
+    };
+    let mut seen = [(0, 0, 0); 2];
+    for t in 0..3_000u64 {
+        let outside = match t {
+            2_000..2_300 => (t - 2_000).min(30),
+            _ => 0,
+        };
+        let d = seg(
+            false,
+            1 + t as u32 * 1400,
+            1,
+            ACK,
+            Some((777_000 + t as u32, 5)),
+            1400,
+        );
+        let now = ms(t + 15 + outside);
+        down.ingress(frame(&d), now);
+        if !(2_000..2_300).contains(&t) {
+            while down.dequeue(now).is_some() {}
+        }
+        down.drain_dropped(|_, _| {});
+        if t == 2_250 {
+            seen[0] = state(&down);
+        }
+    }
+    seen[1] = state(&down);
+    seen
+}
+
+#[test]
+fn a_queue_standing_in_the_isps_buffer_signals_the_download_and_throttles_it_while_it_stands() {
+    let [during, after] = isp_queue_episode(true);
+    assert!(during.0 >= 1, "{during:?}");
+    assert!(during.1 >= 1, "{during:?}");
+    assert_eq!(during.2, crate::wan::guard::THROTTLE_PERMILLE);
+    // Gone: the full rate again.
+    assert_eq!(after.2, 1000, "{after:?}");
+    // Switched off: the same spell goes unanswered.
+    let [during, after] = isp_queue_episode(false);
+    assert_eq!((during, after), ((0, 0, 1000), (0, 0, 1000)));
+}

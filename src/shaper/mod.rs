@@ -460,6 +460,12 @@ impl<P: ShapedPacket> Shaper<P> {
         None
     }
 
+    /// The share of its rate the link runs at, in thousandths
+    /// ([`LinkQueue::throttle`]).
+    pub fn throttle_permille(&self) -> u32 {
+        self.throttle
+    }
+
     /// The instant the link is free again after what it sent: no packet,
     /// whatever arrives meanwhile, can leave before it (it may be in the
     /// past: the link is free).

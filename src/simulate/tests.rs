@@ -720,6 +720,8 @@ fn stretch_acks_queue_at_the_isp_on_a_steady_line() {
     let mut cfg = load_embedded().unwrap();
     cfg.link.upload = Rate::from_bps(19_000_000);
     cfg.link.download = Rate::from_bps(47_000_000);
+    // The model, not the guard that answers it (the next test).
+    cfg.link.isp_queue_guard = false;
     let trace = LinkTrace::parse(
         "steady.csv",
         "0, 20 Mbit, 50 Mbit, warm-up\n3, 20 Mbit, 50 Mbit, steady\n7\n",
@@ -745,4 +747,37 @@ fn stretch_acks_queue_at_the_isp_on_a_steady_line() {
     assert!(p99 > 2.0 * p99_every2, "{all}");
     // The bursts cost no throughput: qosd still fills its 47 of the 50.
     assert!(used > 0.85, "{all}");
+}
+
+#[test]
+fn the_isp_queue_guard_shortens_the_download_queue_outside_qosd() {
+    let trace = LinkTrace::parse(
+        "steady.csv",
+        "0, 20 Mbit, 50 Mbit, warm-up\n3, 20 Mbit, 50 Mbit, steady\n9\n",
+    )
+    .unwrap();
+    let steady = |guard: bool| {
+        let mut cfg = load_embedded().unwrap();
+        cfg.link.upload = Rate::from_bps(19_000_000);
+        cfg.link.download = Rate::from_bps(47_000_000);
+        cfg.link.isp_queue_guard = guard;
+        let sim = Sim::new(&cfg, |d| shaper(&cfg, d), office());
+        let t = on_line(sim, &cfg, &trace, trace.length);
+        let p = t.phases.get(1).unwrap();
+        let [_, down] = &p.outside;
+        let ms = |d: Option<Duration>| d.unwrap_or_default().as_secs_f64() * 1e3;
+        let used = p.line_bytes[1] as f64 * 8.0 / 6.0 / 50e6;
+        (ms(down.p99()), ms(down.mean()), used)
+    };
+    let (p99, mean, used) = steady(true);
+    let (p99_off, mean_off, used_off) = steady(false);
+    let all = format!(
+        "outside download with the guard: p99 {p99:.1} ms, mean {mean:.1} ms, line used {used:.2}; \
+         without: p99 {p99_off:.1} ms, mean {mean_off:.1} ms, line used {used_off:.2}"
+    );
+    eprintln!("{all}");
+    assert!(mean < 0.7 * mean_off, "{all}");
+    assert!(p99 < p99_off, "{all}");
+    // The downloads keep 85 % of qosd's 47 Mbit/s (0.8 of the line).
+    assert!(used > 0.8, "{all}");
 }

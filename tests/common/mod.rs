@@ -98,15 +98,28 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// Builds the office with line rates `up`/`down` ("30mbit").
+    /// Builds the office with line rates `up`/`down` ("30mbit"), a 300 ms
+    /// buffer and no base round trip.
     pub fn up(prefix: &str, up: &str, down: &str) -> Lab {
+        Lab::up_with(prefix, up, down, 300, 0)
+    }
+
+    /// Builds the office with line rates `up`/`down`, a line buffer of
+    /// `buffer_ms` and a base round trip of `rtt_ms` between the gateway
+    /// and the server (`lab.sh up -r`; 0 for none).
+    pub fn up_with(prefix: &str, up: &str, down: &str, buffer_ms: u32, rtt_ms: u32) -> Lab {
         let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let lab = Lab {
             prefix: prefix.to_owned(),
             _serial: serial,
         };
+        let (buffer, rtt) = (buffer_ms.to_string(), rtt_ms.to_string());
+        let mut args = vec!["up", "-p", prefix, "-u", up, "-d", down, "-b", &buffer];
+        if rtt_ms > 0 {
+            args.extend(["-r", &rtt]);
+        }
         let out = Command::new(repo().join("deploy/lab/lab.sh"))
-            .args(["up", "-p", prefix, "-u", up, "-d", down, "-b", "300"])
+            .args(&args)
             .output()
             .expect("run lab.sh");
         assert!(

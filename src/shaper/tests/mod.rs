@@ -5,6 +5,7 @@
 // Tests index per-category arrays by category number on purpose.
 #![allow(clippy::needless_range_loop)]
 
+mod ingress;
 mod props;
 mod scenarios;
 
@@ -183,7 +184,7 @@ pub(super) struct Harness<Q> {
     pub enqueued: u64,
     pub delivered: u64,
     pub dropped: u64,
-    pub drops_by_reason: [u64; 3],
+    pub drops_by_reason: [u64; DropReason::ALL.len()],
     /// Delivery times, when recording (`record_deliveries`).
     pub deliveries: Vec<(u64, usize, usize)>,
     pub record_deliveries: bool,
@@ -204,7 +205,7 @@ impl<Q: LinkQueue<Pkt>> Harness<Q> {
             enqueued: 0,
             delivered: 0,
             dropped: 0,
-            drops_by_reason: [0; 3],
+            drops_by_reason: [0; DropReason::ALL.len()],
             deliveries: Vec::new(),
             record_deliveries: false,
             check_conservation: false,

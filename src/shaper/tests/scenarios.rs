@@ -583,7 +583,7 @@ fn a_flood_hits_the_memory_budget_and_only_the_flood_loses() {
     for thin in [1, 2, 4, 5] {
         assert_eq!(h.sources[thin].dropped, 0, "source {thin}");
     }
-    assert_eq!(h.drops_by_reason, [0, h.dropped, 0]);
+    assert_eq!(h.drops_by_reason, [0, h.dropped, 0, 0]);
     let c = h.q.counters();
     assert_eq!(
         c[0].dropped_overflow.packets + c[1].dropped_overflow.packets,
