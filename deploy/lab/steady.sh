@@ -7,6 +7,8 @@
 # same namespaces one after the other:
 #
 #   qosd     qosd at 19/47 Mbit/s (deploy/lab/qosd-lab.toml)
+#   noguard  the same without the ISP-queue guard (link.isp_queue_guard
+#            = false: qosd before issue 20)
 #   htb      the classic admin script (deploy/lab/htb.sh) at 19/47
 #   bridge   a plain kernel bridge (the ISP's buffer alone)
 #
@@ -16,10 +18,10 @@
 # delays are exact: the way down is the ISP's download queue plus qosd's),
 # and the TCP goodput each way. About a minute per gateway.
 #
-#   sudo deploy/lab/steady.sh [-t SECONDS] [-o OUTDIR] [-g "qosd htb bridge"]
+#   sudo deploy/lab/steady.sh [-t SECONDS] [-o OUTDIR] [-g "qosd noguard htb bridge"]
 set -euo pipefail
 
-SECS=35 OUT=steady-results SETUPS="qosd htb bridge"
+SECS=35 OUT=steady-results SETUPS="qosd noguard htb bridge"
 while getopts "t:o:g:" opt; do
   case $opt in
     t) SECS=$OPTARG ;;
@@ -64,16 +66,18 @@ x srv sh -c 'iperf3 -s -D -p 5201; iperf3 -s -D -p 5202; irtt server -b 198.18.0
 sleep 0.5
 for setup in $SETUPS; do
   case $setup in
-    qosd)
+    qosd|noguard)
+      guard=true; [ "$setup" = qosd ] || guard=false
       QOSD_LINK__UPLOAD="$UP_Q Mbit" QOSD_LINK__DOWNLOAD="$DOWN_Q Mbit" \
-        ip netns exec $P-gw "$QOSD" run --config "$HERE/qosd-lab.toml" 2> "$OUT/qosd.log" &
+        QOSD_LINK__ISP_QUEUE_GUARD=$guard \
+        ip netns exec $P-gw "$QOSD" run --config "$HERE/qosd-lab.toml" 2> "$OUT/$setup.log" &
       QOSD_PID=$!
-      for _ in $(seq 100); do grep -q running "$OUT/qosd.log" && break; sleep 0.1; done
-      scenario qosd
+      for _ in $(seq 100); do grep -q running "$OUT/$setup.log" && break; sleep 0.1; done
+      scenario "$setup"
       kill "$QOSD_PID"; wait "$QOSD_PID" 2>/dev/null || true; QOSD_PID='' ;;
     htb) "$LAB" bridge -p $P; htb_on; scenario htb; htb_off; "$LAB" unbridge -p $P ;;
     bridge) "$LAB" bridge -p $P; scenario bridge; "$LAB" unbridge -p $P ;;
-    *) echo "unknown gateway $setup (qosd, htb, bridge)"; exit 2 ;;
+    *) echo "unknown gateway $setup (qosd, noguard, htb, bridge)"; exit 2 ;;
   esac
 done
 "$LAB" down -p $P >/dev/null
