@@ -158,6 +158,22 @@ const FAMILIES: &[(&str, &str)] = &[
         "WAN round trip now as this direction's samples see it: the baseline plus the median queueing delay of the last interval.",
     ),
     (
+        "qosd_isp_queue_seconds",
+        "The queue standing in the ISP's download buffer, outside qosd, at the last download packet (0: none, or no flow with TCP timestamps to read it from).",
+    ),
+    (
+        "qosd_isp_queue_signals_total",
+        "Times the ISP-queue guard told every download flow with a standing queue in qosd to slow down (each drop is also in qosd_dropped_packets_total, reason isp_queue).",
+    ),
+    (
+        "qosd_isp_queue_throttled_seconds_total",
+        "Time the download ran at 3/4 of its rate while a queue stood in the ISP's buffer.",
+    ),
+    (
+        "qosd_isp_queue_gave_up_total",
+        "Queues in the ISP's buffer the guard left alone: the throttle did not halve them in 0.5 s, so they are not in front of qosd.",
+    ),
+    (
         "qosd_wan_delay_samples_total",
         "WAN round trips measured passively, by source (tcp_timestamp, tcp_handshake, tcp_ack, dns, rtcp).",
     ),
@@ -491,6 +507,17 @@ pub fn build(v: &MetricsView) -> Vec<MetricFamily> {
             &[("direction", d)],
             e.dscp_marked as f64,
         );
+        if *dir == Direction::Download {
+            let g = &e.isp_queue;
+            f.gauge("qosd_isp_queue_seconds", &[], g.standing_ns as f64 / 1e9);
+            f.counter("qosd_isp_queue_signals_total", &[], g.signals as f64);
+            f.counter(
+                "qosd_isp_queue_throttled_seconds_total",
+                &[],
+                g.throttled_ns as f64 / 1e9,
+            );
+            f.counter("qosd_isp_queue_gave_up_total", &[], g.gave_up as f64);
+        }
         for (kind, n) in Holder::KINDS.iter().zip(e.dpi_refusals) {
             f.counter(
                 "qosd_dpi_refusals_total",

@@ -131,6 +131,23 @@ pub struct EngineCounters {
     /// TCP payload bytes of the frames that arrived (what the far ends'
     /// acknowledgements count).
     pub tcp_payload_bytes: u64,
+    /// The ISP-queue guard (download): what it does and sees.
+    pub isp_queue: IspQueueCounters,
+}
+
+/// What the download's ISP-queue guard did ([`crate::wan::guard`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IspQueueCounters {
+    /// The queue standing in the ISP's download buffer at the last packet,
+    /// ns (0: none, or nothing to read it from).
+    pub standing_ns: u64,
+    /// Times the flows with a standing queue in qosd were signalled.
+    pub signals: u64,
+    /// Time the download ran throttled, ns, episodes in progress included
+    /// up to the last packet.
+    pub throttled_ns: u64,
+    /// Episodes whose queue did not drain under the throttle.
+    pub gave_up: u64,
 }
 
 fn decided_index(d: DecidedBy) -> usize {
@@ -164,8 +181,10 @@ pub struct DirectionEngine<Q> {
     /// The download's guard against a queue in the ISP's buffer (`None`
     /// upstream, or with `link.isp_queue_guard` off).
     guard: Option<IspGuard>,
-    /// The share of the link's rate the queue was last told to run at.
+    /// The share of the link's rate the queue was last told to run at,
+    /// and since when (while under 1000).
     throttle: u32,
+    throttled_at: Instant,
 }
 
 /// The pace of the ISP-queue guard's signals while the queue stands, at
@@ -226,12 +245,13 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
             link_rate: None,
             guard,
             throttle: 1000,
+            throttled_at: Instant::ZERO,
         }
     }
 
     /// Signals the ISP-queue guard sent since start (0 upstream).
     pub fn isp_queue_signals(&self) -> u64 {
-        self.guard.as_ref().map_or(0, IspGuard::signals)
+        self.counters.isp_queue.signals
     }
 
     /// The WAN-delay meter (the download direction's engine has it).
@@ -414,11 +434,24 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
         }
         self.queue.enqueue(frame, category, flow_hash, now);
         if let (Some(g), WanSide::Wan(m)) = (&mut self.guard, &self.wan) {
-            if g.poll(m.outside_queue(now), now) {
+            let standing = m.outside_queue(now);
+            let c = &mut self.counters.isp_queue;
+            c.standing_ns = standing.unwrap_or(0);
+            if g.poll(standing, now) {
                 self.queue.signal(now);
+                c.signals = g.signals();
+                c.gave_up = g.gave_up();
+            }
+            if self.throttle != 1000 {
+                c.throttled_ns += now.nanos_since(self.throttled_at);
+                self.throttled_at = now;
             }
             let share = g.rate_permille();
             if share != self.throttle {
+                if self.throttle == 1000 {
+                    self.throttled_at = now;
+                }
+                c.gave_up = g.gave_up();
                 self.throttle = share;
                 self.queue.throttle(share);
             }

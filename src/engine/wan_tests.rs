@@ -384,10 +384,10 @@ fn a_calls_rtcp_reports_give_round_trips_less_the_far_ends_hold() {
 /// grows too, as when the ISP's buffer drains into it). Gives, at 2.25 s
 /// and at the end: the guard's signals, the isp_queue drops and the
 /// download's throttle.
-fn isp_queue_episode(guard: bool) -> [(u64, u64, u32); 2] {
+fn isp_queue_episode(guard: bool) -> ([(u64, u64, u32); 2], super::IspQueueCounters) {
     let text = crate::config::DEFAULT_CONFIG_TOML.replacen(
-        "[link]",
-        &format!("[link]\nisp_queue_guard = {guard}"),
+        "isp_queue_guard = true",
+        &format!("isp_queue_guard = {guard}"),
         1,
     );
     let cfg: Config = load_str(EMBEDDED_NAME, &text, &Env::None).unwrap();
@@ -434,18 +434,30 @@ fn isp_queue_episode(guard: bool) -> [(u64, u64, u32); 2] {
         }
     }
     seen[1] = state(&down);
-    seen
+    (seen, down.counters().isp_queue)
 }
 
 #[test]
 fn a_queue_standing_in_the_isps_buffer_signals_the_download_and_throttles_it_while_it_stands() {
-    let [during, after] = isp_queue_episode(true);
+    let ([during, after], c) = isp_queue_episode(true);
     assert!(during.0 >= 1, "{during:?}");
     assert!(during.1 >= 1, "{during:?}");
     assert_eq!(during.2, crate::wan::guard::THROTTLE_PERMILLE);
     // Gone: the full rate again.
     assert_eq!(after.2, 1000, "{after:?}");
+    // What the metrics show: throttled for most of the 0.3 s spell (it
+    // stands from 3 ms on), no queue at the end, nothing given up.
+    assert!(
+        (200_000_000..=320_000_000).contains(&c.throttled_ns),
+        "{c:?}"
+    );
+    assert_eq!(
+        (c.standing_ns, c.gave_up, c.signals),
+        (0, 0, after.0),
+        "{c:?}"
+    );
     // Switched off: the same spell goes unanswered.
-    let [during, after] = isp_queue_episode(false);
+    let ([during, after], c) = isp_queue_episode(false);
     assert_eq!((during, after), ((0, 0, 1000), (0, 0, 1000)));
+    assert_eq!(c, super::IspQueueCounters::default());
 }
