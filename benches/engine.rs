@@ -79,7 +79,9 @@ type Engine = DirectionEngine<Shaper<Frame>>;
 /// The default configuration with links fast enough never to hold a
 /// packet back, and an engine per direction on one shared state.
 fn engines() -> (Engine, Engine) {
-    let mut cfg = load_str("bench", qosd::config::DEFAULT_CONFIG_TOML, &Env::None).unwrap();
+    // QOSD_* overrides apply (QOSD_LINK__ISP_QUEUE_GUARD=false: the
+    // download without the ISP-queue guard).
+    let mut cfg = load_str("bench", qosd::config::DEFAULT_CONFIG_TOML, &Env::Process).unwrap();
     cfg.link.upload = qosd::config::Rate::from_bps(400_000_000_000);
     cfg.link.download = qosd::config::Rate::from_bps(400_000_000_000);
     let shared = Arc::new(Shared::new(&cfg));
