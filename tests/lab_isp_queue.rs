@@ -18,8 +18,8 @@
 //! running a debug qosd, a Python delay line and both iperf3s, the
 //! endpoints add several ms of their own to some windows (BENCHMARKS.md,
 //! "Steady download"). Which windows a burst lands in, and how hard, varies
-//! from run to run as much as the guard changes it: in six runs the
-//! guard's worst window was better than the run without it four times
+//! from run to run as much as the guard changes it: in seven runs the
+//! guard's worst window was better than the run without it five times
 //! and worse twice. So what is gated is what holds on every run: the guard
 //! acts on the lab's real traffic (drops with reason isp_queue, its
 //! throttle engaged; none of either without it) and the downloads keep
