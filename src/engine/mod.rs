@@ -192,13 +192,9 @@ pub struct DirectionEngine<Q> {
 const GUARD_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The guard `cfg` asks for in `dir`, updating `guard` in place (an
-/// episode in progress keeps its pace). With autorate on, the guard stands
-/// aside: autorate's download controller acts on the same queue (its
-/// one-way samples) and owns the rate, and two controllers on one signal
-/// fight (`lab_autorate` with both: the call's p99 in the drop 19.9 and
-/// 24.3 ms over idle, against 14.1-16.1 ms in five runs before the guard).
+/// episode in progress keeps its pace).
 fn configure_guard(guard: &mut Option<IspGuard>, cfg: &Config, dir: Direction) {
-    if dir != Direction::Download || !cfg.link.isp_queue_guard || cfg.autorate.enabled {
+    if dir != Direction::Download || !cfg.link.isp_queue_guard {
         *guard = None;
         return;
     }
