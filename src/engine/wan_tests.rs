@@ -384,12 +384,21 @@ fn a_calls_rtcp_reports_give_round_trips_less_the_far_ends_hold() {
 /// grows too, as when the ISP's buffer drains into it). Gives, at 2.25 s
 /// and at the end: the guard's signals, the isp_queue drops and the
 /// download's throttle.
-fn isp_queue_episode(guard: bool) -> ([(u64, u64, u32); 2], super::IspQueueCounters) {
-    let text = crate::config::DEFAULT_CONFIG_TOML.replacen(
-        "isp_queue_guard = true",
-        &format!("isp_queue_guard = {guard}"),
-        1,
-    );
+fn isp_queue_episode(
+    guard: bool,
+    autorate: bool,
+) -> ([(u64, u64, u32); 2], super::IspQueueCounters) {
+    let text = crate::config::DEFAULT_CONFIG_TOML
+        .replacen(
+            "isp_queue_guard = true",
+            &format!("isp_queue_guard = {guard}"),
+            1,
+        )
+        .replacen(
+            "[autorate]\nenabled = false",
+            &format!("[autorate]\nenabled = {autorate}"),
+            1,
+        );
     let cfg: Config = load_str(EMBEDDED_NAME, &text, &Env::None).unwrap();
     let shared = Arc::new(Shared::new(&cfg));
     let mut down: Engine = DirectionEngine::new(
@@ -439,7 +448,10 @@ fn isp_queue_episode(guard: bool) -> ([(u64, u64, u32); 2], super::IspQueueCount
 
 #[test]
 fn a_queue_standing_in_the_isps_buffer_signals_the_download_and_throttles_it_while_it_stands() {
-    let ([during, after], c) = isp_queue_episode(true);
+    // Autorate on changes nothing here: the guard runs beside it.
+    let (with_autorate, _) = isp_queue_episode(true, true);
+    let ([during, after], c) = isp_queue_episode(true, false);
+    assert_eq!(with_autorate, [during, after]);
     assert!(during.0 >= 1, "{during:?}");
     assert!(during.1 >= 1, "{during:?}");
     assert_eq!(during.2, crate::wan::guard::THROTTLE_PERMILLE);
@@ -457,7 +469,7 @@ fn a_queue_standing_in_the_isps_buffer_signals_the_download_and_throttles_it_whi
         "{c:?}"
     );
     // Switched off: the same spell goes unanswered.
-    let ([during, after], c) = isp_queue_episode(false);
+    let ([during, after], c) = isp_queue_episode(false, false);
     assert_eq!((during, after), ((0, 0, 1000), (0, 0, 1000)));
     assert_eq!(c, super::IspQueueCounters::default());
 }
