@@ -1,5 +1,7 @@
 //! Cost of one packet through the shaper: one `dequeue` plus one
-//! `enqueue`, with 1, 100 and 10 000 flows holding packets, in steady state.
+//! `enqueue`, with 1, 100 and 10 000 flows holding packets, in steady state,
+//! all of one host; and 10 000 flows over 500 LAN hosts (host fairness:
+//! DRR between hosts, then between each host's flows).
 //!
 //! Closed loop: virtual time advances by exactly one packet's transmission
 //! time per iteration, so the link is always ready and every `dequeue`
@@ -26,6 +28,7 @@ struct Frame {
     len: u32,
     category: CategoryId,
     flow: u32,
+    host: u32,
 }
 
 impl ShapedPacket for Frame {
@@ -37,6 +40,9 @@ impl ShapedPacket for Frame {
     }
     fn mark_ce(&mut self) -> bool {
         false
+    }
+    fn host(&self) -> u32 {
+        self.host
     }
 }
 
@@ -89,8 +95,13 @@ fn bench_shaper(c: &mut Criterion) {
     let mut g = c.benchmark_group("shaper_enqueue_dequeue");
     g.throughput(Throughput::Elements(1));
     g.measurement_time(Duration::from_secs(5));
-    for flows in [1u32, 100, 10_000] {
-        g.bench_with_input(BenchmarkId::from_parameter(flows), &flows, |b, &flows| {
+    for (name, flows, hosts) in [
+        ("1", 1u32, 1u32),
+        ("100", 100, 1),
+        ("10000", 10_000, 1),
+        ("10000_flows_500_hosts", 10_000, 500),
+    ] {
+        g.bench_with_input(BenchmarkId::from_parameter(name), &flows, |b, &flows| {
             let mut s: Shaper<Frame> = Shaper::new(&config());
             let mut now = 0u64;
             for i in 0..flows {
@@ -99,6 +110,7 @@ fn bench_shaper(c: &mut Criterion) {
                     len: LEN,
                     category,
                     flow,
+                    host: (i % hosts).wrapping_mul(0x9E37_79B9),
                 };
                 s.enqueue(f, category, flow, Instant::ZERO);
             }
@@ -130,6 +142,7 @@ fn bench_shaper(c: &mut Criterion) {
                 len: LEN,
                 category,
                 flow,
+                host: 0,
             };
             f.enqueue(fr, category, flow, Instant::ZERO);
         }

@@ -13,7 +13,9 @@
 #   lab.sh plug [-p PREFIX] [offloads]  # put it back (same MACs and addresses);
 #                                 # "offloads": leave lan0's offloads on, as a new NIC has them
 #   lab.sh carrier [-p PREFIX] on|off   # the modem's port (ISP side of wan0) up/down
-#   lab.sh exec [-p PREFIX] NODE CMD...   # NODE: lan, gw, isp, srv
+#   lab.sh host2 [-p PREFIX]      # a second LAN computer, lan2, 198.18.0.11,
+#                                 # its own MAC on the same LAN segment
+#   lab.sh exec [-p PREFIX] NODE CMD...   # NODE: lan, lan2, gw, isp, srv
 #   lab.sh line [-p PREFIX] [-u UP_LINE] [-d DOWN_LINE] [-b BUFFER_MS]
 #                                 # change the ISP line's capacity live (LTE,
 #                                 # satellite, an evening on shared DSL);
@@ -24,6 +26,7 @@
 # ranges 198.18.0.0/15 and 2001:2::/48):
 #
 #   [P-lan] eth0 198.18.0.10        LAN host (phones, PCs)
+#      |    ([P-lan2] 198.18.0.11: a second computer, with host2)
 #      |
 #   [P-gw]  lan0 -- qosd (or a kernel bridge) -- wan0     the office gateway
 #      |
@@ -58,7 +61,7 @@ while getopts "p:u:d:b:r:" opt; do
 done
 shift $((OPTIND - 1))
 
-LAN=$PREFIX-lan GW=$PREFIX-gw ISP=$PREFIX-isp SRV=$PREFIX-srv
+LAN=$PREFIX-lan GW=$PREFIX-gw ISP=$PREFIX-isp SRV=$PREFIX-srv LAN2=$PREFIX-lan2
 in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
 quiet_offloads() { # ns dev
@@ -169,6 +172,23 @@ unplug() {
   in_ns "$GW" ip link del lan0
 }
 
+# A second computer on the office LAN: a macvlan of the LAN host's eth0
+# moved into its own namespace, so its frames reach qosd's lan0 with their
+# own MAC address over the same cable, as through a switch.
+host2() {
+  ip netns add "$LAN2"
+  in_ns "$LAN2" ip link set lo up
+  in_ns "$LAN2" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+  in_ns "$LAN" ip link add link eth0 name eth1 address 02:00:c6:12:00:0b type macvlan mode bridge
+  in_ns "$LAN" ip link set eth1 netns "$LAN2"
+  in_ns "$LAN2" ip link set eth1 name eth0
+  quiet_offloads "$LAN2" eth0
+  in_ns "$LAN2" ip link set eth0 up
+  in_ns "$LAN2" ip addr add 198.18.0.11/24 dev eth0
+  in_ns "$LAN2" ip addr add 2001:2::11/64 dev eth0 nodad
+  echo "lab $PREFIX host2: lan2 198.18.0.11 on the LAN"
+}
+
 carrier() { # on|off: the ISP side of wan0, as a modem rebooting
   case ${1:-} in
     on) in_ns "$ISP" ip link set ispa up ;;
@@ -190,7 +210,7 @@ bridge_off() {
 }
 
 down_quiet() {
-  for ns in "$LAN" "$GW" "$ISP" "$SRV"; do
+  for ns in "$LAN2" "$LAN" "$GW" "$ISP" "$SRV"; do
     if ip netns pids "$ns" >/dev/null 2>&1; then
       for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
       ip netns del "$ns" 2>/dev/null || true
@@ -205,10 +225,11 @@ case $cmd in
   down) down_quiet; echo "lab $PREFIX down" ;;
   unplug) unplug ;;
   plug) lan_link "${1:-}" ;;
+  host2) host2 ;;
   carrier) carrier "${1:-}" ;;
   line) line ;;
   exec)
-    node=${1:?node: lan, gw, isp or srv}; shift
+    node=${1:?node: lan, lan2, gw, isp or srv}; shift
     exec ip netns exec "$PREFIX-$node" "$@" ;;
   *) usage ;;
 esac

@@ -18,7 +18,8 @@ use std::sync::{Arc, LazyLock};
 
 pub use model::{
     Api, App, Autorate, Backend, Catalog, Category, CategoryId, Classify, Config, Daemon, Datapath,
-    Flows, Interfaces, Link, MAX_CATEGORIES, Match, Metrics, PerDirection, Rule,
+    Fairness, Flows, Interfaces, Link, MAX_CATEGORIES, Match, Metrics, PerDirection, Rule,
+    ShaperOptions,
 };
 pub use units::{Bandwidth, ByteSize, Direction, Dscp, HostPattern, PortRange, Protocol, Rate};
 pub use validate::{

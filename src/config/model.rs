@@ -104,6 +104,8 @@ pub struct Config {
     pub api: Api,
     /// Flow-table limits.
     pub flows: Flows,
+    /// `[shaper]`
+    pub shaper: ShaperOptions,
     /// Shaping at the rate the line delivers now.
     pub autorate: Autorate,
     /// Where this configuration was read from: the file's path, or
@@ -407,6 +409,26 @@ pub struct Api {
     /// without it the API is read-only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_file: Option<PathBuf>,
+}
+
+/// `[shaper]`: how a category's rate is shared inside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ShaperOptions {
+    /// Who shares: LAN hosts, then each host's flows, or flows alone.
+    pub fairness: Fairness,
+}
+
+/// Who shares a category's rate (`shaper.fairness`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Fairness {
+    /// LAN hosts (by MAC address and VLAN) share first, then each host's
+    /// flows: a computer with 16 connections gets what one with a single
+    /// connection gets.
+    #[default]
+    Host,
+    /// Every flow shares equally, whoever opened it (fq_codel's fairness).
+    Flow,
 }
 
 /// `[flows]`

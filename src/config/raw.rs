@@ -129,6 +129,7 @@ pub struct RawConfig {
     pub metrics: RawMetrics,
     pub api: RawApi,
     pub flows: RawFlows,
+    pub shaper: RawShaper,
     pub autorate: RawAutorate,
 }
 
@@ -302,6 +303,13 @@ pub struct RawFlows {
     pub tcp_idle_timeout: Option<Value>,
     pub udp_idle_timeout: Option<Value>,
     pub tcp_closed_timeout: Option<Value>,
+}
+
+/// `[shaper]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawShaper {
+    pub fairness: Option<Value>,
 }
 
 /// `[autorate]`

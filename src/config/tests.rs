@@ -318,6 +318,12 @@ fn validation_errors_name_key_and_problem() {
             "between 1s and 7 days",
         ),
         (
+            "unknown fairness",
+            "[shaper]\nfairness = \"person\"",
+            "shaper.fairness",
+            "unknown fairness \"person\"",
+        ),
+        (
             "max_flows range",
             "[flows]\nmax_flows = 1",
             "flows.max_flows",
@@ -521,6 +527,7 @@ fn environment_overrides() {
         ("QOSD_LINK__UPLOAD", "30 Mbit"),
         ("QOSD_INTERFACES__LAN", "eth7"),
         ("QOSD_FLOWS__MAX_FLOWS", "1000"),
+        ("QOSD_SHAPER__FAIRNESS", "flow"),
         ("QOSD_DEFAULT_CATEGORY", "voice"),
     ]
     .into_iter()
@@ -530,6 +537,7 @@ fn environment_overrides() {
     assert_eq!(cfg.link.upload.bps(), 30_000_000);
     assert_eq!(cfg.interfaces.lan, "eth7");
     assert_eq!(cfg.flows.max_flows, 1000);
+    assert_eq!(cfg.shaper.fairness, crate::config::Fairness::Flow);
     assert_eq!(cfg.default_category, "voice");
 
     // A bad override is reported at the key it overrides.
@@ -547,6 +555,7 @@ fn printed_config_reads_back_identically() {
     // Defaults appear in the printed form.
     assert!(printed.contains("codel_target = \"5ms\""));
     assert!(printed.contains("max = \"100%\""));
+    assert!(printed.contains("fairness = \"host\""));
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Frames in flight: owned buffers recycled through a pool, so the data path
 //! allocates only while the pool grows to its working size.
 
+use crate::config::Direction;
 use crate::packet::{IpVersion, rewrite};
 use crate::shaper::ShapedPacket;
 use crate::wan::Probe;
@@ -16,6 +17,8 @@ pub struct Frame {
     ip: Option<(u16, IpVersion)>,
     /// The WAN-delay probe it carries to its departure, if it is timed.
     pub(crate) probe: Option<Probe>,
+    /// Its LAN host's tag ([`host_tag`]), for host fairness.
+    pub(crate) host: u32,
 }
 
 impl Frame {
@@ -32,6 +35,7 @@ impl Frame {
             len: n as u32,
             ip: None,
             probe: None,
+            host: 0,
         }
     }
 
@@ -45,6 +49,7 @@ impl Frame {
             len: len as u32,
             ip: None,
             probe: None,
+            host: 0,
         }
     }
 
@@ -94,6 +99,33 @@ impl ShapedPacket for Frame {
             None => false,
         }
     }
+
+    #[inline]
+    fn host(&self) -> u32 {
+        self.host
+    }
+}
+
+/// The tag of the LAN host a frame travelling `dir` belongs to: its MAC
+/// address on the LAN side (the source of an upload, the destination of a
+/// download) and its VLAN, hashed. By MAC rather than IP, so that one
+/// computer's IPv4 and IPv6 (privacy) addresses count as one host; behind
+/// a LAN router every host is that router, which is all the gateway can
+/// tell apart.
+#[inline]
+pub fn host_tag(frame: &[u8], dir: Direction, vlan: Option<u16>) -> u32 {
+    let mac = match dir {
+        Direction::Upload => frame.get(6..12),
+        Direction::Download => frame.get(..6),
+    };
+    let mut key = [0u8; 8];
+    if let (Some(dst), Some(mac)) = (key.get_mut(..6), mac) {
+        dst.copy_from_slice(mac);
+    }
+    let key = u64::from_le_bytes(key) | u64::from(vlan.map_or(0, |v| v | 0x8000)) << 48;
+    // A multiply-xorshift mix: the shaper buckets the tag by its high bits.
+    let mixed = key.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (mixed >> 32) as u32 ^ mixed as u32
 }
 
 /// A free list of equally sized frame buffers.

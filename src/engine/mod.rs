@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use arc_swap::ArcSwap;
 
-use self::frame::Frame;
+use self::frame::{Frame, host_tag};
 use crate::classify::budget::{DpiBudget, Holder, Refusals};
 use crate::classify::dpi::dns::DnsCache;
 use crate::classify::{ClassCache, ClassTable, Classifier, DecidedBy, PacketCtx};
@@ -376,9 +376,10 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
     pub fn ingress(&mut self, mut frame: Frame, now: Instant) -> CategoryId {
         self.counters.arrived_bytes += frame.bytes().len() as u64;
         let mut probe = None;
-        let (category, flow_hash, ip) = {
+        let (category, flow_hash, ip, vlan) = {
             let pkt = PacketMeta::parse(frame.bytes());
-            match pkt.kind {
+            let vlan = pkt.vlan;
+            let (category, flow_hash, ip) = match pkt.kind {
                 FrameKind::NonIp { ether_type } => {
                     self.counters.non_ip_frames += 1;
                     (
@@ -421,9 +422,11 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
                         .unwrap_or(verdict.category);
                     (category, id as u32, Some((pkt.ip_offset, pkt.ip_version)))
                 }
-            }
+            };
+            (category, flow_hash, ip, vlan)
         };
         frame.probe = probe;
+        frame.host = host_tag(frame.bytes(), self.dir, vlan);
         if let Some((offset, version)) = ip {
             frame.set_ip(offset, version);
             if let Some(Some(dscp)) = self.marks.get(category.index())

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::config::{CategoryId, Config, Direction, MAX_CATEGORIES, Rate};
+use crate::config::{CategoryId, Config, Direction, Fairness, MAX_CATEGORIES, Rate};
 
 /// The least memory budget: enough for a few hundred full-size packets even
 /// on the slowest link.
@@ -97,6 +97,9 @@ pub struct ShaperConfig {
     /// to the link's rate as if sent. Without it, every drop would let
     /// the senders' share of the line grow by what was dropped.
     pub ingress: bool,
+    /// Who shares a category's rate: LAN hosts first, then each host's
+    /// flows ([`Fairness::Host`]), or flows alone ([`Fairness::Flow`]).
+    pub fairness: Fairness,
 }
 
 impl ShaperConfig {
@@ -117,6 +120,7 @@ impl ShaperConfig {
             fallback: CategoryId(0),
             categories,
             ingress: false,
+            fairness: Fairness::Host,
         }
     }
 
@@ -142,6 +146,7 @@ impl ShaperConfig {
         s.overhead = link.overhead.get(dir);
         s.fallback = cfg.default_category_id();
         s.ingress = dir == Direction::Download;
+        s.fairness = cfg.shaper.fairness;
         s
     }
 

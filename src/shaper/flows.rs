@@ -24,6 +24,9 @@ struct Slot<P> {
     next: u32,
     len: u32,
     flow: u32,
+    /// The packet's host tag (see [`FlowSet::enqueue`]), kept so a resize or
+    /// reconfiguration can put it back under its host.
+    host: u32,
     enqueued: u64,
 }
 
@@ -49,7 +52,7 @@ impl<P> Slab<P> {
     }
 
     #[inline]
-    fn insert(&mut self, pkt: P, len: u32, flow: u32, enqueued: u64) -> u32 {
+    fn insert(&mut self, pkt: P, len: u32, flow: u32, host: u32, enqueued: u64) -> u32 {
         let idx = self.free;
         if let Some(slot) = self.slots.get_mut(idx as usize) {
             self.free = slot.next;
@@ -58,6 +61,7 @@ impl<P> Slab<P> {
                 next: NIL,
                 len,
                 flow,
+                host,
                 enqueued,
             };
             idx
@@ -69,6 +73,7 @@ impl<P> Slab<P> {
                 next: NIL,
                 len,
                 flow,
+                host,
                 enqueued,
             });
             idx
@@ -108,11 +113,23 @@ impl<P> Slab<P> {
         self.slots.get(idx as usize).map_or(NIL, |s| s.next)
     }
 
-    fn meta(&self, idx: u32) -> Option<(u32, u32, u64)> {
-        self.slots
-            .get(idx as usize)
-            .map(|s| (s.len, s.flow, s.enqueued))
+    fn meta(&self, idx: u32) -> Option<SlotMeta> {
+        self.slots.get(idx as usize).map(|s| SlotMeta {
+            len: s.len,
+            flow: s.flow,
+            host: s.host,
+            enqueued: s.enqueued,
+        })
     }
+}
+
+/// What a slot holds besides its packet.
+#[derive(Debug, Clone, Copy)]
+struct SlotMeta {
+    len: u32,
+    flow: u32,
+    host: u32,
+    enqueued: u64,
 }
 
 /// Dropped packets waiting for the caller to take them back, so the daemon
@@ -158,6 +175,10 @@ struct FlowQueue {
     bytes: u64,
     deficit: i64,
     list: List,
+    /// The next old flow of the same host (an intrusive list).
+    next: u32,
+    /// The host entry it belongs to while active.
+    host: u32,
     codel: Codel,
 }
 
@@ -168,16 +189,61 @@ impl FlowQueue {
         bytes: 0,
         deficit: 0,
         list: List::None,
+        next: NIL,
+        host: 0,
         codel: Codel::ZERO,
     };
 }
 
-/// The flow queues of one category: fq_codel's scheduler (DRR between
-/// flows, new/sparse flows first) with CoDel on each flow.
+/// One LAN host's share of a category: a DRR turn between hosts, and the
+/// round robin of its own old (backlogged) flows.
+#[derive(Clone)]
+struct HostQueue {
+    /// The host's tag (a hash of its MAC address and VLAN).
+    tag: u32,
+    deficit: i64,
+    /// Flow queues attached to it (new or old).
+    flows: u32,
+    /// In the host round robin.
+    in_rr: bool,
+    old_head: u32,
+    old_tail: u32,
+}
+
+impl HostQueue {
+    const EMPTY: HostQueue = HostQueue {
+        tag: 0,
+        deficit: 0,
+        flows: 0,
+        in_rr: false,
+        old_head: NIL,
+        old_tail: NIL,
+    };
+
+    fn is_free(&self) -> bool {
+        self.flows == 0 && !self.in_rr
+    }
+}
+
+/// Ways of the set-associative host table: a host finds its own entry
+/// unless more than this many hosts of one set are active at once, and
+/// only then shares one.
+const HOST_WAYS: usize = 8;
+
+/// The flow queues of one category: fq_codel's scheduler (new/sparse flows
+/// first, CoDel on each flow) with its bulk round robin made two-level, as
+/// CAKE's host isolation intends but with exact DRR at both levels: old
+/// flows take turns within their host, hosts take turns by bytes. A new
+/// flow is still served ahead of every bulk flow, whoever's it is (a DNS
+/// query or a handshake must not wait for its host's turn); its bytes count
+/// against its host's deficit, so sparse flows buy no extra share. With a
+/// single host tag (`fairness = "flow"`), this is fq_codel exactly.
 pub(crate) struct FlowSet {
     flows: Vec<FlowQueue>,
+    hosts: Vec<HostQueue>,
     new_flows: VecDeque<u32>,
-    old_flows: VecDeque<u32>,
+    /// Hosts with old flows, in round-robin order.
+    active_hosts: VecDeque<u32>,
     quantum: i64,
     pub(crate) codel: CodelParams,
 }
@@ -241,12 +307,19 @@ fn pop_head<P>(
     Some(p)
 }
 
+/// Host entries for `flows` flow queues: as many, in whole sets.
+fn host_entries(flows: usize) -> usize {
+    flows.div_ceil(HOST_WAYS).max(1) * HOST_WAYS
+}
+
 impl FlowSet {
     pub(crate) fn new(n: usize, quantum: u32, codel: CodelParams) -> Self {
+        let h = host_entries(n);
         FlowSet {
             flows: vec![FlowQueue::EMPTY; n],
+            hosts: vec![HostQueue::EMPTY; h],
             new_flows: VecDeque::with_capacity(n),
-            old_flows: VecDeque::with_capacity(n),
+            active_hosts: VecDeque::with_capacity(h),
             quantum: i64::from(quantum),
             codel,
         }
@@ -256,16 +329,45 @@ impl FlowSet {
         self.quantum = i64::from(quantum);
     }
 
-    /// Stores a packet; the caller counts it.
+    /// Stores a packet of flow hash `flow` from the host tagged `host`; the
+    /// caller counts it.
     #[inline]
-    pub(crate) fn enqueue<P>(&mut self, slab: &mut Slab<P>, pkt: P, len: u32, flow: u32, now: u64) {
-        let slot = slab.insert(pkt, len, flow, now);
-        self.link(slab, slot, len, flow);
+    pub(crate) fn enqueue<P>(
+        &mut self,
+        slab: &mut Slab<P>,
+        pkt: P,
+        len: u32,
+        flow: u32,
+        host: u32,
+        now: u64,
+    ) {
+        let slot = slab.insert(pkt, len, flow, host, now);
+        self.link(slab, slot, len, flow, host);
+    }
+
+    /// The entry of the host tagged `tag`: its own if it has one, else a
+    /// free way of its set, else (a full set) the set's first way, shared.
+    fn host_entry(&mut self, tag: u32) -> u32 {
+        let sets = self.hosts.len() / HOST_WAYS;
+        let first = bucket(tag, sets) * HOST_WAYS;
+        let ways = self.hosts.get(first..first + HOST_WAYS).unwrap_or_default();
+        let own = ways.iter().position(|h| h.tag == tag && !h.is_free());
+        let idx = own
+            .or_else(|| ways.iter().position(HostQueue::is_free))
+            .unwrap_or(0);
+        let idx = first + idx;
+        if let Some(h) = self.hosts.get_mut(idx)
+            && h.is_free()
+        {
+            h.tag = tag;
+            h.deficit = 0;
+        }
+        idx as u32
     }
 
     /// Appends an already stored slot to its flow's queue.
     #[inline]
-    fn link<P>(&mut self, slab: &mut Slab<P>, slot: u32, len: u32, flow: u32) {
+    fn link<P>(&mut self, slab: &mut Slab<P>, slot: u32, len: u32, flow: u32, host: u32) {
         let fi = bucket(flow, self.flows.len());
         let Some(q) = self.flows.get_mut(fi) else {
             return;
@@ -282,12 +384,62 @@ impl FlowSet {
             // it is served before the flows with a standing queue.
             q.list = List::New;
             q.deficit = self.quantum;
+            let hi = self.host_entry(host);
+            if let Some(q) = self.flows.get_mut(fi) {
+                q.host = hi;
+            }
+            if let Some(h) = self.hosts.get_mut(hi as usize) {
+                h.flows += 1;
+            }
             self.new_flows.push_back(fi as u32);
         }
     }
 
-    /// The next packet of this category by DRR between its flows, CoDel
-    /// applied; `None` once every flow is empty.
+    /// Makes flow `fi` an old flow of its host, the host joining the round
+    /// robin if it was not in it.
+    fn make_old(&mut self, fi: u32) {
+        let Some(flow) = self.flows.get_mut(fi as usize) else {
+            return;
+        };
+        flow.list = List::Old;
+        flow.next = NIL;
+        let hi = flow.host;
+        let Some(host) = self.hosts.get_mut(hi as usize) else {
+            return;
+        };
+        let tail = host.old_tail;
+        host.old_tail = fi;
+        if tail == NIL {
+            host.old_head = fi;
+        }
+        if !host.in_rr {
+            host.in_rr = true;
+            // A host pays for what its new flows sent while it had no bulk
+            // turn, but saves up nothing.
+            host.deficit = host.deficit.min(0).saturating_add(self.quantum);
+            self.active_hosts.push_back(hi);
+        }
+        if tail != NIL
+            && let Some(t) = self.flows.get_mut(tail as usize)
+        {
+            t.next = fi;
+        }
+    }
+
+    /// Flow `fi` is empty and in no list any more.
+    fn detach(&mut self, fi: u32) {
+        let Some(flow) = self.flows.get_mut(fi as usize) else {
+            return;
+        };
+        flow.list = List::None;
+        if let Some(h) = self.hosts.get_mut(flow.host as usize) {
+            h.flows = h.flows.saturating_sub(1);
+        }
+    }
+
+    /// The next packet of this category, CoDel applied: new flows first,
+    /// then DRR between hosts and, within the host, between its flows;
+    /// `None` once every flow is empty.
     #[inline]
     pub(crate) fn dequeue<P: ShapedPacket>(
         &mut self,
@@ -297,54 +449,142 @@ impl FlowSet {
         dropped: &mut Dropped<P>,
     ) -> Option<Popped<P>> {
         loop {
-            let (fi, from_new) = match self.new_flows.front() {
-                Some(&f) => (f, true),
-                None => (*self.old_flows.front()?, false),
-            };
-            let quantum = self.quantum;
-            let flow = self.flows.get_mut(fi as usize)?;
-            if flow.deficit <= 0 {
-                flow.deficit = flow.deficit.saturating_add(quantum);
-                flow.list = List::Old;
-                if from_new {
-                    self.new_flows.pop_front();
-                } else {
-                    self.old_flows.pop_front();
+            if let Some(&fi) = self.new_flows.front() {
+                if let Some(p) = self.serve_new(fi, slab, now, ctr, dropped) {
+                    return Some(p);
                 }
-                self.old_flows.push_back(fi);
                 continue;
             }
-            let mut codel = flow.codel;
-            let mut ctx = FlowCtx {
-                flow,
-                slab,
-                ctr,
-                dropped,
-                now,
-            };
-            let out = codel.dequeue(&mut ctx, now, &self.codel);
-            ctx.flow.codel = codel;
-            if let Some(p) = &out {
-                ctx.flow.deficit = ctx.flow.deficit.saturating_sub(i64::from(p.len));
+            let &hi = self.active_hosts.front()?;
+            let quantum = self.quantum;
+            let host = self.hosts.get_mut(hi as usize)?;
+            let fi = host.old_head;
+            if fi == NIL {
+                host.in_rr = false;
+                self.active_hosts.pop_front();
+                continue;
             }
-            match out {
-                Some(p) => return Some(p),
-                None => {
-                    if from_new {
-                        self.new_flows.pop_front();
-                    } else {
-                        self.old_flows.pop_front();
-                    }
-                    // An emptied new flow goes behind the old ones once, so
-                    // a flow cannot stay "new" by emptying every round.
-                    let to_old = from_new && !self.old_flows.is_empty();
-                    if let Some(f) = self.flows.get_mut(fi as usize) {
-                        f.list = if to_old { List::Old } else { List::None };
-                    }
-                    if to_old {
-                        self.old_flows.push_back(fi);
+            if host.deficit <= 0 {
+                host.deficit = host.deficit.saturating_add(quantum);
+                self.active_hosts.pop_front();
+                self.active_hosts.push_back(hi);
+                continue;
+            }
+            let flow = self.flows.get_mut(fi as usize)?;
+            let next = flow.next;
+            if flow.deficit <= 0 {
+                flow.deficit = flow.deficit.saturating_add(quantum);
+                if next != NIL {
+                    // To the back of its host's round robin.
+                    let host = self.hosts.get_mut(hi as usize)?;
+                    host.old_head = next;
+                    let tail = host.old_tail;
+                    host.old_tail = fi;
+                    flow.next = NIL;
+                    if let Some(t) = self.flows.get_mut(tail as usize) {
+                        t.next = fi;
                     }
                 }
+                continue;
+            }
+            match self.codel_dequeue(fi, slab, now, ctr, dropped) {
+                Some(p) => {
+                    if let Some(host) = self.hosts.get_mut(hi as usize) {
+                        host.deficit = host.deficit.saturating_sub(i64::from(p.len));
+                    }
+                    return Some(p);
+                }
+                None => {
+                    let host = self.hosts.get_mut(hi as usize)?;
+                    host.old_head = next;
+                    if next == NIL {
+                        host.old_tail = NIL;
+                    }
+                    self.detach(fi);
+                }
+            }
+        }
+    }
+
+    /// One step for the new flow `fi` at the head of the new list: its
+    /// packet, or `None` when it moved on (deficit spent or empty).
+    #[inline]
+    fn serve_new<P: ShapedPacket>(
+        &mut self,
+        fi: u32,
+        slab: &mut Slab<P>,
+        now: u64,
+        ctr: &mut CategoryCounters,
+        dropped: &mut Dropped<P>,
+    ) -> Option<Popped<P>> {
+        let quantum = self.quantum;
+        let flow = self.flows.get_mut(fi as usize)?;
+        if flow.deficit <= 0 {
+            flow.deficit = flow.deficit.saturating_add(quantum);
+            self.new_flows.pop_front();
+            self.make_old(fi);
+            return None;
+        }
+        let host = flow.host;
+        match self.codel_dequeue(fi, slab, now, ctr, dropped) {
+            Some(p) => {
+                if let Some(h) = self.hosts.get_mut(host as usize) {
+                    h.deficit = h.deficit.saturating_sub(i64::from(p.len));
+                }
+                Some(p)
+            }
+            None => {
+                self.new_flows.pop_front();
+                // An emptied new flow goes behind the old ones once, so a
+                // flow cannot stay "new" by emptying every round.
+                if self.active_hosts.is_empty() {
+                    self.detach(fi);
+                } else {
+                    self.make_old(fi);
+                }
+                None
+            }
+        }
+    }
+
+    /// CoDel's dequeue on flow `fi`, its deficit charged.
+    #[inline]
+    fn codel_dequeue<P: ShapedPacket>(
+        &mut self,
+        fi: u32,
+        slab: &mut Slab<P>,
+        now: u64,
+        ctr: &mut CategoryCounters,
+        dropped: &mut Dropped<P>,
+    ) -> Option<Popped<P>> {
+        let flow = self.flows.get_mut(fi as usize)?;
+        let mut codel = flow.codel;
+        let mut ctx = FlowCtx {
+            flow,
+            slab,
+            ctr,
+            dropped,
+            now,
+        };
+        let out = codel.dequeue(&mut ctx, now, &self.codel);
+        ctx.flow.codel = codel;
+        if let Some(p) = &out {
+            ctx.flow.deficit = ctx.flow.deficit.saturating_sub(i64::from(p.len));
+        }
+        out
+    }
+
+    /// Calls `f` with every active flow queue (new, then each host's old
+    /// ones): walks the lists, not the table.
+    fn for_each_active(&self, mut f: impl FnMut(usize)) {
+        for &fi in &self.new_flows {
+            f(fi as usize);
+        }
+        for &hi in &self.active_hosts {
+            let mut fi = self.hosts.get(hi as usize).map_or(NIL, |h| h.old_head);
+            while let Some(flow) = self.flows.get(fi as usize) {
+                f(fi as usize);
+                fi = flow.next;
             }
         }
     }
@@ -352,12 +592,12 @@ impl FlowSet {
     /// The flow holding the most bytes, with that number.
     pub(crate) fn fattest(&self) -> Option<(usize, u64)> {
         let mut best: Option<(usize, u64)> = None;
-        for &fi in self.new_flows.iter().chain(self.old_flows.iter()) {
-            let bytes = self.flows.get(fi as usize).map_or(0, |f| f.bytes);
+        self.for_each_active(|fi| {
+            let bytes = self.flows.get(fi).map_or(0, |f| f.bytes);
             if bytes > best.map_or(0, |b| b.1) {
-                best = Some((fi as usize, bytes));
+                best = Some((fi, bytes));
             }
-        }
+        });
         best
     }
 
@@ -376,12 +616,9 @@ impl FlowSet {
         reason: DropReason,
     ) -> Option<PacketBytes> {
         let mut gone: Option<PacketBytes> = None;
-        for &fi in self.new_flows.iter().chain(self.old_flows.iter()) {
-            let Some(flow) = self.flows.get_mut(fi as usize) else {
-                continue;
-            };
+        let mut told = |flow: &mut FlowQueue| {
             if flow.bytes <= floor {
-                continue;
+                return;
             }
             let told = gone.get_or_insert_with(PacketBytes::default);
             if ecn
@@ -390,12 +627,34 @@ impl FlowSet {
                 && head.mark_ce()
             {
                 ctr.ecn_marked = ctr.ecn_marked.wrapping_add(1);
-                continue;
+                return;
             }
             if let Some(p) = pop_head(flow, slab, ctr) {
                 ctr.count_drop(reason, u64::from(p.len));
                 told.add(u64::from(p.len));
                 dropped.push(p.pkt, reason);
+            }
+        };
+        // Only the lists change the set of active flows, and this does not
+        // touch them: walk them by index.
+        for i in 0..self.new_flows.len() {
+            if let Some(flow) = self
+                .new_flows
+                .get(i)
+                .and_then(|&fi| self.flows.get_mut(fi as usize))
+            {
+                told(flow);
+            }
+        }
+        for i in 0..self.active_hosts.len() {
+            let mut fi = self
+                .active_hosts
+                .get(i)
+                .and_then(|&hi| self.hosts.get(hi as usize))
+                .map_or(NIL, |h| h.old_head);
+            while let Some(flow) = self.flows.get_mut(fi as usize) {
+                told(flow);
+                fi = flow.next;
             }
         }
         gone
@@ -429,7 +688,7 @@ impl FlowSet {
     }
 
     /// Empties every flow queue, appending its slots (in queue order) to
-    /// `out`; packets stay in the slab. Flow state is reset.
+    /// `out`; packets stay in the slab. Flow and host state is reset.
     pub(crate) fn unlink_all<P>(&mut self, slab: &Slab<P>, out: &mut Vec<u32>) {
         for flow in &mut self.flows {
             let mut idx = flow.head;
@@ -439,19 +698,20 @@ impl FlowSet {
             }
             *flow = FlowQueue::EMPTY;
         }
+        self.hosts.fill(HostQueue::EMPTY);
         self.new_flows.clear();
-        self.old_flows.clear();
+        self.active_hosts.clear();
     }
 
     /// Puts slots (from [`FlowSet::unlink_all`], possibly of several
     /// categories) back into this set's queues, oldest first so each queue
     /// stays in arrival order.
     pub(crate) fn relink<P>(&mut self, slab: &mut Slab<P>, slots: &mut [u32]) {
-        slots.sort_by_key(|&s| slab.meta(s).map_or(0, |m| m.2));
+        slots.sort_by_key(|&s| slab.meta(s).map_or(0, |m| m.enqueued));
         for &s in slots.iter() {
-            if let Some((len, flow, _)) = slab.meta(s) {
+            if let Some(m) = slab.meta(s) {
                 slab.set_next(s, NIL);
-                self.link(slab, s, len, flow);
+                self.link(slab, s, m.len, m.flow, m.host);
             }
         }
     }
@@ -464,8 +724,9 @@ impl FlowSet {
         let mut slots = Vec::new();
         self.unlink_all(slab, &mut slots);
         self.flows = vec![FlowQueue::EMPTY; n];
+        self.hosts = vec![HostQueue::EMPTY; host_entries(n)];
         self.new_flows = VecDeque::with_capacity(n);
-        self.old_flows = VecDeque::with_capacity(n);
+        self.active_hosts = VecDeque::with_capacity(self.hosts.len());
         self.relink(slab, &mut slots);
     }
 
@@ -474,7 +735,7 @@ impl FlowSet {
         slots
             .iter()
             .filter_map(|&s| slab.meta(s))
-            .map(|m| u64::from(m.0))
+            .map(|m| u64::from(m.len))
             .sum()
     }
 }

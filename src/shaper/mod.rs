@@ -25,6 +25,7 @@ mod tests;
 
 use std::time::Duration;
 
+pub use crate::config::Fairness;
 use crate::config::{CategoryId, Rate};
 use crate::time::Instant;
 
@@ -56,6 +57,13 @@ pub trait ShapedPacket {
     /// Sets the ECN field to CE (fixing checksums as needed); false if the
     /// packet could not be marked, in which case CoDel drops it instead.
     fn mark_ce(&mut self) -> bool;
+    /// The LAN host the packet belongs to, as a tag (a hash of its MAC
+    /// address and VLAN): within a category, hosts share first, then each
+    /// host's flows ([`Fairness::Host`]). The default, one host for every
+    /// packet, shares between flows only.
+    fn host(&self) -> u32 {
+        0
+    }
 }
 
 /// Why a packet was dropped.
@@ -516,6 +524,10 @@ impl<P: ShapedPacket> LinkQueue<P> for Shaper<P> {
             self.cfg.fallback.index()
         };
         let len = u32::try_from(pkt.len()).unwrap_or(u32::MAX);
+        let host = match self.cfg.fairness {
+            Fairness::Host => pkt.host(),
+            Fairness::Flow => 0,
+        };
         self.clock = self.clock.max(now);
         let (Some(class), Some(ctr)) = (self.classes.get_mut(ci), self.counters.get_mut(ci)) else {
             // Unreachable: normalisation keeps the fallback in range.
@@ -523,7 +535,7 @@ impl<P: ShapedPacket> LinkQueue<P> for Shaper<P> {
         };
         class
             .fq
-            .enqueue(&mut self.slab, pkt, len, flow, now.as_nanos());
+            .enqueue(&mut self.slab, pkt, len, flow, host, now.as_nanos());
         ctr.arrived.add(u64::from(len));
         ctr.backlog.add(u64::from(len));
         self.queued.add(u64::from(len));

@@ -195,10 +195,22 @@ impl Lab {
     /// An iperf3 client on the LAN to the server's `port` for `secs`
     /// seconds, with `extra` arguments (`-P 4`, `-R`, `-J`...).
     pub fn iperf_client(&self, port: u16, secs: u32, extra: &[&str]) -> Child {
+        self.iperf_client_on("lan", port, secs, extra)
+    }
+
+    /// [`Lab::iperf_client`] on LAN computer `node` ("lan", or "lan2" once
+    /// [`Lab::host2`] added it).
+    pub fn iperf_client_on(&self, node: &str, port: u16, secs: u32, extra: &[&str]) -> Child {
         let (port, secs) = (port.to_string(), secs.to_string());
         let mut args = vec!["iperf3", "-c", "198.18.0.20", "-p", &port, "-t", &secs];
         args.extend_from_slice(extra);
-        self.spawn("lan", &args)
+        self.spawn(node, &args)
+    }
+
+    /// Adds a second computer to the office LAN: node "lan2", 198.18.0.11,
+    /// with a MAC address of its own (`lab.sh host2`).
+    pub fn host2(&self) {
+        self.lab_sh(&["host2"]);
     }
 
     /// Bridges lan0 and wan0 with the kernel ("without qosd").

@@ -1,9 +1,10 @@
-//! `[flows]`: the flow table's size and its idle timeouts.
+//! `[flows]`: the flow table's size and its idle timeouts; `[shaper]`: who
+//! shares a category.
 
 use std::time::Duration;
 
-use super::super::model::Flows;
-use super::super::raw::RawFlows;
+use super::super::model::{Fairness, Flows, ShaperOptions};
+use super::super::raw::{RawFlows, RawShaper};
 use super::Problems;
 use super::values::{int_in_range, parse_timeout};
 
@@ -33,6 +34,23 @@ pub(super) fn flows(raw: &RawFlows, p: &mut Problems) -> Flows {
             &raw.tcp_closed_timeout,
             closed,
             parse_timeout,
+        ),
+    }
+}
+
+pub(super) fn shaper(raw: &RawShaper, p: &mut Problems) -> ShaperOptions {
+    ShaperOptions {
+        fairness: p.optional(
+            "shaper.fairness",
+            &raw.fairness,
+            Fairness::Host,
+            |s| match s.trim().to_ascii_lowercase().as_str() {
+                "host" => Ok(Fairness::Host),
+                "flow" => Ok(Fairness::Flow),
+                _ => Err(format!(
+                    "unknown fairness \"{s}\" (use \"host\": hosts share, then their flows; or \"flow\")"
+                )),
+            },
         ),
     }
 }

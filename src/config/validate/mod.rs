@@ -53,6 +53,7 @@ pub(super) fn validate(raw: &RawConfig, file: &str, problems: &mut Problems) -> 
     let metrics = daemon::metrics(&raw.metrics, p);
     let api = daemon::api(&raw.api, &base_dir, p);
     let flows = flows::flows(&raw.flows, p);
+    let shaper = flows::shaper(&raw.shaper, p);
     let autorate = autorate::autorate(&raw.autorate, rates.link().as_ref(), p);
 
     let (Some(link), Some(default_category)) = (rates.link(), default_category) else {
@@ -73,6 +74,7 @@ pub(super) fn validate(raw: &RawConfig, file: &str, problems: &mut Problems) -> 
         metrics,
         api,
         flows,
+        shaper,
         autorate,
         source: file.to_owned(),
         catalog: Default::default(),

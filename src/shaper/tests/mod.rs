@@ -5,6 +5,7 @@
 // Tests index per-category arrays by category number on purpose.
 #![allow(clippy::needless_range_loop)]
 
+mod hosts;
 mod ingress;
 mod props;
 mod scenarios;
@@ -26,6 +27,8 @@ pub(super) struct Pkt {
     pub enq: u64,
     pub ect: bool,
     pub ce: bool,
+    /// Its LAN host's tag ([`ShapedPacket::host`]).
+    pub host: u32,
 }
 
 impl Pkt {
@@ -38,6 +41,7 @@ impl Pkt {
             enq: 0,
             ect: false,
             ce: false,
+            host: 0,
         }
     }
 }
@@ -54,6 +58,9 @@ impl ShapedPacket for Pkt {
             self.ce = true;
         }
         self.ect
+    }
+    fn host(&self) -> u32 {
+        self.host
     }
 }
 
@@ -113,6 +120,8 @@ pub(super) enum Kind {
 pub(super) struct Source {
     pub cat: CategoryId,
     pub flow: u32,
+    /// The LAN host it runs on.
+    pub host: u32,
     pub len: usize,
     pub ect: bool,
     pub kind: Kind,
@@ -130,6 +139,7 @@ impl Source {
         Source {
             cat: CategoryId(cat),
             flow,
+            host: 0,
             len,
             ect: false,
             kind,
@@ -157,6 +167,11 @@ impl Source {
     }
     pub fn tcp(cat: u8, flow: u32, rtt: u64) -> Self {
         Self::new(cat, flow, 1500, Kind::Tcp(Tcp::new(rtt)))
+    }
+    /// The same source on LAN host `host`.
+    pub fn on_host(mut self, host: u32) -> Self {
+        self.host = host;
+        self
     }
     pub fn with_ect(mut self) -> Self {
         self.ect = true;
@@ -226,6 +241,7 @@ impl<Q: LinkQueue<Pkt>> Harness<Q> {
             enq: self.now,
             ect: s.ect,
             ce: false,
+            host: s.host,
         };
         self.next_id += 1;
         s.queued += 1;

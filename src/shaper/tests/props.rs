@@ -223,7 +223,8 @@ proptest! {
             ck.key_of.insert(id, (ci, flow));
             ck.order.entry((ci, flow)).or_default().push_back(id);
             s.enqueue(
-                Pkt { id, len, src: 0, enq: now, ect, ce: false },
+                // A flow's host never changes; a few hosts share the flows.
+                Pkt { id, len, src: 0, enq: now, ect, ce: false, host: flow % 3 },
                 CategoryId(cat),
                 flow,
                 Instant::from_nanos(now),

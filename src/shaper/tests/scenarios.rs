@@ -211,6 +211,7 @@ fn a_late_caller_still_gets_the_rate() {
                         enq: now,
                         ect: false,
                         ce: false,
+                        host: 0,
                     },
                     CategoryId(0),
                     1,
