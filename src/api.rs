@@ -103,11 +103,12 @@ pub fn api_routes() -> Router<ApiState> {
             put(put_category).get(get_category),
         )
         .route("/api/v1/flows", get(flows))
+        .route("/api/v1/hosts", get(hosts))
         .route("/api/v1/reload", post(reload))
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
-                "no such endpoint (see /api/v1/status, /api/v1/categories, /api/v1/flows)",
+                "no such endpoint (see /api/v1/status, /api/v1/categories, /api/v1/flows, /api/v1/hosts)",
                 Vec::new(),
             )
         })
@@ -519,22 +520,48 @@ async fn reload(State(st): State<ApiState>, headers: HeaderMap) -> Response {
 }
 
 async fn flows(State(st): State<ApiState>, Query(q): Query<HashMap<String, String>>) -> Response {
-    let top = match q.get("top").map(|t| t.parse::<usize>()) {
-        None => 20,
-        Some(Ok(n)) if (1..=10_000).contains(&n) => n,
-        Some(_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "top must be a number from 1 to 10000",
-                Vec::new(),
-            );
-        }
+    let top = match top_param(&q) {
+        Ok(n) => n,
+        Err(refusal) => return *refusal,
     };
     let c = Arc::clone(&st.control);
     let list = tokio::task::spawn_blocking(move || top_flows(c.shared(), top))
         .await
         .unwrap_or_default();
     axum::Json(list).into_response()
+}
+
+/// `GET /api/v1/hosts?top=N`: the LAN computers with the most traffic now
+/// (default 20): MAC, addresses, rates each way overall and per category,
+/// bytes, flows and their busiest apps.
+async fn hosts(State(st): State<ApiState>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let top = match top_param(&q) {
+        Ok(n) => n,
+        Err(refusal) => return *refusal,
+    };
+    let c = Arc::clone(&st.control);
+    let list = tokio::task::spawn_blocking(move || {
+        let mut hosts = c.telemetry().hosts(crate::telemetry::now());
+        hosts.truncate(top);
+        crate::telemetry::hosts::count_flows(c.shared(), &mut hosts);
+        hosts
+    })
+    .await
+    .unwrap_or_default();
+    axum::Json(list).into_response()
+}
+
+/// The `top` query parameter: 20 when absent, else 1 to 10 000.
+fn top_param(q: &HashMap<String, String>) -> Result<usize, Box<Response>> {
+    match q.get("top").map(|t| t.parse::<usize>()) {
+        None => Ok(20),
+        Some(Ok(n)) if (1..=10_000).contains(&n) => Ok(n),
+        Some(_) => Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "top must be a number from 1 to 10000",
+            Vec::new(),
+        ))),
+    }
 }
 
 /// A flow in the API: the fields of `qosd classify --json`, plus the host

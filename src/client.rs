@@ -228,6 +228,42 @@ pub fn render_flows(flows: &Value) -> String {
     s
 }
 
+/// The hosts panel of `qosd top`: the busiest LAN computers.
+pub fn render_hosts(hosts: &Value) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<17} {:<34} {:>9} {:>9} {:>6}  top apps",
+        "host (MAC)", "addresses", "up Mbit/s", "down", "flows"
+    );
+    for h in hosts.as_array().map(Vec::as_slice).unwrap_or_default() {
+        let list = |key: &str, field: Option<&str>| -> String {
+            h[key]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|v| match field {
+                    Some(f) => v[f].as_str(),
+                    None => v.as_str(),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(
+            s,
+            "{:<17} {:<34.34} {:>9} {:>9} {:>6}  {}",
+            h["mac"].as_str().unwrap_or("?"),
+            list("addresses", None),
+            mbit(at(h, "/rate_bps/upload")),
+            mbit(at(h, "/rate_bps/download")),
+            h["flows"],
+            list("top_apps", Some("app")),
+        );
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,5 +310,13 @@ mod tests {
         );
         let flows = json!([{"proto": "udp", "src": "198.18.0.10:5004", "dst": "198.18.0.20:5004", "app": null, "host": "x.example", "category": "voice", "decided_by": "rule:voice", "bytes": 1000}]);
         assert!(render_flows(&flows).contains("x.example"));
+        let hosts = json!([{"mac": "02:00:c6:12:00:0a", "addresses": ["198.18.0.10", "2001:2::10"],
+            "rate_bps": {"upload": 8.8e6, "download": 20.1e6}, "flows": 17,
+            "top_apps": [{"app": "Zoom", "bytes": 10}, {"app": "unknown", "bytes": 5}]}]);
+        let text = render_hosts(&hosts);
+        assert!(text.contains("02:00:c6:12:00:0a"), "{text}");
+        assert!(text.contains("198.18.0.10, 2001:2::10"), "{text}");
+        assert!(text.contains("8.8") && text.contains("20.1"), "{text}");
+        assert!(text.contains("Zoom, unknown"), "{text}");
     }
 }

@@ -236,8 +236,13 @@ fn top(config: Option<PathBuf>, api: Option<std::net::SocketAddr>, flows: usize)
             client.get(&format!("/api/v1/flows?top={flows}")),
         ) {
             (Ok(st), Ok(cats), Ok(fl)) => {
+                // The hosts panel needs a qosd with /api/v1/hosts.
+                let hosts = client
+                    .get("/api/v1/hosts?top=5")
+                    .map(|h| format!("\n{}", qosd::client::render_hosts(&h)))
+                    .unwrap_or_default();
                 format!(
-                    "{}\n{}",
+                    "{}\n{}{hosts}",
                     qosd::client::render_status(&st, &cats),
                     qosd::client::render_flows(&fl)
                 )

@@ -17,6 +17,7 @@ use crate::classify::DecidedBy;
 use crate::classify::budget::Holder;
 use crate::config::{Config, Direction};
 use crate::shaper::{DELAY_BUCKET_BOUNDS_NS, DropReason};
+use crate::telemetry::hosts::HostSummary;
 use crate::telemetry::{FlowStats, PortState, Snapshot, by_interface};
 use crate::wan::Source;
 
@@ -40,6 +41,9 @@ pub struct MetricsView {
     /// The link's rates and WAN delay (autorate's view; a rate of 0 means
     /// none published yet: the configured rate applies).
     pub link: Published,
+    /// The busiest LAN computers, `metrics.top_hosts` of them (none by
+    /// default).
+    pub hosts: Vec<HostSummary>,
 }
 
 /// Where the collector gets its view at each scrape.
@@ -156,6 +160,10 @@ const FAMILIES: &[(&str, &str)] = &[
     (
         "qosd_wan_delay_seconds",
         "WAN round trip now as this direction's samples see it: the baseline plus the median queueing delay of the last interval.",
+    ),
+    (
+        "qosd_host_rate_bits_per_second",
+        "Rate of one of the busiest LAN computers (host: its MAC address) over the last second, per direction; metrics.top_hosts of them (none by default).",
     ),
     (
         "qosd_isp_queue_seconds",
@@ -338,6 +346,18 @@ pub fn build(v: &MetricsView) -> Vec<MetricFamily> {
     );
     f.gauge("qosd_uptime_seconds", &[], v.uptime_seconds);
     f.gauge("qosd_ready", &[], f64::from(u8::from(v.ready)));
+    for h in &v.hosts {
+        for (d, rate) in [
+            ("upload", h.rate_bps.upload),
+            ("download", h.rate_bps.download),
+        ] {
+            f.gauge(
+                "qosd_host_rate_bits_per_second",
+                &[("direction", d), ("host", &h.mac)],
+                rate,
+            );
+        }
+    }
     for p in by_interface(v.snapshots.iter().flat_map(|s| s.ports.iter())) {
         let l = [("interface", p.interface.as_str()), ("role", p.role)];
         let up = p.state == PortState::Up;

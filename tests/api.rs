@@ -664,3 +664,129 @@ async fn dpi_memory_and_refusals_are_exported() {
         assert!(text.lines().any(|l| l == line), "{line} missing");
     }
 }
+
+/// `/api/v1/hosts`: each LAN computer with its addresses, its rate each way
+/// and per category, its flows and their apps, busiest first.
+#[tokio::test]
+async fn hosts_show_each_computer_with_its_rates_flows_and_apps() {
+    use qosd::engine::hosts::HostTable;
+    let fx = fixture("hosts", None);
+    let cfg = fx.handle.shared.config();
+    // Two computers, 10.0.0.1 and 10.0.0.2, with one flow each.
+    add_flow(&fx.handle, 1, 500);
+    add_flow(&fx.handle, 2, 700);
+    let v4 = |n: u8| {
+        let mut a = [0u8; 16];
+        a[10..].copy_from_slice(&[0xff, 0xff, 10, 0, 0, n]);
+        a
+    };
+    let mut up = HostTable::default();
+    let publish = |t: &HostTable, at_ms: u64| {
+        let mut s = fx.handle.telemetry.snapshots[0].lock().unwrap();
+        s.at = Instant::from_nanos(at_ms * 1_000_000);
+        s.config = Some(cfg.clone());
+        s.hosts = t.hosts().copied().collect();
+    };
+    let t0 = Instant::from_nanos(1);
+    up.observe(1, [2, 0, 0, 0, 0, 1], None, Some(&v4(1)), 2, 1_000, t0);
+    up.observe(2, [2, 0, 0, 0, 0, 2], None, Some(&v4(2)), 3, 1_000, t0);
+    publish(&up, 1_000);
+    fx.handle.telemetry.update_rates();
+    // A second later: host 1 sent 125 kB (1 Mbit/s), host 2 250 kB.
+    up.observe(1, [2, 0, 0, 0, 0, 1], None, None, 2, 125_000, t0);
+    up.observe(2, [2, 0, 0, 0, 0, 2], None, None, 3, 250_000, t0);
+    publish(&up, 2_000);
+    fx.handle.telemetry.update_rates();
+
+    let (s, b) = fx.call("GET", "/api/v1/hosts?top=5", None, "").await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let v: Value = serde_json::from_str(&b).unwrap();
+    let hosts = v.as_array().unwrap();
+    assert_eq!(hosts.len(), 2, "{b}");
+    let h = &hosts[0];
+    assert_eq!(h["mac"], "02:00:00:00:00:02");
+    assert_eq!(h["addresses"], json!(["10.0.0.2"]));
+    assert_eq!(h["rate_bps"]["upload"].as_f64(), Some(2e6));
+    assert_eq!(h["bytes"]["upload"].as_u64(), Some(251_000));
+    assert_eq!(h["categories"][0]["name"], cfg.category[3].name.as_str());
+    assert_eq!(h["categories"][0]["rate_bps"]["upload"].as_f64(), Some(2e6));
+    assert_eq!(h["flows"].as_u64(), Some(1));
+    assert_eq!(h["top_apps"][0]["bytes"].as_u64(), Some(700));
+    assert_eq!(hosts[1]["mac"], "02:00:00:00:00:01");
+    assert_eq!(hosts[1]["rate_bps"]["upload"].as_f64(), Some(1e6));
+
+    let (s, b) = fx.call("GET", "/api/v1/hosts?top=1", None, "").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        serde_json::from_str::<Value>(&b)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let (s, _) = fx.call("GET", "/api/v1/hosts?top=0", None, "").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
+
+/// `metrics.top_hosts = N` exports the N busiest computers' rates; none by
+/// default; it applies at a reload (it is not a listener).
+#[tokio::test]
+async fn the_busiest_hosts_get_rate_series_when_asked() {
+    use qosd::engine::hosts::HostTable;
+    let fx = fixture("tophosts", Some(TOKEN));
+    let mut up = HostTable::default();
+    let publish = |t: &HostTable, at_ms: u64| {
+        let mut s = fx.handle.telemetry.snapshots[0].lock().unwrap();
+        s.at = Instant::from_nanos(at_ms * 1_000_000);
+        s.config = Some(fx.handle.shared.config());
+        s.hosts = t.hosts().copied().collect();
+    };
+    let t0 = Instant::from_nanos(1);
+    for (tag, bytes) in [(1u8, 0u64), (2, 0)] {
+        up.observe(
+            u32::from(tag),
+            [2, 0, 0, 0, 0, tag],
+            None,
+            None,
+            0,
+            bytes,
+            t0,
+        );
+    }
+    publish(&up, 1_000);
+    fx.handle.telemetry.update_rates();
+    up.observe(1, [2, 0, 0, 0, 0, 1], None, None, 0, 125_000, t0);
+    up.observe(2, [2, 0, 0, 0, 0, 2], None, None, 0, 250_000, t0);
+    publish(&up, 2_000);
+    fx.handle.telemetry.update_rates();
+    let series =
+        "qosd_host_rate_bits_per_second{direction=\"upload\",host=\"02:00:00:00:00:02\"} 2000000";
+    let (_, m) = fx.call("GET", "/metrics", None, "").await;
+    assert!(
+        !m.contains("qosd_host_rate_bits_per_second{"),
+        "none by default:\n{m}"
+    );
+
+    std::fs::write(
+        &fx.config,
+        format!("{}\n", base_config()).replace(
+            "listen = \"127.0.0.1:9477\"",
+            "listen = \"127.0.0.1:9477\"\ntop_hosts = 1",
+        ),
+    )
+    .unwrap();
+    let (s, b) = fx.call("POST", "/api/v1/reload", Some(&bearer()), "").await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (_, b) = fx.call("GET", "/api/v1/status", None, "").await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&b).unwrap()["restart_pending"],
+        json!(false)
+    );
+    let (_, m) = fx.call("GET", "/metrics", None, "").await;
+    assert!(m.contains(series), "{m}");
+    assert!(
+        !m.contains("host=\"02:00:00:00:00:01\""),
+        "only the busiest one:\n{m}"
+    );
+}

@@ -36,8 +36,8 @@ fn config(fairness: &str) -> String {
 }
 
 /// Host B's share of what hosts A (16 flows) and B (1 flow) received, and
-/// both rates (bits/s).
-fn sixteen_against_one(lab: &Lab, download: bool) -> (f64, f64, f64) {
+/// both rates (bits/s); and what `/api/v1/hosts` said halfway through.
+fn sixteen_against_one(lab: &Lab, download: bool) -> (f64, f64, f64, serde_json::Value) {
     let mut extra = vec!["-i", "1", "-J"];
     extra.push(if download {
         "-R"
@@ -48,13 +48,32 @@ fn sixteen_against_one(lab: &Lab, download: bool) -> (f64, f64, f64) {
     a_extra.extend_from_slice(&["-P", "16"]);
     let a = lab.iperf_client_on("lan", 5201, LOAD, &a_extra);
     let b = lab.iperf_client_on("lan2", 5202, LOAD, &extra);
+    // Halfway through the load (not a synchronisation: the clients run
+    // for LOAD seconds whatever happens here).
+    std::thread::sleep(std::time::Duration::from_secs(u64::from(LOAD) / 2));
+    let (status, hosts) = gw_get(lab, "http://127.0.0.1:9478/api/v1/hosts");
+    assert_eq!(status, 200, "{hosts}");
+    let hosts: serde_json::Value = serde_json::from_str(&hosts).expect("hosts JSON");
     let a = iperf_intervals(&output_of(a));
     let b = iperf_intervals(&output_of(b));
     let (a, b) = (
         mean_bps(&a, JUDGED.0, JUDGED.1),
         mean_bps(&b, JUDGED.0, JUDGED.1),
     );
-    (b / (a + b), a, b)
+    (b / (a + b), a, b, hosts)
+}
+
+/// The rate (bits/s) `/api/v1/hosts` gave the computer with `mac` in
+/// direction `dir`, and its flows.
+fn host_rate(hosts: &serde_json::Value, mac: &str, dir: &str) -> (f64, u64) {
+    let h = hosts
+        .as_array()
+        .and_then(|l| l.iter().find(|h| h["mac"] == mac))
+        .unwrap_or_else(|| panic!("{mac} not in /api/v1/hosts: {hosts}"));
+    (
+        h["rate_bps"][dir].as_f64().unwrap_or(0.0),
+        h["flows"].as_u64().unwrap_or(0),
+    )
 }
 
 fn hosts_share_a_category_equally_whatever_their_number_of_flows() {
@@ -64,8 +83,24 @@ fn hosts_share_a_category_equally_whatever_their_number_of_flows() {
     let mut results = Vec::new();
     for (fairness, download) in [("host", false), ("flow", false), ("host", true)] {
         let _qosd = lab.qosd(&config(fairness));
-        let (share, a, b) = sixteen_against_one(&lab, download);
+        let (share, a, b, hosts) = sixteen_against_one(&lab, download);
         let dir = if download { "download" } else { "upload" };
+        // The per-host view sees both computers, their rates and flows.
+        let (ra, fa) = host_rate(&hosts, "02:00:c6:12:00:0a", dir);
+        let (rb, fb) = host_rate(&hosts, "02:00:c6:12:00:0b", dir);
+        eprintln!(
+            "  /api/v1/hosts: A {:.1} Mbit/s, {fa} flows; B {:.1} Mbit/s, {fb} flows",
+            ra / 1e6,
+            rb / 1e6
+        );
+        assert!(fa >= 16 && fb >= 1, "flows per host: A {fa}, B {fb}");
+        assert!(
+            (ra + rb) > 0.5 * (a + b) && (ra + rb) < 1.5 * (a + b),
+            "the hosts' rates {:.1} + {:.1} Mbit/s against {:.1} measured",
+            ra / 1e6,
+            rb / 1e6,
+            (a + b) / 1e6
+        );
         eprintln!(
             "fairness {fairness}, {dir}: host A (16 flows) {:.1} Mbit/s, host B (1 flow) {:.1} Mbit/s: B's share {:.1} %",
             a / 1e6,

@@ -398,6 +398,10 @@ pub struct Classify {
 pub struct Metrics {
     /// Address of the Prometheus `/metrics` endpoint.
     pub listen: SocketAddr,
+    /// How many of the busiest LAN computers get a rate series of their own
+    /// (`qosd_host_rate_bits_per_second`); 0, the default, exports none
+    /// (a series per computer would grow without bound).
+    pub top_hosts: u32,
 }
 
 /// `[api]`

@@ -285,6 +285,7 @@ pub struct RawApp {
 #[serde(default)]
 pub struct RawMetrics {
     pub listen: Option<Value>,
+    pub top_hosts: Option<Value>,
 }
 
 /// `[api]`

@@ -83,7 +83,7 @@ impl Handle {
     fn install(&self, mut cfg: Config) {
         let old = self.shared.config();
         let pending = old.interfaces != cfg.interfaces
-            || old.metrics != cfg.metrics
+            || old.metrics.listen != cfg.metrics.listen
             || old.api != cfg.api
             || old.datapath != cfg.datapath
             || old.daemon != cfg.daemon;
@@ -94,7 +94,8 @@ impl Handle {
         }
         self.restart_pending.store(pending, Ordering::Relaxed);
         cfg.interfaces.clone_from(&old.interfaces);
-        cfg.metrics.clone_from(&old.metrics);
+        // metrics.top_hosts is read at each scrape: it applies now.
+        cfg.metrics.listen = old.metrics.listen;
         cfg.api.clone_from(&old.api);
         cfg.datapath.clone_from(&old.datapath);
         cfg.daemon.clone_from(&old.daemon);
@@ -187,6 +188,14 @@ impl MetricsSource for Handle {
             uptime_seconds: t.uptime_seconds(),
             ready: t.ready(now()),
             link: t.link.published(),
+            hosts: match self.shared.config().metrics.top_hosts {
+                0 => Vec::new(),
+                n => {
+                    let mut hosts = t.hosts(now());
+                    hosts.truncate(n as usize);
+                    hosts
+                }
+            },
         }
     }
 }

@@ -106,21 +106,31 @@ impl ShapedPacket for Frame {
     }
 }
 
-/// The tag of the LAN host a frame travelling `dir` belongs to: its MAC
-/// address on the LAN side (the source of an upload, the destination of a
-/// download) and its VLAN, hashed. By MAC rather than IP, so that one
-/// computer's IPv4 and IPv6 (privacy) addresses count as one host; behind
-/// a LAN router every host is that router, which is all the gateway can
-/// tell apart.
+/// The LAN-side MAC address of a frame travelling `dir`: the source of an
+/// upload, the destination of a download (all zero for a runt).
 #[inline]
-pub fn host_tag(frame: &[u8], dir: Direction, vlan: Option<u16>) -> u32 {
+pub fn lan_mac(frame: &[u8], dir: Direction) -> [u8; 6] {
     let mac = match dir {
         Direction::Upload => frame.get(6..12),
         Direction::Download => frame.get(..6),
     };
+    let mut out = [0u8; 6];
+    if let Some(mac) = mac {
+        out.copy_from_slice(mac);
+    }
+    out
+}
+
+/// The tag of the LAN host with MAC address `mac` on `vlan`, hashed, for
+/// host fairness and the per-host counters. By MAC rather than IP, so that
+/// one computer's IPv4 and IPv6 (privacy) addresses count as one host;
+/// behind a LAN router every host is that router, which is all the gateway
+/// can tell apart.
+#[inline]
+pub fn host_tag(mac: [u8; 6], vlan: Option<u16>) -> u32 {
     let mut key = [0u8; 8];
-    if let (Some(dst), Some(mac)) = (key.get_mut(..6), mac) {
-        dst.copy_from_slice(mac);
+    if let Some(dst) = key.get_mut(..6) {
+        dst.copy_from_slice(&mac);
     }
     let key = u64::from_le_bytes(key) | u64::from(vlan.map_or(0, |v| v | 0x8000)) << 48;
     // A multiply-xorshift mix: the shaper buckets the tag by its high bits.

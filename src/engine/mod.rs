@@ -11,13 +11,15 @@
 //! (see [`crate::flow`]).
 
 pub mod frame;
+pub mod hosts;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use arc_swap::ArcSwap;
 
-use self::frame::{Frame, host_tag};
+use self::frame::{Frame, host_tag, lan_mac};
+use self::hosts::HostTable;
 use crate::classify::budget::{DpiBudget, Holder, Refusals};
 use crate::classify::dpi::dns::DnsCache;
 use crate::classify::{ClassCache, ClassTable, Classifier, DecidedBy, PacketCtx};
@@ -185,6 +187,8 @@ pub struct DirectionEngine<Q> {
     /// and since when (while under 1000).
     throttle: u32,
     throttled_at: Instant,
+    /// What each LAN computer sent or received this way.
+    hosts: HostTable,
 }
 
 /// The pace of the ISP-queue guard's signals while the queue stands, at
@@ -246,6 +250,7 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
             guard,
             throttle: 1000,
             throttled_at: Instant::ZERO,
+            hosts: HostTable::default(),
         }
     }
 
@@ -349,7 +354,13 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
             qc = qc.with_link_rate(&cfg, self.dir, rate);
         }
         self.queue.reconfigure_mapped(&qc, &self.origin);
+        self.hosts.remap(&self.origin);
         Some(cfg)
+    }
+
+    /// What each LAN computer sent or received in this direction.
+    pub fn hosts(&self) -> &HostTable {
+        &self.hosts
     }
 
     /// The classifier this direction uses.
@@ -376,9 +387,13 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
     pub fn ingress(&mut self, mut frame: Frame, now: Instant) -> CategoryId {
         self.counters.arrived_bytes += frame.bytes().len() as u64;
         let mut probe = None;
-        let (category, flow_hash, ip, vlan) = {
+        let (category, flow_hash, ip, vlan, lan_addr) = {
             let pkt = PacketMeta::parse(frame.bytes());
             let vlan = pkt.vlan;
+            let lan_addr = match self.dir {
+                Direction::Upload => pkt.src,
+                Direction::Download => pkt.dst,
+            };
             let (category, flow_hash, ip) = match pkt.kind {
                 FrameKind::NonIp { ether_type } => {
                     self.counters.non_ip_frames += 1;
@@ -423,10 +438,20 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
                     (category, id as u32, Some((pkt.ip_offset, pkt.ip_version)))
                 }
             };
-            (category, flow_hash, ip, vlan)
+            (category, flow_hash, ip, vlan, lan_addr)
         };
         frame.probe = probe;
-        frame.host = host_tag(frame.bytes(), self.dir, vlan);
+        let mac = lan_mac(frame.bytes(), self.dir);
+        frame.host = host_tag(mac, vlan);
+        self.hosts.observe(
+            frame.host,
+            mac,
+            vlan,
+            ip.is_some().then_some(&lan_addr),
+            category.index(),
+            frame.bytes().len() as u64,
+            now,
+        );
         if let Some((offset, version)) = ip {
             frame.set_ip(offset, version);
             if let Some(Some(dscp)) = self.marks.get(category.index())

@@ -362,3 +362,42 @@ fn the_dpi_budget_is_shared_and_outlives_reloads() {
     shared.table.expire(now + Duration::from_secs(86_400));
     assert_eq!(shared.dpi.used(), 0);
 }
+
+/// Each frame counts for its LAN computer: the source MAC of an upload,
+/// the destination MAC of a download, with its LAN address and category;
+/// and the frame carries that computer's tag to the shaper.
+#[test]
+fn frames_count_for_their_lan_host_in_both_directions() {
+    let cfg = config("[[rule]]\nname = \"pbx\"\nports = 5060\ncategory = \"voice\"\n");
+    let voice = cfg.category_id("voice").unwrap().index();
+    let mut pool = FramePool::new(2048, 0);
+    let now = Instant::from_nanos(1);
+    let a = [2, 0, 0, 0, 0, 0xa];
+    let gw = [2, 0, 0, 0, 0, 1];
+    let with_macs = |mut f: Vec<u8>, dst: [u8; 6], src: [u8; 6]| {
+        f[..6].copy_from_slice(&dst);
+        f[6..12].copy_from_slice(&src);
+        f
+    };
+    let mut up = engine(&cfg, Direction::Upload);
+    let f = with_macs(udp(PC, 5060, SRV, 5060, b"x", 0), gw, a);
+    let len = f.len() as u64;
+    up.ingress(frame(&mut pool, &f), now);
+    up.ingress(frame(&mut pool, &f), now);
+    let hosts: Vec<_> = up.hosts().hosts().copied().collect();
+    assert_eq!(hosts.len(), 1);
+    assert_eq!(hosts[0].mac, a);
+    assert_eq!(hosts[0].bytes[voice], 2 * len);
+    let mut pc = [0u8; 16];
+    pc[10..].copy_from_slice(&[0xff, 0xff, 192, 168, 1, 10]);
+    assert_eq!(hosts[0].addresses(), &[pc]);
+    let out = up.dequeue(now + Duration::from_millis(1)).unwrap();
+    assert_eq!(out.host, host_tag(a, None));
+
+    let mut down = engine(&cfg, Direction::Download);
+    let f = with_macs(udp(SRV, 5060, PC, 5060, b"x", 0), a, gw);
+    down.ingress(frame(&mut pool, &f), now);
+    let hosts: Vec<_> = down.hosts().hosts().copied().collect();
+    assert_eq!((hosts.len(), hosts[0].mac), (1, a));
+    assert_eq!(hosts[0].addresses(), &[pc]);
+}

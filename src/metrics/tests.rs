@@ -79,6 +79,7 @@ fn reloads_that_reorder_or_remove_categories_keep_counters_with_their_names() {
             uptime_seconds: 1.0,
             ready: true,
             link: Default::default(),
+            hosts: Vec::new(),
         };
         let mut out = HashMap::new();
         for family in build(&view) {

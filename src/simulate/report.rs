@@ -795,6 +795,7 @@ pub(super) fn metrics_view<Q: LinkQueue<Frame>>(
             retired: Default::default(),
             config: Some(Arc::clone(e.config())),
             ports: Vec::new(),
+            hosts: e.hosts().hosts().copied().collect(),
         }
     };
     let [up, down] = &sim.engines;
@@ -813,5 +814,6 @@ pub(super) fn metrics_view<Q: LinkQueue<Frame>>(
         reloads: [0, 0],
         uptime_seconds: secs,
         link: sim.published().unwrap_or_default(),
+        hosts: Vec::new(),
     }
 }

@@ -8,6 +8,7 @@
 
 mod clock;
 mod flows;
+pub mod hosts;
 mod ports;
 mod rates;
 mod snapshot;
@@ -17,6 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 pub use self::clock::now;
 pub use self::flows::FlowStats;
+use self::hosts::{HostRateState, HostSummary};
 pub use self::ports::{PortHealth, PortState, SocketKind, by_interface};
 use self::rates::RateState;
 pub use self::snapshot::{IoCounters, Snapshot, SnapshotCell};
@@ -33,6 +35,7 @@ pub struct Telemetry {
     started: std::time::Instant,
     reloads: [AtomicU64; 2],
     rates: Mutex<RateState>,
+    hosts: Mutex<HostRateState>,
     /// The link's rates and WAN delay, from the thread that runs autorate.
     pub link: Arc<crate::autorate::Board>,
 }
@@ -54,6 +57,7 @@ impl Telemetry {
             started: std::time::Instant::now(),
             reloads: [AtomicU64::new(0), AtomicU64::new(0)],
             rates: Mutex::new(RateState::default()),
+            hosts: Mutex::new(HostRateState::default()),
             link: Arc::new(crate::autorate::Board::default()),
         }
     }
@@ -136,9 +140,23 @@ impl Telemetry {
     /// this call and the last, over the time between those snapshots.
     pub fn update_rates(&self) {
         let snaps = self.snapshots();
+        if let Ok(mut st) = self.hosts.lock() {
+            st.update(&snaps);
+        }
         if let Ok(mut st) = self.rates.lock() {
             st.update(snaps);
         }
+    }
+
+    /// Every LAN computer seen, busiest first, with its rates over the
+    /// last second (flows and apps not filled in: see
+    /// [`hosts::count_flows`]).
+    pub fn hosts(&self, now: Instant) -> Vec<HostSummary> {
+        let snaps = self.snapshots();
+        self.hosts
+            .lock()
+            .map(|st| hosts::summarise(&snaps, &st, now))
+            .unwrap_or_default()
     }
 
     /// Current rates (bits/s) per direction and category, in the category

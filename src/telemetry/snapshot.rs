@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use super::ports::PortHealth;
 use crate::config::Config;
 use crate::engine::EngineCounters;
+use crate::engine::hosts::HostCounters;
 use crate::shaper::CategoryCounters;
 use crate::time::Instant;
 
@@ -74,6 +75,9 @@ pub struct Snapshot {
     /// Its receiving port (ingress interface), then its sending port
     /// (egress interface).
     pub ports: Vec<PortHealth>,
+    /// What each LAN computer sent or received this way (bytes by category
+    /// in the layout of `config`).
+    pub hosts: Vec<HostCounters>,
 }
 
 impl Snapshot {

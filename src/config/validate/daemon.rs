@@ -102,6 +102,9 @@ pub(super) fn metrics(raw: &RawMetrics, p: &mut Problems) -> Metrics {
             default_addr(DEFAULT_METRICS_LISTEN),
             parse_listen,
         ),
+        top_hosts: p.optional("metrics.top_hosts", &raw.top_hosts, 0, |s| {
+            int_in_range(0, 100, "top_hosts")(s).map(|n| n as u32)
+        }),
     }
 }
 
