@@ -416,10 +416,14 @@ pub struct Api {
 }
 
 /// `[shaper]`: how a category's rate is shared inside it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct ShaperOptions {
     /// Who shares: LAN hosts, then each host's flows, or flows alone.
     pub fairness: Fairness,
+    /// One LAN computer's ceiling across all categories, per direction
+    /// (a share of the link or a rate); none by default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_max: Option<Bandwidth>,
 }
 
 /// Who shares a category's rate (`shaper.fairness`).

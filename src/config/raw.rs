@@ -311,6 +311,7 @@ pub struct RawFlows {
 #[serde(default)]
 pub struct RawShaper {
     pub fairness: Option<Value>,
+    pub host_max: Option<Value>,
 }
 
 /// `[autorate]`

@@ -324,6 +324,12 @@ fn validation_errors_name_key_and_problem() {
             "unknown fairness \"person\"",
         ),
         (
+            "bad host_max",
+            "[shaper]\nhost_max = \"lots\"",
+            "shaper.host_max",
+            "does not start with a number",
+        ),
+        (
             "max_flows range",
             "[flows]\nmax_flows = 1",
             "flows.max_flows",

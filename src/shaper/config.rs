@@ -100,6 +100,9 @@ pub struct ShaperConfig {
     /// Who shares a category's rate: LAN hosts first, then each host's
     /// flows ([`Fairness::Host`]), or flows alone ([`Fairness::Flow`]).
     pub fairness: Fairness,
+    /// One LAN host's ceiling across all categories (`shaper.host_max`),
+    /// if any.
+    pub host_max: Option<Rate>,
 }
 
 impl ShaperConfig {
@@ -121,6 +124,7 @@ impl ShaperConfig {
             categories,
             ingress: false,
             fairness: Fairness::Host,
+            host_max: None,
         }
     }
 
@@ -147,6 +151,7 @@ impl ShaperConfig {
         s.fallback = cfg.default_category_id();
         s.ingress = dir == Direction::Download;
         s.fairness = cfg.shaper.fairness;
+        s.host_max = cfg.shaper.host_max.map(|b| b.resolve(link.rate(dir)));
         s
     }
 
@@ -168,6 +173,9 @@ impl ShaperConfig {
         };
         let (now, ceiling) = (at(rate), at(rate.max(cfg.link.rate(dir))));
         self.rate = rate;
+        // Like a category's ceiling: a share of link.* or of the rate,
+        // when higher.
+        self.host_max = cfg.shaper.host_max.map(|b| b.resolve(ceiling.rate(dir)));
         for (p, c) in self.categories.iter_mut().zip(&cfg.category) {
             p.min = c.min_rate(dir, &now);
             p.max = c.max_rate(dir, &ceiling);

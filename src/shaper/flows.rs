@@ -35,6 +35,8 @@ pub(crate) struct Popped<P> {
     pub pkt: P,
     pub len: u32,
     pub enqueued: u64,
+    /// Its host's tag.
+    pub host: u32,
 }
 
 /// Storage for every queued packet of a shaper.
@@ -93,6 +95,7 @@ impl<P> Slab<P> {
                 pkt,
                 len: slot.len,
                 enqueued: slot.enqueued,
+                host: slot.host,
             },
             next,
         ))
@@ -439,7 +442,9 @@ impl FlowSet {
 
     /// The next packet of this category, CoDel applied: new flows first,
     /// then DRR between hosts and, within the host, between its flows;
-    /// `None` once every flow is empty.
+    /// `None` once every flow is empty, or every host with packets is held
+    /// back by `may_send` (given a host's tag: may it send now? the
+    /// `shaper.host_max` ceiling).
     #[inline]
     pub(crate) fn dequeue<P: ShapedPacket>(
         &mut self,
@@ -447,9 +452,23 @@ impl FlowSet {
         now: u64,
         ctr: &mut CategoryCounters,
         dropped: &mut Dropped<P>,
+        may_send: &mut impl FnMut(u32) -> bool,
     ) -> Option<Popped<P>> {
+        // Hosts passed over in a row because they may not send.
+        let mut held = 0usize;
         loop {
             if let Some(&fi) = self.new_flows.front() {
+                let tag = self
+                    .flows
+                    .get(fi as usize)
+                    .and_then(|f| self.hosts.get(f.host as usize))
+                    .map_or(0, |h| h.tag);
+                if !may_send(tag) {
+                    // Its host is at its ceiling: no head start.
+                    self.new_flows.pop_front();
+                    self.make_old(fi);
+                    continue;
+                }
                 if let Some(p) = self.serve_new(fi, slab, now, ctr, dropped) {
                     return Some(p);
                 }
@@ -462,12 +481,23 @@ impl FlowSet {
             if fi == NIL {
                 host.in_rr = false;
                 self.active_hosts.pop_front();
+                held = 0;
+                continue;
+            }
+            if !may_send(host.tag) {
+                held += 1;
+                if held >= self.active_hosts.len() {
+                    return None;
+                }
+                self.active_hosts.pop_front();
+                self.active_hosts.push_back(hi);
                 continue;
             }
             if host.deficit <= 0 {
                 host.deficit = host.deficit.saturating_add(quantum);
                 self.active_hosts.pop_front();
                 self.active_hosts.push_back(hi);
+                held = 0;
                 continue;
             }
             let flow = self.flows.get_mut(fi as usize)?;

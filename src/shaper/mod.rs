@@ -18,6 +18,7 @@ pub(crate) use codel::control_law;
 mod config;
 mod fifo;
 mod flows;
+mod host_limit;
 mod stats;
 
 #[cfg(test)]
@@ -32,6 +33,7 @@ use crate::time::Instant;
 use bucket::TokenBucket;
 use codel::CodelParams;
 use flows::{Dropped, FlowSet, Slab};
+use host_limit::HostLimits;
 
 pub use config::{
     CategoryParams, DEFAULT_BURST, DEFAULT_FLOWS_PER_CATEGORY, DEFAULT_QUANTUM, MIN_MEMORY_LIMIT,
@@ -197,6 +199,9 @@ struct Class {
     max: TokenBucket,
     /// Backlog limit in bytes.
     limit: u64,
+    /// Every host with packets here is at its `host_max` ceiling until
+    /// then: the category has nothing to send before.
+    held_until: Instant,
 }
 
 impl Class {
@@ -219,6 +224,7 @@ impl Class {
             min: (p.min.bps() > 0).then(|| bucket(p.min)),
             max: bucket(p.max),
             limit: p.backlog_limit.unwrap_or(u64::MAX),
+            held_until: Instant::ZERO,
         }
     }
 
@@ -341,6 +347,13 @@ pub struct Shaper<P> {
     retired: CategoryCounters,
     /// The share of `cfg.rate` the link runs at, in thousandths.
     throttle: u32,
+    /// Per-host ceilings (`shaper.host_max`), if any.
+    host_limits: Option<HostLimits>,
+}
+
+/// The host ceilings `cfg` asks for.
+fn host_limits(cfg: &ShaperConfig) -> Option<HostLimits> {
+    cfg.host_max.map(|r| HostLimits::new(r, nanos(cfg.burst)))
 }
 
 /// `rate` scaled by `permille` thousandths (at least 1 bit/s).
@@ -375,6 +388,7 @@ impl<P: ShapedPacket> Shaper<P> {
             queued: PacketBytes::default(),
             clock: Instant::ZERO,
             retired: CategoryCounters::default(),
+            host_limits: host_limits(&cfg),
             cfg,
             throttle: 1000,
         };
@@ -442,6 +456,7 @@ impl<P: ShapedPacket> Shaper<P> {
                     if let Some(c) = self.classes.get(ci)
                         && c.below_min(now)
                         && c.max.is_ready(now)
+                        && c.held_until <= now
                     {
                         return Some((ci, true));
                     }
@@ -453,6 +468,7 @@ impl<P: ShapedPacket> Shaper<P> {
             for ci in bits(level & self.backlogged) {
                 if let Some(c) = self.classes.get(ci)
                     && c.max.is_ready(now)
+                    && c.held_until <= now
                     && best.is_none_or(|(_, v)| c.vtime < v)
                 {
                     best = Some((ci, c.vtime));
@@ -539,6 +555,8 @@ impl<P: ShapedPacket> LinkQueue<P> for Shaper<P> {
         ctr.arrived.add(u64::from(len));
         ctr.backlog.add(u64::from(len));
         self.queued.add(u64::from(len));
+        // Perhaps a host that may send: look again.
+        class.held_until = Instant::ZERO;
         let bit = 1u32 << ci;
         if self.backlogged & bit == 0 {
             self.backlogged |= bit;
@@ -592,13 +610,36 @@ impl<P: ShapedPacket> LinkQueue<P> for Shaper<P> {
             };
             let before = ctr.backlog;
             let dropped_before = ctr.dropped_codel;
-            let out = class.fq.dequeue(&mut self.slab, t, ctr, &mut self.dropped);
+            // The earliest a host held at its ceiling may send again.
+            let mut held = Instant::NEVER;
+            let out = match &self.host_limits {
+                None => class
+                    .fq
+                    .dequeue(&mut self.slab, t, ctr, &mut self.dropped, &mut |_| true),
+                Some(limits) => {
+                    let mut may_send = |tag| match limits.ready(tag, now) {
+                        Ok(()) => true,
+                        Err(at) => {
+                            held = held.min(at);
+                            false
+                        }
+                    };
+                    class
+                        .fq
+                        .dequeue(&mut self.slab, t, ctr, &mut self.dropped, &mut may_send)
+                }
+            };
             settle(&mut self.queued, before, ctr.backlog);
             if self.cfg.ingress && ctr.dropped_codel != dropped_before {
                 let gone = ctr.dropped_codel.minus(dropped_before);
                 let wire = ingress_charge(gone, self.cfg.overhead);
                 self.link.charge(wire, now);
                 class.max.charge(wire, now);
+            }
+            if out.is_none() && ctr.backlog.packets > 0 && held != Instant::NEVER {
+                // Its hosts are all at their ceiling: the next category.
+                class.held_until = held;
+                continue;
             }
             if ctr.backlog.packets == 0 || out.is_none() {
                 self.backlogged &= !(1u32 << ci);
@@ -610,6 +651,9 @@ impl<P: ShapedPacket> LinkQueue<P> for Shaper<P> {
             let wire = wire_len(p.len, self.cfg.overhead);
             self.link.charge(wire, now);
             class.max.charge(wire, now);
+            if let Some(limits) = &mut self.host_limits {
+                limits.charge(p.host, wire, now);
+            }
             if guaranteed {
                 // No idle cap while backlogged: what the guarantee owes a
                 // category kept waiting by others is paid back, not lost.
@@ -634,7 +678,7 @@ impl<P: ShapedPacket> LinkQueue<P> for Shaper<P> {
         }
         let ceiling = bits(self.backlogged)
             .filter_map(|ci| self.classes.get(ci))
-            .map(|c| c.max.ready_at())
+            .map(|c| c.max.ready_at().max(c.held_until))
             .min()
             .unwrap_or(Instant::NEVER);
         Some(ceiling.max(self.link.ready_at()))
@@ -723,6 +767,10 @@ impl<P: ShapedPacket> LinkQueue<P> for Shaper<P> {
         let cfg = cfg.normalized();
         self.link
             .set_rate(scaled(cfg.rate, self.throttle), nanos(cfg.burst));
+        match (&mut self.host_limits, cfg.host_max) {
+            (Some(l), Some(rate)) => l.set_rate(rate, nanos(cfg.burst)),
+            (l, _) => *l = host_limits(&cfg),
+        }
         let mut before: Vec<Option<(Class, CategoryCounters)>> = std::mem::take(&mut self.classes)
             .into_iter()
             .zip(std::mem::take(&mut self.counters))

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::super::model::{Fairness, Flows, ShaperOptions};
 use super::super::raw::{RawFlows, RawShaper};
 use super::Problems;
-use super::values::{int_in_range, parse_timeout};
+use super::values::{int_in_range, parse_max, parse_timeout};
 
 pub(super) fn flows(raw: &RawFlows, p: &mut Problems) -> Flows {
     let max_flows = p.optional("flows.max_flows", &raw.max_flows, 65_536, |s| {
@@ -52,5 +52,9 @@ pub(super) fn shaper(raw: &RawShaper, p: &mut Problems) -> ShaperOptions {
                 )),
             },
         ),
+        host_max: raw
+            .host_max
+            .as_ref()
+            .and_then(|v| p.parse("shaper.host_max", v, parse_max)),
     }
 }

@@ -219,3 +219,90 @@ fn the_shipped_configuration_shares_between_hosts() {
     let s = ShaperConfig::from_config(&cfg, crate::config::Direction::Upload);
     assert_eq!(s.fairness, Fairness::Host);
 }
+
+/// Two equal categories over `rate`, host fairness, each host at most
+/// `host_max`.
+fn two_categories(rate: Rate, host_max: Option<Rate>) -> ShaperConfig {
+    let cat = || CategoryParams::new(0, 1, Rate::from_bps(0), rate);
+    let mut cfg = ShaperConfig::new(rate, vec![cat(), cat()]);
+    cfg.host_max = host_max;
+    cfg
+}
+
+#[test]
+fn host_max_holds_one_computer_across_categories_and_the_rest_goes_to_others() {
+    // Host 1 fills both categories, host 2 one of them: unlimited, host 1
+    // would get 7.5 of the 10 Mbit/s (all of one category, half of the
+    // other); at most 6 (host_max), the rest goes to host 2.
+    let sources = vec![
+        Source::greedy(0, 1, 1500).on_host(1),
+        Source::greedy(1, 2, 1500).on_host(1),
+        Source::greedy(1, 3, 1500).on_host(2),
+    ];
+    let mut h = Harness::new(
+        Shaper::new(&two_categories(mbit(10), Some(mbit(6)))),
+        sources,
+    );
+    h.record_deliveries = true;
+    h.check_conservation = true;
+    h.window = (SEC, 5 * SEC);
+    h.run_until(5 * SEC);
+    let bytes = delivered(&h);
+    let secs = 4.0;
+    let host1 = (bytes[0] + bytes[1]) as f64 * 8.0 / secs;
+    let host2 = bytes[2] as f64 * 8.0 / secs;
+    assert!(
+        (host1 - 6e6).abs() < 0.2e6,
+        "host 1 at {:.2} Mbit/s",
+        host1 / 1e6
+    );
+    assert!(host2 > 3.7e6, "host 2 at {:.2} Mbit/s", host2 / 1e6);
+}
+
+#[test]
+fn alone_a_computer_still_stops_at_host_max() {
+    let sources = vec![
+        Source::greedy(0, 1, 1500).on_host(1),
+        Source::greedy(0, 2, 1500).on_host(1),
+    ];
+    let mut h = Harness::new(
+        Shaper::new(&two_categories(mbit(10), Some(mbit(4)))),
+        sources,
+    );
+    h.record_deliveries = true;
+    h.window = (SEC, 4 * SEC);
+    h.run_until(4 * SEC);
+    let rate = delivered(&h).iter().sum::<u64>() as f64 * 8.0 / 3.0;
+    assert!((rate - 4e6).abs() < 0.2e6, "{:.2} Mbit/s", rate / 1e6);
+    // And it is not held back further than that (a held category wakes
+    // the shaper at the host's next turn, not later).
+    assert!(rate > 3.8e6);
+}
+
+#[test]
+fn without_host_max_one_computer_may_take_the_whole_link() {
+    let sources = vec![Source::greedy(0, 1, 1500).on_host(1)];
+    let mut h = Harness::new(Shaper::new(&two_categories(mbit(10), None)), sources);
+    h.record_deliveries = true;
+    h.window = (SEC, 3 * SEC);
+    h.run_until(3 * SEC);
+    let rate = delivered(&h).iter().sum::<u64>() as f64 * 8.0 / 2.0;
+    assert!(rate > 9.8e6, "{:.2} Mbit/s", rate / 1e6);
+}
+
+#[test]
+fn host_max_is_read_from_the_configuration_per_direction() {
+    let text = crate::config::DEFAULT_CONFIG_TOML.replace(
+        "fairness = \"host\"\n",
+        "fairness = \"host\"\nhost_max = \"30%\"\n",
+    );
+    let cfg = crate::config::load_str("test", &text, &crate::config::Env::None);
+    let cfg = cfg.unwrap_or_else(|e| panic!("{e}"));
+    let up = ShaperConfig::from_config(&cfg, crate::config::Direction::Upload);
+    let down = ShaperConfig::from_config(&cfg, crate::config::Direction::Download);
+    assert_eq!(up.host_max.unwrap().bps(), cfg.link.upload.bps() * 3 / 10);
+    assert_eq!(
+        down.host_max.unwrap().bps(),
+        cfg.link.download.bps() * 3 / 10
+    );
+}
