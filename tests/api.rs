@@ -664,3 +664,55 @@ async fn dpi_memory_and_refusals_are_exported() {
         assert!(text.lines().any(|l| l == line), "{line} missing");
     }
 }
+
+/// `recent_delay_p99_ms` is the queue delay of what was sent over the
+/// last interval, not since qosd started: a past burst of 500 ms delays
+/// does not hide that the queue is short now, and a category that sent
+/// nothing since has none (null), while `delay_p99_ms` keeps the history.
+#[tokio::test]
+async fn recent_delay_is_that_of_the_last_interval() {
+    use qosd::shaper::CategoryCounters;
+    let fx = fixture("recent", None);
+    let cfg = fx.handle.shared.config();
+    let n = cfg.category.len();
+    let bulk = cfg.category.iter().position(|c| c.name == "bulk").unwrap();
+    let voice = cfg.category.iter().position(|c| c.name == "voice").unwrap();
+    let mut counters = vec![CategoryCounters::default(); n];
+    let publish = |at_ms: u64, counters: &[CategoryCounters]| {
+        let mut s = fx.handle.telemetry.snapshots[0].lock().unwrap();
+        s.at = Instant::from_nanos(at_ms * 1_000_000);
+        s.categories = counters.to_vec();
+    };
+    // Before: 1 000 packets of bulk waited 500 ms, 100 of voice 1 ms.
+    for _ in 0..1_000 {
+        counters[bulk].delay_fine.record(500_000_000);
+    }
+    for _ in 0..100 {
+        counters[voice].delay_fine.record(1_000_000);
+    }
+    publish(1_000, &counters);
+    fx.handle.telemetry.update_rates();
+    // In the last second: 100 bulk packets at 2 ms, no voice.
+    for _ in 0..100 {
+        counters[bulk].delay_fine.record(2_000_000);
+    }
+    publish(2_000, &counters);
+    fx.handle.telemetry.update_rates();
+    let (s, b) = fx.call("GET", "/api/v1/categories", None, "").await;
+    assert_eq!(s, StatusCode::OK);
+    let v: Value = serde_json::from_str(&b).unwrap();
+    let up = |name: &str| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap()["upload"]
+            .clone()
+    };
+    let recent = up("bulk")["recent_delay_p99_ms"].as_f64().unwrap();
+    assert!((recent - 2.0).abs() < 0.1, "{recent}");
+    let since_start = up("bulk")["delay_p99_ms"].as_f64().unwrap();
+    assert!(since_start > 400.0, "{since_start}");
+    assert_eq!(up("voice")["recent_delay_p99_ms"], Value::Null);
+    assert!(up("voice")["delay_p99_ms"].as_f64().is_some());
+}
