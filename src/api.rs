@@ -93,7 +93,7 @@ pub fn metrics_routes() -> Router<ApiState> {
         .route("/readyz", get(readyz))
 }
 
-/// Routes for the admin API listener.
+/// Routes for the admin API listener, the web console's pages included.
 pub fn api_routes() -> Router<ApiState> {
     Router::new()
         .route("/api/v1/status", get(status))
@@ -104,6 +104,7 @@ pub fn api_routes() -> Router<ApiState> {
         )
         .route("/api/v1/flows", get(flows))
         .route("/api/v1/reload", post(reload))
+        .merge(crate::console::console_routes())
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
