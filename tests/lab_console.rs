@@ -108,7 +108,8 @@ fn console_in_headless_chromium() {
     ];
     if let Ok(dir) = std::env::var("LAB_CONSOLE_SHOTS") {
         std::fs::create_dir_all(&dir).unwrap();
-        args.extend(["--shots".into(), dir]);
+        let dir = std::fs::canonicalize(&dir).unwrap();
+        args.extend(["--shots".into(), dir.display().to_string()]);
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     // In the gateway, where qosd's API listens on loopback.

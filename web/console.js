@@ -141,7 +141,7 @@ function buildPanel(dir, names) {
     h("th", { scope: "col" }, "Category"),
     h("th", { scope: "col" }, "Rate (Mbit/s)"),
     h("th", { scope: "col" }, "Share (%)"),
-    h("th", { scope: "col" }, "Queue delay p99, last second (ms)"),
+    h("th", { scope: "col" }, "Queue delay p99 (ms)"),
     h("th", { scope: "col" }, "Drops/s"),
     h("th", { scope: "col", class: "wide-only" }, "Drops (total)"));
   const rows = names.map((name, i) =>
@@ -158,6 +158,7 @@ function buildPanel(dir, names) {
     h("h2", { id: `dir-${dir}-title` }, title),
     h("p", { class: "summary", id: `sum-${dir}` }, "–"),
     h("div", { class: "scroll" }, h("table", {}, h("thead", {}, head), h("tbody", {}, rows))),
+    h("p", { class: "note" }, "Rates, shares and queue delays are those of the last second; the share is of what this direction sent."),
     h("div", { class: "charts" },
       h("figure", {}, h("figcaption", {}, "Rate per category (Mbit/s)"), rateCanvas, legend("shaping rate")),
       h("figure", {}, h("figcaption", {}, "Queue delay p99 per second (ms)"), delayCanvas, legend(null))));

@@ -228,11 +228,18 @@ try:
         time.sleep(1.5)  # screenshots only: let the charts redraw at the new width
         shot("console-phone.png")
         driver.set_window_size(1280, 900)
-        tab("flows")
-        until("flows listed", lambda: len(driver.find_elements(By.CSS_SELECTOR, "#flows-table tbody tr")) > 1, 10)
-        shot("console-flows.png")
 
-    # 7. No console error all along, but for the refusals the test asked for.
+    # 7. The flows, with their rule and a measured rate (from two looks).
+    tab("flows")
+    def flow_rates():
+        rows = driver.find_elements(By.CSS_SELECTOR, "#flows-table tbody tr")
+        cells = [[td.text for td in r.find_elements(By.TAG_NAME, "td")] for r in rows]
+        return [c for c in cells if len(c) >= 4 and c[2] == f"rule:{raised}-transfers" and c[3] not in ("", "–")]
+    rated = until("a bulk flow with its rate", flow_rates, 10)
+    step(f"flows: {rated[0][:4]}")
+    shot("console-flows.png")
+
+    # 8. No console error all along, but for the refusals the test asked for.
     # The 401 and the invalid min above; unlocking checks the token with an
     # empty change, which passes the token check and is refused as empty.
     deliberate = PROBES + [(f"/api/v1/categories/{raised} - ", "status of 401"),
