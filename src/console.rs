@@ -27,33 +27,28 @@ pub struct Asset {
     pub body: &'static [u8],
 }
 
+/// An [`Asset`] from a file of `web/`.
+macro_rules! asset {
+    ($path:literal, $content_type:literal, $file:literal) => {
+        Asset {
+            path: $path,
+            content_type: $content_type,
+            body: include_bytes!(concat!("../web/", $file)),
+        }
+    };
+}
+
 /// The console's files. No build step: what is in `web/` is what is served.
 pub const ASSETS: [Asset; 5] = [
-    Asset {
-        path: "/",
-        content_type: "text/html; charset=utf-8",
-        body: include_bytes!("../web/index.html"),
-    },
-    Asset {
-        path: "/console.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../web/console.js"),
-    },
-    Asset {
-        path: "/plot.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../web/plot.js"),
-    },
-    Asset {
-        path: "/console.css",
-        content_type: "text/css; charset=utf-8",
-        body: include_bytes!("../web/console.css"),
-    },
-    Asset {
-        path: "/favicon.svg",
-        content_type: "image/svg+xml",
-        body: include_bytes!("../web/favicon.svg"),
-    },
+    asset!("/", "text/html; charset=utf-8", "index.html"),
+    asset!(
+        "/console.js",
+        "text/javascript; charset=utf-8",
+        "console.js"
+    ),
+    asset!("/plot.js", "text/javascript; charset=utf-8", "plot.js"),
+    asset!("/console.css", "text/css; charset=utf-8", "console.css"),
+    asset!("/favicon.svg", "image/svg+xml", "favicon.svg"),
 ];
 
 /// The Content-Security-Policy of every console response: scripts, styles
