@@ -93,7 +93,7 @@ pub fn metrics_routes() -> Router<ApiState> {
         .route("/readyz", get(readyz))
 }
 
-/// Routes for the admin API listener.
+/// Routes for the admin API listener, the web console's pages included.
 pub fn api_routes() -> Router<ApiState> {
     Router::new()
         .route("/api/v1/status", get(status))
@@ -105,6 +105,7 @@ pub fn api_routes() -> Router<ApiState> {
         .route("/api/v1/flows", get(flows))
         .route("/api/v1/hosts", get(hosts))
         .route("/api/v1/reload", post(reload))
+        .merge(crate::console::console_routes())
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
@@ -290,6 +291,7 @@ fn category_json(t: &Telemetry, cfg: &Config, i: usize, flows: &[u64]) -> Option
     let c = cfg.category.get(i)?;
     let snaps = t.snapshots();
     let rates = t.rates_for(&snaps);
+    let recent = t.recent_delays_for(&snaps);
     let per_dir = |d: Direction| {
         let snap = d.pick_ref(&snaps);
         // The snapshot's layout can lag a reload for a moment: find the
@@ -302,6 +304,10 @@ fn category_json(t: &Telemetry, cfg: &Config, i: usize, flows: &[u64]) -> Option
             .cloned()
             .unwrap_or_default();
         let rate = at.and_then(|j| d.pick_ref(&rates).get(j)).copied();
+        let recent_p99 = at
+            .and_then(|j| d.pick_ref(&recent).get(j))
+            .copied()
+            .flatten();
         let ms = |q: f64| s.delay_fine.quantile(q).map(|d| d.as_secs_f64() * 1000.0);
         json!({
             "min_bps": c.min_rate(d, &cfg.link).bps(),
@@ -317,6 +323,10 @@ fn category_json(t: &Telemetry, cfg: &Config, i: usize, flows: &[u64]) -> Option
             "backlog_bytes": s.backlog.bytes,
             "delay_p50_ms": ms(0.5),
             "delay_p99_ms": ms(0.99),
+            // The two above cover every packet since qosd started; this,
+            // what was sent over the last second (the rate's interval):
+            // the console's "right now".
+            "recent_delay_p99_ms": recent_p99,
         })
     };
     Some(json!({

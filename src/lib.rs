@@ -8,7 +8,7 @@
 //!   shaping (`shaper`), and the engine that joins them (`engine`);
 //! - the I/O edges and the daemon around the engine (`io`, `daemon`);
 //! - telemetry: Prometheus metrics (`metrics`), the admin API (`api`) and
-//!   its terminal client (`client`);
+//!   its terminal client (`client`) and web console (`console`);
 //! - the engine run offline: the office simulator (`simulate`) and the
 //!   classification of a capture (`offline`).
 //!
@@ -25,6 +25,7 @@ pub mod autorate;
 pub mod classify;
 pub mod client;
 pub mod config;
+pub mod console;
 pub mod daemon;
 pub mod engine;
 pub mod flow;

@@ -69,20 +69,34 @@ impl Fixture {
         auth: Option<&str>,
         body: &str,
     ) -> (StatusCode, String) {
+        let auth = auth.map(|a| ("authorization", a));
+        let (status, _, bytes) = self.request(method, uri, auth.as_slice(), body).await;
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// A request with `headers`: the status, the response's headers and
+    /// its body.
+    async fn request(
+        &self,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
         let mut req = Request::builder().method(method).uri(uri);
-        if let Some(a) = auth {
-            req = req.header("authorization", a);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
         }
         let resp = self
             .app()
             .oneshot(req.body(Body::from(body.to_owned())).unwrap())
             .await
             .unwrap();
-        let status = resp.status();
+        let (status, headers) = (resp.status(), resp.headers().clone());
         let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
             .await
             .unwrap();
-        (status, String::from_utf8_lossy(&bytes).into_owned())
+        (status, headers, bytes.to_vec())
     }
 
     fn weight(&self, category: &str) -> u32 {
@@ -770,10 +784,7 @@ async fn the_busiest_hosts_get_rate_series_when_asked() {
 
     std::fs::write(
         &fx.config,
-        format!("{}\n", base_config()).replace(
-            "listen = \"127.0.0.1:9477\"",
-            "listen = \"127.0.0.1:9477\"\ntop_hosts = 1",
-        ),
+        base_config().replace("top_hosts = 0", "top_hosts = 1"),
     )
     .unwrap();
     let (s, b) = fx.call("POST", "/api/v1/reload", Some(&bearer()), "").await;
@@ -789,4 +800,122 @@ async fn the_busiest_hosts_get_rate_series_when_asked() {
         !m.contains("host=\"02:00:00:00:00:01\""),
         "only the busiest one:\n{m}"
     );
+}
+
+/// `recent_delay_p99_ms` is the queue delay of what was sent over the
+/// last interval, not since qosd started: a past burst of 500 ms delays
+/// does not hide that the queue is short now, and a category that sent
+/// nothing since has none (null), while `delay_p99_ms` keeps the history.
+#[tokio::test]
+async fn recent_delay_is_that_of_the_last_interval() {
+    use qosd::shaper::CategoryCounters;
+    let fx = fixture("recent", None);
+    let cfg = fx.handle.shared.config();
+    let n = cfg.category.len();
+    let bulk = cfg.category.iter().position(|c| c.name == "bulk").unwrap();
+    let voice = cfg.category.iter().position(|c| c.name == "voice").unwrap();
+    let mut counters = vec![CategoryCounters::default(); n];
+    let publish = |at_ms: u64, counters: &[CategoryCounters]| {
+        let mut s = fx.handle.telemetry.snapshots[0].lock().unwrap();
+        s.at = Instant::from_nanos(at_ms * 1_000_000);
+        s.categories = counters.to_vec();
+    };
+    // Before: 1 000 packets of bulk waited 500 ms, 100 of voice 1 ms.
+    for _ in 0..1_000 {
+        counters[bulk].delay_fine.record(500_000_000);
+    }
+    for _ in 0..100 {
+        counters[voice].delay_fine.record(1_000_000);
+    }
+    publish(1_000, &counters);
+    fx.handle.telemetry.update_rates();
+    // In the last second: 100 bulk packets at 2 ms, no voice.
+    for _ in 0..100 {
+        counters[bulk].delay_fine.record(2_000_000);
+    }
+    publish(2_000, &counters);
+    fx.handle.telemetry.update_rates();
+    let (s, b) = fx.call("GET", "/api/v1/categories", None, "").await;
+    assert_eq!(s, StatusCode::OK);
+    let v: Value = serde_json::from_str(&b).unwrap();
+    let up = |name: &str| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap()["upload"]
+            .clone()
+    };
+    let recent = up("bulk")["recent_delay_p99_ms"].as_f64().unwrap();
+    assert!((recent - 2.0).abs() < 0.1, "{recent}");
+    let since_start = up("bulk")["delay_p99_ms"].as_f64().unwrap();
+    assert!(since_start > 400.0, "{since_start}");
+    assert_eq!(up("voice")["recent_delay_p99_ms"], Value::Null);
+    assert!(up("voice")["delay_p99_ms"].as_f64().is_some());
+}
+
+/// The web console: every file is served without the token, with its type,
+/// a validator and the security headers; a current copy gets a 304; the
+/// console adds no way around the API's token; and no file holds a token.
+#[tokio::test]
+async fn the_console_is_served_with_its_security_headers() {
+    let fx = fixture("console", Some(TOKEN));
+    for asset in qosd::console::ASSETS {
+        let (s, h, body) = fx.request("GET", asset.path, &[], "").await;
+        assert_eq!(s, StatusCode::OK, "{}", asset.path);
+        assert_eq!(h["content-type"], asset.content_type, "{}", asset.path);
+        assert_eq!(body, asset.body, "{}", asset.path);
+        assert_eq!(h["cache-control"], "no-cache");
+        let csp = h["content-security-policy"].to_str().unwrap();
+        for directive in [
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "connect-src 'self'",
+            "frame-ancestors 'none'",
+            "base-uri 'none'",
+            "form-action 'none'",
+        ] {
+            assert!(csp.contains(directive), "{}: {csp}", asset.path);
+        }
+        assert!(!csp.contains("unsafe"), "{csp}");
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert_eq!(h["x-frame-options"], "DENY");
+        assert_eq!(h["referrer-policy"], "no-referrer");
+        // Revalidation over a slow link: a 304, still with the headers.
+        let etag = h["etag"].to_str().unwrap().to_owned();
+        let (s, h, body) = fx
+            .request("GET", asset.path, &[("if-none-match", &etag)], "")
+            .await;
+        assert_eq!(s, StatusCode::NOT_MODIFIED, "{}", asset.path);
+        assert!(body.is_empty());
+        assert_eq!(h["x-frame-options"], "DENY");
+        assert!(h.contains_key("content-security-policy"));
+        // The token never appears in what is served.
+        let text = String::from_utf8_lossy(asset.body);
+        assert!(!text.contains(TOKEN), "{}", asset.path);
+    }
+    let (_, _, page) = fx.request("GET", "/", &[], "").await;
+    let page = String::from_utf8_lossy(&page);
+    assert!(page.starts_with("<!doctype html>"), "{page}");
+    // No inline script or style for the CSP to refuse.
+    assert!(!page.contains("style="), "inline style attribute");
+    assert!(!page.contains("<style"), "inline style element");
+    for script in page.split("<script").skip(1) {
+        assert!(script.contains("src=\""), "inline script: {script}");
+    }
+    // The console changes nothing about the API: edits still need the
+    // token, reads are as open as before.
+    let (s, _) = fx
+        .call("PUT", "/api/v1/categories/bulk", None, r#"{"weight": 40}"#)
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = fx.call("POST", "/api/v1/reload", None, "").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(fx.weight("bulk"), 5);
+    let (s, _) = fx.call("GET", "/api/v1/categories", None, "").await;
+    assert_eq!(s, StatusCode::OK);
+    // Nothing else is served at the top: unknown paths are the API's 404.
+    let (s, b) = fx.call("GET", "/console.js.map", None, "").await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
 }

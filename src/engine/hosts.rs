@@ -120,6 +120,11 @@ impl HostTable {
         len: u64,
         now: Instant,
     ) {
+        // A group address (multicast, broadcast) is no computer: a
+        // download to it is not any one host's.
+        if mac.first().is_some_and(|b| b & 1 == 1) {
+            return;
+        }
         let tag = tag.max(1);
         let n = self.entries.len();
         let start = ((u64::from(tag) * n as u64) >> 32) as usize;
@@ -230,6 +235,15 @@ mod tests {
         t.observe(1, [2, 0, 0, 0, 0, 1], None, None, 0, 10, Instant::ZERO);
         t.observe(2, [2, 0, 0, 0, 0, 2], None, None, 0, 20, Instant::ZERO);
         assert_eq!(t.hosts().count(), 2);
+    }
+
+    #[test]
+    fn group_addresses_are_no_hosts() {
+        let mut t = HostTable::default();
+        t.observe(3, [0x33, 0x33, 0, 0, 0, 2], None, None, 0, 10, at(1));
+        t.observe(4, [0x01, 0, 0x5e, 0, 0, 0x16], None, None, 0, 10, at(1));
+        t.observe(5, [0xff; 6], None, None, 0, 10, at(1));
+        assert_eq!(t.hosts().count(), 0);
     }
 
     #[test]

@@ -193,6 +193,17 @@ impl LogHistogram {
         None
     }
 
+    /// The samples recorded since `earlier`, an earlier copy of the same
+    /// histogram (the queue delay of the last second, from two snapshots).
+    pub fn since(&self, earlier: &LogHistogram) -> LogHistogram {
+        let mut out = self.clone();
+        for (a, b) in out.counts.iter_mut().zip(earlier.counts.iter()) {
+            *a = a.saturating_sub(*b);
+        }
+        out.total = out.counts.iter().fold(0u64, |t, c| t.wrapping_add(*c));
+        out
+    }
+
     /// Adds every sample of `other` (to aggregate categories or runs).
     pub fn merge(&mut self, other: &LogHistogram) {
         for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {

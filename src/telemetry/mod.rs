@@ -174,6 +174,16 @@ impl Telemetry {
             .unwrap_or_default()
     }
 
+    /// The 99th percentile of the queue delay (ms) of what each category
+    /// sent over the rates' last interval (about a second), per direction,
+    /// in the category layout of `snaps`; `None` where it sent nothing.
+    pub fn recent_delays_for(&self, snaps: &[Snapshot; 2]) -> [Vec<Option<f64>>; 2] {
+        self.rates
+            .lock()
+            .map(|r| r.delays_for(snaps))
+            .unwrap_or_default()
+    }
+
     /// Counts a configuration reload that succeeded (`ok`) or was refused.
     pub fn count_reload(&self, ok: bool) {
         let [good, bad] = &self.reloads;

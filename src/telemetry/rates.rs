@@ -1,10 +1,11 @@
-//! Per-category rates, computed once a second from the snapshots' sent
-//! bytes.
+//! Per-category rates and recent queue delays, computed once a second
+//! from the snapshots' sent bytes and delay histograms.
 
 use std::sync::Arc;
 
 use super::snapshot::Snapshot;
 use crate::config::Config;
+use crate::shaper::LogHistogram;
 use crate::time::Instant;
 
 /// The rates and the samples they were computed from.
@@ -15,6 +16,11 @@ pub(super) struct RateState {
     last: Option<[Sample; 2]>,
     /// Bits/s per category, in the layout of `last`.
     rates: [Vec<f64>; 2],
+    /// The 99th percentile of the queue delay (ms) of the packets each
+    /// category sent between the last two samples, in the layout of
+    /// `last`; `None` when it sent none. The shaper's own percentiles
+    /// cover everything since qosd started, which says little about now.
+    delays: [Vec<Option<f64>>; 2],
 }
 
 /// One direction's sent bytes per category at one moment.
@@ -23,6 +29,7 @@ struct Sample {
     at: Instant,
     layout: Option<Arc<Config>>,
     sent: Vec<u64>,
+    delay: Vec<LogHistogram>,
 }
 
 /// The name of category `i` of `layout`.
@@ -55,23 +62,40 @@ impl RateState {
         let now = now.map(|s| Sample {
             at: s.at,
             sent: s.categories.iter().map(|c| c.sent.bytes).collect(),
+            delay: s.categories.iter().map(|c| c.delay_fine.clone()).collect(),
             layout: s.config,
         });
         if let Some(prev) = &self.last {
-            for ((rate, cur), old) in self.rates.iter_mut().zip(&now).zip(prev) {
+            for (((rate, delay), cur), old) in self
+                .rates
+                .iter_mut()
+                .zip(self.delays.iter_mut())
+                .zip(&now)
+                .zip(prev)
+            {
                 let secs = cur.at.nanos_since(old.at) as f64 / 1e9;
                 if secs > 0.0 {
+                    // A category new since then started from zero.
+                    let before = |i| same_category(cur.layout.as_ref(), i, old.layout.as_ref());
                     *rate = cur
                         .sent
                         .iter()
                         .enumerate()
                         .map(|(i, b)| {
-                            // A category new since then started from zero.
-                            let before = same_category(cur.layout.as_ref(), i, old.layout.as_ref())
-                                .and_then(|j| old.sent.get(j))
-                                .copied()
-                                .unwrap_or(0);
-                            b.saturating_sub(before) as f64 * 8.0 / secs
+                            let was = before(i).and_then(|j| old.sent.get(j)).copied();
+                            b.saturating_sub(was.unwrap_or(0)) as f64 * 8.0 / secs
+                        })
+                        .collect();
+                    *delay = cur
+                        .delay
+                        .iter()
+                        .enumerate()
+                        .map(|(i, h)| {
+                            let recent = match before(i).and_then(|j| old.delay.get(j)) {
+                                Some(was) => h.since(was),
+                                None => h.clone(),
+                            };
+                            recent.quantile(0.99).map(|d| d.as_secs_f64() * 1e3)
                         })
                         .collect();
                 }
@@ -89,10 +113,26 @@ impl RateState {
     /// Bits/s per direction and category, in the category layout of
     /// `snaps` (which may have changed since the rates were computed).
     pub(super) fn rates_for(&self, snaps: &[Snapshot; 2]) -> [Vec<f64>; 2] {
-        let mut out: [Vec<f64>; 2] = Default::default();
+        self.in_layout_of(&self.rates, snaps, 0.0)
+    }
+
+    /// The recent queue delay p99 (ms) per direction and category, in the
+    /// category layout of `snaps`.
+    pub(super) fn delays_for(&self, snaps: &[Snapshot; 2]) -> [Vec<Option<f64>>; 2] {
+        self.in_layout_of(&self.delays, snaps, None)
+    }
+
+    /// `values` (per direction, in the layout of `last`) in the category
+    /// layout of `snaps`; `missing` for a category `last` did not have.
+    fn in_layout_of<T: Clone>(
+        &self,
+        values: &[Vec<T>; 2],
+        snaps: &[Snapshot; 2],
+        missing: T,
+    ) -> [Vec<T>; 2] {
+        let mut out: [Vec<T>; 2] = Default::default();
         for (d, (o, snap)) in out.iter_mut().zip(snaps).enumerate() {
-            let (Some(rates), last) =
-                (self.rates.get(d), self.last.as_ref().and_then(|l| l.get(d)))
+            let (Some(rates), last) = (values.get(d), self.last.as_ref().and_then(|l| l.get(d)))
             else {
                 continue;
             };
@@ -104,8 +144,8 @@ impl RateState {
                         last.and_then(|l| l.layout.as_ref()),
                     )
                     .and_then(|j| rates.get(j))
-                    .copied()
-                    .unwrap_or(0.0)
+                    .cloned()
+                    .unwrap_or_else(|| missing.clone())
                 })
                 .collect();
         }
