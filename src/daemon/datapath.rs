@@ -380,6 +380,7 @@ impl Datapath {
             s.categories
                 .clone_from_slice_or_resize(self.engine.category_counters());
             s.retired.clone_from(self.engine.queue().retired());
+            s.accounting.clone_from(self.engine.accounting());
             if !s
                 .config
                 .as_ref()

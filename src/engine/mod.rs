@@ -10,6 +10,7 @@
 //! the direction's own [`ClassCache`] and its verdict is one atomic load
 //! (see [`crate::flow`]).
 
+pub mod accounting;
 pub mod frame;
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use arc_swap::ArcSwap;
 
+use self::accounting::Accounting;
 use self::frame::Frame;
 use crate::classify::budget::{DpiBudget, Holder, Refusals};
 use crate::classify::dpi::dns::DnsCache;
@@ -25,7 +27,7 @@ use crate::config::{CategoryId, Config, Direction};
 use crate::packet::{FrameKind, PacketMeta, rewrite};
 use crate::shaper::{CategoryCounters, DropReason, LinkQueue, ShaperConfig};
 use crate::time::Instant;
-use crate::wan::{GuardParams, IspGuard, Meter, ProbeBoard, Stamper};
+use crate::wan::{GuardParams, IspGuard, Meter, ProbeBoard, Segment, SeqWatch, Stamper};
 
 /// Entries in the DNS snooping cache.
 pub const DNS_CACHE_ENTRIES: usize = 65_536;
@@ -174,6 +176,11 @@ pub struct DirectionEngine<Q> {
     /// DSCP to write per category, if any.
     marks: Vec<Option<u8>>,
     counters: EngineCounters,
+    /// Per-app traffic and TCP quality, by category.
+    accounting: Accounting,
+    /// The highest sequence end of each flow's senders this direction
+    /// carries (retransmitted segments).
+    seqs: SeqWatch,
     /// This direction's half of the WAN-delay measurement.
     wan: WanSide,
     /// The link rate autorate set, instead of `link.*`.
@@ -231,6 +238,8 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
                 .iter()
                 .map(|c| c.dscp.map(|d| d.value()))
                 .collect(),
+            accounting: Accounting::new(cfg, dir == Direction::Download),
+            seqs: SeqWatch::new(),
             installed,
             wan: match dir {
                 Direction::Upload => WanSide::Lan(Stamper::new(Arc::clone(&shared.probes))),
@@ -308,6 +317,11 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
         &self.counters
     }
 
+    /// Per-app traffic and TCP quality, laid out for [`Self::config`].
+    pub fn accounting(&self) -> &Accounting {
+        &self.accounting
+    }
+
     /// The queue's per-category counters.
     pub fn category_counters(&self) -> &[CategoryCounters] {
         self.queue.counters()
@@ -343,6 +357,7 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
             .iter()
             .map(|c| c.dscp.map(|d| d.value()))
             .collect();
+        self.accounting = self.accounting.relayout(&before.config, &cfg, &self.origin);
         configure_guard(&mut self.guard, &cfg, self.dir);
         let mut qc = queue_config(&cfg, self.dir);
         if let Some(rate) = self.link_rate {
@@ -374,8 +389,10 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
     /// Classifies `frame`, arrived at `now`, and queues it. Returns its
     /// category.
     pub fn ingress(&mut self, mut frame: Frame, now: Instant) -> CategoryId {
-        self.counters.arrived_bytes += frame.bytes().len() as u64;
+        let len = frame.bytes().len() as u64;
+        self.counters.arrived_bytes += len;
         let mut probe = None;
+        let mut app = None;
         let (category, flow_hash, ip) = {
             let pkt = PacketMeta::parse(frame.bytes());
             match pkt.kind {
@@ -411,9 +428,30 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
                     if !verdict.refused.is_empty() {
                         self.count_refusals(verdict.refused);
                     }
+                    app = verdict.app;
                     match &mut self.wan {
                         WanSide::Lan(s) => probe = s.on_lan_packet(&pkt, id, now),
-                        WanSide::Wan(m) => m.on_wan_packet(&pkt, id, now),
+                        WanSide::Wan(m) => {
+                            // The round trip is the flow's in the direction
+                            // of the traffic it timed, whichever packet
+                            // completed it.
+                            if let Some(rtt) = m.on_wan_packet(&pkt, id, now) {
+                                let d = rtt.direction();
+                                self.accounting.count_rtt(
+                                    d,
+                                    d.pick(verdict.flow_category),
+                                    rtt.rtt_ns,
+                                );
+                            }
+                        }
+                    }
+                    if pkt.protocol == 6 {
+                        match self.seqs.on_tcp(&pkt, id) {
+                            Segment::NotData => {}
+                            seg => self
+                                .accounting
+                                .count_segment(verdict.category, seg == Segment::Retransmitted),
+                        }
                     }
                     let category = self
                         .classifier
@@ -424,6 +462,9 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
             }
         };
         frame.probe = probe;
+        // Counted in the category the packet is queued in, as the queue
+        // counts it: an app's cells add up to its categories' arrivals.
+        self.accounting.count_app(app, category, len);
         if let Some((offset, version)) = ip {
             frame.set_ip(offset, version);
             if let Some(Some(dscp)) = self.marks.get(category.index())
@@ -495,6 +536,8 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
     }
 }
 
+#[cfg(test)]
+mod accounting_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

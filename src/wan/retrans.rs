@@ -1,0 +1,212 @@
+//! Retransmitted TCP data segments, as one data-path thread sees its own
+//! direction's senders: a segment that starts before the highest sequence
+//! number its flow already sent carries bytes sent before.
+//!
+//! Each thread keeps, per board slot (the same [`ProbeBoard::slot_of`] the
+//! WAN-delay measurement keys its per-flow state by), the flow holding the
+//! slot and the highest sequence end it sent: a fixed table allocated
+//! once, so memory is bounded whatever the number of flows and a packet
+//! costs one read and one write of the thread's own table. Two flows that
+//! share a slot take it over from each other, and a flow's first segment
+//! after that only learns where it stands: collisions can hide a
+//! retransmission, never invent one.
+
+use super::board::{ProbeBoard, SLOTS};
+use super::tcp::seq_before;
+use crate::packet::{PacketMeta, TCP_FIN, TCP_RST, TCP_SYN};
+
+/// What a TCP segment was, for the retransmission count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Segment {
+    /// No payload (a SYN, a pure ACK, a bare FIN), or a RST: not data.
+    NotData,
+    /// Data, none of it sent before (as far as this thread knows).
+    New,
+    /// Data starting before the highest sequence end its flow had sent: a
+    /// retransmission (or, rarely, a keepalive or window probe, or a
+    /// segment the network reordered).
+    Retransmitted,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct High {
+    flow: u64,
+    /// The sequence number after the highest byte sent.
+    end: u32,
+    known: bool,
+}
+
+/// One thread's highest sequence end per flow.
+pub struct SeqWatch {
+    slots: Box<[High]>,
+}
+
+impl Default for SeqWatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SeqWatch {
+    /// An empty table (allocated here, once).
+    pub fn new() -> Self {
+        SeqWatch {
+            slots: vec![High::default(); SLOTS].into_boxed_slice(),
+        }
+    }
+
+    /// Reads a TCP packet `pkt` of flow `flow` travelling this thread's
+    /// direction.
+    #[inline]
+    pub fn on_tcp(&mut self, pkt: &PacketMeta, flow: u64) -> Segment {
+        let Some(seq) = pkt
+            .tcp
+            .get(4..8)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(u32::from_be_bytes)
+        else {
+            return Segment::NotData;
+        };
+        let flags = pkt.tcp_flags;
+        if flags & TCP_RST != 0 {
+            return Segment::NotData;
+        }
+        let Some(h) = self.slots.get_mut(ProbeBoard::slot_of(flow as u32)) else {
+            return Segment::NotData;
+        };
+        let len = pkt.payload.len() as u32;
+        if flags & TCP_SYN != 0 {
+            // The SYN takes one sequence number; any data it carries (TCP
+            // Fast Open) is the connection's first, not a resend.
+            *h = High {
+                flow,
+                end: seq.wrapping_add(1).wrapping_add(len),
+                known: true,
+            };
+            return Segment::NotData;
+        }
+        if len == 0 {
+            return Segment::NotData;
+        }
+        let end = seq
+            .wrapping_add(len)
+            .wrapping_add(u32::from(flags & TCP_FIN != 0));
+        if h.flow != flow || !h.known {
+            *h = High {
+                flow,
+                end,
+                known: true,
+            };
+            return Segment::New;
+        }
+        let resent = seq_before(seq, h.end);
+        if seq_before(h.end, end) {
+            h.end = end;
+        }
+        if resent {
+            Segment::Retransmitted
+        } else {
+            Segment::New
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use etherparse::PacketBuilder;
+
+    use super::*;
+
+    fn tcp(seq: u32, syn: bool, fin: bool, rst: bool, len: usize) -> Vec<u8> {
+        let mut b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4([198, 18, 0, 1], [198, 18, 0, 2], 64)
+            .tcp(40000, 443, seq, 64240)
+            .ack(1);
+        if syn {
+            b = b.syn();
+        }
+        if fin {
+            b = b.fin();
+        }
+        if rst {
+            b = b.rst();
+        }
+        let mut out = Vec::new();
+        b.write(&mut out, &vec![0u8; len]).unwrap();
+        out
+    }
+
+    fn see(w: &mut SeqWatch, flow: u64, f: &[u8]) -> Segment {
+        w.on_tcp(&PacketMeta::parse(f), flow)
+    }
+
+    #[test]
+    fn a_segment_sent_again_is_a_retransmission_and_the_next_one_is_not() {
+        let mut w = SeqWatch::new();
+        assert_eq!(
+            see(&mut w, 7, &tcp(999, true, false, false, 0)),
+            Segment::NotData
+        );
+        assert_eq!(
+            see(&mut w, 7, &tcp(1000, false, false, false, 100)),
+            Segment::New
+        );
+        assert_eq!(
+            see(&mut w, 7, &tcp(1100, false, false, false, 100)),
+            Segment::New
+        );
+        // Sent again whole, then in part (repacketised): both resends.
+        let again = tcp(1000, false, false, false, 100);
+        assert_eq!(see(&mut w, 7, &again), Segment::Retransmitted);
+        assert_eq!(
+            see(&mut w, 7, &tcp(1150, false, false, false, 100)),
+            Segment::Retransmitted
+        );
+        // That one also reached new bytes: what follows them is new.
+        assert_eq!(
+            see(&mut w, 7, &tcp(1250, false, false, false, 100)),
+            Segment::New
+        );
+        // Pure ACKs and RSTs are not data.
+        assert_eq!(
+            see(&mut w, 7, &tcp(1350, false, false, false, 0)),
+            Segment::NotData
+        );
+        assert_eq!(
+            see(&mut w, 7, &tcp(1000, false, false, true, 0)),
+            Segment::NotData
+        );
+    }
+
+    #[test]
+    fn a_flow_taking_over_a_slot_starts_afresh_and_sequence_numbers_wrap() {
+        let mut w = SeqWatch::new();
+        let other = 7 + SLOTS as u64;
+        assert_eq!(
+            see(&mut w, 7, &tcp(5000, false, false, false, 100)),
+            Segment::New
+        );
+        // Another flow in the same slot: its first segment only teaches.
+        assert_eq!(
+            see(&mut w, other, &tcp(10, false, false, false, 100)),
+            Segment::New
+        );
+        assert_eq!(
+            see(&mut w, 7, &tcp(4000, false, false, false, 100)),
+            Segment::New
+        );
+        let near = u32::MAX - 49;
+        assert_eq!(
+            see(&mut w, 9, &tcp(near, false, false, false, 100)),
+            Segment::New
+        );
+        assert_eq!(
+            see(&mut w, 9, &tcp(50, false, false, false, 100)),
+            Segment::New
+        );
+        assert_eq!(
+            see(&mut w, 9, &tcp(near, false, false, false, 100)),
+            Segment::Retransmitted
+        );
+    }
+}
