@@ -18,6 +18,32 @@ fn frame(pool: &mut FramePool, bytes: &[u8]) -> Frame {
     Frame::new(pool.get(), bytes)
 }
 
+/// What the data path of `e` publishes.
+fn published(e: &DirectionEngine<Shaper<Frame>>) -> Snapshot {
+    Snapshot {
+        categories: e.category_counters().to_vec(),
+        retired: e.queue().retired().clone(),
+        accounting: e.accounting().clone(),
+        config: Some(Arc::clone(e.config())),
+        running: true,
+        ..Snapshot::default()
+    }
+}
+
+/// What a scrape sees of `snapshots` under `shared`'s configuration.
+fn view(shared: &Shared, snapshots: [Snapshot; 2]) -> MetricsView {
+    MetricsView {
+        config: shared.config(),
+        snapshots,
+        rates: Default::default(),
+        flows: FlowStats::default(),
+        reloads: [0; 2],
+        uptime_seconds: 1.0,
+        ready: true,
+        link: Default::default(),
+    }
+}
+
 /// The counters Prometheus sees for a category stay with its name when a
 /// reload reorders the file's categories, and the direction's totals never
 /// go back when a reload removes one (Prometheus reads a decrease as a
@@ -62,26 +88,8 @@ fn reloads_that_reorder_or_remove_categories_keep_counters_with_their_names() {
         }
     };
     let metrics = |e: &DirectionEngine<Shaper<Frame>>| {
-        // What the data path publishes.
-        let snap = Snapshot {
-            categories: e.category_counters().to_vec(),
-            retired: e.queue().retired().clone(),
-            config: Some(Arc::clone(e.config())),
-            running: true,
-            ..Snapshot::default()
-        };
-        let view = MetricsView {
-            config: shared.config(),
-            snapshots: [snap, Snapshot::default()],
-            rates: Default::default(),
-            flows: FlowStats::default(),
-            reloads: [0; 2],
-            uptime_seconds: 1.0,
-            ready: true,
-            link: Default::default(),
-        };
         let mut out = HashMap::new();
-        for family in build(&view) {
+        for family in build(&view(&shared, [published(e), Snapshot::default()])) {
             for m in family.get_metric() {
                 let labels: Vec<String> = m
                     .get_label()
@@ -158,24 +166,7 @@ fn app_and_tcp_quality_families_have_their_labels() {
         let f = udp(PC, 40123, SRV, 123, &[0u8; 48], 0);
         up.ingress(frame(&mut pool, &f), Instant::from_nanos(1));
     }
-    let snap = |e: &DirectionEngine<Shaper<Frame>>| Snapshot {
-        categories: e.category_counters().to_vec(),
-        accounting: e.accounting().clone(),
-        config: Some(Arc::clone(e.config())),
-        running: true,
-        ..Snapshot::default()
-    };
-    let view = MetricsView {
-        config: shared.config(),
-        snapshots: [snap(&up), snap(&down)],
-        rates: Default::default(),
-        flows: FlowStats::default(),
-        reloads: [0; 2],
-        uptime_seconds: 1.0,
-        ready: true,
-        link: Default::default(),
-    };
-    let families = build(&view);
+    let families = build(&view(&shared, [published(&up), published(&down)]));
     let family = |name: &str| {
         families
             .iter()
