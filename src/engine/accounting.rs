@@ -103,7 +103,7 @@ pub struct TcpSegments {
     /// Segments carrying payload (retransmissions included).
     pub data: u64,
     /// Of those, segments that started before the highest sequence number
-    /// their flow had already sent ([`crate::wan::SeqWatch`]).
+    /// their flow had already sent ([`crate::wan::retrans`]).
     pub retransmitted: u64,
 }
 

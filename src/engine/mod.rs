@@ -27,7 +27,7 @@ use crate::config::{CategoryId, Config, Direction};
 use crate::packet::{FrameKind, PacketMeta, rewrite};
 use crate::shaper::{CategoryCounters, DropReason, LinkQueue, ShaperConfig};
 use crate::time::Instant;
-use crate::wan::{GuardParams, IspGuard, Meter, ProbeBoard, Segment, SeqWatch, Stamper};
+use crate::wan::{GuardParams, IspGuard, Meter, ProbeBoard, Segment, Stamper};
 
 /// Entries in the DNS snooping cache.
 pub const DNS_CACHE_ENTRIES: usize = 65_536;
@@ -178,9 +178,6 @@ pub struct DirectionEngine<Q> {
     counters: EngineCounters,
     /// Per-app traffic and TCP quality, by category.
     accounting: Accounting,
-    /// The highest sequence end of each flow's senders this direction
-    /// carries (retransmitted segments).
-    seqs: SeqWatch,
     /// This direction's half of the WAN-delay measurement.
     wan: WanSide,
     /// The link rate autorate set, instead of `link.*`.
@@ -239,7 +236,6 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
                 .map(|c| c.dscp.map(|d| d.value()))
                 .collect(),
             accounting: Accounting::new(cfg, dir == Direction::Download),
-            seqs: SeqWatch::new(),
             installed,
             wan: match dir {
                 Direction::Upload => WanSide::Lan(Stamper::new(Arc::clone(&shared.probes))),
@@ -429,8 +425,11 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
                         self.count_refusals(verdict.refused);
                     }
                     app = verdict.app;
-                    match &mut self.wan {
-                        WanSide::Lan(s) => probe = s.on_lan_packet(&pkt, id, now),
+                    let segment = match &mut self.wan {
+                        WanSide::Lan(s) => {
+                            probe = s.on_lan_packet(&pkt, id, now);
+                            s.segment(&pkt, id)
+                        }
                         WanSide::Wan(m) => {
                             // The round trip is the flow's in the direction
                             // of the traffic it timed, whichever packet
@@ -443,15 +442,12 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
                                     rtt.rtt_ns,
                                 );
                             }
+                            m.segment(&pkt, id)
                         }
-                    }
-                    if pkt.protocol == 6 {
-                        match self.seqs.on_tcp(&pkt, id) {
-                            Segment::NotData => {}
-                            seg => self
-                                .accounting
-                                .count_segment(verdict.category, seg == Segment::Retransmitted),
-                        }
+                    };
+                    if segment != Segment::NotData {
+                        self.accounting
+                            .count_segment(verdict.category, segment == Segment::Retransmitted);
                     }
                     let category = self
                         .classifier

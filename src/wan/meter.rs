@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::board::{ProbeBoard, SLOTS};
+use super::retrans::{Segment, SeqHigh};
 use super::tcp::{TcpView, seq_before};
 use super::window::WindowedMin;
 use super::{DelaySample, OutsideQueue, Source, TcpRtt, rtcp};
@@ -75,6 +76,8 @@ struct FlowClock {
     min_rtt: u64,
     /// The least answer of the current short window.
     window: LeastOfWindow,
+    /// The far end's highest sequence end (retransmissions).
+    seq: SeqHigh,
 }
 
 /// A flow's answers closer together than this are read as one: the
@@ -245,6 +248,20 @@ impl Meter {
         let i = Toward::ALL.iter().position(|t| *t == to).unwrap_or(2);
         if let Some(k) = self.kept.get_mut(i) {
             k.push(s);
+        }
+    }
+
+    /// Whether the TCP packet `pkt` of flow `flow` from the WAN carries
+    /// data its sender sent before ([`super::retrans`]); call after
+    /// [`Meter::on_wan_packet`], which has just read the same slot.
+    #[inline]
+    pub fn segment(&mut self, pkt: &PacketMeta, flow: u64) -> Segment {
+        if pkt.protocol != 6 {
+            return Segment::NotData;
+        }
+        match self.flows.get_mut(ProbeBoard::slot_of(flow as u32)) {
+            Some(fc) => fc.seq.on_tcp(pkt, flow),
+            None => Segment::NotData,
         }
     }
 

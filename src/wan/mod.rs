@@ -36,7 +36,7 @@ pub use self::board::{Probe, ProbeBoard};
 pub use self::guard::{GuardParams, IspGuard};
 pub use self::meter::{Meter, Toward};
 pub use self::outside::OutsideQueue;
-pub use self::retrans::{Segment, SeqWatch};
+pub use self::retrans::{Segment, SeqHigh};
 pub use self::stamper::Stamper;
 
 /// A WAN queueing-delay sample: how far one measurement was above the

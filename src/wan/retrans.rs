@@ -2,16 +2,15 @@
 //! direction's senders: a segment that starts before the highest sequence
 //! number its flow already sent carries bytes sent before.
 //!
-//! Each thread keeps, per board slot (the same [`ProbeBoard::slot_of`] the
-//! WAN-delay measurement keys its per-flow state by), the flow holding the
-//! slot and the highest sequence end it sent: a fixed table allocated
-//! once, so memory is bounded whatever the number of flows and a packet
-//! costs one read and one write of the thread's own table. Two flows that
-//! share a slot take it over from each other, and a flow's first segment
-//! after that only learns where it stands: collisions can hide a
-//! retransmission, never invent one.
+//! The highest sequence end ([`SeqHigh`]) lives in the per-flow slot the
+//! WAN-delay measurement already keeps on each thread (the
+//! [`super::Stamper`]'s upstream, the [`super::Meter`]'s downstream, by
+//! [`super::ProbeBoard::slot_of`]): memory is bounded whatever the number
+//! of flows, nothing is allocated, and the packet costs no lookup of its
+//! own. Two flows that share a slot take it over from each other, and a
+//! flow's first segment after that only learns where it
+//! stands: collisions can hide a retransmission, never invent one.
 
-use super::board::{ProbeBoard, SLOTS};
 use super::tcp::seq_before;
 use crate::packet::{PacketMeta, TCP_FIN, TCP_RST, TCP_SYN};
 
@@ -28,35 +27,19 @@ pub enum Segment {
     Retransmitted,
 }
 
+/// The highest sequence end one flow's sender reached, as one thread saw
+/// it, and the flow it belongs to.
 #[derive(Debug, Clone, Copy, Default)]
-struct High {
+pub struct SeqHigh {
     flow: u64,
     /// The sequence number after the highest byte sent.
     end: u32,
     known: bool,
 }
 
-/// One thread's highest sequence end per flow.
-pub struct SeqWatch {
-    slots: Box<[High]>,
-}
-
-impl Default for SeqWatch {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl SeqWatch {
-    /// An empty table (allocated here, once).
-    pub fn new() -> Self {
-        SeqWatch {
-            slots: vec![High::default(); SLOTS].into_boxed_slice(),
-        }
-    }
-
+impl SeqHigh {
     /// Reads a TCP packet `pkt` of flow `flow` travelling this thread's
-    /// direction.
+    /// direction; a slot held by another flow is taken over.
     #[inline]
     pub fn on_tcp(&mut self, pkt: &PacketMeta, flow: u64) -> Segment {
         let Some(seq) = pkt
@@ -71,14 +54,11 @@ impl SeqWatch {
         if flags & TCP_RST != 0 {
             return Segment::NotData;
         }
-        let Some(h) = self.slots.get_mut(ProbeBoard::slot_of(flow as u32)) else {
-            return Segment::NotData;
-        };
         let len = pkt.payload.len() as u32;
         if flags & TCP_SYN != 0 {
             // The SYN takes one sequence number; any data it carries (TCP
             // Fast Open) is the connection's first, not a resend.
-            *h = High {
+            *self = SeqHigh {
                 flow,
                 end: seq.wrapping_add(1).wrapping_add(len),
                 known: true,
@@ -91,17 +71,17 @@ impl SeqWatch {
         let end = seq
             .wrapping_add(len)
             .wrapping_add(u32::from(flags & TCP_FIN != 0));
-        if h.flow != flow || !h.known {
-            *h = High {
+        if self.flow != flow || !self.known {
+            *self = SeqHigh {
                 flow,
                 end,
                 known: true,
             };
             return Segment::New;
         }
-        let resent = seq_before(seq, h.end);
-        if seq_before(h.end, end) {
-            h.end = end;
+        let resent = seq_before(seq, self.end);
+        if seq_before(self.end, end) {
+            self.end = end;
         }
         if resent {
             Segment::Retransmitted
@@ -136,13 +116,13 @@ mod tests {
         out
     }
 
-    fn see(w: &mut SeqWatch, flow: u64, f: &[u8]) -> Segment {
+    fn see(w: &mut SeqHigh, flow: u64, f: &[u8]) -> Segment {
         w.on_tcp(&PacketMeta::parse(f), flow)
     }
 
     #[test]
     fn a_segment_sent_again_is_a_retransmission_and_the_next_one_is_not() {
-        let mut w = SeqWatch::new();
+        let mut w = SeqHigh::default();
         assert_eq!(
             see(&mut w, 7, &tcp(999, true, false, false, 0)),
             Segment::NotData
@@ -179,9 +159,9 @@ mod tests {
     }
 
     #[test]
-    fn a_flow_taking_over_a_slot_starts_afresh_and_sequence_numbers_wrap() {
-        let mut w = SeqWatch::new();
-        let other = 7 + SLOTS as u64;
+    fn a_flow_taking_over_the_slot_starts_afresh_and_sequence_numbers_wrap() {
+        let mut w = SeqHigh::default();
+        let other = 7 + 4096;
         assert_eq!(
             see(&mut w, 7, &tcp(5000, false, false, false, 100)),
             Segment::New
