@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::board::{ProbeBoard, SLOTS};
-use super::retrans::{Segment, SeqHigh};
+use super::retrans::{self, Segment, SeqHigh};
 use super::tcp::{TcpView, seq_before};
 use super::window::WindowedMin;
 use super::{DelaySample, OutsideQueue, Source, TcpRtt, rtcp};
@@ -256,13 +256,7 @@ impl Meter {
     /// [`Meter::on_wan_packet`], which has just read the same slot.
     #[inline]
     pub fn segment(&mut self, pkt: &PacketMeta, flow: u64) -> Segment {
-        if pkt.protocol != 6 {
-            return Segment::NotData;
-        }
-        match self.flows.get_mut(ProbeBoard::slot_of(flow as u32)) {
-            Some(fc) => fc.seq.on_tcp(pkt, flow),
-            None => Segment::NotData,
-        }
+        retrans::in_slot(&mut self.flows, |fc| &mut fc.seq, pkt, flow)
     }
 
     /// A packet of flow `flow` from the WAN, at ingress. Returns the TCP

@@ -11,6 +11,7 @@
 //! flow's first segment after that only learns where it
 //! stands: collisions can hide a retransmission, never invent one.
 
+use super::board::ProbeBoard;
 use super::tcp::seq_before;
 use crate::packet::{PacketMeta, TCP_FIN, TCP_RST, TCP_SYN};
 
@@ -88,6 +89,25 @@ impl SeqHigh {
         } else {
             Segment::New
         }
+    }
+}
+
+/// Reads the TCP packet `pkt` of flow `flow` against the [`SeqHigh`] that
+/// `seq` finds in its flow's slot of `slots` (the stamper's or the
+/// meter's per-flow table); anything but TCP is not data.
+#[inline]
+pub(super) fn in_slot<T>(
+    slots: &mut [T],
+    seq: impl FnOnce(&mut T) -> &mut SeqHigh,
+    pkt: &PacketMeta,
+    flow: u64,
+) -> Segment {
+    if pkt.protocol != 6 {
+        return Segment::NotData;
+    }
+    match slots.get_mut(ProbeBoard::slot_of(flow as u32)) {
+        Some(slot) => seq(slot).on_tcp(pkt, flow),
+        None => Segment::NotData,
     }
 }
 

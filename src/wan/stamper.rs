@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::board::{Probe, ProbeBoard, SLOTS};
-use super::retrans::{Segment, SeqHigh};
+use super::retrans::{self, Segment, SeqHigh};
 use super::tcp::{TcpView, seq_before};
 use super::{Source, rtcp};
 use crate::packet::PacketMeta;
@@ -177,13 +177,7 @@ impl Stamper {
     /// [`Stamper::on_lan_packet`], which has just read the same slot.
     #[inline]
     pub fn segment(&mut self, pkt: &PacketMeta, flow: u64) -> Segment {
-        if pkt.protocol != 6 {
-            return Segment::NotData;
-        }
-        match self.local.get_mut(ProbeBoard::slot_of(flow as u32)) {
-            Some(l) => l.seq.on_tcp(pkt, flow),
-            None => Segment::NotData,
-        }
+        retrans::in_slot(&mut self.local, |l| &mut l.seq, pkt, flow)
     }
 
     /// The packet carrying `probe` left toward the WAN at `now`.
