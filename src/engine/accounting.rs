@@ -280,3 +280,44 @@ fn app_rows(from: &Config, to: &Config) -> Vec<Option<usize>> {
         )
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The data path copies its tables into the snapshot every 100 ms:
+    /// while the layout stays, the copy reuses the snapshot's memory.
+    #[test]
+    fn the_snapshot_copy_reuses_its_tables() {
+        let cfg = crate::config::load_str(
+            crate::config::EMBEDDED_NAME,
+            crate::config::DEFAULT_CONFIG_TOML,
+            &crate::config::Env::None,
+        )
+        .unwrap();
+        let mut live = Accounting::new(&cfg, true);
+        let mut snap = Accounting::default();
+        snap.clone_from(&live);
+        let tables = (snap.apps.as_ptr(), snap.rtt[1].as_ptr());
+        live.count_app(Some(3), CategoryId(1), 100);
+        live.count_rtt(Direction::Download, CategoryId(2), 30_000_000);
+        snap.clone_from(&live);
+        assert_eq!((snap.apps.as_ptr(), snap.rtt[1].as_ptr()), tables);
+        assert_eq!(snap, live);
+        assert_eq!(snap.rtt(Direction::Download)[2].count(), 1);
+    }
+
+    /// Bounds are inclusive, and what is past the last is counted too.
+    #[test]
+    fn round_trips_fall_in_their_buckets() {
+        let mut h = RttHistogram::default();
+        for ns in [1, 1_000_000, 1_000_001, 2_000_000_000, 5_000_000_000] {
+            h.record(ns);
+        }
+        let c = h.cumulative();
+        assert_eq!((c[0], c[1]), (2, 3));
+        assert_eq!(c[RTT_BUCKET_BOUNDS_NS.len() - 1], 4);
+        assert_eq!(c[RTT_BUCKET_BOUNDS_NS.len()], 5);
+        assert_eq!(h.count(), 5);
+    }
+}
