@@ -16,6 +16,7 @@ use crate::autorate::Published;
 use crate::classify::DecidedBy;
 use crate::classify::budget::Holder;
 use crate::config::{Config, Direction};
+use crate::engine::accounting::RTT_BUCKET_BOUNDS_NS;
 use crate::shaper::{DELAY_BUCKET_BOUNDS_NS, DropReason};
 use crate::telemetry::hosts::HostSummary;
 use crate::telemetry::{FlowStats, PortState, Snapshot, by_interface};
@@ -232,6 +233,26 @@ const FAMILIES: &[(&str, &str)] = &[
     (
         "qosd_category_queue_delay_seconds",
         "Time packets spent queued in qosd, per direction and category.",
+    ),
+    (
+        "qosd_app_packets_total",
+        "Packets handed to the shaper, per direction, app (from the catalog; unknown: none recognised, or not yet when the packet passed) and the category the packet was queued in.",
+    ),
+    (
+        "qosd_app_bytes_total",
+        "Bytes handed to the shaper, per direction, app (from the catalog; unknown: none recognised, or not yet when the packet passed) and the category the packet was queued in.",
+    ),
+    (
+        "qosd_tcp_rtt_seconds",
+        "Round trips of the office's TCP flows from qosd to the far end and back (neither qosd's queues nor the LAN in them), measured passively, per category and direction: upload times a LAN sender's data segment to the far end's acknowledgement of it; download times a LAN receiver's acknowledgement (or a client's SYN) to the far end's next segment echoing it.",
+    ),
+    (
+        "qosd_tcp_data_packets_total",
+        "TCP segments carrying data, per direction (upload: sent by LAN hosts; download: by far ends) and category, retransmissions included.",
+    ),
+    (
+        "qosd_tcp_retransmitted_packets_total",
+        "TCP data segments that started before the highest sequence number their flow had sent (retransmissions; also keepalive and window probes, and segments the network reordered), per direction and category. Divide by qosd_tcp_data_packets_total for a rate.",
     ),
     (
         "qosd_category_active_flows",
@@ -487,24 +508,14 @@ pub fn build(v: &MetricsView) -> Vec<MetricFamily> {
                 &l,
                 rates.get(i).copied().unwrap_or(0.0) / 8.0,
             );
-            let mut h = Histogram::default();
-            let cumulative = c.delay.cumulative();
-            h.set_sample_count(c.delay.count());
-            h.set_sample_sum(c.delay.sum_ns as f64 / 1e9);
-            h.set_bucket(
-                DELAY_BUCKET_BOUNDS_NS
-                    .iter()
-                    .zip(cumulative.iter())
-                    .map(|(bound, n)| {
-                        let mut b = Bucket::default();
-                        b.set_upper_bound(*bound as f64 / 1e9);
-                        b.set_cumulative_count(*n);
-                        b
-                    })
-                    .collect(),
+            let h = seconds_histogram(
+                &DELAY_BUCKET_BOUNDS_NS,
+                &c.delay.cumulative(),
+                c.delay.sum_ns,
             );
             f.histogram("qosd_category_queue_delay_seconds", &l, h);
         }
+        accounting(&mut f, d, snap, layout);
         for (i, n) in snap.engine.decisions.iter().enumerate() {
             if let Some(slot) = decisions.get_mut(i) {
                 *slot += n;
@@ -666,6 +677,70 @@ pub fn build(v: &MetricsView) -> Vec<MetricFamily> {
         );
     }
     f.families
+}
+
+/// A histogram in seconds from bucket bounds in nanoseconds, the
+/// cumulative counts per bound (the last, +Inf, is the sample count) and
+/// the samples' sum in nanoseconds.
+fn seconds_histogram(bounds_ns: &[u64], cumulative: &[u64], sum_ns: u64) -> Histogram {
+    let mut h = Histogram::default();
+    h.set_sample_count(cumulative.last().copied().unwrap_or(0));
+    h.set_sample_sum(sum_ns as f64 / 1e9);
+    h.set_bucket(
+        bounds_ns
+            .iter()
+            .zip(cumulative)
+            .map(|(bound, n)| {
+                let mut b = Bucket::default();
+                b.set_upper_bound(*bound as f64 / 1e9);
+                b.set_cumulative_count(*n);
+                b
+            })
+            .collect(),
+    );
+    h
+}
+
+/// The per-app and TCP-quality families of direction `d`'s snapshot,
+/// labelled from `layout`, the configuration its counters were taken in.
+fn accounting(f: &mut Families, d: &str, snap: &Snapshot, layout: &Config) {
+    let a = &snap.accounting;
+    let category = |i: usize| layout.category.get(i).map(|c| c.name.as_str());
+    // Only the cells that counted something: most apps go to one
+    // category, and the catalog's apps times the categories would
+    // otherwise be thousands of series of zeros.
+    for (app, cat, n) in a.apps() {
+        let name = match app {
+            None => Some("unknown"),
+            Some(i) => layout.catalog.apps.get(i).map(|a| a.name.as_str()),
+        };
+        let (Some(name), Some(cat)) = (name, category(cat)) else {
+            continue;
+        };
+        let l = [("direction", d), ("app", name), ("category", cat)];
+        f.counter("qosd_app_packets_total", &l, n.packets as f64);
+        f.counter("qosd_app_bytes_total", &l, n.bytes as f64);
+    }
+    for (i, s) in a.segments().iter().enumerate() {
+        let Some(cat) = category(i) else { continue };
+        let l = [("direction", d), ("category", cat)];
+        f.counter("qosd_tcp_data_packets_total", &l, s.data as f64);
+        f.counter(
+            "qosd_tcp_retransmitted_packets_total",
+            &l,
+            s.retransmitted as f64,
+        );
+    }
+    // The download thread measures both directions' round trips (it has
+    // the meter); the upload thread's tables are empty.
+    for dir in Direction::BOTH {
+        for (i, h) in a.rtt(dir).iter().enumerate() {
+            let Some(cat) = category(i) else { continue };
+            let l = [("direction", dir.as_str()), ("category", cat)];
+            let h = seconds_histogram(&RTT_BUCKET_BOUNDS_NS, &h.cumulative(), h.sum_ns);
+            f.histogram("qosd_tcp_rtt_seconds", &l, h);
+        }
+    }
 }
 
 /// A registry holding qosd's collector over `source`.

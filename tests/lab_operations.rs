@@ -195,6 +195,23 @@ fn metrics_reconcile_exactly_with_the_traffic() {
             "{dir}: too little traffic to prove anything ({rx} bytes)"
         );
     }
+    // Per app (issue 17): each direction's app cells add up to its
+    // categories' arrivals, both taken in one snapshot; the iperf3 runs
+    // carried TCP data and gave round trips both ways (upload: its data
+    // segments acknowledged; download: the receiver's ACKs echoed).
+    for dir in ["upload", "download"] {
+        let d = format!("direction=\"{dir}\"");
+        let apps = sum(&m, "qosd_app_bytes_total{", &[&d]);
+        let cats = sum(&m, "qosd_category_bytes_total{", &[&d]);
+        let data = sum(&m, "qosd_tcp_data_packets_total{", &[&d]);
+        let resent = sum(&m, "qosd_tcp_retransmitted_packets_total{", &[&d]);
+        let rtts = sum(&m, "qosd_tcp_rtt_seconds_count{", &[&d]);
+        eprintln!(
+            "{dir}: app bytes {apps} = category bytes {cats}; TCP data segments {data}, retransmitted {resent}; round trips {rtts}"
+        );
+        assert_eq!(apps, cats, "{dir}: per-app bytes do not add up");
+        assert!(data > 1000.0 && rtts > 0.0, "{dir}: no TCP quality figures");
+    }
     assert!(m["qosd_flows"] >= 1.0);
     assert!(
         sum(

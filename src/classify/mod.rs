@@ -107,6 +107,12 @@ pub struct Classifier {
 pub struct Verdict {
     /// The packet's category.
     pub category: CategoryId,
+    /// The flow's category in each direction (by [`crate::config::Direction::index`]):
+    /// a measurement of the other direction's traffic taken on this
+    /// packet (a round trip the answer completes) is labelled with it.
+    pub flow_category: [CategoryId; 2],
+    /// The app recognised so far, if any (per-app accounting).
+    pub app: Option<AppId>,
     /// How the verdict was reached, when this packet settled it (or the
     /// volume heuristic changed it): count decisions once per flow.
     pub decided: Option<DecidedBy>,

@@ -72,7 +72,8 @@ pub struct ClassCell {
     state: Mutex<FlowClass>,
     /// [`Published`], packed: bits 0-7 the upload category, 8-15 the
     /// download category, bit 16 settled, bit 17 watching for volume, bits
-    /// 32-63 the classifier generation. Zero: never classified.
+    /// 18-31 the app's id plus one (0: none), bits 32-63 the classifier
+    /// generation. Zero: never classified.
     verdict: AtomicU64,
 }
 
@@ -80,23 +81,38 @@ pub struct ClassCell {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Published {
     pub category: [CategoryId; 2],
+    /// The app, for per-app accounting (ids past [`MAX_PUBLISHED_APP`]
+    /// read as none).
+    pub app: Option<AppId>,
     pub settled: bool,
     pub watch_volume: bool,
     pub generation: u32,
 }
 
+/// The highest app id the verdict word holds (14 bits, less the code for
+/// none): a catalog is far smaller (about 200 apps), and an app beyond it
+/// would only be counted as unknown.
+pub(super) const MAX_PUBLISHED_APP: AppId = (1 << 14) - 2;
+
 impl Published {
     fn pack(self) -> u64 {
+        let app = self
+            .app
+            .filter(|a| *a <= MAX_PUBLISHED_APP)
+            .map_or(0, |a| u64::from(a) + 1);
         u64::from(self.category[0].0)
             | u64::from(self.category[1].0) << 8
             | u64::from(self.settled) << 16
             | u64::from(self.watch_volume) << 17
+            | app << 18
             | u64::from(self.generation) << 32
     }
 
     fn unpack(v: u64) -> Self {
+        let app = ((v >> 18) & 0x3fff) as AppId;
         Published {
             category: [CategoryId(v as u8), CategoryId((v >> 8) as u8)],
+            app: app.checked_sub(1),
             settled: v & 1 << 16 != 0,
             watch_volume: v & 1 << 17 != 0,
             generation: (v >> 32) as u32,
@@ -106,6 +122,7 @@ impl Published {
     fn of(c: &FlowClass) -> Self {
         Published {
             category: c.category,
+            app: c.app,
             settled: c.settled,
             watch_volume: c.watch_volume,
             generation: c.generation,
@@ -151,5 +168,35 @@ impl FlowValue for ClassCell {
         let mut state = self.lock();
         *state = FlowClass::default();
         self.verdict.store(0, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The app travels in the verdict word with the rest, and an id the
+    /// word cannot hold reads as none rather than as another app.
+    #[test]
+    fn the_verdict_word_keeps_the_app() {
+        for app in [None, Some(0), Some(217), Some(MAX_PUBLISHED_APP)] {
+            let p = Published {
+                category: [CategoryId(3), CategoryId(255)],
+                app,
+                settled: true,
+                watch_volume: true,
+                generation: u32::MAX,
+            };
+            assert_eq!(Published::unpack(p.pack()), p);
+        }
+        let too_far = Published {
+            category: [CategoryId(1); 2],
+            app: Some(MAX_PUBLISHED_APP + 1),
+            settled: false,
+            watch_volume: false,
+            generation: 7,
+        };
+        assert_eq!(Published::unpack(too_far.pack()).app, None);
+        assert_eq!(Published::unpack(too_far.pack()).generation, 7);
     }
 }

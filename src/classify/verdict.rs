@@ -58,6 +58,8 @@ impl Classifier {
         {
             Verdict {
                 category: ctx.dir.pick(p.category),
+                flow_category: p.category,
+                app: p.app,
                 decided: None,
                 refused: Refusals::default(),
             }
@@ -85,6 +87,8 @@ impl Classifier {
             } else {
                 Verdict {
                     category: ctx.dir.pick(state.category),
+                    flow_category: state.category,
+                    app: state.app,
                     decided: None,
                     refused: Refusals::default(),
                 }
@@ -126,6 +130,8 @@ impl Classifier {
         }
         Verdict {
             category: dir.pick(c.category),
+            flow_category: c.category,
+            app: c.app,
             decided,
             refused: Refusals::default(),
         }
@@ -257,6 +263,8 @@ impl Classifier {
         }
         Verdict {
             category: dir.pick(c.category),
+            flow_category: c.category,
+            app: c.app,
             decided: (c.settled && !was_settled).then_some(c.decided_by),
             refused,
         }

@@ -381,6 +381,7 @@ impl Datapath {
                 .clone_from_slice_or_resize(self.engine.category_counters());
             s.retired.clone_from(self.engine.queue().retired());
             self.engine.hosts().copy_into(&mut s.hosts);
+            s.accounting.clone_from(self.engine.accounting());
             if !s
                 .config
                 .as_ref()

@@ -10,6 +10,7 @@
 //! the direction's own [`ClassCache`] and its verdict is one atomic load
 //! (see [`crate::flow`]).
 
+pub mod accounting;
 pub mod frame;
 pub mod hosts;
 
@@ -18,6 +19,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use arc_swap::ArcSwap;
 
+use self::accounting::Accounting;
 use self::frame::{Frame, host_tag, lan_mac};
 use self::hosts::HostTable;
 use crate::classify::budget::{DpiBudget, Holder, Refusals};
@@ -27,7 +29,7 @@ use crate::config::{CategoryId, Config, Direction};
 use crate::packet::{FrameKind, PacketMeta, rewrite};
 use crate::shaper::{CategoryCounters, DropReason, LinkQueue, ShaperConfig};
 use crate::time::Instant;
-use crate::wan::{GuardParams, IspGuard, Meter, ProbeBoard, Stamper};
+use crate::wan::{GuardParams, IspGuard, Meter, ProbeBoard, Segment, Stamper};
 
 /// Entries in the DNS snooping cache.
 pub const DNS_CACHE_ENTRIES: usize = 65_536;
@@ -176,6 +178,8 @@ pub struct DirectionEngine<Q> {
     /// DSCP to write per category, if any.
     marks: Vec<Option<u8>>,
     counters: EngineCounters,
+    /// Per-app traffic and TCP quality, by category.
+    accounting: Accounting,
     /// This direction's half of the WAN-delay measurement.
     wan: WanSide,
     /// The link rate autorate set, instead of `link.*`.
@@ -235,6 +239,7 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
                 .iter()
                 .map(|c| c.dscp.map(|d| d.value()))
                 .collect(),
+            accounting: Accounting::new(cfg, dir == Direction::Download),
             installed,
             wan: match dir {
                 Direction::Upload => WanSide::Lan(Stamper::new(Arc::clone(&shared.probes))),
@@ -313,6 +318,11 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
         &self.counters
     }
 
+    /// Per-app traffic and TCP quality, laid out for [`Self::config`].
+    pub fn accounting(&self) -> &Accounting {
+        &self.accounting
+    }
+
     /// The queue's per-category counters.
     pub fn category_counters(&self) -> &[CategoryCounters] {
         self.queue.counters()
@@ -348,6 +358,7 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
             .iter()
             .map(|c| c.dscp.map(|d| d.value()))
             .collect();
+        self.accounting = self.accounting.relayout(&before.config, &cfg, &self.origin);
         configure_guard(&mut self.guard, &cfg, self.dir);
         let mut qc = queue_config(&cfg, self.dir);
         if let Some(rate) = self.link_rate {
@@ -385,8 +396,10 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
     /// Classifies `frame`, arrived at `now`, and queues it. Returns its
     /// category.
     pub fn ingress(&mut self, mut frame: Frame, now: Instant) -> CategoryId {
-        self.counters.arrived_bytes += frame.bytes().len() as u64;
+        let len = frame.bytes().len() as u64;
+        self.counters.arrived_bytes += len;
         let mut probe = None;
+        let mut app = None;
         let (category, flow_hash, ip, vlan, lan_addr) = {
             let pkt = PacketMeta::parse(frame.bytes());
             let vlan = pkt.vlan;
@@ -427,9 +440,30 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
                     if !verdict.refused.is_empty() {
                         self.count_refusals(verdict.refused);
                     }
-                    match &mut self.wan {
-                        WanSide::Lan(s) => probe = s.on_lan_packet(&pkt, id, now),
-                        WanSide::Wan(m) => m.on_wan_packet(&pkt, id, now),
+                    app = verdict.app;
+                    let segment = match &mut self.wan {
+                        WanSide::Lan(s) => {
+                            probe = s.on_lan_packet(&pkt, id, now);
+                            s.segment(&pkt, id)
+                        }
+                        WanSide::Wan(m) => {
+                            // The round trip is the flow's in the direction
+                            // of the traffic it timed, whichever packet
+                            // completed it.
+                            if let Some(rtt) = m.on_wan_packet(&pkt, id, now) {
+                                let d = rtt.direction();
+                                self.accounting.count_rtt(
+                                    d,
+                                    d.pick(verdict.flow_category),
+                                    rtt.rtt_ns,
+                                );
+                            }
+                            m.segment(&pkt, id)
+                        }
+                    };
+                    if segment != Segment::NotData {
+                        self.accounting
+                            .count_segment(verdict.category, segment == Segment::Retransmitted);
                     }
                     let category = self
                         .classifier
@@ -449,9 +483,12 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
             vlan,
             ip.is_some().then_some(&lan_addr),
             category.index(),
-            frame.bytes().len() as u64,
+            len,
             now,
         );
+        // Counted in the category the packet is queued in, as the queue
+        // counts it: an app's cells add up to its categories' arrivals.
+        self.accounting.count_app(app, category, len);
         if let Some((offset, version)) = ip {
             frame.set_ip(offset, version);
             if let Some(Some(dscp)) = self.marks.get(category.index())
@@ -523,6 +560,8 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
     }
 }
 
+#[cfg(test)]
+mod accounting_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

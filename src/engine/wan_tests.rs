@@ -16,18 +16,20 @@ use crate::wan::{DelaySample, Source, Toward};
 
 const LAN: [u8; 4] = [198, 18, 0, 10];
 const SRV: [u8; 4] = [198, 18, 0, 20];
-const SYN: u8 = 0x02;
-const ACK: u8 = 0x10;
+pub(super) const SYN: u8 = 0x02;
+pub(super) const ACK: u8 = 0x10;
 
-type Engine = DirectionEngine<Shaper<Frame>>;
+pub(super) type Engine = DirectionEngine<Shaper<Frame>>;
 
 fn engines() -> (Engine, Engine) {
-    let cfg: Config = load_str(
-        EMBEDDED_NAME,
-        crate::config::DEFAULT_CONFIG_TOML,
-        &Env::None,
-    )
-    .unwrap();
+    engines_with("")
+}
+
+/// The upload and download engines of the default configuration with
+/// `extra` appended to it.
+pub(super) fn engines_with(extra: &str) -> (Engine, Engine) {
+    let toml = format!("{}\n{extra}", crate::config::DEFAULT_CONFIG_TOML);
+    let cfg: Config = load_str(EMBEDDED_NAME, &toml, &Env::None).unwrap();
     let shared = Arc::new(Shared::new(&cfg));
     let q = |d| Shaper::new(&ShaperConfig::from_config(&cfg, d));
     (
@@ -36,7 +38,7 @@ fn engines() -> (Engine, Engine) {
     )
 }
 
-struct Seg {
+pub(super) struct Seg {
     up: bool,
     seq: u32,
     ack: u32,
@@ -45,7 +47,14 @@ struct Seg {
     len: usize,
 }
 
-fn seg(up: bool, seq: u32, ack: u32, flags: u8, ts: Option<(u32, u32)>, len: usize) -> Seg {
+pub(super) fn seg(
+    up: bool,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    ts: Option<(u32, u32)>,
+    len: usize,
+) -> Seg {
     Seg {
         up,
         seq,
@@ -56,7 +65,7 @@ fn seg(up: bool, seq: u32, ack: u32, flags: u8, ts: Option<(u32, u32)>, len: usi
     }
 }
 
-fn frame(s: &Seg) -> Frame {
+pub(super) fn frame(s: &Seg) -> Frame {
     let (src, dst, sp, dp) = if s.up {
         (LAN, SRV, 40000, 443)
     } else {
@@ -102,12 +111,12 @@ fn dns(up: bool, id: u16) -> Frame {
     Frame::new(vec![0u8; 2048].into_boxed_slice(), &out)
 }
 
-fn ms(n: u64) -> Instant {
+pub(super) fn ms(n: u64) -> Instant {
     Instant::from_nanos(1 + n * 1_000_000)
 }
 
 /// Sends `f` up at `arrive`, lets it leave qosd at `leave`.
-fn up_and_out(up: &mut Engine, f: Frame, arrive: Instant, leave: Instant) {
+pub(super) fn up_and_out(up: &mut Engine, f: Frame, arrive: Instant, leave: Instant) {
     up.ingress(f, arrive);
     while up.dequeue(leave).is_some() {}
 }

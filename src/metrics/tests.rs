@@ -18,6 +18,33 @@ fn frame(pool: &mut FramePool, bytes: &[u8]) -> Frame {
     Frame::new(pool.get(), bytes)
 }
 
+/// What the data path of `e` publishes.
+fn published(e: &DirectionEngine<Shaper<Frame>>) -> Snapshot {
+    Snapshot {
+        categories: e.category_counters().to_vec(),
+        retired: e.queue().retired().clone(),
+        accounting: e.accounting().clone(),
+        config: Some(Arc::clone(e.config())),
+        running: true,
+        ..Snapshot::default()
+    }
+}
+
+/// What a scrape sees of `snapshots` under `shared`'s configuration.
+fn view(shared: &Shared, snapshots: [Snapshot; 2]) -> MetricsView {
+    MetricsView {
+        config: shared.config(),
+        snapshots,
+        rates: Default::default(),
+        flows: FlowStats::default(),
+        reloads: [0; 2],
+        uptime_seconds: 1.0,
+        ready: true,
+        link: Default::default(),
+        hosts: Vec::new(),
+    }
+}
+
 /// The counters Prometheus sees for a category stay with its name when a
 /// reload reorders the file's categories, and the direction's totals never
 /// go back when a reload removes one (Prometheus reads a decrease as a
@@ -62,27 +89,8 @@ fn reloads_that_reorder_or_remove_categories_keep_counters_with_their_names() {
         }
     };
     let metrics = |e: &DirectionEngine<Shaper<Frame>>| {
-        // What the data path publishes.
-        let snap = Snapshot {
-            categories: e.category_counters().to_vec(),
-            retired: e.queue().retired().clone(),
-            config: Some(Arc::clone(e.config())),
-            running: true,
-            ..Snapshot::default()
-        };
-        let view = MetricsView {
-            config: shared.config(),
-            snapshots: [snap, Snapshot::default()],
-            rates: Default::default(),
-            flows: FlowStats::default(),
-            reloads: [0; 2],
-            uptime_seconds: 1.0,
-            ready: true,
-            link: Default::default(),
-            hosts: Vec::new(),
-        };
         let mut out = HashMap::new();
-        for family in build(&view) {
+        for family in build(&view(&shared, [published(e), Snapshot::default()])) {
             for m in family.get_metric() {
                 let labels: Vec<String> = m
                     .get_label()
@@ -131,4 +139,78 @@ fn reloads_that_reorder_or_remove_categories_keep_counters_with_their_names() {
     assert_eq!(sent(&m4, "bulk"), sent(&m3, "bulk"));
     assert!(!m4.keys().any(|k| k.contains("category=business")));
     assert_eq!(drops(&m4), drops(&m3), "the direction's drops went back");
+}
+
+/// The per-app and TCP-quality families: their label names are a contract
+/// (dashboards and alerts use them), the app label comes from the layout
+/// the counters were taken in, and the round trips come out as a
+/// Prometheus histogram whose +Inf bucket is its count.
+#[test]
+fn app_and_tcp_quality_families_have_their_labels() {
+    let cfg = crate::config::load_str(
+        crate::config::EMBEDDED_NAME,
+        crate::config::DEFAULT_CONFIG_TOML,
+        &crate::config::Env::None,
+    )
+    .unwrap();
+    let shared = Arc::new(Shared::new(&cfg));
+    let engine = |d| {
+        DirectionEngine::new(
+            d,
+            Arc::clone(&shared),
+            Shaper::new(&ShaperConfig::from_config(&cfg, d)),
+        )
+    };
+    let (mut up, down) = (engine(Direction::Upload), engine(Direction::Download));
+    let mut pool = FramePool::new(2048, 0);
+    for _ in 0..3 {
+        let f = udp(PC, 40123, SRV, 123, &[0u8; 48], 0);
+        up.ingress(frame(&mut pool, &f), Instant::from_nanos(1));
+    }
+    let families = build(&view(&shared, [published(&up), published(&down)]));
+    let family = |name: &str| {
+        families
+            .iter()
+            .find(|f| f.name() == name)
+            .unwrap_or_else(|| panic!("{name} missing"))
+    };
+    let names = |m: &prometheus::proto::Metric| {
+        m.get_label()
+            .iter()
+            .map(|l| format!("{}={}", l.name(), l.value()))
+            .collect::<Vec<_>>()
+    };
+    let apps = family("qosd_app_packets_total");
+    assert_eq!(apps.get_metric().len(), 1, "only cells that counted");
+    assert_eq!(
+        names(&apps.get_metric()[0]),
+        ["direction=upload", "app=ntp", "category=control"]
+    );
+    assert_eq!(apps.get_metric()[0].get_counter().get_value(), 3.0);
+    let bytes = family("qosd_app_bytes_total").get_metric()[0].get_counter();
+    assert!(bytes.get_value() > 3.0 * 48.0);
+    for name in [
+        "qosd_tcp_data_packets_total",
+        "qosd_tcp_retransmitted_packets_total",
+        "qosd_tcp_rtt_seconds",
+    ] {
+        let f = family(name);
+        // Every category, both directions (the download's snapshot holds
+        // both directions' round trips).
+        assert_eq!(f.get_metric().len(), 2 * cfg.category.len(), "{name}");
+        for m in f.get_metric() {
+            let n = names(m);
+            assert!(
+                n.len() == 2 && n[0].starts_with("direction=") && n[1].starts_with("category="),
+                "{name}: {n:?}"
+            );
+        }
+    }
+    let h = family("qosd_tcp_rtt_seconds").get_metric()[0].get_histogram();
+    assert_eq!(
+        h.get_bucket().len(),
+        crate::engine::accounting::RTT_BUCKET_BOUNDS_NS.len()
+    );
+    assert_eq!(h.get_bucket()[0].upper_bound(), 0.001);
+    assert_eq!(h.get_bucket().last().unwrap().upper_bound(), 2.0);
 }

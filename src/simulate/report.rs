@@ -790,6 +790,7 @@ pub(super) fn metrics_view<Q: LinkQueue<Frame>>(
             },
             engine: e.counters().clone(),
             categories: cats.to_vec(),
+            accounting: e.accounting().clone(),
             at: Instant::ZERO + duration,
             running: true,
             retired: Default::default(),

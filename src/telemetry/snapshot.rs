@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use super::ports::PortHealth;
 use crate::config::Config;
 use crate::engine::EngineCounters;
+use crate::engine::accounting::Accounting;
 use crate::engine::hosts::HostCounters;
 use crate::shaper::CategoryCounters;
 use crate::time::Instant;
@@ -62,6 +63,8 @@ pub struct Snapshot {
     pub engine: EngineCounters,
     /// Shaper counters by category, in the layout of `config`.
     pub categories: Vec<CategoryCounters>,
+    /// Per-app traffic and TCP quality, in the layout of `config`.
+    pub accounting: Accounting,
     /// What categories removed by reloads had counted (added to the
     /// direction's totals, which must never go back).
     pub retired: CategoryCounters,

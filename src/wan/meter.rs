@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::board::{ProbeBoard, SLOTS};
+use super::retrans::{self, Segment, SeqHigh};
 use super::tcp::{TcpView, seq_before};
 use super::window::WindowedMin;
-use super::{DelaySample, OutsideQueue, Source, rtcp};
+use super::{DelaySample, OutsideQueue, Source, TcpRtt, rtcp};
 use crate::packet::PacketMeta;
 use crate::time::Instant;
 
@@ -75,6 +76,8 @@ struct FlowClock {
     min_rtt: u64,
     /// The least answer of the current short window.
     window: LeastOfWindow,
+    /// The far end's highest sequence end (retransmissions).
+    seq: SeqHigh,
 }
 
 /// A flow's answers closer together than this are read as one: the
@@ -248,26 +251,40 @@ impl Meter {
         }
     }
 
-    /// A packet of flow `flow` from the WAN, at ingress.
+    /// Whether the TCP packet `pkt` of flow `flow` from the WAN carries
+    /// data its sender sent before ([`super::retrans`]); call after
+    /// [`Meter::on_wan_packet`], which has just read the same slot.
     #[inline]
-    pub fn on_wan_packet(&mut self, pkt: &PacketMeta, flow: u64, now: Instant) {
+    pub fn segment(&mut self, pkt: &PacketMeta, flow: u64) -> Segment {
+        retrans::in_slot(&mut self.flows, |fc| &mut fc.seq, pkt, flow)
+    }
+
+    /// A packet of flow `flow` from the WAN, at ingress. Returns the TCP
+    /// round trip it completed, if any, for the caller to attribute to the
+    /// flow's category (the same samples [`Meter::samples_by_source`]
+    /// counts as TCP).
+    #[inline]
+    pub fn on_wan_packet(&mut self, pkt: &PacketMeta, flow: u64, now: Instant) -> Option<TcpRtt> {
         match pkt.protocol {
             6 => {
-                if let Some(v) = TcpView::parse(pkt.tcp) {
-                    self.on_tcp(pkt, &v, flow, now);
-                }
+                let v = TcpView::parse(pkt.tcp)?;
+                self.on_tcp(pkt, &v, flow, now)
             }
-            17 if pkt.src_port == 53 && pkt.payload.len() >= 12 => self.on_dns(pkt, flow, now),
-            17 if rtcp::looks_like_rtcp(pkt.payload) => self.on_rtcp(pkt, flow, now),
-            _ => {}
+            17 if pkt.src_port == 53 && pkt.payload.len() >= 12 => {
+                self.on_dns(pkt, flow, now);
+                None
+            }
+            17 if rtcp::looks_like_rtcp(pkt.payload) => {
+                self.on_rtcp(pkt, flow, now);
+                None
+            }
+            _ => None,
         }
     }
 
-    fn on_tcp(&mut self, pkt: &PacketMeta, v: &TcpView, flow: u64, now: Instant) {
+    fn on_tcp(&mut self, pkt: &PacketMeta, v: &TcpView, flow: u64, now: Instant) -> Option<TcpRtt> {
         let slot = ProbeBoard::slot_of(flow as u32);
-        let Some(fc) = self.flows.get_mut(slot) else {
-            return;
-        };
+        let fc = self.flows.get_mut(slot)?;
         if fc.id != flow {
             *fc = FlowClock::new(flow);
         }
@@ -310,9 +327,7 @@ impl Meter {
             let base = if base_hint == u64::MAX { 0 } else { base_hint };
             self.keep(Toward::Download, sample(q, base, true));
         }
-        let Some(st) = self.board.pending(flow as u32) else {
-            return;
-        };
+        let st = self.board.pending(flow as u32)?;
         // Answered: the far end has seen the probe (its timestamp echoed,
         // or a later one: this answer times a later packet, so it frees the
         // probe without a sample; the SYN or the data acknowledged).
@@ -333,11 +348,11 @@ impl Meter {
             Source::Dns | Source::Rtcp => (false, false),
         };
         if !answered {
-            return;
+            return None;
         }
         self.board.answer(flow as u32, st.version);
         if !exact {
-            return;
+            return None;
         }
         // A data segment is timed by the acknowledgement of exactly its
         // end; one that also covers the next segment was sent when that
@@ -347,17 +362,24 @@ impl Meter {
             Some(end) if v.ack == end => st.sent,
             Some(_) => match st.next {
                 Some((t, next_end)) if v.ack == next_end => t,
-                _ => return,
+                _ => return None,
             },
         };
         let rtt = now.nanos_since(sent);
         if rtt == 0 || rtt > MAX_RTT_NS {
-            return;
+            return None;
         }
         self.count(st.probe.source);
+        // The probe carried data: a LAN sender's segment, acknowledged by
+        // the far end. Otherwise a LAN receiver's ACK (or a client's SYN),
+        // answered by the far end's next segment.
+        let timed = TcpRtt {
+            rtt_ns: rtt,
+            data: st.probe.end.is_some(),
+        };
         let base = self.path_base(&pkt.src, rtt, now);
         let Some(fc) = self.flows.get_mut(slot) else {
-            return;
+            return Some(timed);
         };
         fc.min_rtt = fc.min_rtt.min(rtt);
         // Both one-way delays known: the round trip is told apart.
@@ -381,6 +403,7 @@ impl Meter {
         if let Some(done) = fc.window.take(to, q, now) {
             self.keep(done.0, sample(done.1, base, done.0 != Toward::Either));
         }
+        Some(timed)
     }
 
     fn on_dns(&mut self, pkt: &PacketMeta, flow: u64, now: Instant) {

@@ -24,6 +24,7 @@ pub mod board;
 pub mod guard;
 pub mod meter;
 pub mod outside;
+pub mod retrans;
 pub mod rtcp;
 pub mod stamper;
 pub mod tcp;
@@ -35,6 +36,7 @@ pub use self::board::{Probe, ProbeBoard};
 pub use self::guard::{GuardParams, IspGuard};
 pub use self::meter::{Meter, Toward};
 pub use self::outside::OutsideQueue;
+pub use self::retrans::{Segment, SeqHigh};
 pub use self::stamper::Stamper;
 
 /// A WAN queueing-delay sample: how far one measurement was above the
@@ -50,6 +52,35 @@ pub struct DelaySample {
     /// Measured on one direction alone (a one-way delay), not on a round
     /// trip: a third of the round-trip threshold applies.
     pub one_way: bool,
+}
+
+/// A TCP round trip the [`Meter`] completed: from a LAN packet's departure
+/// from qosd toward the WAN to the far end's answer arriving, with neither
+/// qosd's queues nor the LAN in it. Every TCP sample the meter counts in
+/// [`Meter::samples_by_source`] is also handed out as one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpRtt {
+    /// The round trip, nanoseconds.
+    pub rtt_ns: u64,
+    /// The timed LAN packet carried data (the office's upload: a LAN
+    /// sender's segment and the far end's acknowledgement of it); false
+    /// for a LAN receiver's acknowledgement or a client's SYN, answered by
+    /// the far end's next segment (the loop that paces what the far end
+    /// sends to the office: the download).
+    pub data: bool,
+}
+
+impl TcpRtt {
+    /// The direction of the traffic whose round trip this is: upload for
+    /// a LAN sender's data segment, download for a LAN receiver's
+    /// acknowledgement or SYN.
+    pub fn direction(self) -> crate::config::Direction {
+        if self.data {
+            crate::config::Direction::Upload
+        } else {
+            crate::config::Direction::Download
+        }
+    }
 }
 
 /// What a delay sample was taken from (the `source` label of

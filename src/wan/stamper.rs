@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::board::{Probe, ProbeBoard, SLOTS};
+use super::retrans::{self, Segment, SeqHigh};
 use super::tcp::{TcpView, seq_before};
 use super::{Source, rtcp};
 use crate::packet::PacketMeta;
@@ -37,6 +38,9 @@ struct Local {
     /// goes on the first packet with a later one, the first sent at its
     /// tick (an echo of the tick may answer any packet sent in it).
     armed: Option<(u32, u32)>,
+    /// The highest sequence end of the LAN sender of the flow holding the
+    /// slot (retransmissions; kept across probes).
+    seq: SeqHigh,
 }
 
 /// Picks the packets to time and stamps their departure.
@@ -133,6 +137,7 @@ impl Stamper {
             looked: now,
             followed: false,
             armed: None,
+            seq: l.seq,
         };
         Some(probe)
     }
@@ -162,8 +167,17 @@ impl Stamper {
             looked: now,
             followed: true,
             armed: None,
+            seq: l.seq,
         };
         Some(probe)
+    }
+
+    /// Whether the TCP packet `pkt` of flow `flow` from the LAN carries
+    /// data its sender sent before ([`super::retrans`]); call after
+    /// [`Stamper::on_lan_packet`], which has just read the same slot.
+    #[inline]
+    pub fn segment(&mut self, pkt: &PacketMeta, flow: u64) -> Segment {
+        retrans::in_slot(&mut self.local, |l| &mut l.seq, pkt, flow)
     }
 
     /// The packet carrying `probe` left toward the WAN at `now`.
