@@ -13,6 +13,7 @@ use crate::time::Instant;
 /// Hosts tracked per direction: an office has tens; a spoofing flood
 /// recycles entries rather than growing the table.
 pub const HOST_CAPACITY: usize = 1024;
+const _: () = assert!(HOST_CAPACITY.is_power_of_two());
 /// LAN addresses remembered per host (IPv4, and IPv6 privacy addresses
 /// come and go); a new one replaces the oldest.
 pub const HOST_ADDRESSES: usize = 4;
@@ -70,7 +71,13 @@ impl HostCounters {
             .unwrap_or_default()
     }
 
+    #[inline]
     fn note_address(&mut self, addr: &[u8; 16]) {
+        // Most packets come from the address seen last: one compare.
+        let n = usize::from(self.addresses);
+        if n > 0 && self.address.get(n - 1) == Some(addr) {
+            return;
+        }
         if self.addresses().contains(addr) {
             return;
         }
@@ -133,7 +140,8 @@ impl HostTable {
         let mut free = None;
         let mut found = None;
         for i in 0..PROBES {
-            let idx = (start + i) % n;
+            // The capacity is a power of two: a mask, not a division.
+            let idx = (start + i) & (n - 1);
             let Some(e) = self.entries.get(idx) else {
                 break;
             };

@@ -495,10 +495,13 @@ impl FlowSet {
             }
             if host.deficit <= 0 {
                 host.deficit = host.deficit.saturating_add(quantum);
-                self.active_hosts.pop_front();
-                self.active_hosts.push_back(hi);
-                held = 0;
-                continue;
+                // Alone in the round robin it would come straight back.
+                if self.active_hosts.len() > 1 {
+                    self.active_hosts.pop_front();
+                    self.active_hosts.push_back(hi);
+                    held = 0;
+                    continue;
+                }
             }
             let flow = self.flows.get_mut(fi as usize)?;
             let next = flow.next;
