@@ -205,14 +205,15 @@ impl HostTable {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn at(ms: u64) -> Instant {
         Instant::from_nanos(ms * 1_000_000)
     }
 
-    fn v4(last: u8) -> [u8; 16] {
+    /// 198.18.0.`last`, IPv4-mapped.
+    pub(crate) fn v4(last: u8) -> [u8; 16] {
         let mut a = [0u8; 16];
         a[10] = 0xff;
         a[11] = 0xff;

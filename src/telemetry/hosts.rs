@@ -307,6 +307,7 @@ pub fn count_flows(shared: &Shared, hosts: &mut [HostSummary]) {
 mod tests {
     use super::*;
     use crate::engine::hosts::HostTable;
+    use crate::engine::hosts::tests::v4;
 
     fn snap(table: &HostTable, at_ms: u64) -> Snapshot {
         Snapshot {
@@ -314,14 +315,6 @@ mod tests {
             at: Instant::from_nanos(at_ms * 1_000_000),
             ..Snapshot::default()
         }
-    }
-
-    fn v4(last: u8) -> [u8; 16] {
-        let mut a = [0u8; 16];
-        a[10] = 0xff;
-        a[11] = 0xff;
-        a[12..].copy_from_slice(&[198, 18, 0, last]);
-        a
     }
 
     #[test]
