@@ -158,5 +158,42 @@ fn bench_shaper(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_shaper);
+/// Sparse flows, as the engine bench and a real office see them: batches
+/// of 32 packets, each of a different flow (1 000 flows in turn, one LAN
+/// host), queued and then all sent, so every packet wakes its flow queue
+/// and every flow goes quiet again.
+fn bench_sparse(c: &mut Criterion) {
+    let mut g = c.benchmark_group("shaper_sparse");
+    g.throughput(Throughput::Elements(32));
+    g.bench_function("batches_of_32_over_1000_flows", |b| {
+        let mut s: Shaper<Frame> = Shaper::new(&config());
+        let mut now = 0u64;
+        let mut next = 0u32;
+        let mut spare: Vec<Frame> = (0..32)
+            .map(|_| Frame {
+                len: LEN,
+                category: CategoryId(0),
+                flow: 0,
+                host: 7,
+            })
+            .collect();
+        b.iter(|| {
+            for mut f in spare.drain(..) {
+                let (category, flow) = flow(next % 1000);
+                next = next.wrapping_add(1);
+                (f.category, f.flow) = (category, flow);
+                s.enqueue(f, category, flow, Instant::from_nanos(now));
+            }
+            while spare.len() < 32 {
+                now += TX_NS;
+                if let Some(f) = s.dequeue(black_box(Instant::from_nanos(now))) {
+                    spare.push(f);
+                }
+            }
+        });
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_shaper, bench_sparse);
 criterion_main!(benches);

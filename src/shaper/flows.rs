@@ -247,6 +247,8 @@ pub(crate) struct FlowSet {
     new_flows: VecDeque<u32>,
     /// Hosts with old flows, in round-robin order.
     active_hosts: VecDeque<u32>,
+    /// The host entry [`FlowSet::host_entry`] gave last.
+    last_host: u32,
     quantum: i64,
     pub(crate) codel: CodelParams,
 }
@@ -323,6 +325,7 @@ impl FlowSet {
             hosts: vec![HostQueue::EMPTY; h],
             new_flows: VecDeque::with_capacity(n),
             active_hosts: VecDeque::with_capacity(h),
+            last_host: 0,
             quantum: i64::from(quantum),
             codel,
         }
@@ -351,6 +354,13 @@ impl FlowSet {
     /// The entry of the host tagged `tag`: its own if it has one, else a
     /// free way of its set, else (a full set) the set's first way, shared.
     fn host_entry(&mut self, tag: u32) -> u32 {
+        // Most activations are of the host seen last, still busy.
+        if let Some(h) = self.hosts.get(self.last_host as usize)
+            && h.tag == tag
+            && !h.is_free()
+        {
+            return self.last_host;
+        }
         let sets = self.hosts.len() / HOST_WAYS;
         let first = bucket(tag, sets) * HOST_WAYS;
         let ways = self.hosts.get(first..first + HOST_WAYS).unwrap_or_default();
@@ -365,6 +375,7 @@ impl FlowSet {
             h.tag = tag;
             h.deficit = 0;
         }
+        self.last_host = idx as u32;
         idx as u32
     }
 
