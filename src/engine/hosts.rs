@@ -27,11 +27,13 @@ pub struct HostCounters {
     pub mac: [u8; 6],
     /// Its VLAN, if tagged.
     pub vlan: Option<u16>,
-    /// The LAN addresses it used lately (IPv4-mapped for IPv4), the newest
-    /// last; `addresses` of them are set.
+    /// The LAN addresses it used lately (IPv4-mapped for IPv4), in no
+    /// particular order; `addresses` of them are set.
     pub address: [[u8; 16]; HOST_ADDRESSES],
     /// How many of `address` are set.
     pub addresses: u8,
+    /// Which of `address` was seen last.
+    newest: u8,
     /// Frames.
     pub packets: u64,
     /// Bytes (frame lengths), by category index of the engine's
@@ -50,6 +52,7 @@ impl Default for HostCounters {
             vlan: None,
             address: [[0; 16]; HOST_ADDRESSES],
             addresses: 0,
+            newest: 0,
             packets: 0,
             bytes: [0; MAX_CATEGORIES],
             last_seen: Instant::ZERO,
@@ -64,7 +67,7 @@ impl HostCounters {
         self.bytes.iter().sum()
     }
 
-    /// The LAN addresses it used lately, oldest first.
+    /// The LAN addresses it used lately.
     pub fn addresses(&self) -> &[[u8; 16]] {
         self.address
             .get(..usize::from(self.addresses))
@@ -74,25 +77,25 @@ impl HostCounters {
     #[inline]
     fn note_address(&mut self, addr: &[u8; 16]) {
         // Most packets come from the address seen last: one compare.
-        let n = usize::from(self.addresses);
-        if n > 0 && self.address.get(n - 1) == Some(addr) {
+        if self.address.get(usize::from(self.newest)) == Some(addr) && self.addresses > 0 {
             return;
         }
-        if self.addresses().contains(addr) {
+        if let Some(i) = self.addresses().iter().position(|a| a == addr) {
+            self.newest = i as u8;
             return;
         }
-        let n = usize::from(self.addresses);
-        if n < HOST_ADDRESSES {
-            if let Some(a) = self.address.get_mut(n) {
-                *a = *addr;
-            }
+        // A new one: in a free place, else in place of the oldest (the one
+        // after the newest, round the ring), without moving the others.
+        let i = if usize::from(self.addresses) < HOST_ADDRESSES {
             self.addresses += 1;
+            usize::from(self.addresses) - 1
         } else {
-            self.address.rotate_left(1);
-            if let Some(a) = self.address.last_mut() {
-                *a = *addr;
-            }
+            (usize::from(self.newest) + 1) % HOST_ADDRESSES
+        };
+        if let Some(a) = self.address.get_mut(i) {
+            *a = *addr;
         }
+        self.newest = i as u8;
     }
 }
 
@@ -293,7 +296,16 @@ pub(crate) mod tests {
             t.observe(9, [2; 6], None, Some(&v4(i)), 0, 1, at(u64::from(i)));
         }
         let h = t.hosts().next().unwrap();
-        assert_eq!(h.addresses(), &[v4(2), v4(3), v4(4), v4(5)]);
+        let mut got = h.addresses().to_vec();
+        got.sort_unstable();
+        assert_eq!(got, [v4(2), v4(3), v4(4), v4(5)]);
+        // One seen again (2) counts as the newest: the next new one
+        // replaces the one after it round the ring (3), not it.
+        t.observe(9, [2; 6], None, Some(&v4(2)), 0, 1, at(7));
+        t.observe(9, [2; 6], None, Some(&v4(9)), 0, 1, at(8));
+        let mut got = t.hosts().next().unwrap().addresses().to_vec();
+        got.sort_unstable();
+        assert_eq!(got, [v4(2), v4(4), v4(5), v4(9)]);
     }
 
     #[test]
