@@ -154,6 +154,12 @@ impl ClassCell {
         dir.pick(self.published().category)
     }
 
+    /// The app recognised, as published (no lock: for readers that walk
+    /// the whole table; ids past [`MAX_PUBLISHED_APP`] read as none).
+    pub fn app(&self) -> Option<AppId> {
+        self.published().app
+    }
+
     /// The full classification state, locked. Taken by the per-packet path
     /// only while the flow is unsettled; keep the guard briefly.
     pub fn lock(&self) -> MutexGuard<'_, FlowClass> {

@@ -393,6 +393,27 @@ fn frames_count_for_their_lan_host_in_both_directions() {
     assert_eq!(hosts[0].addresses(), &[pc]);
     let out = up.dequeue(now + Duration::from_millis(1)).unwrap();
     assert_eq!(out.host, host_tag(a, None));
+    // The same computer over IPv6 (a privacy address) is the same host:
+    // one entry, both addresses, the same tag for the shaper.
+    let v6 = [
+        0x20, 0x01, 0, 0x02, 0, 0, 0, 0, 0x1a, 0x2b, 0, 0, 0, 0, 0, 0x10,
+    ];
+    let mut f6 = Vec::new();
+    etherparse::PacketBuilder::ethernet2(a, gw)
+        .ipv6(
+            v6,
+            [0x20, 0x01, 0, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x20],
+            64,
+        )
+        .udp(40000, 443)
+        .write(&mut f6, b"x")
+        .unwrap();
+    up.ingress(frame(&mut pool, &f6), now);
+    let hosts: Vec<_> = up.hosts().hosts().copied().collect();
+    assert_eq!(hosts.len(), 1, "IPv4 and IPv6 of one MAC are one host");
+    assert_eq!(hosts[0].addresses(), &[pc, v6]);
+    let out = up.dequeue(now + Duration::from_millis(2)).unwrap();
+    assert_eq!(out.host, host_tag(a, None));
 
     let mut down = engine(&cfg, Direction::Download);
     let f = with_macs(udp(SRV, 5060, PC, 5060, b"x", 0), a, gw);

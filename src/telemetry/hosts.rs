@@ -10,6 +10,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::snapshot::Snapshot;
+use crate::classify::matcher::AppId;
 use crate::config::{Config, MAX_CATEGORIES};
 use crate::engine::Shared;
 use crate::engine::hosts::HostCounters;
@@ -270,7 +271,9 @@ pub fn count_flows(shared: &Shared, hosts: &mut [HostSummary]) {
         return;
     }
     let classifier = Arc::clone(&shared.installed().classifier);
-    let mut apps: Vec<HashMap<String, u64>> = vec![HashMap::new(); hosts.len()];
+    // Keyed by app id, named once at the end: no lock or allocation per
+    // flow.
+    let mut apps: Vec<HashMap<Option<AppId>, u64>> = vec![HashMap::new(); hosts.len()];
     shared.table.for_each(|k, f| {
         let Some(&i) = owner
             .get(&(k.lo, k.vlan))
@@ -281,21 +284,20 @@ pub fn count_flows(shared: &Shared, hosts: &mut [HostSummary]) {
         if let Some(h) = hosts.get_mut(i) {
             h.flows += 1;
         }
-        let app = f
-            .value
-            .lock()
-            .app
-            .and_then(|a| classifier.app_name(a))
-            .unwrap_or("unknown")
-            .to_owned();
         if let Some(m) = apps.get_mut(i) {
-            *m.entry(app).or_default() += f.total_bytes();
+            *m.entry(f.value.app()).or_default() += f.total_bytes();
         }
     });
     for (h, m) in hosts.iter_mut().zip(apps) {
         let mut list: Vec<HostApp> = m
             .into_iter()
-            .map(|(app, bytes)| HostApp { app, bytes })
+            .map(|(app, bytes)| HostApp {
+                app: app
+                    .and_then(|a| classifier.app_name(a))
+                    .unwrap_or("unknown")
+                    .to_owned(),
+                bytes,
+            })
             .collect();
         list.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.app.cmp(&b.app)));
         list.truncate(TOP_APPS);

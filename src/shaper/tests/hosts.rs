@@ -273,10 +273,9 @@ fn alone_a_computer_still_stops_at_host_max() {
     h.window = (SEC, 4 * SEC);
     h.run_until(4 * SEC);
     let rate = delivered(&h).iter().sum::<u64>() as f64 * 8.0 / 3.0;
+    // Neither more nor less: a held category wakes the shaper at the host's
+    // next turn, not later.
     assert!((rate - 4e6).abs() < 0.2e6, "{:.2} Mbit/s", rate / 1e6);
-    // And it is not held back further than that (a held category wakes
-    // the shaper at the host's next turn, not later).
-    assert!(rate > 3.8e6);
 }
 
 #[test]
