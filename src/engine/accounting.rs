@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use crate::classify::matcher::AppId;
 use crate::config::{CategoryId, Config, Direction};
-use crate::shaper::PacketBytes;
+use crate::shaper::{BucketBounds, BucketHistogram, PacketBytes};
 
 /// Upper bounds (inclusive, nanoseconds) of the TCP round-trip buckets; a
 /// last, implicit bucket is +Inf. From 1 ms (a server in the same city)
@@ -51,51 +51,17 @@ pub const RTT_BUCKET_BOUNDS_NS: [u64; 24] = [
     2_000_000_000,
 ];
 
-/// Round trips in [`RTT_BUCKET_BOUNDS_NS`] buckets, with their sum.
+/// The TCP round-trip buckets: [`RTT_BUCKET_BOUNDS_NS`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RttHistogram {
-    /// Samples per bucket (not cumulative); the last is above every bound.
-    pub counts: [u64; RTT_BUCKET_BOUNDS_NS.len() + 1],
-    /// Sum of the samples, nanoseconds.
-    pub sum_ns: u64,
+pub struct RttBuckets;
+
+impl BucketBounds for RttBuckets {
+    const NS: &'static [u64] = &RTT_BUCKET_BOUNDS_NS;
 }
 
-impl Default for RttHistogram {
-    fn default() -> Self {
-        RttHistogram {
-            counts: [0; RTT_BUCKET_BOUNDS_NS.len() + 1],
-            sum_ns: 0,
-        }
-    }
-}
-
-impl RttHistogram {
-    /// Counts a round trip of `ns` nanoseconds.
-    #[inline]
-    pub fn record(&mut self, ns: u64) {
-        let i = RTT_BUCKET_BOUNDS_NS.partition_point(|&b| b < ns);
-        if let Some(c) = self.counts.get_mut(i) {
-            *c += 1;
-        }
-        self.sum_ns = self.sum_ns.wrapping_add(ns);
-    }
-
-    /// Samples counted.
-    pub fn count(&self) -> u64 {
-        self.counts.iter().sum()
-    }
-
-    /// Cumulative counts per bound (Prometheus' `le` buckets), +Inf last.
-    pub fn cumulative(&self) -> [u64; RTT_BUCKET_BOUNDS_NS.len() + 1] {
-        let mut out = self.counts;
-        let mut acc = 0;
-        for c in &mut out {
-            acc += *c;
-            *c = acc;
-        }
-        out
-    }
-}
+/// Round trips in [`RTT_BUCKET_BOUNDS_NS`] buckets, with their sum (the
+/// queue-delay histogram's type, other bounds).
+pub type RttHistogram = BucketHistogram<RttBuckets, { RTT_BUCKET_BOUNDS_NS.len() + 1 }>;
 
 /// TCP data segments of one category travelling this thread's direction.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

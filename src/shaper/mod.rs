@@ -41,8 +41,8 @@ pub use config::{
 };
 pub use fifo::Fifo;
 pub use stats::{
-    CategoryCounters, DELAY_BUCKET_BOUNDS_NS, DelayHistogram, LOG_BUCKETS, LogHistogram,
-    PacketBytes,
+    BucketBounds, BucketHistogram, CategoryCounters, DELAY_BUCKET_BOUNDS_NS, DelayHistogram,
+    LOG_BUCKETS, LogHistogram, PacketBytes, QueueDelayBuckets,
 };
 
 /// What the shaper needs to know about a packet. The daemon's frame type

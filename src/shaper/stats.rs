@@ -4,6 +4,7 @@
 //! the daemon copies them out at scrape time. No atomics here: one shaper
 //! is one direction, owned by one thread.
 
+use std::marker::PhantomData;
 use std::time::Duration;
 
 use super::DropReason;
@@ -61,31 +62,42 @@ pub const DELAY_BUCKET_BOUNDS_NS: [u64; 11] = [
     1_000_000_000,
 ];
 
-/// Queue delay with the bucket bounds a Prometheus histogram exports
-/// (0.5 ms .. 1 s, +Inf). Counts are stored per bucket, not cumulated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DelayHistogram {
-    /// `counts[i]` counts samples in (bound[i-1], bound[i]]; the last is
-    /// above [`DELAY_BUCKET_BOUNDS_NS`]'s last bound.
-    pub counts: [u64; DELAY_BUCKET_BOUNDS_NS.len() + 1],
-    /// Sum of all samples in nanoseconds (wrapping).
-    pub sum_ns: u64,
+/// The bounds of a [`BucketHistogram`], as a type: upper bounds
+/// (inclusive, nanoseconds), ascending; a last, implicit bucket is +Inf.
+pub trait BucketBounds {
+    /// The bounds.
+    const NS: &'static [u64];
 }
 
-impl Default for DelayHistogram {
+/// Samples counted in fixed buckets with the bounds a Prometheus histogram
+/// exports (`B`), and their sum. `M` is the number of buckets: one per
+/// bound plus +Inf. Counts are stored per bucket, not cumulated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BucketHistogram<B, const M: usize> {
+    /// `counts[i]` counts samples in (bound[i-1], bound[i]]; the last is
+    /// above the last bound.
+    pub counts: [u64; M],
+    /// Sum of all samples in nanoseconds (wrapping).
+    pub sum_ns: u64,
+    bounds: PhantomData<B>,
+}
+
+impl<B: BucketBounds, const M: usize> Default for BucketHistogram<B, M> {
     fn default() -> Self {
-        DelayHistogram {
-            counts: [0; DELAY_BUCKET_BOUNDS_NS.len() + 1],
+        const { assert!(M == B::NS.len() + 1, "one bucket per bound, and +Inf") };
+        BucketHistogram {
+            counts: [0; M],
             sum_ns: 0,
+            bounds: PhantomData,
         }
     }
 }
 
-impl DelayHistogram {
+impl<B: BucketBounds, const M: usize> BucketHistogram<B, M> {
     /// Records one sample.
     #[inline]
     pub fn record(&mut self, ns: u64) {
-        let i = DELAY_BUCKET_BOUNDS_NS.partition_point(|&b| b < ns);
+        let i = B::NS.partition_point(|&b| b < ns);
         if let Some(c) = self.counts.get_mut(i) {
             *c = c.wrapping_add(1);
         }
@@ -96,7 +108,7 @@ impl DelayHistogram {
         self.counts.iter().fold(0u64, |a, &c| a.wrapping_add(c))
     }
     /// The counts cumulated as Prometheus exposes them (`le` buckets).
-    pub fn cumulative(&self) -> [u64; DELAY_BUCKET_BOUNDS_NS.len() + 1] {
+    pub fn cumulative(&self) -> [u64; M] {
         let mut out = self.counts;
         let mut acc = 0u64;
         for c in &mut out {
@@ -106,6 +118,18 @@ impl DelayHistogram {
         out
     }
 }
+
+/// The queue-delay buckets: [`DELAY_BUCKET_BOUNDS_NS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueDelayBuckets;
+
+impl BucketBounds for QueueDelayBuckets {
+    const NS: &'static [u64] = &DELAY_BUCKET_BOUNDS_NS;
+}
+
+/// Queue delay with the bucket bounds a Prometheus histogram exports
+/// (0.5 ms .. 1 s, +Inf).
+pub type DelayHistogram = BucketHistogram<QueueDelayBuckets, { DELAY_BUCKET_BOUNDS_NS.len() + 1 }>;
 
 /// Sub-buckets per power of two: 16 makes every bucket at most 1/16 of its
 /// lower bound wide, so a bucket midpoint is within ~3.2% of any sample in it.
