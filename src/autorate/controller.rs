@@ -9,7 +9,8 @@
 //! them).
 //!
 //! - **bloat** (the interval's delay is over its threshold twice in a
-//!   row, or twice over it once):
+//!   row, or twice over it once, or, for the upload, once while the rate
+//!   probes past the knee):
 //!   cut to 90 % of what the line delivered (measured past the line: the
 //!   download's arrivals, the upload's acknowledged bytes), at once: a
 //!   line whose buffer fills is busy all the time, so what it delivered is
@@ -59,6 +60,12 @@ pub struct ControllerConfig {
     pub interval: Duration,
     /// No cut within this long after a cut.
     pub cut_refractory: Duration,
+    /// Cut after one interval over the threshold, not two, while the rate
+    /// probes past the knee. Right where the samples time this
+    /// direction's own queue (the upload's); not where the senders'
+    /// bursts show in them at any rate (the download's, which the
+    /// ISP-queue guard covers).
+    pub cut_when_probing: bool,
     /// No raise within this long after a cut.
     pub raise_after_cut: Duration,
     /// Share of its rate a direction must carry to be raised.
@@ -87,6 +94,7 @@ impl ControllerConfig {
             bloat_share: 0.05,
             interval: Duration::from_millis(100),
             cut_refractory: Duration::from_millis(400),
+            cut_when_probing: false,
             raise_after_cut: Duration::from_secs(1),
             loaded: 0.75,
             raise_step: 0.01,
@@ -288,8 +296,16 @@ impl Controller {
             None => None,
             Some(e) if e > 0 => {
                 // Over the threshold twice in a row, or far over it once:
-                // one interval of noisy samples is not a full buffer.
-                if !(was_over || e > 1000) || draining || !since_cut(self.cfg.cut_refractory) {
+                // one interval of noisy samples is not a full buffer. Past
+                // the knee once is enough: the rate is there to find the
+                // line's limit, and a second interval of a rate over it
+                // is a second interval of the queue growing.
+                let probing =
+                    self.cfg.cut_when_probing && self.knee.is_some_and(|k| self.rate >= k);
+                if !(was_over || probing || e > 1000)
+                    || draining
+                    || !since_cut(self.cfg.cut_refractory)
+                {
                     None
                 } else {
                     // What the line delivered, when the direction was busy

@@ -93,6 +93,7 @@ const DELIVERED_INTERVALS: usize = 3;
 fn controller_config(a: &AutorateConfig, link: &Link, dir: Direction) -> ControllerConfig {
     let mut c = ControllerConfig::new(a.min(dir), a.max(dir), link.rate(dir));
     c.bloat = a.delay_threshold;
+    c.cut_when_probing = dir == Direction::Upload;
     c
 }
 

@@ -312,6 +312,51 @@ fn a_queue_that_drains_after_a_cut_is_not_cut_again() {
     assert!(c.rate().bps() >= 5 * MBIT, "rate {}", c.rate().bps());
 }
 
+/// Past the knee, one interval over the threshold cuts when
+/// `cut_when_probing` is set (the upload), and only a second one does
+/// otherwise.
+#[test]
+fn probing_past_the_knee_cuts_on_the_first_interval_over_the_threshold() {
+    let over = DelaySample {
+        queue: Duration::from_millis(8),
+        base: Duration::from_millis(1),
+        one_way: true,
+    };
+    let clean = DelaySample {
+        queue: Duration::ZERO,
+        ..over
+    };
+    for eager in [false, true] {
+        let mut c = Controller::new(ControllerConfig {
+            cut_when_probing: eager,
+            ..cfg(2, 25, 10)
+        });
+        let mut now = Instant::from_nanos(1);
+        let tick = |c: &mut Controller, s: DelaySample, now: &mut Instant| {
+            (0..4).for_each(|_| c.sample(s));
+            *now = *now + Duration::from_millis(100);
+            c.tick(*now, c.rate(), Some(Rate::from_bps(6 * MBIT)))
+        };
+        // Two intervals over the threshold: a cut, and the knee at 6.
+        tick(&mut c, over, &mut now);
+        assert_eq!(tick(&mut c, over, &mut now), Some(Change::Bloat));
+        // Clean and loaded: raised back up to the knee and past it.
+        let mut past = 0;
+        while past < 3 {
+            assert_ne!(tick(&mut c, clean, &mut now), Some(Change::Bloat));
+            if c.rate().bps() >= 6 * MBIT {
+                past += 1;
+            }
+        }
+        let first = tick(&mut c, over, &mut now);
+        let expected = eager.then_some(Change::Bloat);
+        assert_eq!(first, expected, "cut_when_probing {eager}");
+        if !eager {
+            assert_eq!(tick(&mut c, over, &mut now), Some(Change::Bloat));
+        }
+    }
+}
+
 proptest! {
     /// Whatever the samples and loads, the rate stays within [min, max].
     #[test]
