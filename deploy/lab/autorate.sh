@@ -18,7 +18,11 @@
 # with qosd, its CPU (% of one core) over the run and its shaping rate
 # during the drop. Takes about 4 minutes with one repetition.
 #
-#   sudo deploy/lab/autorate.sh [-r REPS] [-o OUTDIR] [-g "autorate fixed bridge"]
+#   sudo deploy/lab/autorate.sh [-r REPS] [-o OUTDIR] [-g "autorate fixed bridge"] [-c cubic|bbr]
+#
+# -c: the TCP senders' congestion control, both ways (iperf3 -C; default
+# cubic, the default of Linux and Windows). With bbr (BBRv1, which does
+# not slow down on a drop) see BENCHMARKS.md, "Downloads from BBR senders".
 #
 # Writes OUTDIR/results.json, OUTDIR/trace-<gateway>-<rep>.txt (each
 # second: the call's p99, goodput each way, qosd's shaping rate, capacity
@@ -27,11 +31,13 @@
 set -euo pipefail
 
 REPS=1 OUT=autorate-results SETUPS="autorate fixed bridge"
-while getopts "r:o:g:" opt; do
+CC=cubic
+while getopts "r:o:g:c:" opt; do
   case $opt in
     r) REPS=$OPTARG ;;
     o) OUT=$OPTARG ;;
     g) SETUPS=$OPTARG ;;
+    c) CC=$OPTARG ;;
     *) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2 ;;
   esac
 done
@@ -85,8 +91,8 @@ scenario() { # tag
   x lan irtt client -i 20ms -d 5s -l 172 -q -o - 198.18.0.20:5004 > "$OUT/$tag.idle" 2>/dev/null || true
   x gw python3 "$HERE/poll_metrics.py" $((TOTAL + 1)) > "$OUT/$tag.rates" 2>/dev/null & POLL_PID=$!
   t0=$(now); c0=$(cpu_ticks)
-  x lan iperf3 -c 198.18.0.20 -p 5201 -t $TOTAL -P 4 -i 1 -J --get-server-output > "$OUT/$tag.up" 2> "$OUT/$tag.up.err" & pids+=($!)
-  x lan iperf3 -c 198.18.0.20 -p 5202 -t $TOTAL -P 4 -R -i 1 -J > "$OUT/$tag.down" 2> "$OUT/$tag.down.err" & pids+=($!)
+  x lan iperf3 -c 198.18.0.20 -p 5201 -t $TOTAL -P 4 -C "$CC" -i 1 -J --get-server-output > "$OUT/$tag.up" 2> "$OUT/$tag.up.err" & pids+=($!)
+  x lan iperf3 -c 198.18.0.20 -p 5202 -t $TOTAL -P 4 -C "$CC" -R -i 1 -J > "$OUT/$tag.down" 2> "$OUT/$tag.down.err" & pids+=($!)
   x lan irtt client -i 20ms -d ${TOTAL}s -l 172 -q -o - 198.18.0.20:5004 > "$OUT/$tag.voice" 2>/dev/null & pids+=($!)
   sleep_until "$(awk -v t="$t0" -v s=$BEFORE 'BEGIN { printf "%.3f", t + s }')"
   "$LAB" line -p $P -u ${LOW_UP}mbit -d ${LOW_DOWN}mbit >/dev/null; t_drop=$(now)

@@ -2,7 +2,7 @@
 """Polls qosd's metrics (127.0.0.1:9477, run it in the gateway's namespace)
 once a second for argv[1] seconds and prints, per poll, the wall clock and
 the series that follow the line (autorate's rates, capacity, WAN delay,
-rate changes, delay samples) as "time|series value|series value...".
+rate changes, delay samples, the ISP-queue guard) as "time|series value|series value...".
 Used by tests/lab_autorate.rs and deploy/lab/autorate.sh."""
 import sys
 import time
@@ -14,6 +14,7 @@ KEEP = (
     "qosd_wan_delay_seconds",
     "qosd_autorate_changes_total",
     "qosd_wan_delay_samples_total",
+    "qosd_isp_queue_",
 )
 end = time.time() + float(sys.argv[1])
 while time.time() < end:

@@ -18,15 +18,21 @@
 # delays are exact: the way down is the ISP's download queue plus qosd's),
 # and the TCP goodput each way. About a minute per gateway.
 #
-#   sudo deploy/lab/steady.sh [-t SECONDS] [-o OUTDIR] [-g "qosd noguard htb bridge"]
+#   sudo deploy/lab/steady.sh [-t SECONDS] [-o OUTDIR] [-g "qosd noguard htb bridge"] [-c cubic|bbr]
+#
+# -c: the TCP senders' congestion control, both ways (iperf3 -C; default
+# cubic, the default of Linux and Windows). With bbr (BBRv1, which does
+# not slow down on a drop) see BENCHMARKS.md, "Downloads from BBR senders".
 set -euo pipefail
 
 SECS=35 OUT=steady-results SETUPS="qosd noguard htb bridge"
-while getopts "t:o:g:" opt; do
+CC=cubic
+while getopts "t:o:g:c:" opt; do
   case $opt in
     t) SECS=$OPTARG ;;
     o) OUT=$OPTARG ;;
     g) SETUPS=$OPTARG ;;
+    c) CC=$OPTARG ;;
     *) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2 ;;
   esac
 done
@@ -53,8 +59,8 @@ scenario() { # tag
   local tag=$1 pids=()
   x lan irtt client -i 20ms -d 5s -l 172 -q -o - 198.18.0.20:5004 > "$OUT/$tag.idle" 2>/dev/null || true
   date +%s.%N > "$OUT/$tag.start"
-  x lan iperf3 -c 198.18.0.20 -p 5201 -t "$SECS" -P 4 -i 1 -J > "$OUT/$tag.up" 2>&1 & pids+=($!)
-  x lan iperf3 -c 198.18.0.20 -p 5202 -t "$SECS" -P 4 -R -i 1 -J > "$OUT/$tag.down" 2>&1 & pids+=($!)
+  x lan iperf3 -c 198.18.0.20 -p 5201 -t "$SECS" -P 4 -C "$CC" -i 1 -J > "$OUT/$tag.up" 2>&1 & pids+=($!)
+  x lan iperf3 -c 198.18.0.20 -p 5202 -t "$SECS" -P 4 -C "$CC" -R -i 1 -J > "$OUT/$tag.down" 2>&1 & pids+=($!)
   x lan irtt client -i 20ms -d "${SECS}s" -l 172 -q -o - 198.18.0.20:5004 > "$OUT/$tag.voice" 2>/dev/null & pids+=($!)
   wait "${pids[@]}" || true
   sleep 2   # the buffers empty before the next gateway

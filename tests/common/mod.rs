@@ -91,6 +91,15 @@ pub fn run_lab_tests(tests: &[(&'static str, fn())]) -> std::process::ExitCode {
     libtest_mimic::run(&args, trials).exit_code()
 }
 
+/// The congestion control of the lab's TCP senders (iperf3 `-C`, which
+/// needs root for one outside `tcp_allowed_congestion_control`): CUBIC,
+/// the default of Linux and Windows, pinned so that a test does not
+/// depend on the host's `net.ipv4.tcp_congestion_control` (BBR on this
+/// project's lab machines). BBRv1 does not slow down on a drop, which is
+/// how qosd tells a download to slow down: BENCHMARKS.md, "Downloads from
+/// BBR senders", measures it.
+pub const TCP_CC: &str = "cubic";
+
 /// A lab office. Dropping it removes every namespace and process in it.
 pub struct Lab {
     pub prefix: String,
@@ -193,7 +202,9 @@ impl Lab {
     }
 
     /// An iperf3 client on the LAN to the server's `port` for `secs`
-    /// seconds, with `extra` arguments (`-P 4`, `-R`, `-J`...).
+    /// seconds, with `extra` arguments (`-P 4`, `-R`, `-J`...). Its TCP
+    /// senders, both ways, run [`TCP_CC`] unless `extra` names another
+    /// (`-C bbr`).
     pub fn iperf_client(&self, port: u16, secs: u32, extra: &[&str]) -> Child {
         self.iperf_client_on("lan", port, secs, extra)
     }
@@ -203,6 +214,9 @@ impl Lab {
     pub fn iperf_client_on(&self, node: &str, port: u16, secs: u32, extra: &[&str]) -> Child {
         let (port, secs) = (port.to_string(), secs.to_string());
         let mut args = vec!["iperf3", "-c", "198.18.0.20", "-p", &port, "-t", &secs];
+        if !extra.contains(&"-C") {
+            args.extend_from_slice(&["-C", TCP_CC]);
+        }
         args.extend_from_slice(extra);
         self.spawn(node, &args)
     }
