@@ -23,7 +23,8 @@
 //!   interval): a cut that is taking hold needs no second one, which
 //!   would set the rate and the knee below what the line carries.
 //! - **loaded and clean** (the direction used most of its rate, delay
-//!   near its baseline): raise, after a second without bloat. Far below
+//!   near its baseline, and for the download no standing queue in the
+//!   ISP's buffer that the ISP-queue guard had to drain): raise, after a second without bloat. Far below
 //!   the capacity the line showed at the last bloat (the knee) by big
 //!   steps (1 % of the maximum); from 90 % of the knee by small ones
 //!   (0.125 %), constant up to the knee, growing by a tenth with each raise
@@ -37,6 +38,10 @@ use std::time::Duration;
 use crate::config::Rate;
 use crate::time::Instant;
 pub use crate::wan::DelaySample;
+
+/// Share of an interval with a standing queue in the line's buffer above
+/// which the rate is not raised: the line, not qosd, sets the pace.
+pub const OUTSIDE_HOLD: f64 = 0.05;
 
 /// Samples of one interval kept for its median; more are thinned out.
 const MAX_SAMPLES: usize = 64;
@@ -153,6 +158,9 @@ pub struct Controller {
     probes: u32,
     /// The last decision saw the delay over its threshold.
     was_over: bool,
+    /// Share of the interval the line's buffer held a standing queue
+    /// ([`Controller::outside_queue`]).
+    outside: f64,
     /// The last interval's queueing delay, in nanoseconds.
     prev_queue: Option<u64>,
     /// Each sample's queueing delay against its own threshold, in
@@ -181,6 +189,7 @@ impl Controller {
             knee: None,
             probes: 0,
             was_over: false,
+            outside: 0.0,
             prev_queue: None,
             excess: [0; MAX_SAMPLES],
             queue: [0; MAX_SAMPLES],
@@ -236,6 +245,19 @@ impl Controller {
         self.count = (self.count + 1).min(MAX_SAMPLES);
     }
 
+    /// Tells the next decision for what share of its interval the line's
+    /// own buffer held a standing queue, as the ISP-queue guard saw it
+    /// (the download's; [`crate::wan::guard`]). The guard drains such a
+    /// queue, so the delay samples' median stays clean while the rate is
+    /// already at or past what the line carries: over [`OUTSIDE_HOLD`]
+    /// of the interval the rate is not raised. (Counting it as bloat was
+    /// tried: on the simulator's line, whose receivers' stretch ACKs make
+    /// bursts at any rate, it cost the download a tenth of its use; in the
+    /// lab it never fired.)
+    pub fn outside_queue(&mut self, share: f64) {
+        self.outside = share;
+    }
+
     /// When [`tick`](Self::tick) wants to be called next.
     pub fn next_tick(&self) -> Option<Instant> {
         self.next_tick
@@ -252,6 +274,8 @@ impl Controller {
             _ => {}
         }
         self.next_tick = Some(now + interval);
+        let outside = std::mem::take(&mut self.outside);
+        let hold = outside > OUTSIDE_HOLD;
         let load = sent.bps() as f64 / self.rate.max(1) as f64;
         let n = self.count;
         if n > 0 && n < self.cfg.min_samples {
@@ -336,7 +360,8 @@ impl Controller {
             Some(_) => {
                 // Near the baseline: half the margin to the threshold left.
                 let clean = interval_excess.is_some_and(|e| e <= -500);
-                if load >= self.cfg.loaded && clean && since_cut(self.cfg.raise_after_cut) {
+                if load >= self.cfg.loaded && clean && !hold && since_cut(self.cfg.raise_after_cut)
+                {
                     let step = self.step(hi);
                     let new = self.rate.saturating_add(step.max(1)).clamp(lo, hi);
                     (new != self.rate).then(|| {

@@ -35,6 +35,10 @@ pub struct Totals {
     /// Bytes of the office's TCP uploads the far ends acknowledged: of
     /// what the upload direction delivered, the TCP payload.
     pub acked: u64,
+    /// Time, ns, the ISP's download buffer held a standing queue that the
+    /// ISP-queue guard acted on ([`crate::wan::guard`]): the download's
+    /// throttled time. 0 without the guard.
+    pub outside_ns: u64,
 }
 
 /// Below this share of TCP payload in what the upload carried, its
@@ -261,6 +265,10 @@ impl Autorate {
             }
             // Off, the controller still follows the line (for status),
             // but its rate is not used and nothing counts as a change.
+            if d == Direction::Download && secs > 0.0 {
+                let outside = totals.outside_ns.wrapping_sub(before.outside_ns) as f64 / 1e9;
+                ctl.outside_queue(outside / secs);
+            }
             let change = ctl.tick(now, sent, delivered).filter(|_| self.cfg.enabled);
             let obs = ctl.observed();
             let rate = ctl.rate().bps();

@@ -357,6 +357,38 @@ fn probing_past_the_knee_cuts_on_the_first_interval_over_the_threshold() {
     }
 }
 
+/// A standing queue in the line's buffer for part of the interval (the
+/// ISP-queue guard at work) holds a loaded, clean direction where it is;
+/// without it the same samples raise the rate.
+#[test]
+fn a_standing_queue_outside_holds_the_rate() {
+    let clean = DelaySample {
+        queue: Duration::ZERO,
+        base: Duration::from_millis(30),
+        one_way: true,
+    };
+    for share in [0.0, 0.02, 0.1, 1.0] {
+        let mut c = Controller::new(cfg(2, 25, 10));
+        let mut now = Instant::from_nanos(1);
+        let mut raises = 0;
+        for _ in 0..20 {
+            (0..4).for_each(|_| c.sample(clean));
+            c.outside_queue(share);
+            now = now + Duration::from_millis(100);
+            match c.tick(now, c.rate(), Some(Rate::from_bps(8 * MBIT))) {
+                Some(Change::Raise) => raises += 1,
+                Some(Change::Bloat) => panic!("cut at share {share}"),
+                None => {}
+            }
+        }
+        if share < controller::OUTSIDE_HOLD {
+            assert!(raises >= 15, "{raises} raises at share {share}");
+        } else {
+            assert_eq!((raises, c.rate().bps()), (0, 10 * MBIT), "share {share}");
+        }
+    }
+}
+
 proptest! {
     /// Whatever the samples and loads, the rate stays within [min, max].
     #[test]

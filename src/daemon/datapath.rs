@@ -185,6 +185,7 @@ impl Datapath {
         a.reconfigure(self.engine.config());
         let c = self.engine.counters();
         let (sent, arrived, tcp) = (c.sent_bytes, c.arrived_bytes, c.tcp_payload_bytes);
+        let outside_ns = c.isp_queue.throttled_ns;
         let Some(meter) = self.engine.wan_meter_mut() else {
             return;
         };
@@ -194,6 +195,7 @@ impl Datapath {
             arrived: [up_arrived, arrived],
             tcp_payload: [up_tcp, tcp],
             acked: meter.acked_bytes(),
+            outside_ns,
         };
         a.step(t, &totals, meter);
         for d in Direction::BOTH {

@@ -587,6 +587,7 @@ pub fn step_autorate<Q: LinkQueue<Frame>>(
         arrived: c.map(|c| c.arrived_bytes),
         tcp_payload: c.map(|c| c.tcp_payload_bytes),
         acked: 0,
+        outside_ns: c[1].isp_queue.throttled_ns,
     };
     if let Some(m) = down.wan_meter_mut() {
         totals.acked = m.acked_bytes();

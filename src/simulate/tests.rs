@@ -523,9 +523,8 @@ fn autorate_follows_a_capacity_drop() {
     assert!(recovered.autorate.voice_p99_ms < 15.0, "{all}");
 }
 
-/// The issue's acceptance bound, which the controller does not meet yet in
-/// the simulator: during the drop (after 5 s to adapt) the calls' delay
-/// p99 within 15 ms of the nominal phase's.
+/// Issue 13's acceptance bound in the simulator: during the drop (after
+/// 5 s to adapt) the calls' delay p99 within 15 ms of the nominal phase's.
 #[test]
 fn autorate_keeps_voice_within_15ms_during_a_drop() {
     let cfg = load_embedded().unwrap();
