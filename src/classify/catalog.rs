@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use super::DecidedBy;
 use super::matcher::{Answer, AppId, FlowFacts, Matcher};
 use super::port_index::PortIndex;
-use crate::config::{Catalog, CategoryId, Config};
+use crate::config::{Catalog, CategoryId, Config, PortRange};
 
 /// One app as the classifier sees it.
 #[derive(Debug, Clone)]
@@ -20,11 +20,13 @@ pub struct AppInfo {
     pub category: Option<CategoryId>,
 }
 
-/// A signature: conditions plus, for payload signatures, the prefix.
+/// A signature: conditions plus, for payload signatures, the prefix and
+/// the lengths the payload may have (any when empty).
 #[derive(Debug, Clone)]
 struct Signature {
     matcher: Matcher,
     prefix: Option<Box<[u8]>>,
+    lengths: Box<[PortRange]>,
     app: AppId,
 }
 
@@ -109,6 +111,7 @@ impl CompiledCatalog {
                 let s = Signature {
                     matcher: Matcher::new(sig, |n| ids.get(n).copied()),
                     prefix: sig.payload_prefix.as_deref().map(Into::into),
+                    lengths: sig.payload_len.as_slice().into(),
                     app: id,
                 };
                 if s.prefix.is_some() {
@@ -203,6 +206,9 @@ impl CompiledCatalog {
             .iter()
             .find(|s| {
                 s.prefix.as_deref().is_some_and(|p| payload.starts_with(p))
+                    && (s.lengths.is_empty()
+                        || u16::try_from(payload.len())
+                            .is_ok_and(|n| s.lengths.iter().any(|r| r.contains(n))))
                     && s.matcher.eval(facts) == Answer::Yes
             })
             .map(|s| s.app)

@@ -620,3 +620,46 @@ fn shared_fields_sit_a_line_away_from_each_directions_counters() {
     let _ = down_end;
     eprintln!("entry: {} bytes", size_of_val(flow));
 }
+
+/// Signatures that fired too eagerly (issue 16): a payload prefix whose
+/// protocol has fixed message sizes claims those sizes only, and RIP's
+/// ports only its multicast and broadcast addresses.
+#[test]
+fn eager_signatures_need_their_sizes_and_addresses() {
+    let mut h = Harness::new(config(""));
+    let mut app = |f: Vec<u8>| h.send(&f, Direction::Upload).2;
+    // WireGuard's Handshake Initiation: type 1, three zero bytes, 148 bytes.
+    let mut wg = vec![0u8; 148];
+    wg[0] = 1;
+    assert_eq!(
+        app(udp(PC, 40000, SRV, 40001, &wg, 0)).as_deref(),
+        Some("wireguard")
+    );
+    // The same four bytes starting a 200-byte media packet.
+    let mut media = vec![0u8; 200];
+    media[0] = 1;
+    assert_ne!(
+        app(udp(PC, 40002, SRV, 40003, &media, 0)).as_deref(),
+        Some("wireguard")
+    );
+    // TFTP's acknowledgement of block 0 is 4 bytes; an mDNS query with id 4
+    // starts with the same ones.
+    assert_eq!(
+        app(udp(PC, 40004, SRV, 40005, b"\0\x04\0\0", 0)).as_deref(),
+        Some("tftp")
+    );
+    let mdns = b"\0\x04\0\0\0\x01\0\0\0\0\0\0\x05_http\x04_tcp\x05local\0\0\x0c\0\x01";
+    assert_eq!(
+        app(udp(PC, 5353, [224, 0, 0, 251], 5353, mdns, 0)).as_deref(),
+        Some("mdns")
+    );
+    // RIP to its group; UDP to port 520 of a server elsewhere is not RIP.
+    assert_eq!(
+        app(udp(PC, 520, [224, 0, 0, 9], 520, b"\x02\x02\0\0", 0)).as_deref(),
+        Some("routing")
+    );
+    assert_ne!(
+        app(udp(PC, 40006, SRV, 520, b"hello", 0)).as_deref(),
+        Some("routing")
+    );
+}

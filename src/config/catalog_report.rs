@@ -253,6 +253,20 @@ fn conditions(m: &Match, max: usize) -> Vec<String> {
     if let Some(prefix) = &m.payload_prefix {
         parts.push(format!("payload_prefix \"{}\"", escape(prefix)));
     }
+    if !m.payload_len.is_empty() {
+        let lens: Vec<String> = m
+            .payload_len
+            .iter()
+            .map(|r| {
+                if r.first == r.last {
+                    r.first.to_string()
+                } else {
+                    format!("{}-{}", r.first, r.last)
+                }
+            })
+            .collect();
+        parts.push(format!("payload_len {}", lens.join(",")));
+    }
     parts
 }
 

@@ -312,6 +312,11 @@ pub struct Match {
         serialize_with = "serialize_bytes_as_str"
     )]
     pub payload_prefix: Option<Vec<u8>>,
+    /// The lengths, in bytes, that payload may have (with
+    /// `payload_prefix`): a protocol whose first message has fixed sizes
+    /// is not claimed by a prefix that other traffic starts with too.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub payload_len: Vec<PortRange>,
 }
 
 fn serialize_bytes_as_str<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {

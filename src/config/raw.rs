@@ -187,6 +187,7 @@ pub struct RawRule {
     pub apps: Option<Value>,
     pub direction: Option<Value>,
     pub payload_prefix: Option<Value>,
+    pub payload_len: Option<Value>,
 }
 
 impl RawRule {
@@ -207,6 +208,7 @@ impl RawRule {
             apps: self.apps.clone(),
             direction: self.direction.clone(),
             payload_prefix: self.payload_prefix.clone(),
+            payload_len: self.payload_len.clone(),
         }
     }
 }
@@ -228,6 +230,7 @@ pub struct RawMatch {
     pub apps: Option<Value>,
     pub direction: Option<Value>,
     pub payload_prefix: Option<Value>,
+    pub payload_len: Option<Value>,
 }
 
 /// `[daemon]`

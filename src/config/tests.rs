@@ -222,6 +222,18 @@ fn validation_errors_name_key_and_problem() {
             "above 65535",
         ),
         (
+            "payload_len without a prefix",
+            "[[rule]]\ncategory = \"voice\"\npayload_len = 148",
+            "rule[0].payload_len",
+            "add one",
+        ),
+        (
+            "reversed payload lengths",
+            "[[rule]]\ncategory = \"voice\"\npayload_prefix = \"x\"\npayload_len = [\"9-3\"]",
+            "rule[0].payload_len[0]",
+            "first length is above its last",
+        ),
+        (
             "bad port text",
             "[[rule]]\ncategory = \"voice\"\nsrc_ports = \"sip\"",
             "rule[0].src_ports",
