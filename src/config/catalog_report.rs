@@ -385,6 +385,7 @@ hosts = ["erp.acme.example", "*.erp.acme.example"]
 protocol = "tcp"
 dst_ports = 3300
 payload_prefix = "\u0001ACME"
+payload_len = [6, "20-40"]
 
 [[app]]
 name = "zoom"
@@ -423,13 +424,56 @@ hosts = ["fax.example"]
 
         let full = render_app(erp);
         assert!(
-            full.contains("  protocol tcp, dst_ports 3300, payload_prefix \"\\u0001ACME\"\n"),
+            full.contains(
+                "  protocol tcp, dst_ports 3300, payload_prefix \"\\u0001ACME\", payload_len 6,20-40\n"
+            ),
             "{full}"
         );
         assert!(full.contains("hosts:       2\n  erp.acme.example\n  *.erp.acme.example\n"));
         assert!(render_app(zoom).contains("(replaces the built-in app of that name)"));
         if let Some(dir) = path.parent() {
             let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+
+    /// `payload_len` needs a `payload_prefix` and takes lengths or ranges
+    /// of them; each problem names its key in the apps file.
+    #[test]
+    fn payload_len_is_checked_with_its_key() {
+        for (apps, key, problem) in [
+            (
+                "[[app]]\nname = \"x\"\ncategory = \"bulk\"\n[[app.match]]\nprotocol = \"udp\"\npayload_len = 148\n",
+                "app[0].match[0].payload_len",
+                "add one",
+            ),
+            (
+                "[[app]]\nname = \"x\"\ncategory = \"bulk\"\n[[app.match]]\nprotocol = \"udp\"\npayload_prefix = \"x\"\npayload_len = [\"9-3\"]\n",
+                "app[0].match[0].payload_len[0]",
+                "first length is above its last",
+            ),
+            (
+                "[[app]]\nname = \"x\"\ncategory = \"bulk\"\n[[app.match]]\nprotocol = \"udp\"\npayload_prefix = \"x\"\npayload_len = 70000\n",
+                "app[0].match[0].payload_len",
+                "above 65535",
+            ),
+        ] {
+            let dir = std::env::temp_dir().join(format!(
+                "qosd-payload-len-{}-{}",
+                std::process::id(),
+                key.len() + problem.len()
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join("apps.toml");
+            std::fs::write(&path, apps).unwrap();
+            let text = crate::config::DEFAULT_CONFIG_TOML.replace(
+                "# apps_file = \"/etc/qosd/apps.toml\"",
+                &format!("apps_file = {:?}", path.display().to_string()),
+            );
+            let err = load_str("test.toml", &text, &Env::None)
+                .unwrap_err()
+                .to_string();
+            let _ = std::fs::remove_dir_all(&dir);
+            assert!(err.contains(key) && err.contains(problem), "{key}: {err}");
         }
     }
 }

@@ -222,16 +222,10 @@ fn validation_errors_name_key_and_problem() {
             "above 65535",
         ),
         (
-            "payload_len without a prefix",
-            "[[rule]]\ncategory = \"voice\"\npayload_len = 148",
-            "rule[0].payload_len",
-            "add one",
-        ),
-        (
-            "reversed payload lengths",
-            "[[rule]]\ncategory = \"voice\"\npayload_prefix = \"x\"\npayload_len = [\"9-3\"]",
-            "rule[0].payload_len[0]",
-            "first length is above its last",
+            "a payload condition in a rule",
+            "[[rule]]\ncategory = \"voice\"\npayload_prefix = \"x\"",
+            "rule[0].payload_prefix",
+            "not allowed in a [[rule]]",
         ),
         (
             "bad port text",

@@ -14,7 +14,7 @@ use super::values::{parse_cidr, parse_name, parse_vlan};
 /// conditions that identify an application on the wire.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum MatchScope {
-    /// A `[[rule]]`: every condition.
+    /// A `[[rule]]`: every condition but the payload's.
     Rule,
     /// An `[[app.match]]`.
     Signature,
@@ -37,6 +37,21 @@ pub(super) fn validate_match(
         ] {
             if v.is_some() {
                 p.add(format!("{key}.{name}"), "not allowed in an app signature (use it in a [[rule]]; hosts go on the [[app]] itself)");
+            }
+        }
+    }
+    if scope == MatchScope::Rule {
+        // A rule is evaluated on every packet's headers; payloads are the
+        // catalog's (which inspects each side's first one).
+        for (name, v) in [
+            ("payload_prefix", &rm.payload_prefix),
+            ("payload_len", &rm.payload_len),
+        ] {
+            if v.is_some() {
+                p.add(
+                    format!("{key}.{name}"),
+                    "not allowed in a [[rule]] (rules see headers only): define an [[app]] with this signature in an apps file and name it in the rule's apps",
+                );
             }
         }
     }
@@ -102,7 +117,7 @@ pub(super) fn validate_match(
         })
     });
     let payload_len = p.list(&format!("{key}.payload_len"), &rm.payload_len, parse_len);
-    if !payload_len.is_empty() && payload_prefix.is_none() && rm.payload_prefix.is_none() {
+    if scope == MatchScope::Signature && rm.payload_len.is_some() && rm.payload_prefix.is_none() {
         p.add(
             format!("{key}.payload_len"),
             "payload_len applies to the payload a payload_prefix matched: add one".to_string(),
