@@ -32,6 +32,9 @@ pub enum DecidedBy {
     Volume,
     /// Trusted DSCP marking.
     Dscp,
+    /// UDP no app claimed, to a broadcast or multicast address: the LAN's
+    /// discovery and housekeeping (control).
+    Discovery,
     /// Nothing else decided.
     #[default]
     Default,
@@ -57,13 +60,14 @@ impl DecidedBy {
             DecidedBy::Heuristic => "heuristic",
             DecidedBy::Volume => "volume",
             DecidedBy::Dscp => "dscp",
+            DecidedBy::Discovery => "discovery",
             DecidedBy::Default => "default",
             DecidedBy::NonIp => "non-ip",
         }
     }
 
     /// Every `kind()`, for metrics that must list all label values.
-    pub const KINDS: [&'static str; 16] = [
+    pub const KINDS: [&'static str; 17] = [
         "rule",
         "sni",
         "quic-sni",
@@ -78,6 +82,7 @@ impl DecidedBy {
         "heuristic",
         "volume",
         "dscp",
+        "discovery",
         "default",
         "non-ip",
     ];

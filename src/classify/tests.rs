@@ -663,3 +663,60 @@ fn eager_signatures_need_their_sizes_and_addresses() {
         Some("routing")
     );
 }
+
+/// UDP no app claimed, or one known by its port alone, sent to every host
+/// or to a group, is the LAN's discovery: control (issue 16). Apps keep
+/// their names, and the same unknown UDP to one server stays in the
+/// default category.
+#[test]
+fn unknown_broadcast_and_multicast_udp_is_discovery() {
+    let mut h = Harness::new(config(""));
+    let mut send = |f: Vec<u8>| {
+        let (cat, by, app) = h.send(&f, Direction::Upload);
+        (cat, by, app.unwrap_or_default())
+    };
+    let probe = b"{\"host_int\": 1234, \"version\": [2, 0], \"port\": 17500}";
+    let got = |c: &str, b: &str, a: &str| (c.to_owned(), b.to_owned(), a.to_owned());
+    // Dropbox's LAN-sync announcement to the limited broadcast address:
+    // the app by its port, but control, not the app's bulk.
+    assert_eq!(
+        send(udp(PC, 17500, [255, 255, 255, 255], 17500, probe, 0)),
+        got("control", "discovery", "dropbox")
+    );
+    // Unknown UDP to the same address.
+    assert_eq!(
+        send(udp(PC, 41002, [255, 255, 255, 255], 6667, probe, 0)),
+        got("control", "discovery", "")
+    );
+    // A discovery probe to an administratively scoped group.
+    assert_eq!(
+        send(udp(PC, 41000, [239, 255, 12, 34], 9131, probe, 0)),
+        got("control", "discovery", "")
+    );
+    // mDNS keeps its app.
+    let mdns = b"\0\0\0\0\0\x01\0\0\0\0\0\0\x05_http\x04_tcp\x05local\0\0\x0c\0\x01";
+    assert_eq!(
+        send(udp(PC, 5353, [224, 0, 0, 251], 5353, mdns, 0)),
+        got("control", "port", "mdns")
+    );
+    // The same bytes to a server: nothing says what it is.
+    assert_eq!(send(udp(PC, 41001, SRV, 9131, probe, 0)).1, "default");
+}
+
+#[test]
+fn group_addresses_are_told_from_unicast() {
+    use super::verdict::is_group_for_tests as g;
+    let v4 = |a: [u8; 4]| u128::from(std::net::Ipv4Addr::from(a).to_ipv6_mapped());
+    let v6 = |s: &str| u128::from(s.parse::<std::net::Ipv6Addr>().unwrap());
+    assert!(g(v4([255, 255, 255, 255])));
+    assert!(g(v4([224, 0, 0, 251])));
+    assert!(g(v4([239, 255, 255, 250])));
+    assert!(!g(v4([192, 168, 1, 255])));
+    assert!(!g(v4([198, 18, 0, 1])));
+    assert!(!g(v4([240, 0, 0, 1])));
+    assert!(g(v6("ff02::c")));
+    assert!(!g(v6("fe80::1")));
+    assert!(!g(v6("2001:db8::1")));
+    // An IPv6 address whose low bits look like an IPv4 group is not one.
+    assert!(!g(v6("2001:db8::e000:1")));
+}

@@ -258,8 +258,8 @@ impl Classifier {
         c.settled = settled || decisive;
         if c.settled {
             c.dpi = None;
-            c.watch_volume =
-                matches!(c.decided_by, DecidedBy::Default) && self.targets.bulk.is_some();
+            c.watch_volume = matches!(c.decided_by, DecidedBy::Default | DecidedBy::Discovery)
+                && self.targets.bulk.is_some();
         }
         Verdict {
             category: dir.pick(c.category),
@@ -304,6 +304,17 @@ impl Classifier {
             && !media_over_name
             && let Some(cat) = self.catalog.app(app).and_then(|a| a.category)
         {
+            // An app known by its port alone, sending to every host or a
+            // group, is announcing itself on the LAN (a sync client's or a
+            // player's discovery), not doing its business.
+            if how == DecidedBy::Port
+                && facts.protocol == 17
+                && is_group(facts.dst)
+                && let Some(control) = self.targets.control
+                && control != cat
+            {
+                return ((control, DecidedBy::Discovery), false);
+            }
             return ((cat, how), false);
         }
         let media_target = match media {
@@ -337,6 +348,17 @@ impl Classifier {
         {
             return ((cat, DecidedBy::Dscp), false);
         }
+        // UDP to every host or to a group that nothing above named (media
+        // was: RTP, MPEG-TS, the catalog): the LAN's discovery and
+        // housekeeping (SSDP-alikes, LAN sync, casting, game and printer
+        // discovery). Small; a flow of it that grows goes to bulk by
+        // volume like a default one.
+        if facts.protocol == 17
+            && is_group(facts.dst)
+            && let Some(cat) = self.targets.control
+        {
+            return ((cat, DecidedBy::Discovery), false);
+        }
         ((self.default, DecidedBy::Default), false)
     }
 }
@@ -351,4 +373,20 @@ fn forget_if_retired(state: &mut FlowClass, flow: &Flow<ClassCell>) {
         state.dpi = None;
         state.dns_stream = None;
     }
+}
+
+/// A broadcast or multicast destination: IPv4 255.255.255.255 or
+/// 224.0.0.0/4 (as an IPv4-mapped address), or IPv6 ff00::/8.
+fn is_group(addr: u128) -> bool {
+    if addr >> 32 == 0xffff {
+        let v4 = addr as u32;
+        v4 == u32::MAX || v4 >> 28 == 0xe
+    } else {
+        addr >> 120 == 0xff
+    }
+}
+
+#[cfg(test)]
+pub(super) fn is_group_for_tests(addr: u128) -> bool {
+    is_group(addr)
 }
