@@ -299,8 +299,18 @@ mod tests {
     use super::*;
     use crate::config::{Env, load_str};
 
-    fn with_apps_file(apps: &str) -> (Config, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!("qosd-catalog-report-{}", std::process::id()));
+    /// Loads the embedded configuration with `apps` as its apps file (in a
+    /// directory of its own, named after `tag`); returns the result and the
+    /// file's path.
+    fn load_with_apps_file(
+        apps: &str,
+        tag: &str,
+    ) -> (
+        Result<Config, crate::config::ConfigErrors>,
+        std::path::PathBuf,
+    ) {
+        let dir =
+            std::env::temp_dir().join(format!("qosd-catalog-report-{}-{tag}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("apps.toml");
         std::fs::write(&path, apps).unwrap();
@@ -308,8 +318,12 @@ mod tests {
             "# apps_file = \"/etc/qosd/apps.toml\"",
             &format!("apps_file = {:?}", path.display().to_string()),
         );
-        let cfg = load_str("test.toml", &text, &Env::None).unwrap();
-        (cfg, path)
+        (load_str("test.toml", &text, &Env::None), path)
+    }
+
+    fn with_apps_file(apps: &str) -> (Config, std::path::PathBuf) {
+        let (cfg, path) = load_with_apps_file(apps, "ok");
+        (cfg.unwrap(), path)
     }
 
     #[test]
@@ -457,22 +471,11 @@ hosts = ["fax.example"]
                 "above 65535",
             ),
         ] {
-            let dir = std::env::temp_dir().join(format!(
-                "qosd-payload-len-{}-{}",
-                std::process::id(),
-                key.len() + problem.len()
-            ));
-            std::fs::create_dir_all(&dir).unwrap();
-            let path = dir.join("apps.toml");
-            std::fs::write(&path, apps).unwrap();
-            let text = crate::config::DEFAULT_CONFIG_TOML.replace(
-                "# apps_file = \"/etc/qosd/apps.toml\"",
-                &format!("apps_file = {:?}", path.display().to_string()),
-            );
-            let err = load_str("test.toml", &text, &Env::None)
-                .unwrap_err()
-                .to_string();
-            let _ = std::fs::remove_dir_all(&dir);
+            let (cfg, path) = load_with_apps_file(apps, problem.split(' ').next().unwrap_or(""));
+            let err = cfg.unwrap_err().to_string();
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
             assert!(err.contains(key) && err.contains(problem), "{key}: {err}");
         }
     }
