@@ -24,12 +24,13 @@
 //!   would set the rate and the knee below what the line carries.
 //! - **loaded and clean** (the direction used most of its rate, delay
 //!   near its baseline, and for the download no standing queue in the
-//!   ISP's buffer that the ISP-queue guard had to drain): raise, after a second without bloat. Far below
-//!   the capacity the line showed at the last bloat (the knee) by big
-//!   steps (1 % of the maximum); from 90 % of the knee by small ones
-//!   (0.125 %), constant up to the knee, growing by a tenth with each raise
-//!   past it (up to 2 %): the line is probed gently where it last
-//!   filled, and capacity that came back is found within a few seconds.
+//!   ISP's buffer that the ISP-queue guard had to drain): raise, after a
+//!   second without bloat. Far below the capacity the line showed at the
+//!   last bloat (the knee) by big steps (1 % of the maximum); from 90 % of
+//!   the knee by small ones (0.125 %), constant up to the knee, growing
+//!   by a tenth with each raise past it (up to 2 %): the line is probed
+//!   gently where it last filled, and capacity that came back is found
+//!   within a few seconds.
 //! - otherwise, and without samples: **hold**. Never ramp up blind: an
 //!   idle direction says nothing about the line.
 

@@ -705,7 +705,7 @@ fn unknown_broadcast_and_multicast_udp_is_discovery() {
 
 #[test]
 fn group_addresses_are_told_from_unicast() {
-    use super::verdict::is_group_for_tests as g;
+    use super::verdict::is_group as g;
     let v4 = |a: [u8; 4]| u128::from(std::net::Ipv4Addr::from(a).to_ipv6_mapped());
     let v6 = |s: &str| u128::from(s.parse::<std::net::Ipv6Addr>().unwrap());
     assert!(g(v4([255, 255, 255, 255])));

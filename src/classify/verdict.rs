@@ -295,6 +295,8 @@ impl Classifier {
             }
         }
         let _ = self.rules_need_identity;
+        // UDP to every host or to a group: the LAN's own traffic.
+        let to_group = facts.protocol == 17 && is_group(facts.dst);
         // Real-time media in a UDP flow whose app is only known from a DNS
         // name (the conferencing service's server) is the call itself.
         let media_over_name = media != Media::None
@@ -308,8 +310,7 @@ impl Classifier {
             // group, is announcing itself on the LAN (a sync client's or a
             // player's discovery), not doing its business.
             if how == DecidedBy::Port
-                && facts.protocol == 17
-                && is_group(facts.dst)
+                && to_group
                 && let Some(control) = self.targets.control
                 && control != cat
             {
@@ -353,10 +354,7 @@ impl Classifier {
         // housekeeping (SSDP-alikes, LAN sync, casting, game and printer
         // discovery). Small; a flow of it that grows goes to bulk by
         // volume like a default one.
-        if facts.protocol == 17
-            && is_group(facts.dst)
-            && let Some(cat) = self.targets.control
-        {
+        if to_group && let Some(cat) = self.targets.control {
             return ((cat, DecidedBy::Discovery), false);
         }
         ((self.default, DecidedBy::Default), false)
@@ -377,16 +375,11 @@ fn forget_if_retired(state: &mut FlowClass, flow: &Flow<ClassCell>) {
 
 /// A broadcast or multicast destination: IPv4 255.255.255.255 or
 /// 224.0.0.0/4 (as an IPv4-mapped address), or IPv6 ff00::/8.
-fn is_group(addr: u128) -> bool {
+pub(super) fn is_group(addr: u128) -> bool {
     if addr >> 32 == 0xffff {
         let v4 = addr as u32;
         v4 == u32::MAX || v4 >> 28 == 0xe
     } else {
         addr >> 120 == 0xff
     }
-}
-
-#[cfg(test)]
-pub(super) fn is_group_for_tests(addr: u128) -> bool {
-    is_group(addr)
 }

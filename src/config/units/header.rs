@@ -116,31 +116,35 @@ impl PortRange {
     }
 }
 
-fn parse_port(text: &str, whole: &str) -> Result<u16, String> {
-    let t = text.trim();
-    let n: u64 = t.parse().map_err(|_| {
-        format!("\"{whole}\" is not a port or port range (write 443 or \"50000-50019\")")
-    })?;
-    u16::try_from(n).map_err(|_| format!("port {n} in \"{whole}\" is above 65535"))
+impl PortRange {
+    /// An inclusive range of another 16-bit quantity written like ports
+    /// ("148", "4-516"; payload lengths): errors name it `what` and show
+    /// `example`.
+    pub fn parse_named(text: &str, what: &str, example: &str) -> Result<Self, String> {
+        let one = |t: &str| -> Result<u16, String> {
+            let n: u64 = t.trim().parse().map_err(|_| {
+                format!("\"{text}\" is not a {what} or {what} range (write {example})")
+            })?;
+            u16::try_from(n).map_err(|_| format!("{what} {n} in \"{text}\" is above 65535"))
+        };
+        let s = text.trim();
+        let (a, b) = s.split_once(['-', ':']).unwrap_or((s, s));
+        let (first, last) = (one(a)?, one(b)?);
+        if first > last {
+            return Err(format!(
+                "{what} range \"{text}\" is reversed: its first {what} is above its last \
+                 (write {last}-{first})"
+            ));
+        }
+        Ok(PortRange { first, last })
+    }
 }
 
 impl FromStr for PortRange {
     type Err = String;
     /// "443" or "50000-50019" (also "50000:50019").
     fn from_str(text: &str) -> Result<Self, String> {
-        let s = text.trim();
-        let (a, b) = match s.split_once(['-', ':']) {
-            Some((a, b)) => (a, b),
-            None => (s, s),
-        };
-        let first = parse_port(a, text)?;
-        let last = parse_port(b, text)?;
-        if first > last {
-            return Err(format!(
-                "port range \"{text}\" is reversed (write {last}-{first})"
-            ));
-        }
-        Ok(PortRange { first, last })
+        PortRange::parse_named(text, "port", "443 or \"50000-50019\"")
     }
 }
 

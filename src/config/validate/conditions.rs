@@ -143,24 +143,5 @@ pub(super) fn validate_match(
 
 /// A payload length or an inclusive range of them: `148`, `"4-516"`.
 fn parse_len(text: &str) -> Result<PortRange, String> {
-    let bad = || {
-        format!("\"{text}\" is not a length in bytes or a range of them (write 148 or \"4-516\")")
-    };
-    let num = |t: &str| -> Result<u16, String> {
-        let n: u64 = t.trim().parse().map_err(|_| bad())?;
-        u16::try_from(n).map_err(|_| format!("length {n} in \"{text}\" is above 65535"))
-    };
-    let (first, last) = match text.split_once('-') {
-        Some((a, b)) => (num(a)?, num(b)?),
-        None => {
-            let n = num(text)?;
-            (n, n)
-        }
-    };
-    if first > last {
-        return Err(format!(
-            "\"{text}\": the range's first length is above its last"
-        ));
-    }
-    Ok(PortRange { first, last })
+    PortRange::parse_named(text, "length", "148 or \"4-516\"")
 }
