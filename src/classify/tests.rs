@@ -209,6 +209,47 @@ fn src_and_dst_follow_the_initiator() {
     assert_eq!(h.send(&reverse, Direction::Download).0, "browsing");
 }
 
+/// A flow first seen from the server's side (a capture or a qosd restart
+/// that began mid-connection, or its SYN-ACK) still has the client as its
+/// initiator: `dst_ports` looks at the server's port and the client's next
+/// request is parsed.
+#[test]
+fn roles_come_from_the_handshake_and_port_ranks_not_the_first_packet() {
+    let cfg = config(
+        "[[rule]]\nname = \"web\"\ndst_ports = 8080\ncategory = \"business\"\n\
+         [[rule]]\nname = \"nas\"\nhosts = \"nas.example\"\ncategory = \"bulk\"\n",
+    );
+    let mut h = Harness::new(cfg);
+    // The server's data segment comes first (rank 1 port vs ephemeral).
+    let answer = tcp(SRV, 8080, PC, 51000, b"HTTP/1.1 200 OK\r\n\r\n", false);
+    assert_eq!(h.send(&answer, Direction::Download).0, "business");
+    // Picked up at its SYN-ACK, between two high ports.
+    let mut synack = Vec::new();
+    PacketBuilder::ethernet2([2; 6], [4; 6])
+        .ipv4(SRV, PC, 64)
+        .tcp(40000, 50001, 1, 65535)
+        .syn()
+        .ack(1)
+        .write(&mut synack, b"")
+        .unwrap();
+    h.send(&synack, Direction::Download);
+    let request = tcp(
+        PC,
+        50001,
+        SRV,
+        40000,
+        b"GET / HTTP/1.1\r\nHost: nas.example\r\n\r\n",
+        false,
+    );
+    assert_eq!(h.send(&request, Direction::Upload).0, "bulk");
+    let (key, _) = FlowKey::of(&PacketMeta::parse(&request));
+    let initiator = h
+        .table
+        .get(&key, |f| (f.initiator(), f.first_direction()))
+        .unwrap();
+    assert_eq!(initiator.1, Direction::Upload);
+}
+
 #[test]
 fn host_rules_wait_for_the_host_name() {
     // A rule on host names cannot decide from the SYN: the verdict stays

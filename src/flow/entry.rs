@@ -98,7 +98,7 @@ pub struct Flow<V> {
     first_seen: AtomicU64,
     /// [`Side`] as 0 (Lo) or 1 (Hi).
     initiator: AtomicU8,
-    /// [`Direction::index`] of the first packet.
+    /// [`Direction::index`] of the initiator's packets.
     first_direction: AtomicU8,
     closed: AtomicBool,
     /// With the fields above, 64 bytes between the shared fields and
@@ -260,7 +260,8 @@ impl<V> Flow<V> {
         self.id
     }
 
-    /// The side that sent the first packet seen (taken as the initiator).
+    /// The side that opened the connection: a SYN's sender, or inferred
+    /// from the first packet seen (see `roles`).
     #[inline]
     pub fn initiator(&self) -> Side {
         if self.initiator.load(Ordering::Relaxed) == 0 {
@@ -270,7 +271,7 @@ impl<V> Flow<V> {
         }
     }
 
-    /// The direction of the first packet seen.
+    /// The direction the initiator's packets travel.
     #[inline]
     pub fn first_direction(&self) -> Direction {
         if self.first_direction.load(Ordering::Relaxed) == 0 {

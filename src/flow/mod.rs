@@ -30,6 +30,7 @@
 mod cache;
 mod entry;
 mod key;
+mod roles;
 mod table;
 
 pub use cache::{DEFAULT_SETS, FlowCache};

@@ -12,6 +12,7 @@ use dashmap::DashMap;
 use super::cache::FlowCache;
 use super::entry::{Flow, FlowValue};
 use super::key::{FlowKey, Side};
+use super::roles::initiator_of;
 use crate::config::{Direction, Flows};
 use crate::packet::PacketMeta;
 use crate::time::Instant;
@@ -203,7 +204,10 @@ impl<V: FlowValue> FlowTable<V> {
         let (flow, _) = cache.get_or(hash, key, || match self.map.get(key) {
             Some(flow) => (Arc::clone(&flow), false),
             None => {
-                let (flow, new) = self.insert(key, hash, side, dir, now);
+                // The initiator's side and the direction it sends.
+                let initiator = initiator_of(pkt, side);
+                let dir = if initiator == side { dir } else { dir.other() };
+                let (flow, new) = self.insert(key, hash, initiator, dir, now);
                 created = new;
                 (flow, new)
             }

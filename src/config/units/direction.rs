@@ -27,6 +27,15 @@ impl Direction {
             Direction::Download => 1,
         }
     }
+    /// The opposite direction.
+    #[inline]
+    pub const fn other(self) -> Direction {
+        match self {
+            Direction::Upload => Direction::Download,
+            Direction::Download => Direction::Upload,
+        }
+    }
+
     /// The element of a per-direction pair `[upload, download]`.
     #[inline]
     pub fn pick<T: Copy>(self, pair: [T; 2]) -> T {
