@@ -91,7 +91,7 @@ pub(super) fn parse(frame: &[u8]) -> Option<PacketMeta<'_>> {
                 return None;
             }
             let (sp, dp) = (be16(l4, 0)?, be16(l4, 2)?);
-            if sp == super::GTP_U_PORT || dp == super::GTP_U_PORT {
+            if sp == super::GTP_U_PORT || dp == super::GTP_U_PORT || dp == super::VXLAN_PORT {
                 return None; // tunnels: the general path looks inside
             }
             (sp, dp, 0, l4.get(8..ulen)?, &[][..])

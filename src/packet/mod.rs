@@ -6,6 +6,7 @@
 
 mod fast;
 pub mod rewrite;
+mod tunnel;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -89,8 +90,7 @@ pub const TCP_ACK: u8 = 0x10;
 pub const ETHERTYPE_IPV4: u16 = 0x0800;
 /// EtherType of IPv6.
 pub const ETHERTYPE_IPV6: u16 = 0x86dd;
-/// UDP port of GTP-U (mobile-network user-plane tunnels).
-pub const GTP_U_PORT: u16 = 2152;
+pub use tunnel::{GTP_U_PORT, VXLAN_PORT};
 /// EtherType of PPPoE session frames.
 pub const ETHERTYPE_PPPOE_SESSION: u16 = 0x8864;
 
@@ -138,12 +138,10 @@ impl<'a> PacketMeta<'a> {
         {
             return inner;
         }
-        if let Some(TransportSlice::Udp(u)) = &sliced.transport
-            && (u.destination_port() == GTP_U_PORT || u.source_port() == GTP_U_PORT)
-            && let Some(mut inner) = Self::gtp_inner(u.payload())
-        {
-            // Classify and queue by the tunnelled flow; keep the outer
-            // header's offset, DSCP and VLAN, which egress marking edits.
+        if let Some(mut inner) = tunnel::inner(&sliced) {
+            // Classify and queue by the tunnelled flow; account the outer
+            // frame, and keep the outer header's offset, DSCP and VLAN,
+            // which egress marking edits.
             let outer = Self::parse_outer(frame, &sliced);
             inner.frame_len = frame.len();
             inner.vlan = outer.vlan;
@@ -155,35 +153,6 @@ impl<'a> PacketMeta<'a> {
             return inner;
         }
         Self::parse_outer(frame, &sliced)
-    }
-
-    /// The IP flow carried by a GTP-U G-PDU (3GPP TS 29.281), if any.
-    fn gtp_inner(gtp: &'a [u8]) -> Option<Self> {
-        let flags = *gtp.first()?;
-        // Version 1, protocol type GTP, message type 255 (G-PDU).
-        if flags >> 5 != 1 || flags & 0x10 == 0 || *gtp.get(1)? != 0xff {
-            return None;
-        }
-        let mut off = 8usize;
-        if flags & 0x07 != 0 {
-            // Sequence number, N-PDU number and next extension type.
-            let mut next = *gtp.get(off + 3)?;
-            off += 4;
-            let mut hops = 0;
-            while next != 0 && hops < 8 {
-                let len = usize::from(*gtp.get(off)?) * 4;
-                if len == 0 {
-                    return None;
-                }
-                next = *gtp.get(off + len - 1)?;
-                off += len;
-                hops += 1;
-            }
-        }
-        let inner = gtp.get(off..)?;
-        let sliced = SlicedPacket::from_ip(inner).ok()?;
-        let meta = Self::from_sliced(inner, &sliced);
-        (meta.kind == FrameKind::Ip).then_some(meta)
     }
 
     /// An Ethernet frame without tunnels.
@@ -207,7 +176,7 @@ impl<'a> PacketMeta<'a> {
 
     /// The IP and transport parts of a sliced frame; `kind` stays
     /// `Malformed` when there is no IP layer.
-    fn from_sliced(frame: &'a [u8], sliced: &SlicedPacket<'a>) -> Self {
+    pub(super) fn from_sliced(frame: &'a [u8], sliced: &SlicedPacket<'a>) -> Self {
         let mut meta = Self::empty(FrameKind::Malformed, frame.len());
         let base = frame.as_ptr() as usize;
         match &sliced.net {

@@ -309,6 +309,147 @@ fn flows_inside_gtp_u_tunnels() {
     assert_eq!(PacketMeta::parse(&echo).dst_port, 2152);
 }
 
+/// An outer IPv4 frame from 198.18.0.1 to 198.19.0.2 carrying `payload`
+/// as IP protocol `number`, with DSCP 10 on the outer header.
+fn outer_v4(number: u8, payload: &[u8]) -> Vec<u8> {
+    let mut ip =
+        Ipv4Header::new(0, 64, IpNumber(number), [198, 18, 0, 1], [198, 19, 0, 2]).unwrap();
+    ip.dscp = etherparse::IpDscp::try_new(10).unwrap();
+    let mut frame = Vec::new();
+    PacketBuilder::ethernet2(MAC_A, MAC_B)
+        .ip(etherparse::IpHeaders::Ipv4(ip, Default::default()))
+        .write(&mut frame, IpNumber(number), payload)
+        .unwrap();
+    frame
+}
+
+/// The inner flow every tunnel test carries: TCP 10.1.0.2:40000 ->
+/// 10.2.0.3:443 with a payload, as an IP packet.
+fn inner_tcp() -> Vec<u8> {
+    let mut inner = Vec::new();
+    PacketBuilder::ipv4([10, 1, 0, 2], [10, 2, 0, 3], 64)
+        .tcp(40000, 443, 1, 65535)
+        .write(&mut inner, b"hello")
+        .unwrap();
+    inner
+}
+
+/// Asserts that `frame` parses as the inner flow of [`inner_tcp`], with
+/// the outer header's offset, DSCP and length.
+fn assert_inner(frame: &[u8], what: &str) {
+    let m = PacketMeta::parse(frame);
+    assert_eq!(m.kind, FrameKind::Ip, "{what}");
+    assert_eq!(m.src_ip().to_string(), "10.1.0.2", "{what}");
+    assert_eq!(m.dst_ip().to_string(), "10.2.0.3", "{what}");
+    assert_eq!(
+        (m.protocol, m.src_port, m.dst_port),
+        (6, 40000, 443),
+        "{what}"
+    );
+    assert_eq!(m.payload, b"hello", "{what}");
+    assert_eq!(
+        (m.ip_offset, m.dscp, m.frame_len),
+        (14, 10, frame.len()),
+        "{what}"
+    );
+}
+
+#[test]
+fn flows_inside_ip_gre_and_vxlan_tunnels() {
+    let inner = inner_tcp();
+    let mut inner_eth = Vec::new();
+    PacketBuilder::ethernet2(MAC_B, MAC_A)
+        .ipv4([10, 1, 0, 2], [10, 2, 0, 3], 64)
+        .tcp(40000, 443, 1, 65535)
+        .write(&mut inner_eth, b"hello")
+        .unwrap();
+    // IP-in-IP.
+    assert_inner(&outer_v4(4, &inner), "ipip");
+    // GRE, plain; with a checksum, key and sequence number; with Ethernet.
+    let gre = |flags: u8, proto: u16, extra: usize, body: &[u8]| {
+        let mut g = vec![flags, 0];
+        g.extend_from_slice(&proto.to_be_bytes());
+        g.extend(std::iter::repeat_n(0u8, extra));
+        g.extend_from_slice(body);
+        g
+    };
+    assert_inner(&outer_v4(47, &gre(0, 0x0800, 0, &inner)), "gre");
+    assert_inner(&outer_v4(47, &gre(0xb0, 0x0800, 12, &inner)), "gre c+k+s");
+    assert_inner(&outer_v4(47, &gre(0x20, 0x6558, 4, &inner_eth)), "gretap");
+    // PPTP's enhanced GRE: key (length, call id) and a sequence number,
+    // then PPP with address/control and a compressed protocol field...
+    let mut pptp = vec![0x30, 0x01, 0x88, 0x0b, 0, 0, 0, 7, 0, 0, 0, 1];
+    pptp.extend_from_slice(&[0xff, 0x03, 0x21]);
+    pptp.extend_from_slice(&inner);
+    assert_inner(&outer_v4(47, &pptp), "pptp");
+    // ... or with an acknowledgement number and both fields in full.
+    let mut pptp_ack = vec![0x30, 0x81, 0x88, 0x0b, 0, 0, 0, 7, 0, 0, 0, 1, 0, 0, 0, 0];
+    pptp_ack.extend_from_slice(&[0x00, 0x21]);
+    pptp_ack.extend_from_slice(&inner);
+    assert_inner(&outer_v4(47, &pptp_ack), "pptp ack");
+    // Encrypted PPP (MPPE, 0x00fd) and GRE keepalives stay the tunnel's.
+    let mut mppe = pptp.clone();
+    mppe[12..15].copy_from_slice(&[0xff, 0x03, 0xfd]);
+    let frame = outer_v4(47, &mppe);
+    assert_eq!(PacketMeta::parse(&frame).protocol, 47);
+    let frame = outer_v4(47, &gre(0, 0x0000, 0, &[]));
+    assert_eq!(PacketMeta::parse(&frame).protocol, 47);
+    // VXLAN: an Ethernet frame after an 8-byte header with the I flag.
+    let mut vx = vec![0x08, 0, 0, 0, 0, 0, 42, 0];
+    vx.extend_from_slice(&inner_eth);
+    let mut ip = Ipv4Header::new(0, 64, IpNumber::UDP, [198, 18, 0, 1], [198, 19, 0, 2]).unwrap();
+    ip.dscp = etherparse::IpDscp::try_new(10).unwrap();
+    let mut frame = Vec::new();
+    PacketBuilder::ethernet2(MAC_A, MAC_B)
+        .ip(etherparse::IpHeaders::Ipv4(ip, Default::default()))
+        .udp(51000, VXLAN_PORT)
+        .write(&mut frame, &vx)
+        .unwrap();
+    assert_inner(&frame, "vxlan");
+    // Without the I flag it is just UDP to 4789.
+    let mut not_vx = frame.clone();
+    not_vx[14 + 20 + 8] = 0;
+    assert_eq!(PacketMeta::parse(&not_vx).dst_port, VXLAN_PORT);
+}
+
+#[test]
+fn ipv6_in_ipv4_and_truncated_tunnels() {
+    let mut inner6 = Vec::new();
+    PacketBuilder::ipv6(
+        [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+        [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+        64,
+    )
+    .udp(5000, 53)
+    .write(&mut inner6, b"q")
+    .unwrap();
+    let frame = outer_v4(41, &inner6);
+    let m = PacketMeta::parse(&frame);
+    assert_eq!(m.dst_ip().to_string(), "2001:db8::2");
+    assert_eq!(
+        (m.dst_port, m.ip_version, m.ip_offset),
+        (53, IpVersion::V4, 14)
+    );
+    // A tunnel cut short anywhere is the outer flow, never a panic.
+    let inner = inner_tcp();
+    for number in [4u8, 41, 47] {
+        let body = if number == 47 {
+            let mut g = vec![
+                0x30, 0x01, 0x88, 0x0b, 0, 0, 0, 7, 0, 0, 0, 1, 0xff, 0x03, 0x21,
+            ];
+            g.extend_from_slice(&inner);
+            g
+        } else {
+            inner.clone()
+        };
+        for cut in 0..body.len() {
+            let frame = outer_v4(number, &body[..cut]);
+            let m = PacketMeta::parse(&frame);
+            assert_eq!(m.protocol, number, "protocol {number} cut at {cut}");
+        }
+    }
+}
+
 #[test]
 fn partial_checksums_are_completed() {
     use super::rewrite::complete_l4_checksum;
