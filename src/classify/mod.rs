@@ -17,6 +17,7 @@ mod dns_stream;
 pub mod dpi;
 mod inspect;
 pub mod matcher;
+mod media_watch;
 mod port_index;
 mod state;
 mod verdict;

@@ -10,6 +10,7 @@ use super::decided_by::DecidedBy;
 use super::dns_stream::DnsTcp;
 use super::inspect::{DpiState, Media};
 use super::matcher::AppId;
+use super::media_watch::MediaWatch;
 use crate::config::{CategoryId, Direction};
 use crate::flow::FlowValue;
 
@@ -38,6 +39,8 @@ pub struct FlowClass {
     pub(super) generation: u32,
     /// Still watching for the volume heuristic.
     pub(super) watch_volume: bool,
+    /// A call watched for its lifetime, to move between voice and video.
+    pub(super) media_watch: MediaWatch,
     /// DPI working state while pending.
     pub(super) dpi: Option<Box<DpiState>>,
     /// A DNS server's TCP stream, while a message is incomplete.
@@ -72,8 +75,9 @@ pub struct ClassCell {
     state: Mutex<FlowClass>,
     /// [`Published`], packed: bits 0-7 the upload category, 8-15 the
     /// download category, bit 16 settled, bit 17 watching for volume, bits
-    /// 18-31 the app's id plus one (0: none), bits 32-63 the classifier
-    /// generation. Zero: never classified.
+    /// 18-30 the app's id plus one (0: none), bit 31 watching a call's
+    /// media, bits 32-63 the classifier generation. Zero: never
+    /// classified.
     verdict: AtomicU64,
 }
 
@@ -86,13 +90,14 @@ pub(super) struct Published {
     pub app: Option<AppId>,
     pub settled: bool,
     pub watch_volume: bool,
+    pub watch_media: bool,
     pub generation: u32,
 }
 
-/// The highest app id the verdict word holds (14 bits, less the code for
-/// none): a catalog is far smaller (about 200 apps), and an app beyond it
-/// would only be counted as unknown.
-pub(super) const MAX_PUBLISHED_APP: AppId = (1 << 14) - 2;
+/// The highest app id the verdict word holds (13 bits, less the code for
+/// none): a catalog is far smaller (a few hundred apps), and an app beyond
+/// it would only be counted as unknown.
+pub(super) const MAX_PUBLISHED_APP: AppId = (1 << 13) - 2;
 
 impl Published {
     fn pack(self) -> u64 {
@@ -105,16 +110,18 @@ impl Published {
             | u64::from(self.settled) << 16
             | u64::from(self.watch_volume) << 17
             | app << 18
+            | u64::from(self.watch_media) << 31
             | u64::from(self.generation) << 32
     }
 
     fn unpack(v: u64) -> Self {
-        let app = ((v >> 18) & 0x3fff) as AppId;
+        let app = ((v >> 18) & 0x1fff) as AppId;
         Published {
             category: [CategoryId(v as u8), CategoryId((v >> 8) as u8)],
             app: app.checked_sub(1),
             settled: v & 1 << 16 != 0,
             watch_volume: v & 1 << 17 != 0,
+            watch_media: v & 1 << 31 != 0,
             generation: (v >> 32) as u32,
         }
     }
@@ -125,6 +132,7 @@ impl Published {
             app: c.app,
             settled: c.settled,
             watch_volume: c.watch_volume,
+            watch_media: c.media_watch.active(),
             generation: c.generation,
         }
     }
@@ -191,6 +199,7 @@ mod tests {
                 app,
                 settled: true,
                 watch_volume: true,
+                watch_media: true,
                 generation: u32::MAX,
             };
             assert_eq!(Published::unpack(p.pack()), p);
@@ -200,6 +209,7 @@ mod tests {
             app: Some(MAX_PUBLISHED_APP + 1),
             settled: false,
             watch_volume: false,
+            watch_media: false,
             generation: 7,
         };
         assert_eq!(Published::unpack(too_far.pack()).app, None);

@@ -367,6 +367,57 @@ fn small_isochronous_udp_is_real_time() {
     assert_eq!((last.0.as_str(), last.1.as_str()), ("voice", "heuristic"));
 }
 
+/// A call is watched for its lifetime: when one side turns its camera on
+/// its direction moves to video, and back to voice when it turns it off;
+/// the other direction stays as its own packets say.
+#[test]
+fn a_call_moves_between_voice_and_video_as_it_changes() {
+    let mut h = Harness::new(config(""));
+    let mut seq = 0u16;
+    let mut rtp = |from_pc: bool, len: usize| {
+        seq = seq.wrapping_add(1);
+        let mut p = Vec::new();
+        crate::simulate::frames::rtp(&mut p, 111, seq, u32::from(seq) * 960, 7, len);
+        if from_pc {
+            udp(PC, 41000, SRV, 42000, &p, 0)
+        } else {
+            udp(SRV, 42000, PC, 41000, &p, 0)
+        }
+    };
+    // Two seconds of audio both ways (20 ms, 160-byte Opus frames).
+    let mut up = (String::new(), String::new(), None);
+    for _ in 0..100 {
+        up = h.send(&rtp(true, 160), Direction::Upload);
+        h.send(&rtp(false, 160), Direction::Download);
+    }
+    assert_eq!(up.0, "voice");
+    // The camera goes on upstream: 1100-byte frames every 10 ms.
+    for _ in 0..150 {
+        up = h.send(&rtp(true, 1100), Direction::Upload);
+        h.now = h.now - Duration::from_millis(10);
+    }
+    assert_eq!(up.0, "video");
+    let down = h.send(&rtp(false, 160), Direction::Download);
+    assert_eq!(down.0, "voice", "the other half still carries audio");
+    // And off again: back to voice within a few windows.
+    for _ in 0..250 {
+        up = h.send(&rtp(true, 160), Direction::Upload);
+    }
+    assert_eq!(up.0, "voice");
+    // An admin's rule is never second-guessed.
+    let mut h = Harness::new(config(
+        "[[rule]]\nname = \"pbx\"\ndst_ports = 42000\ncategory = \"voice\"\n",
+    ));
+    for _ in 0..300 {
+        up = h.send(
+            &udp(PC, 41000, SRV, 42000, &[0x11; 1100], 0),
+            Direction::Upload,
+        );
+        h.now = h.now - Duration::from_millis(10);
+    }
+    assert_eq!(up.0, "voice");
+}
+
 // The DPI memory budget: per-flow state is bounded, counted and freed.
 
 use crate::classify::dpi::quic::Version;

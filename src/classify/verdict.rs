@@ -52,9 +52,11 @@ impl Classifier {
             }
         }
         let p = flow.value.published();
+        let len = pkt.frame_len as u64;
         let mut verdict = if p.settled
             && p.generation == self.generation
-            && !(p.watch_volume && self.volume_reached(flow, ctx.dir, pkt.frame_len as u64))
+            && !(p.watch_volume && self.volume_reached(flow, ctx.dir, len))
+            && !(p.watch_media && Self::media_check_due(flow.bytes(ctx.dir), len))
         {
             Verdict {
                 category: ctx.dir.pick(p.category),
@@ -82,9 +84,15 @@ impl Classifier {
     ) -> Verdict {
         let mut state = flow.value.lock();
         let verdict = if state.settled && state.generation == self.generation {
-            if state.watch_volume && self.volume_reached(flow, ctx.dir, ctx.pkt.frame_len as u64) {
+            let len = ctx.pkt.frame_len as u64;
+            let own = flow.bytes(ctx.dir);
+            if state.watch_volume && self.volume_reached(flow, ctx.dir, len) {
                 self.volume_switch(&mut state, ctx.dir)
             } else {
+                if state.media_watch.active() && Self::media_check_due(own, len) {
+                    let packets = flow.packets(ctx.dir);
+                    self.media_recheck(&mut state, ctx.dir, ctx.now, own, packets);
+                }
                 Verdict {
                     category: ctx.dir.pick(state.category),
                     flow_category: state.category,
@@ -260,6 +268,20 @@ impl Classifier {
             c.dpi = None;
             c.watch_volume = matches!(c.decided_by, DecidedBy::Default | DecidedBy::Discovery)
                 && self.targets.bulk.is_some();
+            // A UDP call's direction that behaviour or the catalog put in
+            // voice or video is watched for what it turns into; an
+            // admin's rule or a trusted DSCP mark is left as decided.
+            c.media_watch = Default::default();
+            if key.protocol == 17 && self.targets.voice.is_some() && self.targets.video.is_some() {
+                for d in Direction::BOTH {
+                    let (cat, how) = d.pick(out);
+                    if self.targets.is_media(cat)
+                        && !matches!(how, DecidedBy::Rule(_) | DecidedBy::Dscp)
+                    {
+                        c.media_watch.start(d, now, flow.bytes(d), flow.packets(d));
+                    }
+                }
+            }
         }
         Verdict {
             category: dir.pick(c.category),
