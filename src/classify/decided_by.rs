@@ -35,6 +35,9 @@ pub enum DecidedBy {
     /// UDP no app claimed, to a broadcast or multicast address: the LAN's
     /// discovery and housekeeping (control).
     Discovery,
+    /// The app of the call that used the same LAN address and UDP port
+    /// just before (its STUN checks with the service, say).
+    Endpoint,
     /// Nothing else decided.
     #[default]
     Default,
@@ -61,13 +64,14 @@ impl DecidedBy {
             DecidedBy::Volume => "volume",
             DecidedBy::Dscp => "dscp",
             DecidedBy::Discovery => "discovery",
+            DecidedBy::Endpoint => "endpoint",
             DecidedBy::Default => "default",
             DecidedBy::NonIp => "non-ip",
         }
     }
 
     /// Every `kind()`, for metrics that must list all label values.
-    pub const KINDS: [&'static str; 17] = [
+    pub const KINDS: [&'static str; 18] = [
         "rule",
         "sni",
         "quic-sni",
@@ -83,6 +87,7 @@ impl DecidedBy {
         "volume",
         "dscp",
         "discovery",
+        "endpoint",
         "default",
         "non-ip",
     ];
@@ -100,6 +105,7 @@ impl DecidedBy {
             DecidedBy::Dns if protocol == 17 => 2,
             DecidedBy::Dns => 4,
             DecidedBy::Port => 3,
+            DecidedBy::Endpoint => 1,
             _ => 0,
         }
     }

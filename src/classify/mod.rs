@@ -15,6 +15,7 @@ mod ctx;
 mod decided_by;
 mod dns_stream;
 pub mod dpi;
+mod endpoints;
 mod inspect;
 pub mod matcher;
 mod media_watch;
@@ -101,6 +102,8 @@ pub struct Classifier {
     ack_category: Option<CategoryId>,
     /// Memory all flows' inspection state shares (kept across reloads).
     budget: Arc<DpiBudget>,
+    /// The real-time app each LAN endpoint was last used by.
+    endpoints: endpoints::EndpointApps,
 }
 
 /// What [`Classifier::classify`] returns for one packet.
@@ -171,6 +174,7 @@ impl Classifier {
                 .as_deref()
                 .and_then(|n| cfg.category_id(n)),
             budget,
+            endpoints: Default::default(),
         }
     }
 

@@ -29,8 +29,11 @@ pub struct FlowClass {
     pub host: Option<Box<str>>,
     /// How `host` was learned.
     pub(super) host_source: DecidedBy,
-    /// App from signatures (payload, ip-range, port) and how.
+    /// App from signatures (payload, ip-range, port, endpoint) and how.
     pub(super) sig_app: Option<(AppId, DecidedBy)>,
+    /// The category of the call whose LAN endpoint this flow shares, when
+    /// its app was inherited from it ([`DecidedBy::Endpoint`]).
+    pub(super) inherited: Option<CategoryId>,
     /// Real-time media seen.
     pub(super) media: Media,
     /// Packets inspected so far.

@@ -418,6 +418,38 @@ fn a_call_moves_between_voice_and_video_as_it_changes() {
     assert_eq!(up.0, "voice");
 }
 
+/// A call's media that goes peer to peer, to an address and port nothing
+/// names, inherits the app and category of the flow that used the same
+/// LAN endpoint just before; another local port does not.
+#[test]
+fn media_inherits_the_app_of_its_lan_endpoint() {
+    let mut h = Harness::new(config(""));
+    const PEER: [u8; 4] = [198, 18, 7, 7];
+    // The client's checks with Zoom's media router (UDP 8801).
+    let checks = udp(PC, 41000, SRV, 8801, &[0x05; 200], 0);
+    assert_eq!(
+        h.send(&checks, Direction::Upload).2.as_deref(),
+        Some("zoom-media")
+    );
+    // Opaque media from the same local port to the other party.
+    let opaque = |len: usize, sp: u16| udp(PC, sp, PEER, 50123, &vec![0xa7; len], 0);
+    let p2p = h.send(&opaque(900, 41000), Direction::Upload);
+    assert_eq!(
+        (p2p.1.as_str(), p2p.2.as_deref()),
+        ("endpoint", Some("zoom-media"))
+    );
+    assert_eq!(p2p.0, "video");
+    let other = h.send(&opaque(900, 41001), Direction::Upload);
+    assert_eq!((other.0.as_str(), other.2), ("browsing", None));
+    // Long after, the endpoint is forgotten.
+    h.now = h.now + Duration::from_secs(endpoints::HOLD_SECS + 5);
+    let late = h.send(
+        &udp(PC, 41000, PEER, 50124, &[0xa7; 900], 0),
+        Direction::Upload,
+    );
+    assert_eq!(late.2, None);
+}
+
 // The DPI memory budget: per-flow state is bounded, counted and freed.
 
 use crate::classify::dpi::quic::Version;

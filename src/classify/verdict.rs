@@ -154,6 +154,11 @@ impl Classifier {
     ) -> Verdict {
         let (key, pkt, dir, now) = (&ctx.key, ctx.pkt, ctx.dir, ctx.now);
         let initiator = flow.initiator();
+        // The LAN side of the flow: an upload packet's source.
+        let lan = match dir {
+            Direction::Upload => (pkt.src, pkt.src_port),
+            Direction::Download => (pkt.dst, pkt.dst_port),
+        };
         let base = ctx.facts(initiator);
         let was_settled = c.settled && c.generation != 0;
         let fresh_generation = c.generation != self.generation;
@@ -166,6 +171,7 @@ impl Classifier {
             c.generation = self.generation;
             c.settled = false;
             c.sig_app = self.catalog.app_for_tuple(&base);
+            c.inherited = None;
             if c.host.is_none() {
                 // A name the client resolved for the server (or, for flows
                 // seen from the middle, for the initiator).
@@ -178,6 +184,16 @@ impl Classifier {
                     c.host = Some(Box::from(&*name));
                     c.host_source = DecidedBy::Dns;
                 }
+            }
+            // UDP that nothing names, from a LAN endpoint a call just
+            // used: the call's media, gone peer to peer or to a relay.
+            if key.protocol == 17
+                && c.sig_app.is_none()
+                && c.host.is_none()
+                && let Some((app, cat)) = self.endpoints.recall(lan.0, lan.1, now)
+            {
+                c.sig_app = Some((app, DecidedBy::Endpoint));
+                c.inherited = Some(cat);
             }
         }
 
@@ -257,13 +273,21 @@ impl Classifier {
                 settled,
                 ..base
             };
-            let (v, sure) = self.decide(&facts, identified, c.media, pkt.dscp);
+            let (v, sure) = self.decide(&facts, identified, c.inherited, c.media, pkt.dscp);
             decisive &= sure;
             *d.pick_mut(&mut out) = v;
         }
         c.category = [out[0].0, out[1].0];
         c.decided_by = dir.pick(out).1;
         c.settled = settled || decisive;
+        // A call's app and category, for the flows its LAN endpoint opens
+        // next (refreshed by each packet the slow path sees).
+        if key.protocol == 17
+            && let Some(app) = c.app
+            && let Some(cat) = c.category.into_iter().find(|c| self.targets.is_media(*c))
+        {
+            self.endpoints.remember(lan.0, lan.1, app, cat, now);
+        }
         if c.settled {
             c.dpi = None;
             c.watch_volume = matches!(c.decided_by, DecidedBy::Default | DecidedBy::Discovery)
@@ -299,6 +323,7 @@ impl Classifier {
         &self,
         facts: &FlowFacts<'_>,
         identified: Option<(AppId, DecidedBy)>,
+        inherited: Option<CategoryId>,
         media: Media,
         dscp: u8,
     ) -> ((CategoryId, DecidedBy), bool) {
@@ -320,13 +345,17 @@ impl Classifier {
         // UDP to every host or to a group: the LAN's own traffic.
         let to_group = facts.protocol == 17 && is_group(facts.dst);
         // Real-time media in a UDP flow whose app is only known from a DNS
-        // name (the conferencing service's server) is the call itself.
+        // name (the conferencing service's server) or from the LAN
+        // endpoint a call used is the call itself.
         let media_over_name = media != Media::None
             && facts.protocol == 17
-            && identified.is_some_and(|(_, how)| how == DecidedBy::Dns);
+            && identified
+                .is_some_and(|(_, how)| matches!(how, DecidedBy::Dns | DecidedBy::Endpoint));
         if let Some((app, how)) = identified
             && !media_over_name
-            && let Some(cat) = self.catalog.app(app).and_then(|a| a.category)
+            && let Some(cat) = inherited
+                .filter(|_| how == DecidedBy::Endpoint)
+                .or_else(|| self.catalog.app(app).and_then(|a| a.category))
         {
             // An app known by its port alone, sending to every host or a
             // group, is announcing itself on the LAN (a sync client's or a
