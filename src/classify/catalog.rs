@@ -253,7 +253,7 @@ mod tests {
             ("swcdn.apple.com", "apple-software-update", "bulk"),
             ("gs.apple.com", "apple-software-update", "bulk"),
             ("dl.google.com", "google-downloads", "bulk"),
-            ("play.googleapis.com", "google-play", "bulk"),
+            ("play.googleapis.com", "google", "browsing"),
             ("p05.upd.kaspersky.com", "kaspersky", "bulk"),
             ("update.eset.com", "eset", "bulk"),
             ("deb.debian.org", "linux-updates", "bulk"),
