@@ -228,6 +228,57 @@ mod tests {
         }
     }
 
+    /// Names from the generated community catalog (config/apps-community.toml)
+    /// reach their apps and categories; names a hand-written app lists keep
+    /// the hand-written app.
+    #[test]
+    fn community_hosts_classify_to_their_categories() {
+        let cfg = config("");
+        let catalog = CompiledCatalog::new(&cfg.catalog, &cfg);
+        for (host, app, category) in [
+            ("upos-sz-mirrorcos.bilivideo.com", "bilibili", "streaming"),
+            ("www.bilibili.com", "bilibili", "streaming"),
+            ("api.douyin.com", "douyin", "streaming"),
+            ("vod-abematv.akamaized.net", "abema", "streaming"),
+            ("www.hotstar.com", "hotstar", "streaming"),
+            ("www.coursera.org", "coursera", "streaming"),
+            ("img-c.udemycdn.com", "udemy", "streaming"),
+            ("g.alicdn.com", "", ""),
+            ("im.dingtalk.com", "dingtalk", "business"),
+            ("open.feishu.cn", "lark", "business"),
+            ("mail.yandex.ru", "yandex", "business"),
+            ("mail.zoho.com", "zoho", "business"),
+            ("mail.163.com", "netease-mail", "business"),
+            ("acs.webex.co.uk", "webex", "business"),
+            ("swcdn.apple.com", "apple-software-update", "bulk"),
+            ("gs.apple.com", "apple-software-update", "bulk"),
+            ("dl.google.com", "google-downloads", "bulk"),
+            ("play.googleapis.com", "google", "browsing"),
+            ("p05.upd.kaspersky.com", "kaspersky", "bulk"),
+            ("update.eset.com", "eset", "bulk"),
+            ("deb.debian.org", "linux-updates", "bulk"),
+            ("ftp.debian.org", "linux-updates", "bulk"),
+            ("steambroadcast.akamaized.net", "steam", "bulk"),
+            ("origin-a.akamaihd.net", "ea-app", "bulk"),
+            // Hand-written apps keep their names and categories.
+            ("zoom.us", "zoom", "business"),
+            ("rr3---sn-h0jeen7y.googlevideo.com", "youtube", "streaming"),
+            ("teams.microsoft.com", "teams", "business"),
+        ] {
+            let found = catalog
+                .app_for_host(host)
+                .and_then(|id| catalog.app(id))
+                .map(|a| &*a.name);
+            if app.is_empty() {
+                assert_eq!(found, None, "{host}");
+                continue;
+            }
+            assert_eq!(found, Some(app), "{host}");
+            let cat = cfg.catalog.app(app).map(|a| a.category.as_str());
+            assert_eq!(cat, Some(category), "{host}");
+        }
+    }
+
     /// The port index gives the embedded catalog's answer of a full scan
     /// for every protocol, at every port where a signature's range starts
     /// or ends (and next to it), in each of its address ranges and outside.

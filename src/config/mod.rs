@@ -172,6 +172,14 @@ pub const DEFAULT_APPS_TOML: &str = include_str!("../../config/apps.toml");
 /// The name used for the embedded catalog in messages.
 pub const EMBEDDED_APPS_NAME: &str = "<embedded apps.toml>";
 
+/// The built-in catalog generated from a public per-service domain list
+/// (`config/apps-community.toml`, see `deploy/catalog/`), loaded after
+/// [`DEFAULT_APPS_TOML`] by [`merge_community`].
+pub const COMMUNITY_APPS_TOML: &str = include_str!("../../config/apps-community.toml");
+
+/// The name used for the embedded community catalog in messages.
+pub const EMBEDDED_COMMUNITY_NAME: &str = "<embedded apps-community.toml>";
+
 /// Parses and validates an app catalog.
 pub fn load_catalog_str(name: &str, text: &str) -> Result<Catalog, ConfigErrors> {
     let mut problems = validate::Problems::default();
@@ -184,11 +192,41 @@ pub fn load_catalog_str(name: &str, text: &str) -> Result<Catalog, ConfigErrors>
     }
 }
 
+/// Adds the generated `community` catalog to the hand-written `hand` one.
+/// The hand-written catalog wins: a host pattern it already lists (for any
+/// app) is dropped from the community app; a community app named like a
+/// hand-written one adds its remaining hosts to it (category and
+/// signatures stay); other community apps are appended, if any host is
+/// left to them.
+pub fn merge_community(hand: &mut Catalog, community: Catalog) {
+    let listed: std::collections::HashSet<HostPattern> = hand
+        .apps
+        .iter()
+        .flat_map(|a| a.hosts.iter().cloned())
+        .collect();
+    for mut app in community.apps {
+        app.hosts.retain(|h| !listed.contains(h));
+        match hand.apps.iter_mut().find(|a| a.name == app.name) {
+            Some(existing) => existing.hosts.append(&mut app.hosts),
+            None if !app.hosts.is_empty() || !app.signatures.is_empty() => hand.apps.push(app),
+            None => {}
+        }
+    }
+}
+
+/// The built-in catalog (`config/apps.toml` merged with
+/// `config/apps-community.toml`, see [`merge_community`]).
+pub fn builtin_catalog() -> Result<Catalog, ConfigErrors> {
+    let mut catalog = load_catalog_str(EMBEDDED_APPS_NAME, DEFAULT_APPS_TOML)?;
+    let community = load_catalog_str(EMBEDDED_COMMUNITY_NAME, COMMUNITY_APPS_TOML)?;
+    merge_community(&mut catalog, community);
+    Ok(catalog)
+}
+
 /// The built-in catalog, plus the apps of `extra` (which replace built-in
 /// apps of the same name).
 pub fn load_catalog(extra: Option<&Path>) -> Result<Catalog, ConfigErrors> {
-    static EMBEDDED: LazyLock<Result<Catalog, ConfigErrors>> =
-        LazyLock::new(|| load_catalog_str(EMBEDDED_APPS_NAME, DEFAULT_APPS_TOML));
+    static EMBEDDED: LazyLock<Result<Catalog, ConfigErrors>> = LazyLock::new(builtin_catalog);
     let mut catalog = EMBEDDED.clone()?;
     if let Some(path) = extra {
         let name = path.display().to_string();

@@ -955,3 +955,107 @@ fn the_isp_queue_guard_is_on_by_default_and_its_target_is_checked() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn the_community_catalog_loads_and_adds_apps() {
+    let community = load_catalog_str(EMBEDDED_COMMUNITY_NAME, COMMUNITY_APPS_TOML).unwrap();
+    assert!(community.apps.len() >= 50, "{}", community.apps.len());
+    let hosts: usize = community.apps.iter().map(|a| a.hosts.len()).sum();
+    assert!((500..=3000).contains(&hosts), "{hosts} host patterns");
+    let hand = load_catalog_str(EMBEDDED_APPS_NAME, DEFAULT_APPS_TOML).unwrap();
+    let built_in = load_catalog(None).unwrap();
+    // Hand-written apps first, in their order and with their categories and
+    // signatures; community apps after them.
+    for (h, b) in hand.apps.iter().zip(&built_in.apps) {
+        assert_eq!((&h.name, &h.category), (&b.name, &b.category));
+        assert_eq!(h.signatures, b.signatures);
+        assert!(b.hosts.starts_with(&h.hosts), "{}", h.name);
+    }
+    assert!(built_in.apps.len() > hand.apps.len());
+    let bilibili = built_in.app("bilibili").unwrap();
+    assert_eq!(bilibili.category, "streaming");
+    assert!(bilibili.hosts.contains(&"*.bilivideo.com".parse().unwrap()));
+    // A hand-written app gains the community hosts it did not list.
+    let spotify = built_in.app("spotify").unwrap();
+    assert_eq!(spotify.category, "streaming");
+    assert!(spotify.hosts.contains(&"spotify.link".parse().unwrap()));
+    // No host pattern is listed twice in the merged catalog.
+    let mut seen = std::collections::HashSet::new();
+    for app in &built_in.apps {
+        for h in &app.hosts {
+            assert!(seen.insert(h), "{h} listed twice ({})", app.name);
+        }
+    }
+}
+
+#[test]
+fn community_apps_do_not_take_hosts_from_hand_written_apps() {
+    let mut hand = load_catalog_str(
+        "hand.toml",
+        r#"
+[[app]]
+name = "meet"
+category = "business"
+hosts = ["meet.example.com", "*.meet.example.com"]
+[[app]]
+name = "video"
+category = "streaming"
+hosts = ["video.example"]
+[[app.match]]
+protocol = "udp"
+ports = 9999
+"#,
+    )
+    .unwrap();
+    let community = load_catalog_str(
+        "community.toml",
+        r#"
+[[app]]
+name = "example-suite"
+category = "bulk"
+hosts = ["example.com", "*.example.com", "meet.example.com", "*.meet.example.com"]
+[[app]]
+name = "video"
+category = "bulk"
+hosts = ["video.example", "*.video.example", "cdn.example"]
+[[app]]
+name = "only-stolen"
+category = "bulk"
+hosts = ["meet.example.com"]
+"#,
+    )
+    .unwrap();
+    merge_community(&mut hand, community);
+    let names: Vec<&str> = hand.apps.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["meet", "video", "example-suite"]);
+    let hosts = |name: &str| -> Vec<String> {
+        hand.app(name)
+            .unwrap()
+            .hosts
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    assert_eq!(hosts("meet"), ["meet.example.com", "*.meet.example.com"]);
+    assert_eq!(hosts("example-suite"), ["example.com", "*.example.com"]);
+    // The hand-written app keeps its category and signature and gains the
+    // community hosts it lacked.
+    let video = hand.app("video").unwrap();
+    assert_eq!(video.category, "streaming");
+    assert_eq!(video.signatures.len(), 1);
+    assert_eq!(
+        hosts("video"),
+        ["video.example", "*.video.example", "cdn.example"]
+    );
+}
+
+#[test]
+fn community_catalog_errors_name_the_embedded_file() {
+    let e = load_catalog_str(
+        EMBEDDED_COMMUNITY_NAME,
+        "[[app]]\nname = \"x\"\ncategory = \"bulk\"\nhosts = [\"*.*.bad\"]\n",
+    )
+    .unwrap_err();
+    assert_eq!(e.0[0].file, "<embedded apps-community.toml>");
+    assert!(e.0[0].key.starts_with("app[0].hosts"), "{:?}", e.0[0]);
+}
