@@ -63,6 +63,11 @@ fn tls() {
 }
 
 #[test]
+fn tls_server() {
+    replay("tls_server", harness::tls_server, 400);
+}
+
+#[test]
 fn quic() {
     replay("quic", harness::quic, 100);
 }

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, LazyLock};
 
-use qosd::classify::dpi::{Parse, dns, dtls, http, quic, rpc, rtp, stun, tls};
+use qosd::classify::dpi::{Parse, dns, dtls, http, quic, rpc, rtp, stun, tls, tls_server};
 use qosd::classify::{ClassCache, ClassTable, PacketCtx};
 use qosd::classify::{Classifier, NoNames};
 use qosd::config::{Config, DEFAULT_CONFIG_TOML, Direction, Env, load_catalog_str, load_str};
@@ -803,6 +803,51 @@ pub fn stun(data: &[u8]) {
             }
             _ => break,
         }
+    }
+}
+
+// ---------------------------------------------------------------- TLS server
+
+/// The server-flight parser with and without scratch: scratch changes only
+/// whether straddling names are read, never the verdict or the version;
+/// names are plausible and borrow from the input (or the scratch); Found
+/// on a prefix is final.
+pub fn tls_server(data: &[u8]) {
+    let plain = tls_server::server_flight(data);
+    let mut scratch = vec![0u8; tls_server::SCRATCH_LEN];
+    let with = tls_server::server_flight_with(data, &mut scratch);
+    let names_of = |p: Parse<tls_server::ServerNames<'_>>, in_data: bool| match p {
+        Parse::Found(n) => {
+            let names = n.common_name.iter().chain(n.dns_names.as_slice());
+            for name in names {
+                let base = name.strip_prefix("*.").unwrap_or(name);
+                assert_eq!(tls::plausible_host(base.as_bytes()), Some(base), "{name}");
+                assert!(!in_data || within(name.as_bytes(), data), "{name}");
+            }
+            if let Some(best) = tls_server::best_name(&n) {
+                assert!(n.common_name == Some(best) || n.dns_names.as_slice().contains(&best));
+            }
+            assert!(n.dns_names.as_slice().len() <= tls_server::MAX_DNS_NAMES);
+            if let Some(alpn) = n.alpn {
+                assert!(!in_data || within(alpn, data));
+            }
+            Some((n.version, n.certificate))
+        }
+        _ => None,
+    };
+    let (a, b) = (names_of(plain, true), names_of(with, false));
+    match (plain, with) {
+        (Parse::Found(_), Parse::Found(_)) => {
+            assert_eq!(a.map(|v| v.0), b.map(|v| v.0), "version");
+            // Scratch only adds a leaf that straddles records.
+            assert!(!a.is_some_and(|v| v.1) || b.is_some_and(|v| v.1));
+        }
+        (x, y) => assert_eq!(x, y, "verdict with and without scratch"),
+    }
+    if let Parse::Found(half) =
+        tls_server::server_flight(data.get(..data.len() / 2).unwrap_or(data))
+    {
+        assert_eq!(plain, Parse::Found(half), "Found is final");
     }
 }
 

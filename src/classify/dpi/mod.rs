@@ -10,6 +10,7 @@ pub mod rpc;
 pub mod rtp;
 pub mod stun;
 pub mod tls;
+pub mod tls_server;
 
 /// What a parser made of the bytes it was given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -134,16 +134,16 @@ pub fn hello_len(stream: &[u8]) -> Option<usize> {
     Some(at + missing + RECORD_HEADER_LEN * missing.div_ceil(MAX_RECORD_LEN))
 }
 
-/// Why a walk stopped.
+/// Why a walk stopped (shared with the server-side parser, `tls_server`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stop {
+pub(super) enum Stop {
     /// The input ended inside the message: more bytes may complete it.
     Short,
     /// The bytes are not a (well-formed) ClientHello.
     Bad,
 }
 
-type Res<T> = Result<T, Stop>;
+pub(super) type Res<T> = Result<T, Stop>;
 
 fn verdict(r: Res<ClientHello<'_>>) -> Parse<ClientHello<'_>> {
     match r {
@@ -291,7 +291,7 @@ impl<'a> Input<'a> for Records<'a> {
 }
 
 /// Checks a record header and returns its payload length.
-fn record_len(header: &[u8]) -> Res<usize> {
+pub(super) fn record_len(header: &[u8]) -> Res<usize> {
     let &[ty, major, minor, hi, lo] = header else {
         return Err(Stop::Bad);
     };
@@ -304,7 +304,7 @@ fn record_len(header: &[u8]) -> Res<usize> {
 
 /// Whether a record header cut short could still become a handshake
 /// record header.
-fn record_prefix_ok(prefix: &[u8]) -> bool {
+pub(super) fn record_prefix_ok(prefix: &[u8]) -> bool {
     match *prefix {
         [] => true,
         [ty, ..] if ty != CONTENT_HANDSHAKE => false,
