@@ -12,6 +12,9 @@ pub enum DecidedBy {
     QuicSni,
     /// HTTP/1 Host header.
     HttpHost,
+    /// The server's TLS certificate (subject name or alternative name),
+    /// for a ClientHello without a server name.
+    Certificate,
     /// Name learned from a DNS answer for the server's address.
     Dns,
     /// Payload prefix signature.
@@ -53,6 +56,7 @@ impl DecidedBy {
             DecidedBy::Sni => "sni",
             DecidedBy::QuicSni => "quic-sni",
             DecidedBy::HttpHost => "http-host",
+            DecidedBy::Certificate => "tls-cert",
             DecidedBy::Dns => "dns",
             DecidedBy::Payload => "payload",
             DecidedBy::IpRange => "ip-range",
@@ -71,11 +75,12 @@ impl DecidedBy {
     }
 
     /// Every `kind()`, for metrics that must list all label values.
-    pub const KINDS: [&'static str; 18] = [
+    pub const KINDS: [&'static str; 19] = [
         "rule",
         "sni",
         "quic-sni",
         "http-host",
+        "tls-cert",
         "dns",
         "payload",
         "ip-range",
@@ -100,7 +105,7 @@ impl DecidedBy {
     pub(super) fn strength(self, protocol: u8) -> u8 {
         match self {
             DecidedBy::Sni | DecidedBy::QuicSni | DecidedBy::HttpHost => 7,
-            DecidedBy::Payload => 6,
+            DecidedBy::Payload | DecidedBy::Certificate => 6,
             DecidedBy::IpRange => 5,
             DecidedBy::Dns if protocol == 17 => 2,
             DecidedBy::Dns => 4,

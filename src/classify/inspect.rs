@@ -8,7 +8,7 @@ use super::DecidedBy;
 use super::budget::{Holder, Refusals, Reservation, extend_reserved, free, reserve_exact};
 use super::catalog::CompiledCatalog;
 use super::dpi::rtp::{MediaKind, MediaTracker, RtpOrRtcp, rtp_or_rtcp};
-use super::dpi::{Parse, dtls, http, quic, rpc, stun, tls};
+use super::dpi::{Parse, dtls, http, quic, rpc, stun, tls, tls_server};
 use super::matcher::{AppId, FlowFacts};
 use crate::packet::PacketMeta;
 use crate::time::Instant;
@@ -85,6 +85,12 @@ pub struct DpiState {
     quic_done: bool,
     /// The client stream is not TLS: look for an HTTP request instead.
     http_pending: bool,
+    /// The start of the server's stream, while its first flight (TLS 1.2
+    /// and older: ServerHello, Certificate) is incomplete.
+    server: Option<Vec<u8>>,
+    /// The client's ClientHello named no host (or an IP literal): read the
+    /// server's certificate for one.
+    server_pending: bool,
     /// A first client segment that was not the start of anything known,
     /// kept in case the next one is the start of a ClientHello it follows.
     stray: Option<Vec<u8>>,
@@ -95,6 +101,18 @@ pub struct DpiState {
     /// RTP was confirmed and the tracker has told audio from video: the
     /// media verdict cannot change any more.
     media_known: bool,
+}
+
+/// An IPv4 or IPv6 address where a host name should be (some clients
+/// put the server's address in SNI): it names no service.
+fn is_ip_literal(name: &str) -> bool {
+    name.parse::<std::net::IpAddr>().is_ok()
+}
+
+/// A ClientHello's server name, unless it has none or an IP address in
+/// its place (then the server's certificate is read for one).
+fn hello_name(hello: &tls::ClientHello<'_>) -> Option<Box<str>> {
+    hello.sni.filter(|s| !is_ip_literal(s)).map(owned_host)
 }
 
 /// A host name from a parser, owned.
@@ -114,6 +132,8 @@ impl DpiState {
             quic: None,
             quic_done: false,
             http_pending: false,
+            server: None,
+            server_pending: false,
             stray: None,
             media: Default::default(),
             media_seen: Media::None,
@@ -127,6 +147,7 @@ impl DpiState {
         size_of::<DpiState>()
             + self.hello.as_ref().map_or(0, Vec::capacity)
             + self.stray.as_ref().map_or(0, Vec::capacity)
+            + self.server.as_ref().map_or(0, Vec::capacity)
             + self.quic.as_ref().map_or(0, |q| {
                 size_of::<quic::InitialReassembler>() + q.heap_bytes()
             })
@@ -164,6 +185,7 @@ impl DpiState {
         }
         match protocol {
             6 if from_initiator && !payload.is_empty() => self.tcp_client(payload, &mut found),
+            6 if self.server_pending && !payload.is_empty() => self.tcp_server(payload, &mut found),
             17 if !payload.is_empty() => {
                 if from_initiator && !self.quic_done {
                     self.udp_client(payload, &mut found);
@@ -174,7 +196,7 @@ impl DpiState {
         }
         found.media = self.media_seen;
         let names_done = match protocol {
-            6 => self.hello_done && !self.http_pending,
+            6 => self.hello_done && !self.http_pending && !self.server_pending,
             17 => self.quic_done,
             _ => true,
         };
@@ -243,8 +265,9 @@ impl DpiState {
         };
         match parsed {
             Some(Parse::Found(hello)) => {
-                if let Some(sni) = hello.sni {
-                    found.host = Some((owned_host(sni), DecidedBy::Sni));
+                match hello_name(&hello) {
+                    Some(sni) => found.host = Some((sni, DecidedBy::Sni)),
+                    None => self.server_pending = true,
                 }
                 self.hello_done = true;
             }
@@ -265,8 +288,9 @@ impl DpiState {
                         && let Some(buf) = self.hello.as_deref()
                         && let Parse::Found(hello) = tls::client_hello(buf)
                     {
-                        if let Some(sni) = hello.sni {
-                            found.host = Some((owned_host(sni), DecidedBy::Sni));
+                        match hello_name(&hello) {
+                            Some(sni) => found.host = Some((sni, DecidedBy::Sni)),
+                            None => self.server_pending = true,
                         }
                         self.hello_done = true;
                     }
@@ -300,6 +324,56 @@ impl DpiState {
         }
         if self.hello_done {
             free(&mut self.hello, &mut self.res);
+        }
+    }
+
+    /// The server side of a TLS stream whose ClientHello named no host:
+    /// the first flight's certificate (TLS 1.2 and older send it in
+    /// clear), possibly spread over several segments.
+    fn tcp_server(&mut self, payload: &[u8], found: &mut Found) {
+        let parsed = match self.server.as_mut() {
+            Some(buf) => append_bounded(buf, payload, &mut self.res).map(|b| {
+                // The parser's answer on a buffer that reached its bound
+                // is final: no more bytes will come.
+                (tls_server::server_flight(b), b.len() >= MAX_HELLO_BUFFER)
+            }),
+            None => Some((tls_server::server_flight(payload), false)),
+        };
+        let done = match parsed {
+            Some((Parse::Found(names), _)) => {
+                if let Some(name) = tls_server::best_name(&names) {
+                    found.host = Some((owned_host(name), DecidedBy::Certificate));
+                }
+                true
+            }
+            Some((Parse::NeedMore, full)) => {
+                if full {
+                    true
+                } else if self.server.is_none() {
+                    let mut buf = Vec::new();
+                    let first = payload
+                        .get(..payload.len().min(MAX_HELLO_BUFFER))
+                        .unwrap_or_default();
+                    if extend_reserved(&mut buf, first, &mut self.res) {
+                        self.server = Some(buf);
+                        false
+                    } else {
+                        found.refused.add(Holder::Tls);
+                        true
+                    }
+                } else {
+                    false
+                }
+            }
+            Some((Parse::NotThis, _)) => true,
+            None => {
+                found.refused.add(Holder::Tls);
+                true
+            }
+        };
+        if done {
+            self.server_pending = false;
+            free(&mut self.server, &mut self.res);
         }
     }
 

@@ -450,6 +450,52 @@ fn media_inherits_the_app_of_its_lan_endpoint() {
     assert_eq!(late.2, None);
 }
 
+/// A ClientHello without a server name, or with an IP address in its
+/// place, is named by the server's certificate (TLS 1.2 sends it in
+/// clear); with a real name the server's flight is not read.
+#[test]
+fn a_hello_without_a_name_is_named_by_the_certificate() {
+    use crate::classify::dpi::tls_server::tests::flight_for;
+    let flight = flight_for("teams.microsoft.com");
+    for (sp, sni) in [
+        (40000u16, None),
+        (40001, Some("52.112.0.9")),
+        (40002, Some("example.org")),
+    ] {
+        let mut h = Harness::new(config(""));
+        let hello = tls_record(&hello_message(sni.unwrap_or("").as_bytes(), 300));
+        let hello_frame = tcp(PC, sp, SRV, 443, &hello, false);
+        h.send(&hello_frame, Direction::Upload);
+        let (cat, by, app) = h.send(&tcp(SRV, 443, PC, sp, &flight, false), Direction::Download);
+        if sni == Some("example.org") {
+            // Named by its hello: the certificate's name never replaces it.
+            assert_eq!((by.as_str(), app), ("default", None));
+            let key = FlowKey::of(&PacketMeta::parse(&hello_frame)).0;
+            let host = h.table.get(&key, |f| f.value.lock().host.clone()).unwrap();
+            assert_eq!(host.as_deref(), Some("example.org"));
+        } else {
+            assert_eq!(
+                (by.as_str(), app.as_deref()),
+                ("tls-cert", Some("teams")),
+                "{sni:?}"
+            );
+            assert_eq!(cat, "business");
+        }
+    }
+    // The flight over two segments.
+    let mut h = Harness::new(config(""));
+    let hello = tls_record(&hello_message(b"", 300));
+    h.send(&tcp(PC, 40003, SRV, 443, &hello, false), Direction::Upload);
+    let (first, second) = flight.split_at(flight.len() / 2);
+    let (_, by, _) = h.send(&tcp(SRV, 443, PC, 40003, first, false), Direction::Download);
+    assert_eq!(by, "default");
+    let (_, by, app) = h.send(
+        &tcp(SRV, 443, PC, 40003, second, false),
+        Direction::Download,
+    );
+    assert_eq!((by.as_str(), app.as_deref()), ("tls-cert", Some("teams")));
+}
+
 // The DPI memory budget: per-flow state is bounded, counted and freed.
 
 use crate::classify::dpi::quic::Version;

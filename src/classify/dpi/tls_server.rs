@@ -579,7 +579,7 @@ fn subject_alt_names(extensions: &[u8]) -> Option<DnsNames<'_>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
 
     use proptest::prelude::*;
@@ -802,6 +802,16 @@ mod tests {
             from = to;
         }
         s
+    }
+
+    /// A TLS 1.2 server flight in one record whose leaf certificate has
+    /// the commonName `common_name` and no other names (for the
+    /// classifier's tests).
+    pub(crate) fn flight_for(common_name: &str) -> Vec<u8> {
+        records(
+            &tls12_handshake(&cert(&cn(common_name.as_bytes()), None)),
+            16_000,
+        )
     }
 
     /// Handshake bytes in records of at most `frag` bytes.
