@@ -8,7 +8,7 @@ use super::DecidedBy;
 use super::budget::{Holder, Refusals, Reservation, extend_reserved, free, reserve_exact};
 use super::catalog::CompiledCatalog;
 use super::dpi::rtp::{MediaKind, MediaTracker, RtpOrRtcp, rtp_or_rtcp};
-use super::dpi::{Parse, dtls, http, quic, rpc, stun, tls, tls_server};
+use super::dpi::{Parse, agora, dtls, http, quic, rpc, stun, tls, tls_server};
 use super::matcher::{AppId, FlowFacts};
 use crate::packet::PacketMeta;
 use crate::time::Instant;
@@ -448,6 +448,8 @@ impl DpiState {
             if quic::is_initial(payload).is_none() {
                 if let Some(sni) = quic::gquic_chlo_sni(payload) {
                     found.host = Some((owned_host(sni), DecidedBy::QuicSni));
+                } else if let Some(edge) = agora::sd_rtn_host(payload) {
+                    found.host = Some((owned_host(edge), DecidedBy::Payload));
                 }
                 self.quic_done = true;
                 return;

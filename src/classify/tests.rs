@@ -496,6 +496,19 @@ fn a_hello_without_a_name_is_named_by_the_certificate() {
     assert_eq!((by.as_str(), app.as_deref()), ("tls-cert", Some("teams")));
 }
 
+/// Agora's SD-RTN names its edge in its first datagram: the flow is the
+/// call's, whatever port and address it uses.
+#[test]
+fn sd_rtn_names_its_edge() {
+    let mut h = Harness::new(config(""));
+    let opening = crate::classify::dpi::agora::tests::opening("edge-4.sd-rtn.com");
+    let (cat, by, app) = h.send(&udp(PC, 45000, SRV, 4701, &opening, 0), Direction::Upload);
+    assert_eq!(
+        (cat.as_str(), by.as_str(), app.as_deref()),
+        ("video", "payload", Some("agora-rtc"))
+    );
+}
+
 // The DPI memory budget: per-flow state is bounded, counted and freed.
 
 use crate::classify::dpi::quic::Version;

@@ -2,6 +2,7 @@
 //! first packets reveal (host names, media protocols). Each never panics on
 //! any input and never allocates unless its doc says so.
 
+pub mod agora;
 pub mod dns;
 pub mod dtls;
 pub mod http;
