@@ -141,7 +141,11 @@ impl Classifier {
         let (Some(voice), Some(video)) = (self.targets.voice, self.targets.video) else {
             return false;
         };
-        let target = match c.media_watch.look(dir, now, bytes, packets) {
+        let seen = c
+            .media_watch
+            .as_mut()
+            .and_then(|w| w.look(dir, now, bytes, packets));
+        let target = match seen {
             Some(Carried::Voice) => voice,
             Some(Carried::Video) => video,
             Some(Carried::Either) | None => return false,

@@ -42,8 +42,9 @@ pub struct FlowClass {
     pub(super) generation: u32,
     /// Still watching for the volume heuristic.
     pub(super) watch_volume: bool,
-    /// A call watched for its lifetime, to move between voice and video.
-    pub(super) media_watch: MediaWatch,
+    /// A call watched for its lifetime, to move between voice and video
+    /// (boxed: only calls pay for it).
+    pub(super) media_watch: Option<Box<MediaWatch>>,
     /// DPI working state while pending.
     pub(super) dpi: Option<Box<DpiState>>,
     /// A DNS server's TCP stream, while a message is incomplete.
@@ -135,7 +136,7 @@ impl Published {
             app: c.app,
             settled: c.settled,
             watch_volume: c.watch_volume,
-            watch_media: c.media_watch.active(),
+            watch_media: c.media_watch.as_ref().is_some_and(|w| w.active()),
             generation: c.generation,
         }
     }

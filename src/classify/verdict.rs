@@ -89,7 +89,7 @@ impl Classifier {
             if state.watch_volume && self.volume_reached(flow, ctx.dir, len) {
                 self.volume_switch(&mut state, ctx.dir)
             } else {
-                if state.media_watch.active() && Self::media_check_due(own, len) {
+                if state.media_watch.is_some() && Self::media_check_due(own, len) {
                     let packets = flow.packets(ctx.dir);
                     self.media_recheck(&mut state, ctx.dir, ctx.now, own, packets);
                 }
@@ -295,14 +295,19 @@ impl Classifier {
             // A UDP call's direction that behaviour or the catalog put in
             // voice or video is watched for what it turns into; an
             // admin's rule or a trusted DSCP mark is left as decided.
-            c.media_watch = Default::default();
+            c.media_watch = None;
             if key.protocol == 17 && self.targets.voice.is_some() && self.targets.video.is_some() {
                 for d in Direction::BOTH {
                     let (cat, how) = d.pick(out);
                     if self.targets.is_media(cat)
                         && !matches!(how, DecidedBy::Rule(_) | DecidedBy::Dscp)
                     {
-                        c.media_watch.start(d, now, flow.bytes(d), flow.packets(d));
+                        c.media_watch.get_or_insert_default().start(
+                            d,
+                            now,
+                            flow.bytes(d),
+                            flow.packets(d),
+                        );
                     }
                 }
             }
