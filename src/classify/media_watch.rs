@@ -33,8 +33,11 @@ const VIDEO_FRAME_BYTES: u64 = 600;
 const VIDEO_SMALL_BPS: u64 = 96_000;
 /// Below this rate and [`VOICE_FRAME_BYTES`] a direction is voice.
 const VOICE_BPS: u64 = 200_000;
-/// See [`VOICE_BPS`].
-const VOICE_FRAME_BYTES: u64 = 500;
+/// See [`VOICE_BPS`]: a call's audio frames stay under this (Opus at its
+/// highest rate in 20 ms frames is about 360 bytes with its headers); a
+/// mean above it at a low rate is a mix of small frames and full ones,
+/// audio with some video, and keeps what it was.
+const VOICE_FRAME_BYTES: u64 = 400;
 
 /// What a flow's watch remembers: per direction (by
 /// [`Direction::index`]), whether it is watched and where its window
@@ -173,6 +176,9 @@ mod tests {
         assert_eq!(carried(20 * 1200, 20, SEC), Carried::Video);
         // Many small frames at 260 kbit/s (a high-rate codec, FEC): neither.
         assert_eq!(carried(100 * 325, 100, SEC), Carried::Either);
+        // A third of the frames full, at 180 kbit/s: audio and some video
+        // sharing a connection: neither.
+        assert_eq!(carried(50 * 457, 50, SEC), Carried::Either);
         // Over two seconds, the rate is per second.
         assert_eq!(carried(2 * 50 * 160, 100, 2 * SEC), Carried::Voice);
         // Nothing at all, or no time: no panic, voice-like.

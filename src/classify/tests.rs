@@ -376,8 +376,12 @@ fn a_call_moves_between_voice_and_video_as_it_changes() {
     let mut seq = 0u16;
     let mut rtp = |from_pc: bool, len: usize| {
         seq = seq.wrapping_add(1);
-        let mut p = Vec::new();
-        crate::simulate::frames::rtp(&mut p, 111, seq, u32::from(seq) * 960, 7, len);
+        // RTP version 2, payload type 111 (Opus, dynamic), SSRC 7.
+        let mut p = vec![0x80, 111];
+        p.extend(seq.to_be_bytes());
+        p.extend((u32::from(seq) * 960).to_be_bytes());
+        p.extend(7u32.to_be_bytes());
+        p.resize(12 + len, 0xd5);
         if from_pc {
             udp(PC, 41000, SRV, 42000, &p, 0)
         } else {

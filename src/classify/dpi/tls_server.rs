@@ -1105,7 +1105,9 @@ pub(crate) mod tests {
         assert_eq!(server_flight(&[21, 3, 3, 0, 2, 2, 40]), Parse::NotThis); // alert
         assert_eq!(server_flight(&[22, 3, 3, 0, 0]), Parse::NotThis); // empty record
         // A client's first flight.
-        let hello = crate::simulate::frames::client_hello("x.example");
+        let hello = crate::classify::tests::tls_record(
+            &crate::classify::dpi::quic::tests::hello_message(b"x.example", 300),
+        );
         assert_eq!(server_flight(&hello), Parse::NotThis);
         // ServerHello with a bad version, an overlong one.
         let s = records(&server_hello_msg(0x0200, None), 16_384);
