@@ -252,8 +252,13 @@ fn top(config: Option<PathBuf>, api: Option<std::net::SocketAddr>, flows: usize)
                     .get("/api/v1/hosts?top=5")
                     .map(|h| format!("\n{}", qosd::client::render_hosts(&h)))
                     .unwrap_or_default();
+                // And the unknown traffic panel one with /api/v1/unknown.
+                let unknown = client
+                    .get("/api/v1/unknown?top=5")
+                    .map(|u| format!("\n{}", qosd::client::render_unknown(&u)))
+                    .unwrap_or_default();
                 format!(
-                    "{}\n{}{hosts}",
+                    "{}\n{}{hosts}{unknown}",
                     qosd::client::render_status(&st, &cats),
                     qosd::client::render_flows(&fl)
                 )
