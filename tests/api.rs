@@ -1016,3 +1016,21 @@ async fn the_console_is_served_with_its_security_headers() {
     let (s, b) = fx.call("GET", "/console.js.map", None, "").await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
 }
+
+/// A flow still being inspected without an app waits 2 s before it counts
+/// as unknown (its handshake usually names it first); then all its bytes
+/// count, once.
+#[test]
+fn pending_flows_count_as_unknown_after_their_grace() {
+    let fx = fixture("unknown-grace", None);
+    let t = &fx.handle.telemetry;
+    // Its first packet at 1 ns.
+    unknown_packet(&fx.handle, 1, 3478, 500, Direction::Upload);
+    t.update_unknown(&fx.handle.shared, Instant::from_nanos(1_999_999_999));
+    assert_eq!(t.unknown(10).total_bytes, 0);
+    t.update_unknown(&fx.handle.shared, Instant::from_nanos(2_000_000_001));
+    assert_eq!(t.unknown(10).total_bytes, 500);
+    t.update_unknown(&fx.handle.shared, Instant::from_nanos(3_000_000_001));
+    let r = t.unknown(10);
+    assert_eq!((r.total_bytes, r.unknown[0].flows), (500, 1));
+}
