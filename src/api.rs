@@ -104,12 +104,13 @@ pub fn api_routes() -> Router<ApiState> {
         )
         .route("/api/v1/flows", get(flows))
         .route("/api/v1/hosts", get(hosts))
+        .route("/api/v1/unknown", get(unknown))
         .route("/api/v1/reload", post(reload))
         .merge(crate::console::console_routes())
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
-                "no such endpoint (see /api/v1/status, /api/v1/categories, /api/v1/flows, /api/v1/hosts)",
+                "no such endpoint (see /api/v1/status, /api/v1/categories, /api/v1/flows, /api/v1/hosts, /api/v1/unknown)",
                 Vec::new(),
             )
         })
@@ -561,14 +562,45 @@ async fn hosts(State(st): State<ApiState>, Query(q): Query<HashMap<String, Strin
     axum::Json(list).into_response()
 }
 
+/// `GET /api/v1/unknown?top=N`: the traffic qosd could not name, by the
+/// host name's registrable domain or by protocol and server port, most
+/// bytes first (default 20, at most 1000), since qosd started, with the
+/// total: `{"unknown": [{"key", "kind", "bytes", "upload_bytes",
+/// "download_bytes", "flows", "example"}], "total_bytes"}`.
+async fn unknown(State(st): State<ApiState>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let top = match top_param_up_to(&q, UNKNOWN_TOP_MAX) {
+        Ok(n) => n,
+        Err(refusal) => return *refusal,
+    };
+    let c = Arc::clone(&st.control);
+    // Brought up to date first (a walk of the flow table, as the
+    // housekeeping's each second), so the answer includes this second.
+    let report = tokio::task::spawn_blocking(move || {
+        let t = c.telemetry();
+        t.update_unknown(c.shared(), now());
+        t.unknown(top)
+    })
+    .await
+    .unwrap_or_default();
+    axum::Json(report).into_response()
+}
+
+/// The most keys `/api/v1/unknown` lists (its table holds 1024).
+const UNKNOWN_TOP_MAX: usize = 1000;
+
 /// The `top` query parameter: 20 when absent, else 1 to 10 000.
 fn top_param(q: &HashMap<String, String>) -> Result<usize, Box<Response>> {
+    top_param_up_to(q, 10_000)
+}
+
+/// The `top` query parameter: 20 when absent, else 1 to `max`.
+fn top_param_up_to(q: &HashMap<String, String>, max: usize) -> Result<usize, Box<Response>> {
     match q.get("top").map(|t| t.parse::<usize>()) {
         None => Ok(20),
-        Some(Ok(n)) if (1..=10_000).contains(&n) => Ok(n),
+        Some(Ok(n)) if (1..=max).contains(&n) => Ok(n),
         Some(_) => Err(Box::new(error(
             StatusCode::BAD_REQUEST,
-            "top must be a number from 1 to 10000",
+            format!("top must be a number from 1 to {max}"),
             Vec::new(),
         ))),
     }

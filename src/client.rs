@@ -264,6 +264,59 @@ pub fn render_hosts(hosts: &Value) -> String {
     s
 }
 
+/// The "Unknown traffic" panel of `qosd top`: the keys of
+/// `/api/v1/unknown` (what no app named, by host name or port) with their
+/// bytes, and their share of all unknown bytes.
+pub fn render_unknown(report: &Value) -> String {
+    let mut s = String::new();
+    let total = report["total_bytes"].as_u64().unwrap_or(0);
+    let _ = writeln!(
+        s,
+        "Unknown traffic: {} since start",
+        human_bytes(total as f64)
+    );
+    let list = report["unknown"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if list.is_empty() {
+        let _ = writeln!(s, "  (none yet)");
+    }
+    for e in list {
+        let bytes = e["bytes"].as_u64().unwrap_or(0);
+        let _ = writeln!(
+            s,
+            "  {:<32.32} {:<4} {:>10} {:>4.0}%  {:>5} flows  e.g. {}",
+            e["key"].as_str().unwrap_or("?"),
+            e["kind"].as_str().unwrap_or("?"),
+            human_bytes(bytes as f64),
+            bytes as f64 * 100.0 / total.max(1) as f64,
+            e["flows"],
+            e["example"].as_str().unwrap_or("-"),
+        );
+    }
+    s
+}
+
+/// "1.5 MB": bytes in decimal units, as people read a volume.
+fn human_bytes(b: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = b;
+    let mut unit = UNITS[0];
+    for u in &UNITS[1..] {
+        if v < 1000.0 {
+            break;
+        }
+        v /= 1000.0;
+        unit = u;
+    }
+    if unit == "B" {
+        format!("{v:.0} {unit}")
+    } else {
+        format!("{v:.1} {unit}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,5 +371,32 @@ mod tests {
         assert!(text.contains("198.18.0.10, 2001:2::10"), "{text}");
         assert!(text.contains("8.8") && text.contains("20.1"), "{text}");
         assert!(text.contains("Zoom, unknown"), "{text}");
+    }
+
+    #[test]
+    fn renders_the_unknown_traffic_panel() {
+        let report = json!({"unknown": [
+            {"key": "example.co.uk", "kind": "host", "bytes": 1_500_000, "upload_bytes": 500_000,
+             "download_bytes": 1_000_000, "flows": 3, "example": "cdn.example.co.uk"},
+            {"key": "udp/3478", "kind": "port", "bytes": 500, "upload_bytes": 250,
+             "download_bytes": 250, "flows": 1, "example": "192.0.2.7:3478"}],
+            "total_bytes": 2_000_000});
+        let text = render_unknown(&report);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "Unknown traffic: 2.0 MB since start");
+        assert!(
+            lines[1].contains("example.co.uk") && lines[1].contains("1.5 MB"),
+            "{text}"
+        );
+        assert!(
+            lines[1].contains(" 75%") && lines[1].contains("e.g. cdn.example.co.uk"),
+            "{text}"
+        );
+        assert!(
+            lines[2].contains("udp/3478") && lines[2].contains("500 B"),
+            "{text}"
+        );
+        let empty = render_unknown(&json!({"unknown": [], "total_bytes": 0}));
+        assert!(empty.contains("(none yet)"), "{empty}");
     }
 }

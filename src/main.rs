@@ -106,6 +106,12 @@ enum Command {
         /// One JSON object per flow per line.
         #[arg(long)]
         json: bool,
+        /// The traffic no app named, by host name (registrable domain) or
+        /// protocol and server port: the N largest keys in the summary
+        /// [default: 10]; with --json, one object `{"unknown": [...],
+        /// "total_bytes": n}` (as GET /api/v1/unknown) instead of the flows.
+        #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "10")]
+        unknown: Option<usize>,
     },
     /// List the app catalog: the built-in apps plus those of
     /// classify.apps_file, each with its category, host patterns and
@@ -130,7 +136,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { file, print } => check_config(file, print),
-        Command::Classify { pcap, config, json } => classify(&pcap, config, json),
+        Command::Classify {
+            pcap,
+            config,
+            json,
+            unknown,
+        } => classify(&pcap, config, json, unknown),
         Command::Apps { app, config, json } => apps(app.as_deref(), config, json),
         Command::Simulate {
             config,
@@ -241,8 +252,13 @@ fn top(config: Option<PathBuf>, api: Option<std::net::SocketAddr>, flows: usize)
                     .get("/api/v1/hosts?top=5")
                     .map(|h| format!("\n{}", qosd::client::render_hosts(&h)))
                     .unwrap_or_default();
+                // And the unknown traffic panel one with /api/v1/unknown.
+                let unknown = client
+                    .get("/api/v1/unknown?top=5")
+                    .map(|u| format!("\n{}", qosd::client::render_unknown(&u)))
+                    .unwrap_or_default();
                 format!(
-                    "{}\n{}{hosts}",
+                    "{}\n{}{hosts}{unknown}",
                     qosd::client::render_status(&st, &cats),
                     qosd::client::render_flows(&fl)
                 )
@@ -340,7 +356,12 @@ fn load_config(file: Option<PathBuf>) -> Result<qosd::config::Config, ExitCode> 
     })
 }
 
-fn classify(pcap: &std::path::Path, config: Option<PathBuf>, json: bool) -> ExitCode {
+fn classify(
+    pcap: &std::path::Path,
+    config: Option<PathBuf>,
+    json: bool,
+    unknown: Option<usize>,
+) -> ExitCode {
     let cfg = match load_config(config) {
         Ok(c) => c,
         Err(code) => return code,
@@ -370,6 +391,21 @@ fn classify(pcap: &std::path::Path, config: Option<PathBuf>, json: bool) -> Exit
         eprintln!();
     }
     let mut out = std::io::stdout().lock();
+    if let (true, Some(n)) = (json, unknown) {
+        // One object, not a line per flow: the flow lines stay what
+        // scripts read, and this is asked for by name.
+        let report = qosd::offline::unknown_traffic(&flows, n);
+        return match serde_json::to_string(&report) {
+            Ok(text) => {
+                let _ = writeln!(out, "{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("qosd classify: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     if json {
         for f in &flows {
             match serde_json::to_string(f) {
@@ -384,7 +420,41 @@ fn classify(pcap: &std::path::Path, config: Option<PathBuf>, json: bool) -> Exit
         return ExitCode::SUCCESS;
     }
     print_flow_table(&mut out, &flows, &cfg, &stats);
+    print_unknown(&mut out, &flows, unknown.unwrap_or(10));
     ExitCode::SUCCESS
+}
+
+/// The summary's "Unknown traffic" section: the largest keys of what no
+/// app named, for the admin to extend the catalog from.
+fn print_unknown(out: &mut impl Write, flows: &[qosd::offline::FlowReport], n: usize) {
+    let report = qosd::offline::unknown_traffic(flows, n);
+    let all: u64 = flows.iter().map(|f| f.bytes).sum::<u64>().max(1);
+    let _ = writeln!(
+        out,
+        "\nUnknown traffic (top {n}): {} bytes, {:.1}% of the capture",
+        report.total_bytes,
+        report.total_bytes as f64 * 100.0 / all as f64
+    );
+    if report.unknown.is_empty() {
+        let _ = writeln!(out, "(none: an app named every flow)");
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "{:<32} {:<5} {:>6} {:>12} {:>12} {:>12}  example",
+        "key", "kind", "flows", "bytes", "up", "down"
+    );
+    for e in &report.unknown {
+        let kind = match e.kind {
+            qosd::telemetry::unknown::KeyKind::Host => "host",
+            qosd::telemetry::unknown::KeyKind::Port => "port",
+        };
+        let _ = writeln!(
+            out,
+            "{:<32} {:<5} {:>6} {:>12} {:>12} {:>12}  {}",
+            e.key, kind, e.flows, e.bytes, e.upload_bytes, e.download_bytes, e.example
+        );
+    }
 }
 
 fn print_flow_table(

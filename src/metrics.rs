@@ -243,6 +243,10 @@ const FAMILIES: &[(&str, &str)] = &[
         "Bytes handed to the shaper, per direction, app (from the catalog; unknown: none recognised, or not yet when the packet passed) and the category the packet was queued in.",
     ),
     (
+        "qosd_unclassified_bytes_total",
+        "Bytes handed to the shaper whose flow's verdict named no app (qosd_app_bytes_total's app=\"unknown\", summed over categories), per direction: what GET /api/v1/unknown breaks down by host name and port.",
+    ),
+    (
         "qosd_tcp_rtt_seconds",
         "Round trips of the office's TCP flows from qosd to the far end and back (neither qosd's queues nor the LAN in them), measured passively, per category and direction: upload times a LAN sender's data segment to the far end's acknowledgement of it; download times a LAN receiver's acknowledgement (or a client's SYN) to the far end's next segment echoing it.",
     ),
@@ -706,6 +710,18 @@ fn seconds_histogram(bounds_ns: &[u64], cumulative: &[u64], sum_ns: u64) -> Hist
 fn accounting(f: &mut Families, d: &str, snap: &Snapshot, layout: &Config) {
     let a = &snap.accounting;
     let category = |i: usize| layout.category.get(i).map(|c| c.name.as_str());
+    // Exported from the start (0 before any traffic), unlike the per-app
+    // cells: an alert on its rate needs the series to exist.
+    let unclassified: u64 = a
+        .apps()
+        .filter(|(app, _, _)| app.is_none())
+        .map(|(_, _, n)| n.bytes)
+        .sum();
+    f.counter(
+        "qosd_unclassified_bytes_total",
+        &[("direction", d)],
+        unclassified as f64,
+    );
     // Only the cells that counted something: most apps go to one
     // category, and the catalog's apps times the categories would
     // otherwise be thousands of series of zeros.

@@ -13,6 +13,7 @@ use crate::config::{Config, Direction, Flows, Protocol};
 use crate::flow::{Flow, FlowKey};
 use crate::io::pcap::{PcapError, ReadStats, for_each_frame};
 use crate::packet::{FrameKind, PacketMeta, addr_from_bytes};
+use crate::telemetry::unknown::{UnknownFlow, UnknownReport, group};
 use crate::time::Instant;
 
 /// One flow of a capture, as `qosd classify --json` prints it.
@@ -40,6 +41,45 @@ pub struct FlowReport {
     /// Order of appearance in the capture.
     #[serde(skip)]
     pub id: u64,
+    /// IP protocol number (not in `--json`: `proto` has its name).
+    #[serde(skip)]
+    pub protocol: u8,
+    /// The side that did not open the flow (`dst`) as an address.
+    #[serde(skip)]
+    pub server: SocketAddr,
+    /// Bytes from the LAN to the Internet (not in `--json`).
+    #[serde(skip)]
+    pub upload_bytes: u64,
+    /// Bytes from the Internet to the LAN (not in `--json`).
+    #[serde(skip)]
+    pub download_bytes: u64,
+}
+
+impl FlowReport {
+    /// The flow as protocol discovery takes it.
+    pub fn as_unknown(&self) -> UnknownFlow<'_> {
+        UnknownFlow {
+            host: self.host.as_deref(),
+            protocol: self.protocol,
+            server: self.server,
+            upload: self.upload_bytes,
+            download: self.download_bytes,
+        }
+    }
+}
+
+/// The top `n` keys of the capture's traffic that no app named (see
+/// [`crate::telemetry::unknown`]): the same grouping as the daemon's
+/// `/api/v1/unknown`, over whole flows (the capture is over, so a flow
+/// still being inspected at its end counts too).
+pub fn unknown_traffic(flows: &[FlowReport], n: usize) -> UnknownReport {
+    group(
+        flows
+            .iter()
+            .filter(|f| f.app.is_none())
+            .map(FlowReport::as_unknown),
+        n,
+    )
 }
 
 /// Frame counts of a whole capture.
@@ -111,6 +151,7 @@ pub fn describe_flow(
     let v4 = key.lo.get(..12) == Some(&V4_MAPPED[..]) && key.hi.get(..12) == Some(&V4_MAPPED[..]);
     let (src, sp) = key.endpoint(flow.initiator());
     let (dst, dp) = key.endpoint(flow.initiator().other());
+    let server = SocketAddr::new(crate::telemetry::unknown::key_address(dst), dp);
     let c = flow.value.lock();
     let category_id = flow.first_direction().pick(c.category);
     FlowReport {
@@ -130,6 +171,10 @@ pub fn describe_flow(
         bytes: flow.total_bytes(),
         host: c.host.as_deref().map(str::to_owned),
         id: flow.id(),
+        protocol: key.protocol,
+        server,
+        upload_bytes: flow.bytes(Direction::Upload),
+        download_bytes: flow.bytes(Direction::Download),
     }
 }
 

@@ -316,6 +316,8 @@ async fn health_readiness_and_metrics() {
         "qosd_flows ",
         "qosd_classifier_decisions_total",
         "qosd_datapath_running",
+        "qosd_unclassified_bytes_total{direction=\"upload\"} 0",
+        "qosd_unclassified_bytes_total{direction=\"download\"} 0",
     ] {
         assert!(text.contains(family), "{family} missing");
     }
@@ -743,6 +745,101 @@ async fn hosts_show_each_computer_with_its_rates_flows_and_apps() {
     assert_eq!(s, StatusCode::BAD_REQUEST);
 }
 
+/// A UDP packet of `len` bytes from 10.0.0.`n`:40000 to 198.19.1.1:`port`,
+/// counted in its flow (travelling `dir`, from the LAN when upload), not
+/// classified: no app, as nothing named it.
+fn unknown_packet(handle: &Handle, n: u8, port: u16, len: usize, dir: Direction) -> u64 {
+    let (src, dst, sp, dp) = match dir {
+        Direction::Upload => ([10, 0, 0, n], [198, 19, 1, 1], 40000, port),
+        Direction::Download => ([198, 19, 1, 1], [10, 0, 0, n], port, 40000),
+    };
+    let mut frame = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2; 6], [4; 6])
+        .ipv4(src, dst, 64)
+        .udp(sp, dp)
+        .write(&mut frame, &vec![0; len - 42])
+        .unwrap();
+    let pkt = PacketMeta::parse(&frame);
+    let (key, side) = FlowKey::of(&pkt);
+    let mut cache = ClassCache::new();
+    let (flow, _) =
+        handle
+            .shared
+            .table
+            .track(&mut cache, &key, side, &pkt, dir, Instant::from_nanos(1));
+    flow.id()
+}
+
+/// `/api/v1/unknown`: the bytes of flows without an app, by the host
+/// name's registrable domain or by protocol and server port, most first,
+/// counted once however often it is asked, with `top` checked.
+#[tokio::test]
+async fn unknown_traffic_is_grouped_by_name_or_port() {
+    let fx = fixture("unknown", None);
+    let get = |uri: &'static str| {
+        let fx = &fx;
+        async move {
+            let (s, b) = fx.call("GET", uri, None, "").await;
+            assert_eq!(s, StatusCode::OK, "{b}");
+            serde_json::from_str::<Value>(&b).unwrap()
+        }
+    };
+    let v = get("/api/v1/unknown").await;
+    assert_eq!(v, json!({"unknown": [], "total_bytes": 0}));
+
+    // Two flows to udp/3478 (1000 up, 300 down), one to udp/5000 whose
+    // host name was learned as cdn.example.co.uk (2000 up).
+    unknown_packet(&fx.handle, 1, 3478, 600, Direction::Upload);
+    unknown_packet(&fx.handle, 1, 3478, 300, Direction::Download);
+    unknown_packet(&fx.handle, 2, 3478, 400, Direction::Upload);
+    unknown_packet(&fx.handle, 3, 5000, 2000, Direction::Upload);
+    let named = {
+        let mut frame = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4([10, 0, 0, 3], [198, 19, 1, 1], 64)
+            .udp(40000, 5000)
+            .write(&mut frame, &[0; 8])
+            .unwrap();
+        FlowKey::of(&PacketMeta::parse(&frame)).0
+    };
+    fx.handle.shared.table.get(&named, |f| {
+        f.value.lock().host = Some("cdn.example.co.uk".into());
+    });
+    let v = get("/api/v1/unknown?top=5").await;
+    assert_eq!(
+        v,
+        json!({
+            "unknown": [
+                {"key": "example.co.uk", "kind": "host", "bytes": 2000, "upload_bytes": 2000,
+                 "download_bytes": 0, "flows": 1, "example": "cdn.example.co.uk"},
+                {"key": "udp/3478", "kind": "port", "bytes": 1300, "upload_bytes": 1000,
+                 "download_bytes": 300, "flows": 2, "example": "198.19.1.1:3478"},
+            ],
+            "total_bytes": 3300,
+        })
+    );
+    // Asked again: nothing new, nothing counted twice.
+    assert_eq!(get("/api/v1/unknown?top=5").await, v);
+    // One more packet: only its bytes are added.
+    unknown_packet(&fx.handle, 2, 3478, 100, Direction::Download);
+    let v = get("/api/v1/unknown?top=1").await;
+    assert_eq!(v["unknown"].as_array().unwrap().len(), 1);
+    assert_eq!(v["total_bytes"], 3400);
+    let v = get("/api/v1/unknown?top=1000").await;
+    assert_eq!(v["unknown"][1]["bytes"], 1400);
+    assert_eq!(v["unknown"][1]["download_bytes"], 400);
+    assert_eq!(v["unknown"][1]["flows"], 2);
+
+    for bad in ["0", "1001", "-1", "ten", ""] {
+        let (s, b) = fx
+            .call("GET", &format!("/api/v1/unknown?top={bad}"), None, "")
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "top={bad}: {b}");
+        let e: Value = serde_json::from_str(&b).unwrap();
+        assert_eq!(e["error"], "top must be a number from 1 to 1000", "{b}");
+    }
+}
+
 /// `metrics.top_hosts = N` exports the N busiest computers' rates; none by
 /// default; it applies at a reload (it is not a listener).
 #[tokio::test]
@@ -918,4 +1015,22 @@ async fn the_console_is_served_with_its_security_headers() {
     // Nothing else is served at the top: unknown paths are the API's 404.
     let (s, b) = fx.call("GET", "/console.js.map", None, "").await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
+}
+
+/// A flow still being inspected without an app waits 2 s before it counts
+/// as unknown (its handshake usually names it first); then all its bytes
+/// count, once.
+#[test]
+fn pending_flows_count_as_unknown_after_their_grace() {
+    let fx = fixture("unknown-grace", None);
+    let t = &fx.handle.telemetry;
+    // Its first packet at 1 ns.
+    unknown_packet(&fx.handle, 1, 3478, 500, Direction::Upload);
+    t.update_unknown(&fx.handle.shared, Instant::from_nanos(1_999_999_999));
+    assert_eq!(t.unknown(10).total_bytes, 0);
+    t.update_unknown(&fx.handle.shared, Instant::from_nanos(2_000_000_001));
+    assert_eq!(t.unknown(10).total_bytes, 500);
+    t.update_unknown(&fx.handle.shared, Instant::from_nanos(3_000_000_001));
+    let r = t.unknown(10);
+    assert_eq!((r.total_bytes, r.unknown[0].flows), (500, 1));
 }

@@ -1619,3 +1619,140 @@ fn classify_reports_a_spent_dpi_budget() {
         .expect("run qosd classify");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("dpi_memory"));
 }
+
+// ---------------------------------------------------------------------------
+// Protocol discovery
+
+/// `qosd classify --json --unknown`: what no app named, grouped by the
+/// host name's registrable domain or by protocol and server port, in the
+/// API's shape, bytes split up and down; the flow lines of `--json` stay
+/// as they were, and the summary has its section.
+#[test]
+fn unknown_traffic_is_grouped_in_the_summary_and_json() {
+    let scratch = Scratch::new("unknown");
+    let mut cap = Capture::new();
+    let mut rng = Rng::new(16);
+    // Named: SharePoint.
+    let sp = (ep(PC1, 51_001), ep([13, 107, 136, 9], 443));
+    https(
+        &mut cap,
+        &mut rng,
+        EPOCH,
+        sp.0,
+        sp.1,
+        "contoso.sharepoint.com",
+        &[],
+        9000,
+    );
+    // Not named: two HTTPS flows to one unknown organisation.
+    let a = (ep(PC1, 51_002), ep([203, 0, 113, 10], 443));
+    https(
+        &mut cap,
+        &mut rng,
+        EPOCH + ms(50),
+        a.0,
+        a.1,
+        "cdn.qosd-unknown.co.uk",
+        &[],
+        30_000,
+    );
+    let b = (ep(PC2, 51_003), ep([203, 0, 113, 11], 443));
+    https(
+        &mut cap,
+        &mut rng,
+        EPOCH + ms(90),
+        b.0,
+        b.1,
+        "api.qosd-unknown.co.uk.",
+        &[],
+        4000,
+    );
+    // Not named, no name: UDP to port 39999, both ways.
+    let c = (ep(PC3, 40_000), ep([203, 0, 113, 20], 39_999));
+    for i in 0..5 {
+        cap.udp(EPOCH + ms(200 + 20 * i), c.0, c.1, &rng.bytes(300));
+        cap.udp(EPOCH + ms(210 + 20 * i), c.1, c.0, &rng.bytes(700));
+    }
+    let flows = classify(&scratch, "unknown", &cap, None);
+    let app = |x: (SocketAddrV4, SocketAddrV4)| {
+        let r = flows.iter().find(|r| r.src == x.0.to_string()).unwrap();
+        r.app.clone()
+    };
+    assert_eq!(app(sp).as_deref(), Some("sharepoint"));
+    assert_eq!((app(a), app(b), app(c)), (None, None, None));
+
+    // Bytes the client sent (upload: it opened the flow) and received.
+    let frames = cap.frames();
+    let split = |x: (SocketAddrV4, SocketAddrV4)| {
+        let sum = |from: SocketAddrV4, to: SocketAddrV4| -> u64 {
+            frames
+                .iter()
+                .filter(|f| f.src == from && f.dst == to)
+                .map(|f| f.bytes.len() as u64)
+                .sum()
+        };
+        (sum(x.0, x.1), sum(x.1, x.0))
+    };
+    let (au, ad) = split(a);
+    let (bu, bd) = split(b);
+    let (cu, cd) = split(c);
+    assert_eq!((cu, cd), (5 * (42 + 300), 5 * (42 + 700)));
+
+    let out = Command::new(env!("CARGO_BIN_EXE_qosd"))
+        .args(["classify", "--json", "--unknown", "--pcap"])
+        .arg(scratch.path("unknown.pcap"))
+        .output()
+        .expect("run qosd classify");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let host_bytes = au + ad + bu + bd;
+    assert!(
+        host_bytes > cu + cd,
+        "test bug: the host key must come first"
+    );
+    assert_eq!(
+        v,
+        serde_json::json!({
+            "unknown": [
+                {"key": "qosd-unknown.co.uk", "kind": "host", "bytes": host_bytes,
+                 "upload_bytes": au + bu, "download_bytes": ad + bd, "flows": 2,
+                 "example": "cdn.qosd-unknown.co.uk"},
+                {"key": "udp/39999", "kind": "port", "bytes": cu + cd,
+                 "upload_bytes": cu, "download_bytes": cd, "flows": 1,
+                 "example": "203.0.113.20:39999"},
+            ],
+            "total_bytes": host_bytes + cu + cd,
+        })
+    );
+    // --unknown N lists at most N.
+    let out = Command::new(env!("CARGO_BIN_EXE_qosd"))
+        .args(["classify", "--json", "--unknown", "1", "--pcap"])
+        .arg(scratch.path("unknown.pcap"))
+        .output()
+        .expect("run qosd classify");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["unknown"].as_array().unwrap().len(), 1);
+    assert_eq!(v["total_bytes"], host_bytes + cu + cd);
+
+    // The summary's section.
+    let out = Command::new(env!("CARGO_BIN_EXE_qosd"))
+        .args(["classify", "--pcap"])
+        .arg(scratch.path("unknown.pcap"))
+        .output()
+        .expect("run qosd classify");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let section = text
+        .split("Unknown traffic (top 10)")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no unknown section:\n{text}"));
+    let rows: Vec<&str> = section.lines().skip(2).collect();
+    assert!(rows[0].starts_with("qosd-unknown.co.uk "), "{section}");
+    assert!(rows[1].starts_with("udp/39999 "), "{section}");
+    assert!(rows[1].ends_with("203.0.113.20:39999"), "{section}");
+}

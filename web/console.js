@@ -312,10 +312,13 @@ async function probeOptional() {
   for (const [view, path] of Object.entries(OPTIONAL)) {
     let res;
     try { res = await api("GET", path); } catch { continue; }
-    if (res.status !== 200 || !Array.isArray(res.data)) continue;
+    // A list, or an object holding it under the view's name
+    // (`{"unknown": [...], "total_bytes": n}`).
+    const rows = Array.isArray(res.data) ? res.data : res.data?.[view];
+    if (res.status !== 200 || !Array.isArray(rows)) continue;
     document.querySelector(`.tab[data-view="${view}"]`).hidden = false;
-    const keys = res.data.length ? Object.keys(res.data[0]) : [];
-    fillTable($(`${view}-table`), keys.map((k) => [k, k]), res.data);
+    const keys = rows.length ? Object.keys(rows[0]) : [];
+    fillTable($(`${view}-table`), keys.map((k) => [k, k]), rows);
   }
 }
 

@@ -33,9 +33,15 @@ lint=$(promtool check metrics < "${TMPDIR:-/tmp}/qosd-metrics.txt" 2>&1) || true
 lint=$(printf '%s\n' "$lint" | grep -v -E '^(qosd_[a-z_]+_bits_per_second use base unit "bytes" instead of "bits")?$' || true)
 [ -z "$lint" ] || { echo "promtool check metrics:"; echo "$lint"; exit 1; }
 for family in qosd_category_queue_delay_seconds_bucket qosd_app_bytes_total qosd_app_packets_total \
-    qosd_tcp_rtt_seconds_bucket qosd_tcp_data_packets_total qosd_tcp_retransmitted_packets_total; do
+    qosd_tcp_rtt_seconds_bucket qosd_tcp_data_packets_total qosd_tcp_retransmitted_packets_total \
+    qosd_unclassified_bytes_total; do
     grep -q "^$family{" "${TMPDIR:-/tmp}/qosd-metrics.txt" || { echo "$family missing from the exposition"; exit 1; }
 done
 # The per-app label names are a contract (dashboards, alerts).
 grep -q '^qosd_app_bytes_total{direction="[a-z]*",app="[^"]*",category="[^"]*"}' "${TMPDIR:-/tmp}/qosd-metrics.txt"
+# So is the unknown traffic's: one series per direction, no other label.
+for d in upload download; do
+    grep -q "^qosd_unclassified_bytes_total{direction=\"$d\"} " "${TMPDIR:-/tmp}/qosd-metrics.txt" \
+        || { echo "qosd_unclassified_bytes_total{direction=\"$d\"} missing"; exit 1; }
+done
 echo "prometheus checks: ok"

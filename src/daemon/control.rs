@@ -211,6 +211,14 @@ pub async fn run(handle: Arc<Handle>, listeners: Listeners) -> Ended {
                     ended = Ended::GaveUp(why);
                     break;
                 }
+                // Unknown traffic is counted before expiry, so a leaving
+                // flow's bytes are in; the walk visits the whole table, off
+                // the runtime's thread (it feeds the watchdog).
+                let h = Arc::clone(&handle);
+                let _ = tokio::task::spawn_blocking(move || {
+                    h.telemetry.update_unknown(&h.shared, now);
+                })
+                .await;
                 handle.shared.table.expire(now);
                 // A lowered max_flows and keys of expired flows are worked
                 // off here a bounded amount a second, not on the data path.

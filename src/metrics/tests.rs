@@ -214,3 +214,64 @@ fn app_and_tcp_quality_families_have_their_labels() {
     assert_eq!(h.get_bucket()[0].upper_bound(), 0.001);
     assert_eq!(h.get_bucket().last().unwrap().upper_bound(), 2.0);
 }
+
+/// `qosd_unclassified_bytes_total{direction}`: the bytes of packets whose
+/// verdict named no app, per direction, both directions exported from the
+/// start; a named app's bytes stay out of it.
+#[test]
+fn unclassified_bytes_are_the_unknown_app_s_per_direction() {
+    let cfg = crate::config::load_str(
+        crate::config::EMBEDDED_NAME,
+        crate::config::DEFAULT_CONFIG_TOML,
+        &crate::config::Env::None,
+    )
+    .unwrap();
+    let shared = Arc::new(Shared::new(&cfg));
+    let engine = |d| {
+        DirectionEngine::new(
+            d,
+            Arc::clone(&shared),
+            Shaper::new(&ShaperConfig::from_config(&cfg, d)),
+        )
+    };
+    let (mut up, down) = (engine(Direction::Upload), engine(Direction::Download));
+    let series = |up: &DirectionEngine<Shaper<Frame>>, down: &DirectionEngine<Shaper<Frame>>| {
+        let families = build(&view(&shared, [published(up), published(down)]));
+        let f = families
+            .iter()
+            .find(|f| f.name() == "qosd_unclassified_bytes_total")
+            .expect("qosd_unclassified_bytes_total missing");
+        assert_eq!(f.get_field_type(), MetricType::COUNTER);
+        f.get_metric()
+            .iter()
+            .map(|m| {
+                let l: Vec<(String, String)> = m
+                    .get_label()
+                    .iter()
+                    .map(|l| (l.name().to_owned(), l.value().to_owned()))
+                    .collect();
+                (l, m.get_counter().get_value())
+            })
+            .collect::<Vec<_>>()
+    };
+    let label = |d: &str| vec![("direction".to_owned(), d.to_owned())];
+    assert_eq!(
+        series(&up, &down),
+        [(label("upload"), 0.0), (label("download"), 0.0)]
+    );
+    let mut pool = FramePool::new(2048, 0);
+    // NTP (port 123) is a catalog app: not counted.
+    let ntp = udp(PC, 40123, SRV, 123, &[0u8; 48], 0);
+    up.ingress(frame(&mut pool, &ntp), Instant::from_nanos(1));
+    // Nothing names UDP to port 39999: counted, frame lengths.
+    let odd = udp(PC, 40124, SRV, 39_999, &[0u8; 100], 0);
+    up.ingress(frame(&mut pool, &odd), Instant::from_nanos(2));
+    up.ingress(frame(&mut pool, &odd), Instant::from_nanos(3));
+    assert_eq!(
+        series(&up, &down),
+        [
+            (label("upload"), 2.0 * odd.len() as f64),
+            (label("download"), 0.0)
+        ]
+    );
+}

@@ -12,6 +12,7 @@ pub mod hosts;
 mod ports;
 mod rates;
 mod snapshot;
+pub mod unknown;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -36,6 +37,7 @@ pub struct Telemetry {
     reloads: [AtomicU64; 2],
     rates: Mutex<RateState>,
     hosts: Mutex<HostRateState>,
+    unknown: Mutex<unknown::Discovery>,
     /// The link's rates and WAN delay, from the thread that runs autorate.
     pub link: Arc<crate::autorate::Board>,
 }
@@ -58,6 +60,7 @@ impl Telemetry {
             reloads: [AtomicU64::new(0), AtomicU64::new(0)],
             rates: Mutex::new(RateState::default()),
             hosts: Mutex::new(HostRateState::default()),
+            unknown: Mutex::new(unknown::Discovery::default()),
             link: Arc::new(crate::autorate::Board::default()),
         }
     }
@@ -157,6 +160,28 @@ impl Telemetry {
             .lock()
             .map(|st| hosts::summarise(&snaps, &st, now))
             .unwrap_or_default()
+    }
+
+    /// Counts what the flows of `shared` without an app carried since the
+    /// last call into the discovery table (see [`unknown::Discovery`]):
+    /// once a second, so that flows are seen before they leave. Visits the
+    /// whole flow table: not on a thread that must stay responsive.
+    pub fn update_unknown(&self, shared: &crate::engine::Shared, now: Instant) {
+        // A poisoned lock still holds a whole table (each flow's counts are
+        // added in one step): keep counting.
+        self.unknown
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .update(shared, now);
+    }
+
+    /// The `n` unknown keys with the most bytes since qosd started, and
+    /// the total (`/api/v1/unknown`).
+    pub fn unknown(&self, n: usize) -> unknown::UnknownReport {
+        self.unknown
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .top(n)
     }
 
     /// Current rates (bits/s) per direction and category, in the category
