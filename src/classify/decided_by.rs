@@ -16,6 +16,9 @@ pub enum DecidedBy {
     Dns,
     /// Payload prefix signature.
     Payload,
+    /// HTTP signature: the method, path or User-Agent of a plain-HTTP
+    /// flow's first request, or the Content-Type of its first response.
+    Http,
     /// Published IP range of the app.
     IpRange,
     /// Well-known port of the app.
@@ -52,6 +55,7 @@ impl DecidedBy {
             DecidedBy::HttpHost => "http-host",
             DecidedBy::Dns => "dns",
             DecidedBy::Payload => "payload",
+            DecidedBy::Http => "http",
             DecidedBy::IpRange => "ip-range",
             DecidedBy::Port => "port",
             DecidedBy::Rtp => "rtp",
@@ -67,13 +71,14 @@ impl DecidedBy {
     }
 
     /// Every `kind()`, for metrics that must list all label values.
-    pub const KINDS: [&'static str; 17] = [
+    pub const KINDS: [&'static str; 18] = [
         "rule",
         "sni",
         "quic-sni",
         "http-host",
         "dns",
         "payload",
+        "http",
         "ip-range",
         "port",
         "rtp",
@@ -95,7 +100,7 @@ impl DecidedBy {
     pub(super) fn strength(self, protocol: u8) -> u8 {
         match self {
             DecidedBy::Sni | DecidedBy::QuicSni | DecidedBy::HttpHost => 7,
-            DecidedBy::Payload => 6,
+            DecidedBy::Payload | DecidedBy::Http => 6,
             DecidedBy::IpRange => 5,
             DecidedBy::Dns if protocol == 17 => 2,
             DecidedBy::Dns => 4,
