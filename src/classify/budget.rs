@@ -24,8 +24,8 @@ pub enum Holder {
     /// A pending flow's inspection state itself (parser flags, media
     /// trackers).
     Flow,
-    /// The start of a client's TCP stream: a ClientHello or HTTP request
-    /// headers split over segments.
+    /// The start of a TCP stream: a ClientHello or HTTP request headers
+    /// split over segments, or the headers of the HTTP response to it.
     Tls,
     /// QUIC Initial reassembly: keys and the CRYPTO stream.
     Quic,

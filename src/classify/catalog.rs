@@ -1,11 +1,12 @@
 //! The app catalog compiled for lookups: host names through two hash maps
 //! (exact names and "*." suffixes, most specific first), signatures grouped
-//! by strength (payload prefix, IP range, port), the tuple ones indexed by
-//! port.
+//! by strength (payload prefix and HTTP, IP range, port), the tuple ones
+//! indexed by port.
 
 use std::collections::HashMap;
 
 use super::DecidedBy;
+use super::dpi::http::Request;
 use super::matcher::{Answer, AppId, FlowFacts, Matcher};
 use super::port_index::PortIndex;
 use crate::config::{Catalog, CategoryId, Config, PortRange};
@@ -28,6 +29,62 @@ struct Signature {
     prefix: Option<Box<[u8]>>,
     lengths: Box<[PortRange]>,
     app: AppId,
+}
+
+/// A signature on what a plain-HTTP flow's first request or response
+/// says, with its tuple conditions. The texts are kept in lower case and
+/// compared with the message's ASCII-lowered: HTTP methods are compared
+/// exactly.
+#[derive(Debug, Clone)]
+struct HttpSignature {
+    matcher: Matcher,
+    methods: Box<[Box<str>]>,
+    path_suffixes: Box<[Box<[u8]>]>,
+    user_agents: Box<[Box<[u8]>]>,
+    content_types: Box<[Box<[u8]>]>,
+    app: AppId,
+}
+
+fn lowered(items: &[String]) -> Box<[Box<[u8]>]> {
+    items
+        .iter()
+        .map(|s| s.to_ascii_lowercase().into_bytes().into_boxed_slice())
+        .collect()
+}
+
+/// `hay` ends with `suffix` (lower case), ASCII case ignored.
+fn ends_with_ignore_case(hay: &[u8], suffix: &[u8]) -> bool {
+    hay.len()
+        .checked_sub(suffix.len())
+        .and_then(|start| hay.get(start..))
+        .is_some_and(|end| end.eq_ignore_ascii_case(suffix))
+}
+
+/// `hay` starts with `prefix` (lower case), ASCII case ignored.
+fn starts_with_ignore_case(hay: &[u8], prefix: &[u8]) -> bool {
+    hay.get(..prefix.len())
+        .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
+}
+
+impl HttpSignature {
+    /// Its request conditions hold for `req` (each list, when given, has
+    /// an element that matches).
+    fn request_matches(&self, req: &Request<'_>) -> bool {
+        let path = req.path().as_bytes();
+        let ua = req.user_agent.unwrap_or_default().as_bytes();
+        (self.methods.is_empty() || self.methods.iter().any(|m| **m == *req.method))
+            && (self.path_suffixes.is_empty()
+                || self
+                    .path_suffixes
+                    .iter()
+                    .any(|s| ends_with_ignore_case(path, s)))
+            && (self.user_agents.is_empty()
+                || (req.user_agent.is_some()
+                    && self
+                        .user_agents
+                        .iter()
+                        .any(|p| starts_with_ignore_case(ua, p))))
+    }
 }
 
 /// Signatures matched on a flow's tuple, with their candidates by port.
@@ -74,6 +131,10 @@ pub struct CompiledCatalog {
     exact: HashMap<Box<str>, AppId>,
     wildcard: HashMap<Box<str>, AppId>,
     payload: Vec<Signature>,
+    /// HTTP signatures on the first request (method, path, User-Agent).
+    http_request: Vec<HttpSignature>,
+    /// HTTP signatures on the first response (Content-Type).
+    http_response: Vec<HttpSignature>,
     ip_range: TupleSignatures,
     port: TupleSignatures,
 }
@@ -108,6 +169,24 @@ impl CompiledCatalog {
                 map.insert(h.name().into(), id);
             }
             for sig in &app.signatures {
+                // An HTTP signature is matched when its exchange is read,
+                // never on the tuple alone (its other conditions narrow it).
+                if sig.has_http() {
+                    let h = HttpSignature {
+                        matcher: Matcher::new(sig, |n| ids.get(n).copied()),
+                        methods: sig.http_method.iter().map(|m| m.as_str().into()).collect(),
+                        path_suffixes: lowered(&sig.http_path_suffix),
+                        user_agents: lowered(&sig.http_user_agent),
+                        content_types: lowered(&sig.http_content_type),
+                        app: id,
+                    };
+                    if sig.has_http_request() {
+                        c.http_request.push(h);
+                    } else {
+                        c.http_response.push(h);
+                    }
+                    continue;
+                }
                 let s = Signature {
                     matcher: Matcher::new(sig, |n| ids.get(n).copied()),
                     prefix: sig.payload_prefix.as_deref().map(Into::into),
@@ -198,6 +277,48 @@ impl CompiledCatalog {
                     .first_match_linear(facts)
                     .map(|a| (a, DecidedBy::Port))
             })
+    }
+
+    /// True when some signature reads a plain-HTTP flow's first request:
+    /// its whole header block is then waited for, not only its Host.
+    pub fn has_http_request_signatures(&self) -> bool {
+        !self.http_request.is_empty()
+    }
+
+    /// True when some signature reads the Content-Type of a plain-HTTP
+    /// flow's first response: a flow whose request named no app is then
+    /// inspected until the response's headers.
+    pub fn has_http_response_signatures(&self) -> bool {
+        !self.http_response.is_empty()
+    }
+
+    /// The app of the first HTTP request signature, in catalog order, that
+    /// `req` on the flow of `facts` matches.
+    pub fn app_for_http_request(&self, facts: &FlowFacts<'_>, req: &Request<'_>) -> Option<AppId> {
+        self.http_request
+            .iter()
+            .find(|s| s.request_matches(req) && s.matcher.eval(facts) == Answer::Yes)
+            .map(|s| s.app)
+    }
+
+    /// The app of the first HTTP response signature, in catalog order,
+    /// whose content types `media_type` (a response's, without parameters)
+    /// starts with, on the flow of `facts`.
+    pub fn app_for_http_content_type(
+        &self,
+        facts: &FlowFacts<'_>,
+        media_type: &str,
+    ) -> Option<AppId> {
+        let ct = media_type.as_bytes();
+        self.http_response
+            .iter()
+            .find(|s| {
+                s.content_types
+                    .iter()
+                    .any(|p| starts_with_ignore_case(ct, p))
+                    && s.matcher.eval(facts) == Answer::Yes
+            })
+            .map(|s| s.app)
     }
 
     /// The app identified by the first bytes of a flow's payload.

@@ -19,6 +19,9 @@ pub enum DecidedBy {
     Dns,
     /// Payload prefix signature.
     Payload,
+    /// HTTP signature: the method, path or User-Agent of a plain-HTTP
+    /// flow's first request, or the Content-Type of its first response.
+    Http,
     /// Published IP range of the app.
     IpRange,
     /// Well-known port of the app.
@@ -59,6 +62,7 @@ impl DecidedBy {
             DecidedBy::Certificate => "tls-cert",
             DecidedBy::Dns => "dns",
             DecidedBy::Payload => "payload",
+            DecidedBy::Http => "http",
             DecidedBy::IpRange => "ip-range",
             DecidedBy::Port => "port",
             DecidedBy::Rtp => "rtp",
@@ -75,7 +79,7 @@ impl DecidedBy {
     }
 
     /// Every `kind()`, for metrics that must list all label values.
-    pub const KINDS: [&'static str; 19] = [
+    pub const KINDS: [&'static str; 20] = [
         "rule",
         "sni",
         "quic-sni",
@@ -83,6 +87,7 @@ impl DecidedBy {
         "tls-cert",
         "dns",
         "payload",
+        "http",
         "ip-range",
         "port",
         "rtp",
@@ -105,7 +110,7 @@ impl DecidedBy {
     pub(super) fn strength(self, protocol: u8) -> u8 {
         match self {
             DecidedBy::Sni | DecidedBy::QuicSni | DecidedBy::HttpHost => 7,
-            DecidedBy::Payload | DecidedBy::Certificate => 6,
+            DecidedBy::Payload | DecidedBy::Http | DecidedBy::Certificate => 6,
             DecidedBy::IpRange => 5,
             DecidedBy::Dns if protocol == 17 => 2,
             DecidedBy::Dns => 4,

@@ -1,5 +1,7 @@
 //! What the classifier reads from a pending flow's packets: host names
-//! (TLS ClientHello, QUIC Initial, HTTP Host), payload prefixes, and
+//! (TLS ClientHello, QUIC Initial, HTTP Host), payload prefixes, what a
+//! plain-HTTP exchange says for the catalog's HTTP signatures (request
+//! method, path and User-Agent; the response's Content-Type), and
 //! real-time media behaviour. The state lives in a box that exists only
 //! while the flow is pending, and every byte of it, buffers included, is
 //! reserved from the DPI memory budget before it is allocated.
@@ -42,6 +44,8 @@ pub struct Found {
     pub host: Option<(Box<str>, DecidedBy)>,
     /// An app recognised by a payload prefix.
     pub payload_app: Option<AppId>,
+    /// An app recognised by an HTTP signature.
+    pub http_app: Option<AppId>,
     /// Media seen so far.
     pub media: Media,
     /// Nothing more will be learned from this flow's packets.
@@ -50,8 +54,8 @@ pub struct Found {
     pub refused: Refusals,
 }
 
-/// Most bytes of a client's stream buffered to read a ClientHello or HTTP
-/// request headers that span several TCP segments.
+/// Most bytes of a stream buffered to read a ClientHello, HTTP request
+/// headers or HTTP response headers that span several TCP segments.
 const MAX_HELLO_BUFFER: usize = 16 * 1024;
 
 /// Appends what still fits of `payload` to `buf` (at most
@@ -75,7 +79,10 @@ pub struct DpiState {
     res: Reservation,
     /// A payload was seen from the initiator / from the responder.
     seen_payload: [bool; 2],
-    /// The client's stream so far, while a ClientHello is incomplete.
+    /// The start of the stream being read, while incomplete: the client's
+    /// (a ClientHello, an HTTP request's headers), then, for HTTP, the
+    /// server's (its response's headers). One at a time: the response is
+    /// read only once the request was.
     hello: Option<Vec<u8>>,
     /// The client's stream is not a ClientHello (or it was read).
     hello_done: bool,
@@ -91,6 +98,11 @@ pub struct DpiState {
     /// The client's ClientHello named no host (or an IP literal): read the
     /// server's certificate for one.
     server_pending: bool,
+    /// The HTTP request named no app: read the response's Content-Type.
+    response_pending: bool,
+    /// The HTTP request's host was reported (in an earlier segment than
+    /// the one that completed its headers, perhaps).
+    http_host_found: bool,
     /// A first client segment that was not the start of anything known,
     /// kept in case the next one is the start of a ClientHello it follows.
     stray: Option<Vec<u8>>,
@@ -115,6 +127,17 @@ fn hello_name(hello: &tls::ClientHello<'_>) -> Option<Box<str>> {
     hello.sni.filter(|s| !is_ip_literal(s)).map(owned_host)
 }
 
+/// What comes after a segment of an HTTP request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HttpNext {
+    /// The request's headers are incomplete: wait for the next segment.
+    More,
+    /// Read the first response's headers.
+    Response,
+    /// Nothing more to read of this exchange.
+    Stop,
+}
+
 /// A host name from a parser, owned.
 fn owned_host(h: &str) -> Box<str> {
     h.to_ascii_lowercase().into_boxed_str()
@@ -134,6 +157,8 @@ impl DpiState {
             http_pending: false,
             server: None,
             server_pending: false,
+            response_pending: false,
+            http_host_found: false,
             stray: None,
             media: Default::default(),
             media_seen: Media::None,
@@ -184,7 +209,12 @@ impl DpiState {
             });
         }
         match protocol {
-            6 if from_initiator && !payload.is_empty() => self.tcp_client(payload, &mut found),
+            6 if from_initiator && !payload.is_empty() => {
+                self.tcp_client(payload, &mut found, catalog, facts);
+            }
+            6 if self.response_pending && !payload.is_empty() => {
+                self.http_response(payload, &mut found, catalog, facts);
+            }
             6 if self.server_pending && !payload.is_empty() => self.tcp_server(payload, &mut found),
             17 if !payload.is_empty() => {
                 if from_initiator && !self.quic_done {
@@ -195,16 +225,20 @@ impl DpiState {
             _ => {}
         }
         found.media = self.media_seen;
+        let http_waiting = self.http_pending || self.response_pending;
         let names_done = match protocol {
-            6 => self.hello_done && !self.http_pending && !self.server_pending,
+            6 => self.hello_done && !http_waiting && !self.server_pending,
             17 => self.quic_done,
             _ => true,
         };
         // UDP flows keep being watched for media timing until the
         // inspection limit, unless RTP (audio or video) already settled it.
         let media_done = protocol != 17 || self.media_known;
-        found.done =
-            found.host.is_some() || (names_done && media_done && self.seen_payload == [true, true]);
+        // A host name settles the flow, unless the HTTP exchange it came
+        // in may still name an app (its host is unknown to the catalog).
+        let identified = found.host.is_some() || found.http_app.is_some() || self.http_host_found;
+        found.done = (identified && !http_waiting)
+            || (names_done && media_done && self.seen_payload == [true, true]);
         debug_assert!(
             !self.res.is_kept() || self.res.bytes() == self.held_bytes(),
             "reserved {} != held {}",
@@ -223,37 +257,16 @@ impl DpiState {
     }
 
     /// The client side of a TCP stream: a TLS ClientHello, possibly spread
-    /// over several segments.
-    fn tcp_client(&mut self, payload: &[u8], found: &mut Found) {
+    /// over several segments, or an HTTP request.
+    fn tcp_client(
+        &mut self,
+        payload: &[u8],
+        found: &mut Found,
+        catalog: &CompiledCatalog,
+        facts: &FlowFacts<'_>,
+    ) {
         if self.http_pending {
-            // The request's headers so far, then this segment: Host may
-            // come segments after the request line.
-            let parsed = match self.hello.as_mut() {
-                Some(buf) => append_bounded(buf, payload, &mut self.res).map(http::request_host),
-                None => Some(http::request_host(payload)),
-            };
-            match parsed {
-                Some(Parse::Found(host)) => {
-                    found.host = Some((owned_host(host), DecidedBy::HttpHost));
-                    self.http_pending = false;
-                }
-                Some(Parse::NeedMore) => {
-                    if self.buffer_full() {
-                        self.http_pending = false;
-                    } else if self.hello.is_none() {
-                        self.keep_hello(payload, &[], found);
-                        self.http_pending = self.hello.is_some();
-                    }
-                }
-                Some(Parse::NotThis) => self.http_pending = false,
-                None => {
-                    found.refused.add(Holder::Tls);
-                    self.http_pending = false;
-                }
-            }
-            if !self.http_pending {
-                free(&mut self.hello, &mut self.res);
-            }
+            self.http_request(payload, found, catalog, facts);
             return;
         }
         if self.hello_done {
@@ -300,7 +313,7 @@ impl DpiState {
                 if self.hello.is_none() && http::is_http_request_start(payload) {
                     self.hello_done = true;
                     self.http_pending = true;
-                    self.tcp_client(payload, found);
+                    self.tcp_client(payload, found, catalog, facts);
                     return;
                 }
                 if self.hello.is_none() && self.stray.is_none() && payload.len() <= MAX_HELLO_BUFFER
@@ -374,6 +387,136 @@ impl DpiState {
         if done {
             self.server_pending = false;
             free(&mut self.server, &mut self.res);
+        }
+    }
+
+    /// A segment of an HTTP request: its Host, and what the catalog's HTTP
+    /// request signatures read (method, path, User-Agent) once its headers
+    /// end. Without HTTP signatures in the catalog, or for a host the
+    /// catalog names (a host match beats every signature), the Host line
+    /// is enough, as it always was.
+    fn http_request(
+        &mut self,
+        payload: &[u8],
+        found: &mut Found,
+        catalog: &CompiledCatalog,
+        facts: &FlowFacts<'_>,
+    ) {
+        let signatures = catalog.has_http_request_signatures();
+        let responses = catalog.has_http_response_signatures();
+        // The request's headers so far, then this segment: Host and the
+        // rest may come segments after the request line.
+        let parsed = match self.hello.as_mut() {
+            Some(buf) => append_bounded(buf, payload, &mut self.res),
+            None => Some(payload),
+        };
+        let next = match parsed {
+            None => {
+                found.refused.add(Holder::Tls);
+                HttpNext::Stop
+            }
+            Some(buf) => {
+                let host = http::request_host(buf);
+                let mut known_host = false;
+                if let Parse::Found(h) = host {
+                    known_host = catalog.app_for_host(h).is_some();
+                    if !self.http_host_found {
+                        found.host = Some((owned_host(h), DecidedBy::HttpHost));
+                        self.http_host_found = true;
+                    }
+                }
+                // After the request, its response, if something may read it.
+                let then = if responses {
+                    HttpNext::Response
+                } else {
+                    HttpNext::Stop
+                };
+                if known_host {
+                    HttpNext::Stop
+                } else if signatures {
+                    match http::request_facts(buf) {
+                        Parse::Found(req) => {
+                            found.http_app = catalog.app_for_http_request(facts, &req);
+                            if found.http_app.is_some() {
+                                HttpNext::Stop
+                            } else {
+                                then
+                            }
+                        }
+                        Parse::NeedMore => HttpNext::More,
+                        // Headers past the bound: what was read is all.
+                        Parse::NotThis if self.http_host_found => then,
+                        Parse::NotThis => HttpNext::Stop,
+                    }
+                } else {
+                    match host {
+                        Parse::NeedMore => HttpNext::More,
+                        Parse::Found(_) => then,
+                        // No host in the request (HTTP/1.0), or not HTTP.
+                        Parse::NotThis if http::request_facts(buf) != Parse::NotThis => then,
+                        Parse::NotThis => HttpNext::Stop,
+                    }
+                }
+            }
+        };
+        match next {
+            HttpNext::More if self.buffer_full() => self.http_pending = false,
+            HttpNext::More => {
+                if self.hello.is_none() {
+                    self.keep_hello(payload, &[], found);
+                    self.http_pending = self.hello.is_some();
+                }
+            }
+            HttpNext::Stop => self.http_pending = false,
+            HttpNext::Response => {
+                self.http_pending = false;
+                self.response_pending = true;
+            }
+        }
+        if !self.http_pending {
+            free(&mut self.hello, &mut self.res);
+        }
+    }
+
+    /// A segment of the server's side of an HTTP flow whose request named
+    /// no app: the Content-Type of its first response, for the catalog's
+    /// HTTP response signatures. Reading stops at that header, or at the
+    /// end of the response's headers: the body is never buffered.
+    fn http_response(
+        &mut self,
+        payload: &[u8],
+        found: &mut Found,
+        catalog: &CompiledCatalog,
+        facts: &FlowFacts<'_>,
+    ) {
+        let parsed = match self.hello.as_mut() {
+            Some(buf) => {
+                append_bounded(buf, payload, &mut self.res).map(http::response_content_type)
+            }
+            None => Some(http::response_content_type(payload)),
+        };
+        match parsed {
+            Some(Parse::Found(media_type)) => {
+                found.http_app =
+                    media_type.and_then(|ct| catalog.app_for_http_content_type(facts, ct));
+                self.response_pending = false;
+            }
+            Some(Parse::NeedMore) => {
+                if self.buffer_full() {
+                    self.response_pending = false;
+                } else if self.hello.is_none() {
+                    self.keep_hello(payload, &[], found);
+                    self.response_pending = self.hello.is_some();
+                }
+            }
+            Some(Parse::NotThis) => self.response_pending = false,
+            None => {
+                found.refused.add(Holder::Tls);
+                self.response_pending = false;
+            }
+        }
+        if !self.response_pending {
+            free(&mut self.hello, &mut self.res);
         }
     }
 

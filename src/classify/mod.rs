@@ -3,7 +3,7 @@
 //!
 //! Precedence (first decisive answer wins): admin rules in file order, the
 //! app catalog (host names from TLS/QUIC SNI, HTTP Host or DNS; payload
-//! prefixes; published IP ranges; ports), behaviour (RTP, STUN, DTLS, small
+//! prefixes and HTTP signatures; published IP ranges; ports), behaviour (RTP, STUN, DTLS, small
 //! isochronous packets; long high-volume flows), DSCP trust, the default
 //! category. While a flow is "pending" (its first `inspect_packets` packets,
 //! or until a ClientHello or a decisive rule) each packet refines the

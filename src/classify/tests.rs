@@ -907,3 +907,175 @@ fn group_addresses_are_told_from_unicast() {
     // An IPv6 address whose low bits look like an IPv4 group is not one.
     assert!(!g(v6("2001:db8::e000:1")));
 }
+
+/// A plain-HTTP exchange on port 80 to a server the catalog does not
+/// name: the client's SYN, `request`, then the server's `response` (if
+/// any). Returns (category, decided_by, app) after each packet with a
+/// payload, and whether the flow was settled after the request.
+fn http_exchange(
+    h: &mut Harness,
+    port: u16,
+    request: &[u8],
+    response: Option<&[u8]>,
+) -> (Vec<(String, String, Option<String>)>, bool) {
+    let syn = tcp(PC, port, SRV, 80, b"", true);
+    h.send(&syn, Direction::Upload);
+    let mut out = vec![h.send(&tcp(PC, port, SRV, 80, request, false), Direction::Upload)];
+    let (key, _) = FlowKey::of(&PacketMeta::parse(&syn));
+    let settled = h.table.get(&key, |f| f.value.lock().settled).unwrap();
+    if let Some(r) = response {
+        out.push(h.send(&tcp(SRV, 80, PC, port, r, false), Direction::Download));
+    }
+    (out, settled)
+}
+
+fn want(cat: &str, by: &str, app: &str) -> (String, String, Option<String>) {
+    (cat.into(), by.into(), Some(app.into()))
+}
+
+/// The catalog's HTTP signatures: a playlist's path, a WebDAV method and
+/// an update agent's User-Agent name the app from the request alone; the
+/// response's Content-Type names it when the request did not.
+#[test]
+fn http_requests_and_responses_name_apps_on_unknown_hosts() {
+    let mut h = Harness::new(config(""));
+    let (got, settled) = http_exchange(
+        &mut h,
+        41000,
+        b"GET /live/index.m3u8?t=1 HTTP/1.1\r\nHost: media.example.net\r\nUser-Agent: AppleCoreMedia/1.0\r\n\r\n",
+        None,
+    );
+    assert_eq!(got[0], want("streaming", "http", "http-streaming"));
+    assert!(settled, "a request that names its app settles the flow");
+
+    let (got, _) = http_exchange(
+        &mut h,
+        41001,
+        b"PROPFIND /remote.php/dav/files/anna/ HTTP/1.1\r\nHost: cloud.example.org\r\nDepth: 1\r\n\r\n",
+        None,
+    );
+    assert_eq!(got[0], want("business", "http", "webdav"));
+
+    let (got, _) = http_exchange(
+        &mut h,
+        41002,
+        b"GET /filestreamingservice/files/abc?P1=1 HTTP/1.1\r\nHost: 203.0.113.9\r\nUser-Agent: Microsoft-Delivery-Optimization/10.0\r\n\r\n",
+        None,
+    );
+    assert_eq!(got[0], want("bulk", "http", "windows-update"));
+
+    let (got, _) = http_exchange(
+        &mut h,
+        41003,
+        b"GET /debian/pool/main/x/x_1.0_amd64.DEB HTTP/1.1\r\nHost: mirror.example.edu\r\nUser-Agent: Wget/1.21\r\n\r\n",
+        None,
+    );
+    assert_eq!(got[0], want("bulk", "http", "package-downloads"));
+
+    // Nothing in the request: the response says what the flow carries.
+    let (got, settled) = http_exchange(
+        &mut h,
+        41004,
+        b"GET /watch/v?id=7 HTTP/1.1\r\nHost: videos.example.com\r\n\r\n",
+        Some(b"HTTP/1.1 200 OK\r\nContent-Type: video/mp4\r\nContent-Length: 9000000\r\n\r\n\0\0\0\x20ftypisom"),
+    );
+    assert!(!settled, "the flow waits for the response's headers");
+    assert_eq!(got[0].0, "browsing");
+    assert_eq!(got[1], want("streaming", "http", "http-streaming"));
+
+    // A page: browsing, by default, once the response is read.
+    let (got, _) = http_exchange(
+        &mut h,
+        41005,
+        b"GET /index.html HTTP/1.1\r\nHost: www.example.com\r\n\r\n",
+        Some(b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<html>"),
+    );
+    assert_eq!(got[1], ("browsing".into(), "default".into(), None));
+    assert_eq!(h.used(), 0, "every flow settled and gave its state back");
+}
+
+/// A host the catalog names keeps its app whatever the request fetches
+/// (a host match beats every signature), and its flow settles on the
+/// request as it always did: no wait for a response.
+#[test]
+fn a_named_host_beats_http_signatures() {
+    let mut h = Harness::new(config(""));
+    let (got, settled) = http_exchange(
+        &mut h,
+        42000,
+        b"GET /sites/team/video/index.m3u8 HTTP/1.1\r\nHost: contoso.sharepoint.com\r\nUser-Agent: Microsoft BITS/7.8\r\n\r\n",
+        None,
+    );
+    assert_eq!(got[0], want("business", "http-host", "sharepoint"));
+    assert!(settled);
+    // The Host line in the first segment: settled at once, the rest of the
+    // headers not waited for.
+    let (got, settled) = http_exchange(
+        &mut h,
+        42001,
+        b"GET /a.m3u8 HTTP/1.1\r\nHost: contoso.sharepoint.com\r\nAccept: */*\r\n",
+        None,
+    );
+    assert_eq!(got[0], want("business", "http-host", "sharepoint"));
+    assert!(settled);
+}
+
+/// A request whose headers span segments, then a response whose headers
+/// do: each is buffered within the DPI budget, then freed.
+#[test]
+fn split_http_headers_are_read_within_the_budget() {
+    let mut h = Harness::new(config(""));
+    let syn = tcp(PC, 43000, SRV, 80, b"", true);
+    h.send(&syn, Direction::Upload);
+    let req: &[u8] = b"GET /v/seg-0001.bin HTTP/1.1\r\nHost: edge.example.net\r\nUser-Agent: Debian APT-HTTP/1.3 (2.6.1)\r\n\r\n";
+    let (a, b) = req.split_at(40);
+    h.send(&tcp(PC, 43000, SRV, 80, a, false), Direction::Upload);
+    assert!(h.dpi_bytes(&syn) >= size_of::<DpiState>() + 40);
+    assert_eq!(h.used(), h.dpi_bytes(&syn));
+    let got = h.send(&tcp(PC, 43000, SRV, 80, b, false), Direction::Upload);
+    assert_eq!(got, want("bulk", "http", "linux-updates"));
+    assert_eq!(h.used(), 0);
+
+    let syn = tcp(PC, 43001, SRV, 80, b"", true);
+    h.send(&syn, Direction::Upload);
+    h.send(
+        &tcp(
+            PC,
+            43001,
+            SRV,
+            80,
+            b"GET /x HTTP/1.1\r\nHost: edge.example.net\r\n\r\n",
+            false,
+        ),
+        Direction::Upload,
+    );
+    let resp: &[u8] =
+        b"HTTP/1.1 200 OK\r\nServer: edge\r\nContent-Type: application/dash+xml\r\n\r\n<MPD>";
+    let (a, b) = resp.split_at(30);
+    let got = h.send(&tcp(SRV, 80, PC, 43001, a, false), Direction::Download);
+    assert_eq!(got.0, "browsing");
+    assert!(h.dpi_bytes(&syn) >= size_of::<DpiState>() + 30);
+    assert_eq!(h.used(), h.dpi_bytes(&syn));
+    let got = h.send(&tcp(SRV, 80, PC, 43001, b, false), Direction::Download);
+    assert_eq!(got, want("streaming", "http", "http-streaming"));
+    assert_eq!(h.used(), 0);
+}
+
+/// Without HTTP signatures in the catalog, a plain-HTTP flow settles on
+/// its Host line as it always did: nothing waits for its response.
+#[test]
+fn without_http_signatures_nothing_waits() {
+    let mut cfg = config("");
+    Arc::make_mut(&mut cfg.catalog)
+        .apps
+        .retain(|a| !a.signatures.iter().any(|s| s.has_http()));
+    let mut h = Harness::new(cfg);
+    let (got, settled) = http_exchange(
+        &mut h,
+        44000,
+        b"GET /live/index.m3u8 HTTP/1.1\r\nHost: media.example.net\r\n\r\n",
+        None,
+    );
+    assert_eq!(got[0], ("browsing".into(), "default".into(), None));
+    assert!(settled);
+}

@@ -237,6 +237,14 @@ impl Classifier {
             {
                 c.sig_app = Some((app, DecidedBy::Payload));
             }
+            // An HTTP signature ranks with the payload prefix; the payload's
+            // (read first, on the request line) stays when both match.
+            if let Some(app) = found.http_app
+                && c.sig_app
+                    .is_none_or(|(_, how)| !matches!(how, DecidedBy::Payload | DecidedBy::Http))
+            {
+                c.sig_app = Some((app, DecidedBy::Http));
+            }
             if found.media != Media::None {
                 c.media = found.media;
             }

@@ -267,6 +267,29 @@ fn conditions(m: &Match, max: usize) -> Vec<String> {
             .collect();
         parts.push(format!("payload_len {}", lens.join(",")));
     }
+    // Texts (a user agent may hold spaces and commas) are quoted as the
+    // catalog writes them, so they can be copied into an apps file.
+    let texts: [(&str, &[String]); 4] = [
+        ("http_method", &m.http_method),
+        ("http_path_suffix", &m.http_path_suffix),
+        ("http_user_agent", &m.http_user_agent),
+        ("http_content_type", &m.http_content_type),
+    ];
+    for (key, items) in texts {
+        if items.is_empty() {
+            continue;
+        }
+        let mut value = items
+            .iter()
+            .take(max)
+            .map(|t| format!("\"{}\"", escape(t.as_bytes())))
+            .collect::<Vec<_>>()
+            .join(",");
+        if items.len() > max {
+            value.push_str(",...");
+        }
+        parts.push(format!("{key} {value}"));
+    }
     parts
 }
 
@@ -445,6 +468,125 @@ hosts = ["fax.example"]
         );
         assert!(full.contains("hosts:       2\n  erp.acme.example\n  *.erp.acme.example\n"));
         assert!(render_app(zoom).contains("(replaces the built-in app of that name)"));
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+
+    /// Each HTTP condition's problem names its key in the apps file: empty,
+    /// non-ASCII or too long texts, methods qosd does not read, and
+    /// combinations that could never hold.
+    #[test]
+    fn http_conditions_are_checked_with_their_keys() {
+        let app =
+            |m: &str| format!("[[app]]\nname = \"x\"\ncategory = \"bulk\"\n[[app.match]]\n{m}\n");
+        let long = "a".repeat(65);
+        for (i, (apps, key, problem)) in [
+            (
+                app("http_path_suffix = [\".deb\", \"\"]"),
+                "app[0].match[0].http_path_suffix[1]",
+                "empty path suffix",
+            ),
+            (
+                app("http_user_agent = \"Débian\""),
+                "app[0].match[0].http_user_agent",
+                "printable ASCII",
+            ),
+            (
+                app(&format!("http_content_type = [\"{long}\"]")),
+                "app[0].match[0].http_content_type[0]",
+                "too long",
+            ),
+            (
+                app("http_method = [\"propfind\"]"),
+                "app[0].match[0].http_method[0]",
+                "case-sensitive",
+            ),
+            (
+                app("http_method = \"BREW\""),
+                "app[0].match[0].http_method",
+                "not an HTTP method",
+            ),
+            (
+                app("http_content_type = \"video/mp4;codecs=x\""),
+                "app[0].match[0].http_content_type",
+                "only the media type",
+            ),
+            (
+                app("http_path_suffix = \".ts?x\""),
+                "app[0].match[0].http_path_suffix",
+                "query string",
+            ),
+            (
+                app("http_path_suffix = []"),
+                "app[0].match[0].http_path_suffix",
+                "empty list",
+            ),
+            (
+                app("protocol = \"udp\"\nhttp_method = \"GET\""),
+                "app[0].match[0].protocol",
+                "runs over TCP",
+            ),
+            (
+                app("payload_prefix = \"GET \"\nhttp_path_suffix = \".iso\""),
+                "app[0].match[0].payload_prefix",
+                "not allowed with http_*",
+            ),
+            (
+                app("http_method = \"GET\"\nhttp_content_type = \"video/\""),
+                "app[0].match[0].http_content_type",
+                "write two blocks",
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let (cfg, path) = load_with_apps_file(&apps, &format!("http{i}"));
+            let err = cfg.unwrap_err().to_string();
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            assert!(
+                err.contains(&format!("{}", path.display()))
+                    && err.contains(key)
+                    && err.contains(problem),
+                "{key}: {err}"
+            );
+        }
+    }
+
+    /// `qosd apps NAME` shows HTTP conditions quoted, as an apps file
+    /// writes them; the table shows the first two.
+    #[test]
+    fn http_conditions_are_shown() {
+        let (cfg, path) = load_with_apps_file(
+            "[[app]]\nname = \"intranet-video\"\ncategory = \"streaming\"\n[[app.match]]\nprotocol = \"tcp\"\ndst_ports = 8080\nhttp_method = \"GET\"\nhttp_path_suffix = [\".m3u8\", \".ts\", \".mpd\"]\nhttp_user_agent = \"VLC/3, LibVLC\"\n[[app.match]]\nhttp_content_type = [\"video/\"]\n",
+            "http-shown",
+        );
+        let cfg = cfg.unwrap();
+        let apps = app_reports(&cfg);
+        let app = apps.iter().find(|a| a.name == "intranet-video").unwrap();
+        let full = render_app(app);
+        assert!(
+            full.contains(
+                "  protocol tcp, dst_ports 8080, http_method \"GET\", http_path_suffix \".m3u8\",\".ts\",\".mpd\", http_user_agent \"VLC/3\",\"LibVLC\"\n  http_content_type \"video/\"\n"
+            ),
+            "{full}"
+        );
+        let table = render_table(&apps);
+        let line = table
+            .lines()
+            .find(|l| l.starts_with("intranet-video "))
+            .unwrap();
+        assert!(
+            line.contains("http_path_suffix \".m3u8\",\".ts\",..."),
+            "{line}"
+        );
+        let json = serde_json::to_value(app).unwrap();
+        assert_eq!(
+            json["signatures"][1]["http_content_type"],
+            serde_json::json!(["video/"])
+        );
         if let Some(dir) = path.parent() {
             let _ = std::fs::remove_dir_all(dir);
         }

@@ -317,6 +317,39 @@ pub struct Match {
     /// is not claimed by a prefix that other traffic starts with too.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub payload_len: Vec<PortRange>,
+    /// HTTP/1.x: the method of the flow's first request is one of these
+    /// (exactly: methods are case-sensitive).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub http_method: Vec<String>,
+    /// HTTP/1.x: the path of the first request (query string and fragment
+    /// left out, not percent-decoded) ends with one of these, compared
+    /// case-insensitively.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub http_path_suffix: Vec<String>,
+    /// HTTP/1.x: the User-Agent of the first request starts with one of
+    /// these, compared case-insensitively (its first product token names
+    /// the software: RFC 9110 10.1.5).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub http_user_agent: Vec<String>,
+    /// HTTP/1.x: the media type of the Content-Type of the server's first
+    /// response (parameters after `;` left out) starts with one of these,
+    /// compared case-insensitively (`video/` takes every video type).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub http_content_type: Vec<String>,
+}
+
+impl Match {
+    /// True when a condition reads the flow's first HTTP request.
+    pub fn has_http_request(&self) -> bool {
+        !(self.http_method.is_empty()
+            && self.http_path_suffix.is_empty()
+            && self.http_user_agent.is_empty())
+    }
+
+    /// True when a condition reads an HTTP exchange (request or response).
+    pub fn has_http(&self) -> bool {
+        self.has_http_request() || !self.http_content_type.is_empty()
+    }
 }
 
 fn serialize_bytes_as_str<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {

@@ -188,6 +188,10 @@ pub struct RawRule {
     pub direction: Option<Value>,
     pub payload_prefix: Option<Value>,
     pub payload_len: Option<Value>,
+    pub http_method: Option<Value>,
+    pub http_path_suffix: Option<Value>,
+    pub http_user_agent: Option<Value>,
+    pub http_content_type: Option<Value>,
 }
 
 impl RawRule {
@@ -209,6 +213,10 @@ impl RawRule {
             direction: self.direction.clone(),
             payload_prefix: self.payload_prefix.clone(),
             payload_len: self.payload_len.clone(),
+            http_method: self.http_method.clone(),
+            http_path_suffix: self.http_path_suffix.clone(),
+            http_user_agent: self.http_user_agent.clone(),
+            http_content_type: self.http_content_type.clone(),
         }
     }
 }
@@ -231,6 +239,10 @@ pub struct RawMatch {
     pub direction: Option<Value>,
     pub payload_prefix: Option<Value>,
     pub payload_len: Option<Value>,
+    pub http_method: Option<Value>,
+    pub http_path_suffix: Option<Value>,
+    pub http_user_agent: Option<Value>,
+    pub http_content_type: Option<Value>,
 }
 
 /// `[daemon]`

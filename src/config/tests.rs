@@ -228,6 +228,12 @@ fn validation_errors_name_key_and_problem() {
             "not allowed in a [[rule]]",
         ),
         (
+            "an HTTP condition in a rule",
+            "[[rule]]\ncategory = \"bulk\"\nhttp_user_agent = \"Microsoft BITS\"",
+            "rule[0].http_user_agent",
+            "not allowed in a [[rule]]",
+        ),
+        (
             "bad port text",
             "[[rule]]\ncategory = \"voice\"\nsrc_ports = \"sip\"",
             "rule[0].src_ports",

@@ -1,8 +1,10 @@
-//! HTTP/1.x request sniffing: the host name a client asks a plain-HTTP
-//! server (or a proxy) for, from the Host header of its first request.
+//! HTTP/1.x sniffing: the host name a client asks a plain-HTTP server (or a
+//! proxy) for, from the Host header of its first request; what that request
+//! says besides (method, path, User-Agent) and the Content-Type of the
+//! server's first response, for the catalog's HTTP signatures.
 //!
-//! Zero-copy, allocation-free, bounds-checked. Only the request line and
-//! headers are looked at; bodies are never read.
+//! Zero-copy, allocation-free, bounds-checked. Only request and status
+//! lines and headers are looked at; bodies are never read.
 
 use super::Parse;
 
@@ -228,6 +230,235 @@ pub fn request_host(payload: &[u8]) -> Parse<&str> {
     }
 }
 
+/// What the line and headers of a client's first request say, for HTTP
+/// signatures. Every field borrows from the bytes parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Request<'a> {
+    /// The method, one of the recognised ones.
+    pub method: &'a str,
+    /// The request target as written (origin-form `/a/b?q`, absolute-form
+    /// `http://host/a`, authority-form for CONNECT, or `*`).
+    pub target: &'a str,
+    /// The host, as [`request_host`] reads it; `None` when the request
+    /// names none (HTTP/1.0) or an unusable one.
+    pub host: Option<&'a str>,
+    /// The first User-Agent header's value, trimmed; `None` without one
+    /// (or when it is not UTF-8).
+    pub user_agent: Option<&'a str>,
+}
+
+impl<'a> Request<'a> {
+    /// The path of the target without query or fragment: `/live/a.m3u8`
+    /// of `/live/a.m3u8?token=1` and of `http://cdn.example/live/a.m3u8`;
+    /// empty for CONNECT's authority-form and for `*`. Not percent-decoded:
+    /// signatures match the path as the client wrote it.
+    pub fn path(&self) -> &'a str {
+        let t = self.target;
+        let from_slash = if t.starts_with('/') {
+            t
+        } else {
+            match t.find("://") {
+                Some(sep) => {
+                    let rest = t.get(sep + 3..).unwrap_or_default();
+                    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+                    let after = rest.get(end..).unwrap_or_default();
+                    if after.starts_with('/') { after } else { "" }
+                }
+                None => "",
+            }
+        };
+        let end = from_slash.find(['?', '#']).unwrap_or(from_slash.len());
+        from_slash.get(..end).unwrap_or_default()
+    }
+}
+
+/// The method, target, host and User-Agent of an HTTP/1.x request.
+///
+/// Unlike [`request_host`], which answers as soon as the Host line is
+/// complete, this reads the whole header block: `Found` once the blank
+/// line that ends it is in `payload`, `NeedMore` before (a request cut by
+/// segmentation), `NotThis` if the bytes are not an HTTP/1.x request or
+/// [`MAX_HEADER_BYTES`] went by without the block ending.
+pub fn request_facts(payload: &[u8]) -> Parse<Request<'_>> {
+    let Some(mlen) = method_len(payload) else {
+        return if could_be_method_prefix(payload) {
+            Parse::NeedMore
+        } else {
+            Parse::NotThis
+        };
+    };
+    let window = payload.get(..MAX_HEADER_BYTES).unwrap_or(payload);
+    let need_more = if window.len() < payload.len() {
+        Parse::NotThis
+    } else {
+        Parse::NeedMore
+    };
+    let Some((line_end, mut pos)) = line_at(window, 0) else {
+        return match request_line_prefix_ok(window, mlen) {
+            true => need_more,
+            false => Parse::NotThis,
+        };
+    };
+    let Some(target) = window
+        .get(..line_end)
+        .and_then(|line| parse_request_line(line, mlen))
+    else {
+        return Parse::NotThis;
+    };
+    // Both are ASCII: the method is a known one, the target's bytes were
+    // checked to be visible ASCII.
+    let (Some(method), Ok(target_str)) = (
+        window
+            .get(..mlen)
+            .and_then(|m| core::str::from_utf8(m).ok()),
+        core::str::from_utf8(target),
+    ) else {
+        return Parse::NotThis;
+    };
+    let mut host_value = None;
+    let mut user_agent = None;
+    loop {
+        let Some((end, next)) = line_at(window, pos) else {
+            return need_more;
+        };
+        let Some(line) = window.get(pos..end) else {
+            return Parse::NotThis;
+        };
+        if line.is_empty() {
+            break;
+        }
+        if let Some(colon) = line.iter().position(|&b| b == b':') {
+            let name = line.get(..colon).unwrap_or(&[]);
+            let value = || trim(line.get(colon + 1..).unwrap_or(&[]));
+            if host_value.is_none() && name.eq_ignore_ascii_case(b"host") {
+                host_value = Some(value());
+            } else if user_agent.is_none() && name.eq_ignore_ascii_case(b"user-agent") {
+                user_agent = Some(value());
+            }
+        }
+        pos = next;
+    }
+    let host = match host_value {
+        Some(v) => host_of_authority(v),
+        None => target_authority(target, method == "CONNECT").and_then(host_of_authority),
+    };
+    Parse::Found(Request {
+        method,
+        target: target_str,
+        host,
+        user_agent: user_agent.and_then(|v| core::str::from_utf8(v).ok()),
+    })
+}
+
+/// The media type of the Content-Type of a server's first response to an
+/// HTTP/1.x request: `video/mp4` of `Content-Type: video/mp4;
+/// codecs="avc1"` (parameters and surrounding whitespace removed, case
+/// kept: compare case-insensitively).
+///
+/// Interim responses (1xx: `100 Continue`, `103 Early Hints`) are skipped
+/// to the final one. `Found(None)` when the final response's headers end
+/// without a Content-Type (or with an unusable one), and for `101
+/// Switching Protocols` (the stream is no longer HTTP); `NeedMore` while
+/// the status line or the headers before a Content-Type are incomplete;
+/// `NotThis` if the bytes are not an HTTP/1.x response or
+/// [`MAX_HEADER_BYTES`] went by without an answer.
+pub fn response_content_type(payload: &[u8]) -> Parse<Option<&str>> {
+    let window = payload.get(..MAX_HEADER_BYTES).unwrap_or(payload);
+    let need_more = if window.len() < payload.len() {
+        Parse::NotThis
+    } else {
+        Parse::NeedMore
+    };
+    let mut pos = 0;
+    // One response head per turn: each consumes at least its status line,
+    // so the loop ends within the window.
+    loop {
+        let Some((line_end, next)) = line_at(window, pos) else {
+            return match status_line_prefix_ok(window.get(pos..).unwrap_or_default()) {
+                true => need_more,
+                false => Parse::NotThis,
+            };
+        };
+        let Some(status) = window.get(pos..line_end).and_then(parse_status_line) else {
+            return Parse::NotThis;
+        };
+        if status == 101 {
+            return Parse::Found(None);
+        }
+        let interim = status < 200;
+        pos = next;
+        loop {
+            let Some((end, next)) = line_at(window, pos) else {
+                return need_more;
+            };
+            let Some(line) = window.get(pos..end) else {
+                return Parse::NotThis;
+            };
+            pos = next;
+            if line.is_empty() {
+                if interim {
+                    break;
+                }
+                return Parse::Found(None);
+            }
+            if !interim
+                && let Some(colon) = line.iter().position(|&b| b == b':')
+                && line
+                    .get(..colon)
+                    .is_some_and(|n| n.eq_ignore_ascii_case(b"content-type"))
+            {
+                let value = line.get(colon + 1..).unwrap_or(&[]);
+                return Parse::Found(media_type(value));
+            }
+        }
+    }
+}
+
+/// The media type of a Content-Type value: what comes before any `;`,
+/// trimmed; `None` if empty or not visible ASCII.
+fn media_type(value: &[u8]) -> Option<&str> {
+    let end = value.iter().position(|&b| b == b';').unwrap_or(value.len());
+    let t = trim(value.get(..end)?);
+    if t.is_empty() || !t.iter().all(|&b| (0x21..=0x7e).contains(&b)) {
+        return None;
+    }
+    core::str::from_utf8(t).ok()
+}
+
+/// The status code of `HTTP/1.d SP 3DIGIT [SP reason]`.
+fn parse_status_line(line: &[u8]) -> Option<u16> {
+    let rest = line.strip_prefix(b"HTTP/1.")?;
+    let (&minor, rest) = rest.split_first()?;
+    if !minor.is_ascii_digit() {
+        return None;
+    }
+    let rest = rest.strip_prefix(b" ")?;
+    let code = rest.get(..3)?;
+    if !code.iter().all(u8::is_ascii_digit) || !matches!(rest.get(3), None | Some(b' ')) {
+        return None;
+    }
+    let code = code
+        .iter()
+        .fold(0u16, |acc, &d| acc * 10 + u16::from(d - b'0'));
+    (100..=599).contains(&code).then_some(code)
+}
+
+/// For a status line not yet terminated: could `buf` still become one
+/// (`HTTP/1.d SP 3DIGIT ...`)?
+fn status_line_prefix_ok(buf: &[u8]) -> bool {
+    const VERSION: &[u8] = b"HTTP/1.";
+    let n = buf.len().min(VERSION.len());
+    if buf.get(..n) != VERSION.get(..n) {
+        return false;
+    }
+    let rest = buf.get(VERSION.len()..).unwrap_or_default();
+    rest.first().is_none_or(u8::is_ascii_digit)
+        && rest.get(1).is_none_or(|&b| b == b' ')
+        && rest
+            .get(2..rest.len().min(5))
+            .is_none_or(|code| code.iter().all(u8::is_ascii_digit))
+}
+
 /// Checks `METHOD SP target SP HTTP/1.d` and returns the target.
 fn parse_request_line(line: &[u8], mlen: usize) -> Option<&[u8]> {
     let rest = line.get(mlen + 1..)?;
@@ -426,11 +657,229 @@ mod tests {
         assert_eq!(request_host(&req[..MAX_HEADER_BYTES - 10]), Parse::NeedMore);
     }
 
+    /// The configuration refuses HTTP methods this parser does not read,
+    /// from a list of its own: both must be the same.
+    #[test]
+    fn methods_agree_with_the_configuration() {
+        let parser: Vec<&[u8]> = METHODS.to_vec();
+        let config: Vec<&[u8]> = crate::config::units::HTTP_METHODS
+            .iter()
+            .map(|m| m.as_bytes())
+            .collect();
+        assert_eq!(parser, config);
+    }
+
+    #[test]
+    fn request_facts_of_real_requests() {
+        let Parse::Found(r) = request_facts(CURL) else {
+            panic!()
+        };
+        assert_eq!(
+            r,
+            Request {
+                method: "GET",
+                target: "/",
+                host: Some("google.com"),
+                user_agent: Some("curl/7.68.0"),
+            }
+        );
+        let Parse::Found(r) = request_facts(SOAP) else {
+            panic!()
+        };
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.path(), "/fwlink/");
+        assert_eq!(
+            r.user_agent,
+            Some("MICROSOFT_DEVICE_METADATA_RETRIEVAL_CLIENT")
+        );
+        assert_eq!(r.host, Some("go.microsoft.com"));
+        // No blank line yet: the headers may go on.
+        assert_eq!(request_facts(PORTAL), Parse::NeedMore);
+        assert_eq!(request_facts(RTSP), Parse::NotThis);
+        assert_eq!(request_facts(SIP), Parse::NotThis);
+        assert_eq!(request_facts(b"\x16\x03\x01\x02\x00"), Parse::NotThis);
+    }
+
+    #[test]
+    fn request_facts_without_host_or_user_agent() {
+        let Parse::Found(r) = request_facts(b"PROPFIND /dav/ HTTP/1.0\r\n\r\n") else {
+            panic!()
+        };
+        assert_eq!((r.method, r.host, r.user_agent), ("PROPFIND", None, None));
+        // An unusable Host leaves the host unknown, the rest is read.
+        let Parse::Found(r) =
+            request_facts(b"GET /a.m3u8 HTTP/1.1\r\nHost: a b\r\nuser-AGENT:  x/1 \r\n\r\n")
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (r.path(), r.host, r.user_agent),
+            ("/a.m3u8", None, Some("x/1"))
+        );
+        // The first of repeated headers counts; absolute-form gives the host.
+        let Parse::Found(r) = request_facts(
+            b"GET http://cdn.example/v/seg.ts?x=1 HTTP/1.1\nUser-Agent: a\nUser-Agent: b\n\n",
+        ) else {
+            panic!()
+        };
+        assert_eq!(
+            (r.host, r.user_agent, r.path()),
+            (Some("cdn.example"), Some("a"), "/v/seg.ts")
+        );
+    }
+
+    #[test]
+    fn paths_leave_out_query_fragment_and_authority() {
+        let path = |target: &'static str| {
+            Request {
+                method: "GET",
+                target,
+                host: None,
+                user_agent: None,
+            }
+            .path()
+        };
+        assert_eq!(path("/live/index.m3u8?token=a.mp4"), "/live/index.m3u8");
+        assert_eq!(path("/a.mpd#t=1"), "/a.mpd");
+        assert_eq!(path("http://h:8080/x/y.deb"), "/x/y.deb");
+        assert_eq!(path("http://h?q=/x.deb"), "");
+        assert_eq!(path("http://h"), "");
+        assert_eq!(path("h.example:443"), "");
+        assert_eq!(path("*"), "");
+    }
+
+    /// A request cut anywhere reads as incomplete until its blank line,
+    /// then in full.
+    #[test]
+    fn request_facts_need_the_whole_header_block() {
+        for n in 0..=CONNCHECK.len() {
+            let got = request_facts(&CONNCHECK[..n]);
+            if n < CONNCHECK.len() {
+                assert_eq!(got, Parse::NeedMore, "prefix {n}");
+            } else {
+                assert!(
+                    matches!(got, Parse::Found(r) if r.host == Some("www.google.eu")),
+                    "{n}"
+                );
+            }
+        }
+        let mut req = b"GET / HTTP/1.1\r\n".to_vec();
+        while req.len() < MAX_HEADER_BYTES + 100 {
+            req.extend_from_slice(b"X-Padding: aaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+        }
+        assert_eq!(request_facts(&req), Parse::NotThis);
+    }
+
+    // A typical HLS playlist response (headers only).
+    const HLS: &[u8] = b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: application/vnd.apple.mpegurl; charset=utf-8\r\nContent-Length: 312\r\n\r\n#EXTM3U\n";
+
+    #[test]
+    fn response_media_types() {
+        assert_eq!(
+            response_content_type(HLS),
+            Parse::Found(Some("application/vnd.apple.mpegurl"))
+        );
+        assert_eq!(
+            response_content_type(b"HTTP/1.0 200 OK\r\ncontent-type:video/MP4\r\n\r\n"),
+            Parse::Found(Some("video/MP4"))
+        );
+        assert_eq!(
+            response_content_type(b"HTTP/1.1 204\r\nServer: x\r\n\r\n"),
+            Parse::Found(None)
+        );
+        assert_eq!(
+            response_content_type(b"HTTP/1.1 200 OK\r\nContent-Type: ;x\r\n\r\n"),
+            Parse::Found(None)
+        );
+        // Interim responses are skipped to the final one.
+        assert_eq!(
+            response_content_type(
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Type: audio/aac\r\n\r\n"
+            ),
+            Parse::Found(Some("audio/aac"))
+        );
+        assert_eq!(
+            response_content_type(b"HTTP/1.1 100 Continue\r\n\r\n"),
+            Parse::NeedMore
+        );
+        assert_eq!(
+            response_content_type(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"
+            ),
+            Parse::Found(None)
+        );
+    }
+
+    #[test]
+    fn responses_cut_short_or_not_http() {
+        let ct_end = HLS.windows(9).position(|w| w == b"utf-8\r\nCo").unwrap() + 7;
+        for n in 0..HLS.len() {
+            let got = response_content_type(&HLS[..n]);
+            if n < ct_end {
+                assert_eq!(got, Parse::NeedMore, "prefix {n}");
+            } else {
+                assert_eq!(
+                    got,
+                    Parse::Found(Some("application/vnd.apple.mpegurl")),
+                    "{n}"
+                );
+            }
+        }
+        for not in [
+            &b"ICY 200 OK\r\n"[..],
+            b"RTSP/1.0 200 OK\r\n",
+            b"HTTP/2 200\r\n",
+            b"HTTP/1.1 20x OK\r\n",
+            b"HTTP/1.1 2000 OK\r\n",
+            b"HTTP/1.1 099 x\r\n",
+            b"HTTP/1.1 200 OK\r\nbad\x00",
+            b"\x16\x03\x03",
+            b"HTTP/1.1 2a",
+        ] {
+            let got = response_content_type(not);
+            assert!(
+                got == Parse::NotThis || (not.ends_with(b"\x00") && got == Parse::NeedMore),
+                "{:?}: {got:?}",
+                String::from_utf8_lossy(not)
+            );
+        }
+        let mut resp = b"HTTP/1.1 200 OK\r\n".to_vec();
+        while resp.len() < MAX_HEADER_BYTES + 100 {
+            resp.extend_from_slice(b"Set-Cookie: aaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+        }
+        assert_eq!(response_content_type(&resp), Parse::NotThis);
+        assert_eq!(
+            response_content_type(&resp[..MAX_HEADER_BYTES - 10]),
+            Parse::NeedMore
+        );
+    }
+
     proptest! {
         #[test]
         fn random_bytes_never_panic(b in proptest::collection::vec(any::<u8>(), 0..400)) {
             let _ = request_host(&b);
             let _ = is_http_request_start(&b);
+            if let Parse::Found(r) = request_facts(&b) {
+                let _ = r.path();
+            }
+            let _ = response_content_type(&b);
+        }
+
+        #[test]
+        fn mutated_responses_never_panic(
+            muts in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6),
+            cut in any::<usize>(),
+        ) {
+            let mut b = HLS.to_vec();
+            for (i, v) in muts {
+                let n = b.len();
+                b[i % n] = v;
+            }
+            let n = b.len();
+            b.truncate(cut % (n + 1));
+            if let Parse::Found(Some(ct)) = response_content_type(&b) {
+                prop_assert!(!ct.is_empty() && !ct.contains(';'));
+            }
         }
 
         #[test]
@@ -448,6 +897,9 @@ mod tests {
             b.truncate(cut % (n + 1));
             if let Parse::Found(h) = request_host(&b) {
                 prop_assert!(!h.is_empty());
+            }
+            if let Parse::Found(r) = request_facts(&b) {
+                prop_assert!(r.target.starts_with(r.path()) || r.target.contains(r.path()));
             }
         }
 

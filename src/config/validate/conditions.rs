@@ -1,12 +1,16 @@
 //! The conditions of a `[[rule]]` or an `[[app.match]]` signature:
-//! protocol, ports, addresses, DSCP, VLAN, hosts, apps, direction and
-//! payload prefix.
+//! protocol, ports, addresses, DSCP, VLAN, hosts, apps, direction,
+//! payload prefix and lengths, and what a plain-HTTP exchange says
+//! (method, path, User-Agent, Content-Type).
 
 use std::str::FromStr;
 
 use super::super::model::Match;
 use super::super::raw::RawMatch;
-use super::super::units::{Direction, Dscp, HostPattern, PortRange, Protocol};
+use super::super::units::{
+    Direction, Dscp, HostPattern, PortRange, Protocol, parse_http_content_type, parse_http_method,
+    parse_http_path_suffix, parse_http_user_agent,
+};
 use super::Problems;
 use super::values::{parse_cidr, parse_name, parse_vlan};
 
@@ -42,10 +46,15 @@ pub(super) fn validate_match(
     }
     if scope == MatchScope::Rule {
         // A rule is evaluated on every packet's headers; payloads are the
-        // catalog's (which inspects each side's first one).
+        // catalog's (which inspects each side's first one, and a plain-HTTP
+        // flow's first request and response).
         for (name, v) in [
             ("payload_prefix", &rm.payload_prefix),
             ("payload_len", &rm.payload_len),
+            ("http_method", &rm.http_method),
+            ("http_path_suffix", &rm.http_path_suffix),
+            ("http_user_agent", &rm.http_user_agent),
+            ("http_content_type", &rm.http_content_type),
         ] {
             if v.is_some() {
                 p.add(
@@ -123,6 +132,29 @@ pub(super) fn validate_match(
             "payload_len applies to the payload a payload_prefix matched: add one".to_string(),
         );
     }
+    let http_method = p.list(
+        &format!("{key}.http_method"),
+        &rm.http_method,
+        parse_http_method,
+    );
+    let http_path_suffix = p.list(
+        &format!("{key}.http_path_suffix"),
+        &rm.http_path_suffix,
+        parse_http_path_suffix,
+    );
+    let http_user_agent = p.list(
+        &format!("{key}.http_user_agent"),
+        &rm.http_user_agent,
+        parse_http_user_agent,
+    );
+    let http_content_type = p.list(
+        &format!("{key}.http_content_type"),
+        &rm.http_content_type,
+        parse_http_content_type,
+    );
+    if scope == MatchScope::Signature {
+        check_http_signature(rm, key, protocol, p);
+    }
     Match {
         protocol,
         ports,
@@ -138,6 +170,42 @@ pub(super) fn validate_match(
         direction,
         payload_prefix,
         payload_len,
+        http_method,
+        http_path_suffix,
+        http_user_agent,
+        http_content_type,
+    }
+}
+
+/// The HTTP conditions of a signature must be able to hold together: on a
+/// TCP flow, without a payload prefix (the first payload of an HTTP flow
+/// is its request line, which the HTTP conditions read better), and the
+/// response's Content-Type apart from what the request says (the request
+/// is not kept until the response comes: write two blocks).
+fn check_http_signature(rm: &RawMatch, key: &str, protocol: Option<Protocol>, p: &mut Problems) {
+    let request =
+        rm.http_method.is_some() || rm.http_path_suffix.is_some() || rm.http_user_agent.is_some();
+    let response = rm.http_content_type.is_some();
+    if !(request || response) {
+        return;
+    }
+    if protocol.is_some_and(|proto| proto != Protocol::TCP) {
+        p.add(
+            format!("{key}.protocol"),
+            "http_* conditions read plain HTTP/1.x, which runs over TCP: write protocol = \"tcp\" or leave it out",
+        );
+    }
+    if rm.payload_prefix.is_some() {
+        p.add(
+            format!("{key}.payload_prefix"),
+            "not allowed with http_* conditions in one [[app.match]] (the payload of an HTTP flow starts with its request line: use http_method or http_path_suffix)",
+        );
+    }
+    if request && response {
+        p.add(
+            format!("{key}.http_content_type"),
+            "the response's Content-Type cannot be combined with conditions on the request (http_method, http_path_suffix, http_user_agent) in one [[app.match]]: write two blocks",
+        );
     }
 }
 
