@@ -104,8 +104,11 @@ pub struct DpiState {
     /// the one that completed its headers, perhaps).
     http_host_found: bool,
     /// A first client segment that was not the start of anything known,
-    /// kept in case the next one is the start of a ClientHello it follows.
+    /// kept in case the next one is the start of a ClientHello it follows;
+    /// or a segment that came ahead of a gap in a buffered stream.
     stray: Option<Vec<u8>>,
+    /// Where the TCP streams' buffered bytes sit in sequence space.
+    seq: SeqState,
     /// Media timing and RTP headers, per direction (initiator first).
     media: [MediaTracker; 2],
     /// Strongest media evidence so far.
@@ -125,6 +128,57 @@ fn is_ip_literal(name: &str) -> bool {
 /// its place (then the server's certificate is read for one).
 fn hello_name(hello: &tls::ClientHello<'_>) -> Option<Box<str>> {
     hello.sni.filter(|s| !is_ip_literal(s)).map(owned_host)
+}
+
+/// Sequence numbers of the bytes a flow's TCP buffers hold, so that a
+/// retransmitted or resegmented segment adds only what is new and one
+/// that comes ahead of a gap waits for it (reassembly by sequence number,
+/// bounded by the buffers' own bound and one waiting segment).
+#[derive(Debug, Default, Clone, Copy)]
+struct SeqState {
+    /// Sequence number of the first byte of the part of the segment being
+    /// handled (`None`: unknown, arrival order is all there is).
+    part: Option<u32>,
+    /// Side (0: initiator) of the segment being handled.
+    side: usize,
+    /// Side whose stream `hello` holds, and the number of its first byte.
+    hello: Option<(usize, u32)>,
+    /// Number of `server`'s first byte.
+    server: Option<u32>,
+    /// Side and number of `stray`'s first byte.
+    stray: Option<(usize, u32)>,
+}
+
+/// What of a segment is new to a buffered stream.
+#[derive(Debug, PartialEq, Eq)]
+enum Fresh<'p> {
+    /// These bytes (the segment's tail past what is held), starting at
+    /// this sequence number.
+    New(&'p [u8], Option<u32>),
+    /// Nothing: a retransmission of bytes held.
+    Seen,
+    /// The segment starts past a gap.
+    Ahead,
+}
+
+/// What of `payload`, numbered from `seq`, is new to a stream whose next
+/// byte is numbered `next`.
+fn fresh(next: u32, seq: u32, payload: &[u8]) -> Fresh<'_> {
+    // Sequence space wraps: compare by signed distance (RFC 9293 3.4).
+    let off = seq.wrapping_sub(next) as i32;
+    if off > 0 {
+        return Fresh::Ahead;
+    }
+    let old = off.unsigned_abs() as usize;
+    match payload.get(old..) {
+        Some(part) if !part.is_empty() => Fresh::New(part, Some(next)),
+        _ => Fresh::Seen,
+    }
+}
+
+/// The sequence number of a TCP header.
+fn tcp_seq(tcp: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(tcp.get(4..8)?.try_into().ok()?))
 }
 
 /// What comes after a segment of an HTTP request.
@@ -160,6 +214,7 @@ impl DpiState {
             response_pending: false,
             http_host_found: false,
             stray: None,
+            seq: SeqState::default(),
             media: Default::default(),
             media_seen: Media::None,
             media_known: false,
@@ -209,13 +264,9 @@ impl DpiState {
             });
         }
         match protocol {
-            6 if from_initiator && !payload.is_empty() => {
-                self.tcp_client(payload, &mut found, catalog, facts);
+            6 if !payload.is_empty() => {
+                self.tcp_segment(payload, tcp_seq(pkt.tcp), who, &mut found, catalog, facts)
             }
-            6 if self.response_pending && !payload.is_empty() => {
-                self.http_response(payload, &mut found, catalog, facts);
-            }
-            6 if self.server_pending && !payload.is_empty() => self.tcp_server(payload, &mut found),
             17 if !payload.is_empty() => {
                 if from_initiator && !self.quic_done {
                     self.udp_client(payload, &mut found);
@@ -246,6 +297,103 @@ impl DpiState {
             self.held_bytes()
         );
         found
+    }
+
+    /// A TCP segment from side `who` (0: the initiator) whose first byte
+    /// is numbered `seq`: what is new of it goes to the reader of its
+    /// side's stream, in sequence order.
+    fn tcp_segment(
+        &mut self,
+        payload: &[u8],
+        seq: Option<u32>,
+        who: usize,
+        found: &mut Found,
+        catalog: &CompiledCatalog,
+        facts: &FlowFacts<'_>,
+    ) {
+        match self.fresh_part(who, seq, payload) {
+            Fresh::New(part, at) => {
+                self.read_part(part, at, who, found, catalog, facts);
+            }
+            Fresh::Seen => return,
+            Fresh::Ahead => {
+                // Past a gap: wait for the gap to fill (one segment waits).
+                if self.stray.is_none() && payload.len() <= MAX_HELLO_BUFFER {
+                    let mut buf = Vec::new();
+                    if extend_reserved(&mut buf, payload, &mut self.res) {
+                        self.stray = Some(buf);
+                        self.seq.stray = seq.map(|s| (who, s));
+                    } else {
+                        found.refused.add(Holder::Tls);
+                    }
+                }
+                return;
+            }
+        }
+        // The segment that waited, if the stream has reached it now.
+        if let Some((side, at)) = self.seq.stray
+            && side == who
+            && let Some(stray) = self.stray.take()
+        {
+            self.res.shrink(stray.capacity());
+            self.seq.stray = None;
+            match self.fresh_part(who, Some(at), &stray) {
+                Fresh::New(part, at) => self.read_part(part, at, who, found, catalog, facts),
+                Fresh::Seen => {}
+                Fresh::Ahead => {
+                    // Still ahead: back where it was.
+                    if extend_reserved(self.stray.get_or_insert_default(), &stray, &mut self.res) {
+                        self.seq.stray = Some((side, at));
+                    } else {
+                        self.stray = None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// What of a segment from side `who` is new to that side's buffered
+    /// stream (all of it when nothing is buffered or numbers are unknown).
+    fn fresh_part<'p>(&self, who: usize, seq: Option<u32>, payload: &'p [u8]) -> Fresh<'p> {
+        let held = match (who, self.seq.hello, self.seq.server) {
+            (_, Some((side, start)), _) if side == who => {
+                self.hello.as_ref().map(|b| (start, b.len()))
+            }
+            (1, _, Some(start)) => self.server.as_ref().map(|b| (start, b.len())),
+            _ => None,
+        };
+        match (held, seq) {
+            (Some((start, len)), Some(seq)) => fresh(start.wrapping_add(len as u32), seq, payload),
+            _ => Fresh::New(payload, seq),
+        }
+    }
+
+    /// Hands new stream bytes of side `who`, numbered from `at`, to the
+    /// reader of that side's stream.
+    fn read_part(
+        &mut self,
+        part: &[u8],
+        at: Option<u32>,
+        who: usize,
+        found: &mut Found,
+        catalog: &CompiledCatalog,
+        facts: &FlowFacts<'_>,
+    ) {
+        self.seq.part = at;
+        self.seq.side = who;
+        if who == 0 {
+            self.tcp_client(part, found, catalog, facts);
+        } else if self.response_pending {
+            self.http_response(part, found, catalog, facts);
+        } else if self.server_pending {
+            self.tcp_server(part, found);
+        }
+        if self.hello.is_none() {
+            self.seq.hello = None;
+        }
+        if self.server.is_none() {
+            self.seq.server = None;
+        }
     }
 
     /// Whether the buffered start of the stream reached its bound: the
@@ -290,7 +438,13 @@ impl DpiState {
                 } else if self.hello.is_none() {
                     // A segment that came before this one but belongs after
                     // it (reordered on the way): the hello may need both.
-                    let stray = self.stray.take();
+                    // With sequence numbers, the segment that waited joins
+                    // once the stream reaches it (`tcp_segment`).
+                    let stray = if self.seq.stray.is_some() {
+                        None
+                    } else {
+                        self.stray.take()
+                    };
                     if let Some(buf) = &stray {
                         self.res.shrink(buf.capacity());
                     }
@@ -323,6 +477,7 @@ impl DpiState {
                     let mut buf = Vec::new();
                     if extend_reserved(&mut buf, payload, &mut self.res) {
                         self.stray = Some(buf);
+                        self.seq.stray = self.seq.part.map(|at| (0, at));
                         return;
                     }
                     found.refused.add(Holder::Tls);
@@ -369,6 +524,7 @@ impl DpiState {
                         .unwrap_or_default();
                     if extend_reserved(&mut buf, first, &mut self.res) {
                         self.server = Some(buf);
+                        self.seq.server = self.seq.part;
                         false
                     } else {
                         found.refused.add(Holder::Tls);
@@ -534,6 +690,7 @@ impl DpiState {
             buf.extend_from_slice(first);
             buf.extend_from_slice(then);
             self.hello = Some(buf);
+            self.seq.hello = self.seq.part.map(|at| (self.seq.side, at));
             true
         } else {
             found.refused.add(Holder::Tls);

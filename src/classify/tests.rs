@@ -64,6 +64,19 @@ pub(crate) fn udp(
     out
 }
 
+/// A one-way TCP stream: source address and port, destination's.
+type Stream = ([u8; 4], u16, [u8; 4], u16);
+
+thread_local! {
+    /// The next sequence number of each stream [`tcp`] built in this
+    /// test's thread.
+    static NEXT_SEQ: std::cell::RefCell<std::collections::HashMap<Stream, u32>> =
+        Default::default();
+}
+
+/// A TCP segment (a SYN, or an ACK with `payload`), numbered after the
+/// segments built before it for the same stream in this thread, as a real
+/// sender numbers them (the classifier reassembles by sequence number).
 pub(crate) fn tcp(
     src: [u8; 4],
     sp: u16,
@@ -72,10 +85,17 @@ pub(crate) fn tcp(
     payload: &[u8],
     syn: bool,
 ) -> Vec<u8> {
+    let seq = NEXT_SEQ.with(|m| {
+        let mut m = m.borrow_mut();
+        let next = m.entry((src, sp, dst, dp)).or_insert(1);
+        let seq = *next;
+        *next = next.wrapping_add(payload.len() as u32 + u32::from(syn));
+        seq
+    });
     let mut out = Vec::new();
     let mut b = PacketBuilder::ethernet2([2; 6], [4; 6])
         .ipv4(src, dst, 64)
-        .tcp(sp, dp, 1, 65535);
+        .tcp(sp, dp, seq, 65535);
     if syn {
         b = b.syn();
     } else {
@@ -511,6 +531,94 @@ fn sd_rtn_names_its_edge() {
         (cat.as_str(), by.as_str(), app.as_deref()),
         ("video", "payload", Some("agora-rtc"))
     );
+}
+
+/// A TCP segment from the client with sequence number `seq`.
+fn client_segment(sp: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2([2; 6], [4; 6])
+        .ipv4(PC, SRV, 64)
+        .tcp(sp, 443, seq, 65535)
+        .ack(1)
+        .write(&mut out, payload)
+        .unwrap();
+    out
+}
+
+/// A ClientHello is read however TCP delivered it: retransmitted whole or
+/// in part, cut into a tiny first segment and the rest, or reordered; the
+/// stream is put back together by sequence number.
+#[test]
+fn a_client_hello_is_reassembled_by_sequence_number() {
+    // A ClientHello whose server name comes last, after 1500 bytes of
+    // padding: in the second half of the stream.
+    let name = b"contoso.sharepoint.com";
+    let mut exts = vec![0x00, 0x15, 0x05, 0xdc];
+    exts.extend([0u8; 1500]);
+    exts.extend([0x00, 0x00]);
+    exts.extend(((name.len() + 5) as u16).to_be_bytes());
+    exts.extend(((name.len() + 3) as u16).to_be_bytes());
+    exts.push(0);
+    exts.extend((name.len() as u16).to_be_bytes());
+    exts.extend(name);
+    let mut body = vec![0x03, 0x03];
+    body.extend([0x11; 32]);
+    body.extend([0, 0x00, 0x02, 0x13, 0x01, 0x01, 0x00]);
+    body.extend((exts.len() as u16).to_be_bytes());
+    body.extend(exts);
+    let mut msg = vec![1, 0];
+    msg.extend((body.len() as u16).to_be_bytes());
+    msg.extend(body);
+    let hello = tls_record(&msg);
+    let isn = 0xffff_fc00u32; // the stream's numbers wrap around 2^32
+    let at = |off: usize| isn.wrapping_add(1).wrapping_add(off as u32);
+    type Plan = &'static [(usize, usize)];
+    const END: usize = usize::MAX;
+    let plans: [(&str, Plan); 7] = [
+        ("in order", &[(0, 1400), (1400, END)]),
+        (
+            "first segment retransmitted",
+            &[(0, 1400), (0, 1400), (1400, END)],
+        ),
+        (
+            "a stale copy of the start",
+            &[(0, 1400), (0, 800), (1400, END)],
+        ),
+        (
+            "overlapping resegmentation",
+            &[(0, 1400), (1000, 1500), (1500, END)],
+        ),
+        ("tiny first segment", &[(0, 1), (1, END)]),
+        (
+            "three bytes, then the rest",
+            &[(0, 3), (3, 700), (700, END)],
+        ),
+        ("second segment first", &[(1400, END), (0, 1400)]),
+    ];
+    for (i, (what, plan)) in plans.into_iter().enumerate() {
+        let mut h = Harness::new(config(""));
+        let sp = 41000 + i as u16;
+        let mut syn = Vec::new();
+        PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4(PC, SRV, 64)
+            .tcp(sp, 443, isn, 65535)
+            .syn()
+            .write(&mut syn, b"")
+            .unwrap();
+        h.send(&syn, Direction::Upload);
+        let mut last = String::new();
+        for &(from, to) in plan {
+            let end = to.min(hello.len());
+            last = h
+                .send(
+                    &client_segment(sp, at(from), &hello[from..end]),
+                    Direction::Upload,
+                )
+                .1;
+        }
+        assert_eq!(last, "sni", "{what}");
+        assert_eq!(h.used(), 0, "{what}: state freed");
+    }
 }
 
 // The DPI memory budget: per-flow state is bounded, counted and freed.
