@@ -104,6 +104,8 @@ pub struct Classifier {
     budget: Arc<DpiBudget>,
     /// The real-time app each LAN endpoint was last used by.
     endpoints: endpoints::EndpointApps,
+    /// The catalog's Zoom media app, whose packets say what they carry.
+    zoom_media: Option<AppId>,
 }
 
 /// What [`Classifier::classify`] returns for one packet.
@@ -147,6 +149,7 @@ impl Classifier {
     /// caller's to set.
     pub fn with_budget(cfg: &Config, generation: u32, budget: Arc<DpiBudget>) -> Self {
         let catalog = CompiledCatalog::new(&cfg.catalog, cfg);
+        let catalog_zoom = catalog.app_id("zoom-media");
         let rules: Vec<(Matcher, CategoryId)> = cfg
             .rule
             .iter()
@@ -175,6 +178,7 @@ impl Classifier {
                 .and_then(|n| cfg.category_id(n)),
             budget,
             endpoints: Default::default(),
+            zoom_media: catalog_zoom,
         }
     }
 

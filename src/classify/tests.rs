@@ -621,6 +621,33 @@ fn a_client_hello_is_reassembled_by_sequence_number() {
     }
 }
 
+/// A Zoom media connection's audio is voice and its video and screen
+/// share video, packet by packet, whatever the flow's own verdict.
+#[test]
+fn zoom_media_is_queued_by_what_each_datagram_carries() {
+    use crate::classify::dpi::zoom::tests::datagram;
+    let mut h = Harness::new(config(""));
+    const MMR: [u8; 4] = [170, 114, 3, 4];
+    let send = |h: &mut Harness, inner: u8, len: usize| {
+        h.send(
+            &udp(PC, 52000, MMR, 8801, &datagram(inner, len), 0),
+            Direction::Upload,
+        )
+    };
+    assert_eq!(send(&mut h, 16, 1000).2.as_deref(), Some("zoom-media"));
+    for _ in 0..30 {
+        assert_eq!(send(&mut h, 15, 120).0, "voice");
+        assert_eq!(send(&mut h, 16, 1000).0, "video");
+        assert_eq!(send(&mut h, 30, 900).0, "video");
+    }
+    // What is not media (a type the layout does not name) keeps the
+    // flow's category.
+    assert_eq!(send(&mut h, 21, 60).0, "video");
+    // Another app's datagrams that happen to start alike are left alone.
+    let other = udp(PC, 52001, SRV, 40000, &datagram(15, 120), 0);
+    assert_ne!(h.send(&other, Direction::Upload).0, "voice");
+}
+
 // The DPI memory budget: per-flow state is bounded, counted and freed.
 
 use crate::classify::dpi::quic::Version;

@@ -9,7 +9,7 @@ use super::dns_stream::learn_dns_stream;
 use super::inspect::{DpiState, Media};
 use super::matcher::{Answer, AppId, FlowFacts};
 use super::state::{ClassCell, FlowClass};
-use super::{Classifier, NameLookup, Verdict, ip_of};
+use super::{Classifier, NameLookup, Verdict, dpi, ip_of};
 use crate::config::{CategoryId, Direction};
 use crate::flow::Flow;
 use crate::packet::FrameKind;
@@ -69,6 +69,20 @@ impl Classifier {
             self.locked_path(flow, ctx, names)
         };
         verdict.refused.merge(refused);
+        // A Zoom media connection carries a meeting's audio, video and
+        // screen share together: each datagram says which, so its audio
+        // is voice and the rest video, packet by packet.
+        if verdict.app.is_some()
+            && verdict.app == self.zoom_media
+            && self.targets.is_media(verdict.category)
+            && let Some(m) = dpi::zoom::media(pkt.payload)
+            && let Some(cat) = match m {
+                dpi::zoom::ZoomMedia::Audio => self.targets.voice,
+                dpi::zoom::ZoomMedia::Video | dpi::zoom::ZoomMedia::Share => self.targets.video,
+            }
+        {
+            verdict.category = cat;
+        }
         verdict
     }
 

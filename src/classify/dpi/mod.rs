@@ -12,6 +12,7 @@ pub mod rtp;
 pub mod stun;
 pub mod tls;
 pub mod tls_server;
+pub mod zoom;
 
 /// What a parser made of the bytes it was given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
