@@ -80,9 +80,10 @@ pub struct DpiState {
     /// A payload was seen from the initiator / from the responder.
     seen_payload: [bool; 2],
     /// The start of the stream being read, while incomplete: the client's
-    /// (a ClientHello, an HTTP request's headers), then, for HTTP, the
-    /// server's (its response's headers). One at a time: the response is
-    /// read only once the request was.
+    /// (a ClientHello, an HTTP request's headers), then the server's (an
+    /// HTTP response's headers; a TLS 1.2 first flight, for a ClientHello
+    /// that named no host). One at a time: the server's is read only once
+    /// the client's was.
     hello: Option<Vec<u8>>,
     /// The client's stream is not a ClientHello (or it was read).
     hello_done: bool,
@@ -92,9 +93,6 @@ pub struct DpiState {
     quic_done: bool,
     /// The client stream is not TLS: look for an HTTP request instead.
     http_pending: bool,
-    /// The start of the server's stream, while its first flight (TLS 1.2
-    /// and older: ServerHello, Certificate) is incomplete.
-    server: Option<Vec<u8>>,
     /// The client's ClientHello named no host (or an IP literal): read the
     /// server's certificate for one.
     server_pending: bool,
@@ -140,13 +138,11 @@ struct SeqState {
     /// handled (`None`: unknown, arrival order is all there is).
     part: Option<u32>,
     /// Side (0: initiator) of the segment being handled.
-    side: usize,
+    side: u8,
     /// Side whose stream `hello` holds, and the number of its first byte.
-    hello: Option<(usize, u32)>,
-    /// Number of `server`'s first byte.
-    server: Option<u32>,
+    hello: Option<(u8, u32)>,
     /// Side and number of `stray`'s first byte.
-    stray: Option<(usize, u32)>,
+    stray: Option<(u8, u32)>,
 }
 
 /// What of a segment is new to a buffered stream.
@@ -209,7 +205,6 @@ impl DpiState {
             quic: None,
             quic_done: false,
             http_pending: false,
-            server: None,
             server_pending: false,
             response_pending: false,
             http_host_found: false,
@@ -227,7 +222,6 @@ impl DpiState {
         size_of::<DpiState>()
             + self.hello.as_ref().map_or(0, Vec::capacity)
             + self.stray.as_ref().map_or(0, Vec::capacity)
-            + self.server.as_ref().map_or(0, Vec::capacity)
             + self.quic.as_ref().map_or(0, |q| {
                 size_of::<quic::InitialReassembler>() + q.heap_bytes()
             })
@@ -322,7 +316,7 @@ impl DpiState {
                     let mut buf = Vec::new();
                     if extend_reserved(&mut buf, payload, &mut self.res) {
                         self.stray = Some(buf);
-                        self.seq.stray = seq.map(|s| (who, s));
+                        self.seq.stray = seq.map(|s| (u8::from(who != 0), s));
                     } else {
                         found.refused.add(Holder::Tls);
                     }
@@ -332,7 +326,7 @@ impl DpiState {
         }
         // The segment that waited, if the stream has reached it now.
         if let Some((side, at)) = self.seq.stray
-            && side == who
+            && usize::from(side) == who
             && let Some(stray) = self.stray.take()
         {
             self.res.shrink(stray.capacity());
@@ -355,11 +349,10 @@ impl DpiState {
     /// What of a segment from side `who` is new to that side's buffered
     /// stream (all of it when nothing is buffered or numbers are unknown).
     fn fresh_part<'p>(&self, who: usize, seq: Option<u32>, payload: &'p [u8]) -> Fresh<'p> {
-        let held = match (who, self.seq.hello, self.seq.server) {
-            (_, Some((side, start)), _) if side == who => {
+        let held = match self.seq.hello {
+            Some((side, start)) if usize::from(side) == who => {
                 self.hello.as_ref().map(|b| (start, b.len()))
             }
-            (1, _, Some(start)) => self.server.as_ref().map(|b| (start, b.len())),
             _ => None,
         };
         match (held, seq) {
@@ -380,7 +373,7 @@ impl DpiState {
         facts: &FlowFacts<'_>,
     ) {
         self.seq.part = at;
-        self.seq.side = who;
+        self.seq.side = u8::from(who != 0);
         if who == 0 {
             self.tcp_client(part, found, catalog, facts);
         } else if self.response_pending {
@@ -390,9 +383,6 @@ impl DpiState {
         }
         if self.hello.is_none() {
             self.seq.hello = None;
-        }
-        if self.server.is_none() {
-            self.seq.server = None;
         }
     }
 
@@ -499,7 +489,7 @@ impl DpiState {
     /// the first flight's certificate (TLS 1.2 and older send it in
     /// clear), possibly spread over several segments.
     fn tcp_server(&mut self, payload: &[u8], found: &mut Found) {
-        let parsed = match self.server.as_mut() {
+        let parsed = match self.hello.as_mut() {
             Some(buf) => append_bounded(buf, payload, &mut self.res).map(|b| {
                 // The parser's answer on a buffer that reached its bound
                 // is final: no more bytes will come.
@@ -517,14 +507,14 @@ impl DpiState {
             Some((Parse::NeedMore, full)) => {
                 if full {
                     true
-                } else if self.server.is_none() {
+                } else if self.hello.is_none() {
                     let mut buf = Vec::new();
                     let first = payload
                         .get(..payload.len().min(MAX_HELLO_BUFFER))
                         .unwrap_or_default();
                     if extend_reserved(&mut buf, first, &mut self.res) {
-                        self.server = Some(buf);
-                        self.seq.server = self.seq.part;
+                        self.hello = Some(buf);
+                        self.seq.hello = self.seq.part.map(|at| (1, at));
                         false
                     } else {
                         found.refused.add(Holder::Tls);
@@ -542,7 +532,7 @@ impl DpiState {
         };
         if done {
             self.server_pending = false;
-            free(&mut self.server, &mut self.res);
+            free(&mut self.hello, &mut self.res);
         }
     }
 
