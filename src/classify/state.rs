@@ -42,6 +42,9 @@ pub struct FlowClass {
     pub(super) generation: u32,
     /// Still watching for the volume heuristic.
     pub(super) watch_volume: bool,
+    /// The initiator sent to an Ethernet group address (a broadcast to
+    /// its subnet, say).
+    pub(super) l2_group: bool,
     /// A call watched for its lifetime, to move between voice and video
     /// (boxed: only calls pay for it).
     pub(super) media_watch: Option<Box<MediaWatch>>,

@@ -1023,6 +1023,13 @@ fn unknown_broadcast_and_multicast_udp_is_discovery() {
     );
     // The same bytes to a server: nothing says what it is.
     assert_eq!(send(udp(PC, 41001, SRV, 9131, probe, 0)).1, "default");
+    // To the subnet's broadcast address, which only the frame's
+    // broadcast MAC tells from a host's.
+    let mut subnet = udp(PC, 17500, [192, 168, 1, 255], 17500, probe, 0);
+    subnet[..6].copy_from_slice(&[0xff; 6]);
+    assert_eq!(send(subnet), got("control", "discovery", "dropbox"));
+    let unicast = udp(PC, 17501, [192, 168, 1, 255], 17500, probe, 0);
+    assert_eq!(send(unicast).1, "port");
 }
 
 #[test]

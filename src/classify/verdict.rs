@@ -211,6 +211,9 @@ impl Classifier {
             }
         }
 
+        if pkt.l2_group && ctx.side == initiator {
+            c.l2_group = true;
+        }
         let mut refused = Refusals::default();
         let mut dpi_done = !matches!(key.protocol, 6 | 17) || pkt.kind != FrameKind::Ip;
         if !dpi_done && !c.settled && !reloaded_settled {
@@ -295,7 +298,14 @@ impl Classifier {
                 settled,
                 ..base
             };
-            let (v, sure) = self.decide(&facts, identified, c.inherited, c.media, pkt.dscp);
+            let (v, sure) = self.decide(
+                &facts,
+                identified,
+                c.inherited,
+                c.media,
+                pkt.dscp,
+                c.l2_group,
+            );
             decisive &= sure;
             *d.pick_mut(&mut out) = v;
         }
@@ -353,6 +363,7 @@ impl Classifier {
         inherited: Option<CategoryId>,
         media: Media,
         dscp: u8,
+        l2_group: bool,
     ) -> ((CategoryId, DecidedBy), bool) {
         let mut waiting = false;
         for (i, (m, cat)) in self.rules.iter().enumerate() {
@@ -370,7 +381,9 @@ impl Classifier {
         }
         let _ = self.rules_need_identity;
         // UDP to every host or to a group: the LAN's own traffic.
-        let to_group = facts.protocol == 17 && is_group(facts.dst);
+        // (A subnet's broadcast address shows only in the frame's group
+        // destination MAC.)
+        let to_group = facts.protocol == 17 && (is_group(facts.dst) || l2_group);
         // Real-time media in a UDP flow whose app is only known from a DNS
         // name (the conferencing service's server) or from the LAN
         // endpoint a call used is the call itself.

@@ -70,6 +70,10 @@ pub struct PacketMeta<'a> {
     pub tcp_flags: u8,
     /// True when the IP payload is a fragment (no L4 header read).
     pub fragment: bool,
+    /// The frame went to an Ethernet group address (broadcast or
+    /// multicast): a subnet's broadcast (192.168.1.255) says so here, where
+    /// the IP address alone does not.
+    pub l2_group: bool,
     /// TCP/UDP payload (ICMP: the ICMP message after its header); empty otherwise.
     pub payload: &'a [u8],
     /// The TCP header with its options (sequence and acknowledgement
@@ -112,6 +116,7 @@ impl<'a> PacketMeta<'a> {
             ecn: 0,
             tcp_flags: 0,
             fragment: false,
+            l2_group: false,
             payload: &[],
             tcp: &[],
         }
@@ -121,10 +126,13 @@ impl<'a> PacketMeta<'a> {
     /// as [`FrameKind::Malformed`], non-IP as [`FrameKind::NonIp`].
     #[inline]
     pub fn parse(frame: &'a [u8]) -> Self {
-        if let Some(meta) = fast::parse(frame) {
-            return meta;
-        }
-        Self::parse_general(frame)
+        let mut meta = match fast::parse(frame) {
+            Some(meta) => meta,
+            None => Self::parse_general(frame),
+        };
+        // The first bit sent of the destination MAC: the group bit.
+        meta.l2_group = frame.first().is_some_and(|b| b & 1 == 1);
+        meta
     }
 
     /// Every frame the fast path declines, through etherparse.

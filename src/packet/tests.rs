@@ -451,6 +451,20 @@ fn ipv6_in_ipv4_and_truncated_tunnels() {
 }
 
 #[test]
+fn group_destinations_are_seen_in_the_frame() {
+    let mut frame = udp_v6(b"payload!");
+    assert!(!PacketMeta::parse(&frame).l2_group);
+    frame[..6].copy_from_slice(&[0xff; 6]);
+    assert!(PacketMeta::parse(&frame).l2_group);
+    // IPv6 multicast MACs (33:33:...) and IPv4's (01:00:5e:...) too.
+    frame[..6].copy_from_slice(&[0x33, 0x33, 0, 0, 0, 0xfb]);
+    assert!(PacketMeta::parse(&frame).l2_group);
+    let mut v4 = tcp_v4(b"x", false);
+    v4[..6].copy_from_slice(&[0x01, 0x00, 0x5e, 0, 0, 1]);
+    assert!(PacketMeta::parse(&v4).l2_group);
+}
+
+#[test]
 fn partial_checksums_are_completed() {
     use super::rewrite::complete_l4_checksum;
     for frame in [tcp_v4(b"some payload", false), udp_v6(b"payload!")] {
