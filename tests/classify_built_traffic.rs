@@ -1486,6 +1486,136 @@ fn tls_client_hello_segments_out_of_order() {
     );
 }
 
+/// A rustls ClientHello whose first 20 bytes (before its server name)
+/// are sent, sent again (a retransmission), then resent overlapping the
+/// next bytes (the sender resegmented): the stream is put back together by
+/// sequence number. Appended in arrival order, the duplicates hid the name.
+#[test]
+fn tls_client_hello_retransmitted_and_resegmented() {
+    let scratch = Scratch::new("tls-retransmit");
+    let mut cap = Capture::new();
+    let mut rng = Rng::new(12);
+    let client = ep(PC1, 51_302);
+    let server = ep([13, 107, 136, 9], 443);
+    let hello = tls_client_hello("contoso.sharepoint.com");
+    let mut c = Tcp::open(&mut cap, EPOCH, client, server, ms(18));
+    c.client_segments(&mut cap, &[&hello[..20]]);
+    c.client_retransmits(&mut cap, 20, &hello[..20]);
+    c.client_retransmits(&mut cap, 10, &hello[10..40]);
+    c.client_advance(20);
+    c.client_segments(&mut cap, &[&hello[40..]]);
+    c.server_sends(&mut cap, &tls_server_flight(&mut rng, 2800), us(120));
+    c.client_sends(&mut cap, &tls_app_data(&mut rng, 620));
+    c.close(&mut cap);
+    let flows = classify(&scratch, "tls-retransmit", &cap, None);
+    check(
+        &flows,
+        &cap,
+        Proto::Tcp,
+        client,
+        server,
+        want("business", "sni", Some("sharepoint")),
+    );
+}
+
+/// A capture (or a qosd restart) that begins in the middle of a kept-alive
+/// HTTP connection: the server's data comes first, then the client's next
+/// request. The client is still the client (port ranks), and its request
+/// is read.
+#[test]
+fn a_flow_picked_up_mid_stream_keeps_its_roles() {
+    let scratch = Scratch::new("mid-stream");
+    let mut cap = Capture::new();
+    let mut rng = Rng::new(13);
+    let client = ep(PC1, 51_303);
+    let server = ep([13, 107, 4, 50], 80);
+    let (mut cs, mut ss) = (0x4000_0000u32, 0x9000_0000u32);
+    let mut at = EPOCH;
+    for chunk in rng.bytes(4000).chunks(MSS) {
+        cap.push(Frame {
+            at,
+            proto: Proto::Tcp,
+            src: server,
+            dst: client,
+            bytes: tcp_frame(server, client, ss, cs, PSH_ACK, 1026, &[], chunk),
+        });
+        ss = ss.wrapping_add(chunk.len() as u32);
+        at += us(200);
+    }
+    let request = wu_http_request();
+    cap.push(Frame {
+        at,
+        proto: Proto::Tcp,
+        src: client,
+        dst: server,
+        bytes: tcp_frame(client, server, cs, ss, PSH_ACK, 1026, &[], &request),
+    });
+    cs = cs.wrapping_add(request.len() as u32);
+    at += ms(12);
+    cap.push(Frame {
+        at,
+        proto: Proto::Tcp,
+        src: server,
+        dst: client,
+        bytes: tcp_frame(
+            server,
+            client,
+            ss,
+            cs,
+            PSH_ACK,
+            1026,
+            &[],
+            b"HTTP/1.1 200 OK\r\n\r\n",
+        ),
+    });
+    let flows = classify(&scratch, "mid-stream", &cap, None);
+    check(
+        &flows,
+        &cap,
+        Proto::Tcp,
+        client,
+        server,
+        want("bulk", "http-host", Some("windows-update")),
+    );
+}
+
+/// A flow inside a GRE tunnel between two routers is classified as
+/// itself (its own 5-tuple and ClientHello), and accounted with the
+/// tunnel's bytes.
+#[test]
+fn flows_inside_a_gre_tunnel_are_themselves() {
+    let scratch = Scratch::new("gre");
+    let mut inner = Capture::new();
+    let mut rng = Rng::new(14);
+    let client = ep(PC2, 51_304);
+    let server = ep([13, 107, 136, 9], 443);
+    let mut c = Tcp::open(&mut inner, EPOCH, client, server, ms(18));
+    c.client_sends(&mut inner, &tls_client_hello("contoso.sharepoint.com"));
+    c.server_sends(&mut inner, &tls_server_flight(&mut rng, 2800), us(120));
+    c.close(&mut inner);
+    // Each frame's IP packet, after a plain GRE header, between routers.
+    let mut cap = Capture::new();
+    for f in inner.frames() {
+        let mut gre = vec![0, 0, 0x08, 0x00];
+        gre.extend_from_slice(&f.bytes[14..]);
+        let mut outer = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4([198, 18, 255, 1], [198, 19, 255, 1], 64)
+            .write(&mut outer, etherparse::IpNumber(47), &gre)
+            .unwrap();
+        cap.push(Frame { bytes: outer, ..f });
+    }
+    let flows = classify(&scratch, "gre", &cap, None);
+    check(
+        &flows,
+        &cap,
+        Proto::Tcp,
+        client,
+        server,
+        want("business", "sni", Some("sharepoint")),
+    );
+}
+
 // ---------------------------------------------------------------------------
 // 9. Volume: long transfers nothing named become bulk
 
