@@ -158,6 +158,73 @@ fn target_authority(target: &[u8], connect: bool) -> Option<&[u8]> {
     rest.get(..end)
 }
 
+/// Why a request's start was not read: both answers a parser may give
+/// before it has anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    NeedMore,
+    NotThis,
+}
+
+impl<T> From<Stop> for Parse<T> {
+    fn from(s: Stop) -> Self {
+        match s {
+            Stop::NeedMore => Parse::NeedMore,
+            Stop::NotThis => Parse::NotThis,
+        }
+    }
+}
+
+/// A request's method and request line, read.
+struct RequestStart<'a> {
+    /// Length of the method.
+    method_len: usize,
+    /// The bytes looked at: at most [`MAX_HEADER_BYTES`].
+    window: &'a [u8],
+    /// What an unfinished header block means: more to come, or (past the
+    /// cap) nothing more will be read.
+    need_more: Stop,
+    /// The request target.
+    target: &'a [u8],
+    /// Where the header lines start.
+    pos: usize,
+}
+
+/// The method and request line every request parser starts with.
+fn request_start(payload: &[u8]) -> Result<RequestStart<'_>, Stop> {
+    let Some(method_len) = method_len(payload) else {
+        return Err(if could_be_method_prefix(payload) {
+            Stop::NeedMore
+        } else {
+            Stop::NotThis
+        });
+    };
+    let window = payload.get(..MAX_HEADER_BYTES).unwrap_or(payload);
+    let need_more = if window.len() < payload.len() {
+        Stop::NotThis
+    } else {
+        Stop::NeedMore
+    };
+    let Some((line_end, pos)) = line_at(window, 0) else {
+        return Err(if request_line_prefix_ok(window, method_len) {
+            need_more
+        } else {
+            Stop::NotThis
+        });
+    };
+    let target = window
+        .get(..line_end)
+        .and_then(|line| parse_request_line(line, method_len))
+        .ok_or(Stop::NotThis)?;
+    Ok(RequestStart {
+        method_len,
+        window,
+        need_more,
+        target,
+        pos,
+    })
+}
+
 /// The host an HTTP/1.x request is for.
 ///
 /// The request line must be `METHOD SP request-target SP HTTP/1.x`. The
@@ -171,40 +238,18 @@ fn target_authority(target: &[u8], connect: bool) -> Option<&[u8]> {
 /// `NotThis` if they are not an HTTP/1.x request, the header block ended
 /// without a usable host, or [`MAX_HEADER_BYTES`] went by without one.
 pub fn request_host(payload: &[u8]) -> Parse<&str> {
-    let Some(mlen) = method_len(payload) else {
-        return if could_be_method_prefix(payload) {
-            Parse::NeedMore
-        } else {
-            Parse::NotThis
-        };
+    let start = match request_start(payload) {
+        Ok(start) => start,
+        Err(stop) => return stop.into(),
     };
-    let connect = payload.get(..mlen) == Some(b"CONNECT".as_slice());
-    let window = payload.get(..MAX_HEADER_BYTES).unwrap_or(payload);
-    let truncated_by_cap = window.len() < payload.len();
-    let need_more = if truncated_by_cap {
-        Parse::NotThis
-    } else {
-        Parse::NeedMore
-    };
-
-    // Request line.
-    let Some((line_end, mut pos)) = line_at(window, 0) else {
-        return match request_line_prefix_ok(window, mlen) {
-            true => need_more,
-            false => Parse::NotThis,
-        };
-    };
-    let Some(line) = window.get(..line_end) else {
-        return Parse::NotThis;
-    };
-    let Some(target) = parse_request_line(line, mlen) else {
-        return Parse::NotThis;
-    };
+    let (window, need_more, target, mut pos) =
+        (start.window, start.need_more, start.target, start.pos);
+    let connect = payload.get(..start.method_len) == Some(b"CONNECT".as_slice());
 
     // Header lines.
     loop {
         let Some((end, next)) = line_at(window, pos) else {
-            return need_more;
+            return need_more.into();
         };
         let Some(line) = window.get(pos..end) else {
             return Parse::NotThis;
@@ -280,31 +325,17 @@ impl<'a> Request<'a> {
 /// segmentation), `NotThis` if the bytes are not an HTTP/1.x request or
 /// [`MAX_HEADER_BYTES`] went by without the block ending.
 pub fn request_facts(payload: &[u8]) -> Parse<Request<'_>> {
-    let Some(mlen) = method_len(payload) else {
-        return if could_be_method_prefix(payload) {
-            Parse::NeedMore
-        } else {
-            Parse::NotThis
-        };
+    let start = match request_start(payload) {
+        Ok(start) => start,
+        Err(stop) => return stop.into(),
     };
-    let window = payload.get(..MAX_HEADER_BYTES).unwrap_or(payload);
-    let need_more = if window.len() < payload.len() {
-        Parse::NotThis
-    } else {
-        Parse::NeedMore
-    };
-    let Some((line_end, mut pos)) = line_at(window, 0) else {
-        return match request_line_prefix_ok(window, mlen) {
-            true => need_more,
-            false => Parse::NotThis,
-        };
-    };
-    let Some(target) = window
-        .get(..line_end)
-        .and_then(|line| parse_request_line(line, mlen))
-    else {
-        return Parse::NotThis;
-    };
+    let (window, need_more, target, mut pos, mlen) = (
+        start.window,
+        start.need_more,
+        start.target,
+        start.pos,
+        start.method_len,
+    );
     // Both are ASCII: the method is a known one, the target's bytes were
     // checked to be visible ASCII.
     let (Some(method), Ok(target_str)) = (
@@ -319,7 +350,7 @@ pub fn request_facts(payload: &[u8]) -> Parse<Request<'_>> {
     let mut user_agent = None;
     loop {
         let Some((end, next)) = line_at(window, pos) else {
-            return need_more;
+            return need_more.into();
         };
         let Some(line) = window.get(pos..end) else {
             return Parse::NotThis;

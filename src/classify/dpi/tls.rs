@@ -153,13 +153,9 @@ fn verdict(r: Res<ClientHello<'_>>) -> Parse<ClientHello<'_>> {
     }
 }
 
-/// A forward-only reader over a handshake message that may be split in
-/// pieces. Positions are offsets within the message.
-trait Input<'a> {
-    /// Offset of the next byte within the message.
-    fn pos(&self) -> usize;
-    /// Sets the message length once the handshake header is read.
-    fn set_limit(&mut self, limit: usize);
+/// Big-endian integers and skips over a forward-only reader of handshake
+/// bytes (shared with the server side's reader, `tls_server`).
+pub(super) trait Ints<'a> {
     /// Advances over `n` bytes; returns them when they are contiguous.
     fn take(&mut self, n: usize) -> Res<Option<&'a [u8]>>;
 
@@ -181,6 +177,15 @@ trait Input<'a> {
     }
 }
 
+/// A forward-only reader over a handshake message that may be split in
+/// pieces. Positions are offsets within the message.
+trait Input<'a>: Ints<'a> {
+    /// Offset of the next byte within the message.
+    fn pos(&self) -> usize;
+    /// Sets the message length once the handshake header is read.
+    fn set_limit(&mut self, limit: usize);
+}
+
 /// A message in one contiguous slice (possibly cut short).
 struct Flat<'a> {
     data: &'a [u8],
@@ -195,6 +200,9 @@ impl<'a> Input<'a> for Flat<'a> {
     fn set_limit(&mut self, limit: usize) {
         self.limit = limit;
     }
+}
+
+impl<'a> Ints<'a> for Flat<'a> {
     fn take(&mut self, n: usize) -> Res<Option<&'a [u8]>> {
         let end = self.pos.checked_add(n).ok_or(Stop::Bad)?;
         if end > self.limit {
@@ -254,6 +262,9 @@ impl<'a> Input<'a> for Records<'a> {
     fn set_limit(&mut self, limit: usize) {
         self.limit = limit;
     }
+}
+
+impl<'a> Ints<'a> for Records<'a> {
     fn take(&mut self, n: usize) -> Res<Option<&'a [u8]>> {
         let end = self.pos.checked_add(n).ok_or(Stop::Bad)?;
         if end > self.limit {

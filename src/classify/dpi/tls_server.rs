@@ -41,7 +41,7 @@
 use std::net::Ipv4Addr;
 
 use super::Parse;
-use super::tls::{MAX_RECORD_LEN, RECORD_HEADER_LEN, Res, Stop, plausible_host};
+use super::tls::{Ints, MAX_RECORD_LEN, RECORD_HEADER_LEN, Res, Stop, plausible_host};
 use super::tls::{record_len, record_prefix_ok};
 
 /// How many subjectAltName dNSName entries [`ServerNames`] keeps (later
@@ -294,25 +294,15 @@ impl<'a> Reader<'a> {
             None => None,
         })
     }
+}
 
+impl<'a> Ints<'a> for Reader<'a> {
     fn take(&mut self, n: usize) -> Res<Option<&'a [u8]>> {
         self.advance(n, true)
     }
+    /// Skipped bytes are never copied, even when they straddle records.
     fn skip(&mut self, n: usize) -> Res<()> {
         self.advance(n, false).map(drop)
-    }
-    fn u8(&mut self) -> Res<u8> {
-        match self.advance(1, false)? {
-            Some(&[b]) => Ok(b),
-            _ => Err(Stop::Bad),
-        }
-    }
-    fn u16(&mut self) -> Res<u16> {
-        Ok(u16::from(self.u8()?) << 8 | u16::from(self.u8()?))
-    }
-    fn u24(&mut self) -> Res<usize> {
-        let hi = usize::from(self.u8()?);
-        Ok(hi << 16 | usize::from(self.u16()?))
     }
 }
 
