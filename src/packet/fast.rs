@@ -114,7 +114,7 @@ pub(super) fn parse(frame: &[u8]) -> Option<PacketMeta<'_>> {
         ecn: tos & 0x03,
         tcp_flags,
         fragment: false,
-        l2_group: false,
+        l2_group: super::l2_group(frame),
         payload,
         tcp,
     })

@@ -126,17 +126,21 @@ impl<'a> PacketMeta<'a> {
     /// as [`FrameKind::Malformed`], non-IP as [`FrameKind::NonIp`].
     #[inline]
     pub fn parse(frame: &'a [u8]) -> Self {
-        let mut meta = match fast::parse(frame) {
-            Some(meta) => meta,
-            None => Self::parse_general(frame),
-        };
-        // The first bit sent of the destination MAC: the group bit.
-        meta.l2_group = frame.first().is_some_and(|b| b & 1 == 1);
-        meta
+        if let Some(meta) = fast::parse(frame) {
+            return meta;
+        }
+        Self::parse_general(frame)
     }
 
     /// Every frame the fast path declines, through etherparse.
     pub fn parse_general(frame: &'a [u8]) -> Self {
+        let mut meta = Self::parse_sliced(frame);
+        meta.l2_group = l2_group(frame);
+        meta
+    }
+
+    /// [`PacketMeta::parse_general`] but for the Ethernet destination.
+    fn parse_sliced(frame: &'a [u8]) -> Self {
         let sliced = match SlicedPacket::from_ethernet(frame) {
             Ok(s) => s,
             Err(_) => return Self::unreadable(frame),
@@ -308,6 +312,13 @@ impl<'a> PacketMeta<'a> {
     pub fn has_ports(&self) -> bool {
         self.kind == FrameKind::Ip && !self.fragment && matches!(self.protocol, 6 | 17 | 132)
     }
+}
+
+/// Whether an Ethernet frame goes to a group address: the first bit sent
+/// of the destination MAC, the low bit of its first byte.
+#[inline]
+pub(crate) fn l2_group(frame: &[u8]) -> bool {
+    frame.first().is_some_and(|b| b & 1 == 1)
 }
 
 /// The big-endian u16 at `off`, if the frame is long enough.
