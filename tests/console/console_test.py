@@ -137,8 +137,13 @@ try:
     assert not bad, f"console errors on load: {json.dumps(bad, indent=1)}"
     step(f"page loaded, {len(cats)} categories shown, no console error; the log: "
          + json.dumps([f"{e.get('level')} {e.get('source')}: {e.get('message')}" for e in first_log]))
-    assert not driver.find_element(By.CSS_SELECTOR, '.tab[data-view="unknown"]').is_displayed(), \
-        "the Unknown traffic tab is shown though qosd has no such endpoint"
+    # qosd answers /api/v1/unknown: its optional tab appears and opens.
+    until("the Unknown traffic tab",
+          lambda: driver.find_element(By.CSS_SELECTOR, '.tab[data-view="unknown"]').is_displayed(), 10)
+    tab("unknown")
+    assert driver.find_element(By.ID, "unknown-table").is_displayed(), "the unknown traffic table"
+    step("the Unknown traffic tab is shown (qosd has /api/v1/unknown) and opens")
+    tab("overview")
 
     # 2. Live numbers, changing under traffic.
     seen = set()
