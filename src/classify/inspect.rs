@@ -172,11 +172,6 @@ fn fresh(next: u32, seq: u32, payload: &[u8]) -> Fresh<'_> {
     }
 }
 
-/// The sequence number of a TCP header.
-fn tcp_seq(tcp: &[u8]) -> Option<u32> {
-    Some(u32::from_be_bytes(tcp.get(4..8)?.try_into().ok()?))
-}
-
 /// What comes after a segment of an HTTP request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum HttpNext {
@@ -259,7 +254,7 @@ impl DpiState {
         }
         match protocol {
             6 if !payload.is_empty() => {
-                self.tcp_segment(payload, tcp_seq(pkt.tcp), who, &mut found, catalog, facts)
+                self.tcp_segment(payload, pkt.tcp_seq(), who, &mut found, catalog, facts)
             }
             17 if !payload.is_empty() => {
                 if from_initiator && !self.quic_done {
@@ -324,24 +319,18 @@ impl DpiState {
                 return;
             }
         }
-        // The segment that waited, if the stream has reached it now.
+        // The segment that waited, if the stream has reached it now (still
+        // ahead: it waits on).
         if let Some((side, at)) = self.seq.stray
             && usize::from(side) == who
+            && let Some(waiting) = self.stray.as_deref()
+            && self.fresh_part(who, Some(at), waiting) != Fresh::Ahead
             && let Some(stray) = self.stray.take()
         {
             self.res.shrink(stray.capacity());
             self.seq.stray = None;
-            match self.fresh_part(who, Some(at), &stray) {
-                Fresh::New(part, at) => self.read_part(part, at, who, found, catalog, facts),
-                Fresh::Seen => {}
-                Fresh::Ahead => {
-                    // Still ahead: back where it was.
-                    if extend_reserved(self.stray.get_or_insert_default(), &stray, &mut self.res) {
-                        self.seq.stray = Some((side, at));
-                    } else {
-                        self.stray = None;
-                    }
-                }
+            if let Fresh::New(part, at) = self.fresh_part(who, Some(at), &stray) {
+                self.read_part(part, at, who, found, catalog, facts);
             }
         }
     }

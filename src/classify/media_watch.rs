@@ -74,11 +74,6 @@ pub(super) fn carried(bytes: u64, packets: u64, window_ns: u64) -> Carried {
 }
 
 impl MediaWatch {
-    /// True when some direction is watched.
-    pub fn active(&self) -> bool {
-        self.watched != [false; 2]
-    }
-
     /// Starts watching direction `dir` from its counts at `now`.
     pub fn start(&mut self, dir: Direction, now: Instant, bytes: u64, packets: u64) {
         let i = dir.index();
@@ -131,8 +126,7 @@ impl Classifier {
     }
 
     /// Looks at a watched flow's direction `dir` and moves it between
-    /// voice and video when its last window says so. True when the
-    /// category changed.
+    /// voice and video when its last window says so.
     pub(super) fn media_recheck(
         &self,
         c: &mut FlowClass,
@@ -140,9 +134,9 @@ impl Classifier {
         now: Instant,
         bytes: u64,
         packets: u64,
-    ) -> bool {
+    ) {
         let (Some(voice), Some(video)) = (self.targets.voice, self.targets.video) else {
-            return false;
+            return;
         };
         let seen = c
             .media_watch
@@ -151,12 +145,9 @@ impl Classifier {
         let target = match seen {
             Some(Carried::Voice) => voice,
             Some(Carried::Video) => video,
-            Some(Carried::Either) | None => return false,
+            Some(Carried::Either) | None => return,
         };
-        let slot = dir.pick_mut(&mut c.category);
-        let changed = *slot != target;
-        *slot = target;
-        changed
+        *dir.pick_mut(&mut c.category) = target;
     }
 }
 

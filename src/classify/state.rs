@@ -46,7 +46,8 @@ pub struct FlowClass {
     /// its subnet, say).
     pub(super) l2_group: bool,
     /// A call watched for its lifetime, to move between voice and video
-    /// (boxed: only calls pay for it).
+    /// (boxed: only calls pay for it; present only while some direction
+    /// is watched).
     pub(super) media_watch: Option<Box<MediaWatch>>,
     /// DPI working state while pending.
     pub(super) dpi: Option<Box<DpiState>>,
@@ -139,7 +140,7 @@ impl Published {
             app: c.app,
             settled: c.settled,
             watch_volume: c.watch_volume,
-            watch_media: c.media_watch.as_ref().is_some_and(|w| w.active()),
+            watch_media: c.media_watch.is_some(),
             generation: c.generation,
         }
     }

@@ -99,10 +99,10 @@ impl Classifier {
         let mut state = flow.value.lock();
         let verdict = if state.settled && state.generation == self.generation {
             let len = ctx.pkt.frame_len as u64;
-            let own = flow.bytes(ctx.dir);
             if state.watch_volume && self.volume_reached(flow, ctx.dir, len) {
                 self.volume_switch(&mut state, ctx.dir)
             } else {
+                let own = flow.bytes(ctx.dir);
                 if state.media_watch.is_some() && Self::media_check_due(own, len) {
                     let packets = flow.packets(ctx.dir);
                     self.media_recheck(&mut state, ctx.dir, ctx.now, own, packets);

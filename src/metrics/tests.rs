@@ -30,6 +30,30 @@ fn published(e: &DirectionEngine<Shaper<Frame>>) -> Snapshot {
     }
 }
 
+/// One direction's engine as the daemon builds it.
+type Engine = DirectionEngine<Shaper<Frame>>;
+
+/// The embedded configuration, its shared state and both directions'
+/// engines over it.
+fn default_engines() -> (Config, Arc<Shared>, Engine, Engine) {
+    let cfg = crate::config::load_str(
+        crate::config::EMBEDDED_NAME,
+        crate::config::DEFAULT_CONFIG_TOML,
+        &crate::config::Env::None,
+    )
+    .unwrap();
+    let shared = Arc::new(Shared::new(&cfg));
+    let engine = |d| {
+        DirectionEngine::new(
+            d,
+            Arc::clone(&shared),
+            Shaper::new(&ShaperConfig::from_config(&cfg, d)),
+        )
+    };
+    let (up, down) = (engine(Direction::Upload), engine(Direction::Download));
+    (cfg, shared, up, down)
+}
+
 /// What a scrape sees of `snapshots` under `shared`'s configuration.
 fn view(shared: &Shared, snapshots: [Snapshot; 2]) -> MetricsView {
     MetricsView {
@@ -147,21 +171,7 @@ fn reloads_that_reorder_or_remove_categories_keep_counters_with_their_names() {
 /// Prometheus histogram whose +Inf bucket is its count.
 #[test]
 fn app_and_tcp_quality_families_have_their_labels() {
-    let cfg = crate::config::load_str(
-        crate::config::EMBEDDED_NAME,
-        crate::config::DEFAULT_CONFIG_TOML,
-        &crate::config::Env::None,
-    )
-    .unwrap();
-    let shared = Arc::new(Shared::new(&cfg));
-    let engine = |d| {
-        DirectionEngine::new(
-            d,
-            Arc::clone(&shared),
-            Shaper::new(&ShaperConfig::from_config(&cfg, d)),
-        )
-    };
-    let (mut up, down) = (engine(Direction::Upload), engine(Direction::Download));
+    let (cfg, shared, mut up, down) = default_engines();
     let mut pool = FramePool::new(2048, 0);
     for _ in 0..3 {
         let f = udp(PC, 40123, SRV, 123, &[0u8; 48], 0);
@@ -220,21 +230,7 @@ fn app_and_tcp_quality_families_have_their_labels() {
 /// start; a named app's bytes stay out of it.
 #[test]
 fn unclassified_bytes_are_the_unknown_app_s_per_direction() {
-    let cfg = crate::config::load_str(
-        crate::config::EMBEDDED_NAME,
-        crate::config::DEFAULT_CONFIG_TOML,
-        &crate::config::Env::None,
-    )
-    .unwrap();
-    let shared = Arc::new(Shared::new(&cfg));
-    let engine = |d| {
-        DirectionEngine::new(
-            d,
-            Arc::clone(&shared),
-            Shaper::new(&ShaperConfig::from_config(&cfg, d)),
-        )
-    };
-    let (mut up, down) = (engine(Direction::Upload), engine(Direction::Download));
+    let (_, shared, mut up, down) = default_engines();
     let series = |up: &DirectionEngine<Shaper<Frame>>, down: &DirectionEngine<Shaper<Frame>>| {
         let families = build(&view(&shared, [published(up), published(down)]));
         let f = families

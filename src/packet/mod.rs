@@ -298,6 +298,14 @@ impl<'a> PacketMeta<'a> {
         meta
     }
 
+    /// The TCP sequence number (of the first payload byte; of the SYN
+    /// itself for a SYN), if this is a TCP segment with a header.
+    #[inline]
+    pub fn tcp_seq(&self) -> Option<u32> {
+        let b: [u8; 4] = self.tcp.get(4..8)?.try_into().ok()?;
+        Some(u32::from_be_bytes(b))
+    }
+
     /// Source address as `IpAddr` (IPv4 when IPv4-mapped).
     pub fn src_ip(&self) -> IpAddr {
         addr_from_bytes(self.src, self.ip_version)

@@ -43,12 +43,7 @@ impl SeqHigh {
     /// direction; a slot held by another flow is taken over.
     #[inline]
     pub fn on_tcp(&mut self, pkt: &PacketMeta, flow: u64) -> Segment {
-        let Some(seq) = pkt
-            .tcp
-            .get(4..8)
-            .and_then(|b| <[u8; 4]>::try_from(b).ok())
-            .map(u32::from_be_bytes)
-        else {
+        let Some(seq) = pkt.tcp_seq() else {
             return Segment::NotData;
         };
         let flags = pkt.tcp_flags;

@@ -467,7 +467,7 @@ fn tlv(data: &[u8]) -> Option<(u8, &[u8], &[u8])> {
 
 /// The element at the front of `data` if its tag is `tag`: its content and
 /// what follows.
-fn expect(data: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+fn tagged(data: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
     match tlv(data)? {
         (t, content, rest) if t == tag => Some((content, rest)),
         _ => None,
@@ -477,22 +477,22 @@ fn expect(data: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
 /// The commonName and dNSName entries of a DER certificate; `None` when it
 /// is malformed on the way to them.
 fn leaf_names(der: &[u8]) -> Option<(Option<&str>, DnsNames<'_>)> {
-    let (cert, rest) = expect(der, SEQUENCE)?;
+    let (cert, rest) = tagged(der, SEQUENCE)?;
     if !rest.is_empty() {
         return None;
     }
-    let (tbs, _) = expect(cert, SEQUENCE)?;
+    let (tbs, _) = tagged(cert, SEQUENCE)?;
     let mut rest = tbs;
-    if let Some((version, after)) = expect(rest, CONTEXT_0) {
-        expect(version, INTEGER)?;
+    if let Some((version, after)) = tagged(rest, CONTEXT_0) {
+        tagged(version, INTEGER)?;
         rest = after;
     }
-    let (_serial, rest) = expect(rest, INTEGER)?;
-    let (_signature, rest) = expect(rest, SEQUENCE)?;
-    let (_issuer, rest) = expect(rest, SEQUENCE)?;
-    let (_validity, rest) = expect(rest, SEQUENCE)?;
-    let (subject, rest) = expect(rest, SEQUENCE)?;
-    let (_key, mut rest) = expect(rest, SEQUENCE)?;
+    let (_serial, rest) = tagged(rest, INTEGER)?;
+    let (_signature, rest) = tagged(rest, SEQUENCE)?;
+    let (_issuer, rest) = tagged(rest, SEQUENCE)?;
+    let (_validity, rest) = tagged(rest, SEQUENCE)?;
+    let (subject, rest) = tagged(rest, SEQUENCE)?;
+    let (_key, mut rest) = tagged(rest, SEQUENCE)?;
     let common_name = common_name(subject)?;
     let mut dns_names = DnsNames::default();
     // Then the optional unique ids ([1], [2]) and extensions ([3]); each
@@ -514,13 +514,13 @@ fn common_name(name: &[u8]) -> Option<Option<&str>> {
     let mut rdns = name;
     // Each turn consumes one element.
     while !rdns.is_empty() {
-        let (rdn, after) = expect(rdns, SET)?;
+        let (rdn, after) = tagged(rdns, SET)?;
         rdns = after;
         let mut atvs = rdn;
         while !atvs.is_empty() {
-            let (atv, after) = expect(atvs, SEQUENCE)?;
+            let (atv, after) = tagged(atvs, SEQUENCE)?;
             atvs = after;
-            let (oid, value) = expect(atv, OID)?;
+            let (oid, value) = tagged(atv, OID)?;
             if oid != OID_COMMON_NAME {
                 continue;
             }
@@ -539,20 +539,20 @@ fn common_name(name: &[u8]) -> Option<Option<&str>> {
 /// `None` when malformed.
 fn subject_alt_names(extensions: &[u8]) -> Option<DnsNames<'_>> {
     let mut names = DnsNames::default();
-    let (mut exts, _) = expect(extensions, SEQUENCE)?;
+    let (mut exts, _) = tagged(extensions, SEQUENCE)?;
     // Each turn consumes one element.
     while !exts.is_empty() {
-        let (ext, after) = expect(exts, SEQUENCE)?;
+        let (ext, after) = tagged(exts, SEQUENCE)?;
         exts = after;
-        let (oid, mut rest) = expect(ext, OID)?;
+        let (oid, mut rest) = tagged(ext, OID)?;
         if oid != OID_SUBJECT_ALT_NAME {
             continue;
         }
-        if let Some((_critical, after)) = expect(rest, BOOLEAN) {
+        if let Some((_critical, after)) = tagged(rest, BOOLEAN) {
             rest = after;
         }
-        let (value, _) = expect(rest, OCTET_STRING)?;
-        let (mut general_names, _) = expect(value, SEQUENCE)?;
+        let (value, _) = tagged(rest, OCTET_STRING)?;
+        let (mut general_names, _) = tagged(value, SEQUENCE)?;
         while !general_names.is_empty() {
             let (tag, content, after) = tlv(general_names)?;
             general_names = after;
