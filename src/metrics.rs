@@ -127,6 +127,10 @@ const FAMILIES: &[(&str, &str)] = &[
         "1 while the interface is present, up, with carrier, and qosd's sockets on it are open.",
     ),
     (
+        "qosd_datapath_backend",
+        "1 for how each direction receives frames: backend xdp (AF_XDP), ring (TPACKET ring) or pnet (datapath.backend, as auto resolved it).",
+    ),
+    (
         "qosd_interface_reopens_total",
         "Times qosd re-opened its sockets on the interface after it was re-created.",
     ),
@@ -396,6 +400,17 @@ pub fn build(v: &MetricsView) -> Vec<MetricFamily> {
             Direction::Upload => (cfg.interfaces.lan.as_str(), cfg.interfaces.wan.as_str()),
             Direction::Download => (cfg.interfaces.wan.as_str(), cfg.interfaces.lan.as_str()),
         };
+        if let Some(b) = snap.backend {
+            f.gauge(
+                "qosd_datapath_backend",
+                &[
+                    ("direction", d),
+                    ("interface", rx_if),
+                    ("backend", b.as_str()),
+                ],
+                1.0,
+            );
+        }
         let link = dir.pick(v.link.status);
         let rate = match link.rate.bps() {
             0 => cfg.link.rate(*dir).bps(),

@@ -14,6 +14,7 @@ fn main() -> std::process::ExitCode {
     run_lab_tests(&[
         ("transparency", transparency),
         ("transparency_ring_backend", transparency_ring_backend),
+        ("transparency_xdp_backend", transparency_xdp_backend),
         (
             "shapes_each_direction_to_its_rate",
             shapes_each_direction_to_its_rate,
@@ -132,9 +133,14 @@ fn transparency() {
     transparent_with(Lab::up("qt1", "100mbit", "100mbit"), "pnet");
 }
 
-/// The same with the TPACKET_V3 ring backend.
+/// The same with the TPACKET_V2 ring backend.
 fn transparency_ring_backend() {
     transparent_with(Lab::up("qt7", "100mbit", "100mbit"), "ring");
+}
+
+/// The same with AF_XDP (the XDP program in veth's driver, copy mode).
+fn transparency_xdp_backend() {
+    transparent_with(Lab::up("qt8", "100mbit", "100mbit"), "xdp");
 }
 
 fn transparent_with(lab: Lab, backend: &str) {
@@ -437,8 +443,10 @@ fn write_config(lab: &Lab, text: &str) -> String {
 }
 
 /// Started as root with `daemon.user`, qosd runs as that user with no
-/// capability but CAP_NET_ADMIN (kept to restore offloads at exit), and
-/// still forwards.
+/// capability but those it needs to re-open an interface that was
+/// re-created (CAP_NET_RAW, CAP_NET_ADMIN; for AF_XDP, the default where
+/// it works, also CAP_BPF and CAP_IPC_LOCK), still forwards, and does
+/// re-open a re-created interface with AF_XDP as that user.
 fn drops_root_after_opening_its_sockets() {
     let lab = Lab::up("qt6", "100mbit", "100mbit");
     lab.sh("gw", "ethtool -K lan0 gso on");
@@ -469,14 +477,15 @@ fn drops_root_after_opening_its_sockets() {
     );
     assert!(field("Uid:").contains("65534"), "{}", field("Uid:"));
     // CAP_NET_ADMIN (bit 12) and CAP_NET_RAW (bit 13): to re-open the
-    // sockets and set the offloads of an interface that was re-created.
+    // sockets and set the offloads of an interface that was re-created;
+    // CAP_IPC_LOCK (14) and CAP_BPF (39) for AF_XDP's memory and program.
     assert!(
-        field("CapEff:").ends_with("0000000000003000"),
+        field("CapEff:").ends_with("0000008000007000"),
         "{}",
         field("CapEff:")
     );
     assert!(
-        field("CapPrm:").ends_with("0000000000003000"),
+        field("CapPrm:").ends_with("0000008000007000"),
         "{}",
         field("CapPrm:")
     );
@@ -485,11 +494,21 @@ fn drops_root_after_opening_its_sockets() {
         let st = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
         assert!(
             st.lines()
-                .any(|l| l.starts_with("CapEff:") && l.ends_with("0000000000003000")),
+                .any(|l| l.starts_with("CapEff:") && l.ends_with("0000008000007000")),
             "{st}"
         );
     }
     lab.sh("lan", "ping -c 3 -i 0.2 -W 2 198.18.0.20");
+    // A re-created LAN port is opened again with AF_XDP, without root.
+    let xdp = r#"qosd_datapath_backend{direction="upload",interface="lan0",backend="xdp"}"#;
+    assert_eq!(metrics(&lab).get(xdp), Some(&1.0), "{}", qosd.log_text());
+    lab.lab_sh(&["unplug"]);
+    lab.lab_sh(&["plug"]);
+    lab.sh(
+        "lan",
+        "for i in $(seq 50); do ping -c 1 -W 0.2 198.18.0.20 >/dev/null && exit 0; done; exit 1",
+    );
+    assert_eq!(metrics(&lab).get(xdp), Some(&1.0), "{}", qosd.log_text());
     let (code, _) = qosd.stop();
     assert_eq!(code, Some(0), "{}", qosd.log_text());
     assert!(

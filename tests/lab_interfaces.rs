@@ -29,6 +29,10 @@ fn main() -> std::process::ExitCode {
             "a_full_send_queue_is_waited_for_not_dropped",
             a_full_send_queue_is_waited_for_not_dropped,
         ),
+        (
+            "auto_picks_the_backend_per_port_and_xdp_refuses_clearly",
+            auto_picks_the_backend_per_port_and_xdp_refuses_clearly,
+        ),
     ])
 }
 
@@ -402,4 +406,80 @@ fn rx_packets(ns: &Netns, dev: &str) -> u64 {
         .trim()
         .parse()
         .unwrap_or(0)
+}
+
+/// `datapath.backend = "auto"` (the default) takes AF_XDP where it can, but
+/// keeps the ring on a port with an address of the gateway's own (AF_XDP
+/// would take that address's frames from the kernel), says so in the log
+/// and in `qosd_datapath_backend`; an explicit `"xdp"` that cannot run (a
+/// second qosd on interfaces whose queues the first one holds) stops with
+/// an error that names the interface and the cause, and the first qosd
+/// forwards on.
+fn auto_picks_the_backend_per_port_and_xdp_refuses_clearly() {
+    let lab = Lab::up("qif5", "20mbit", "50mbit");
+    lab.sh("gw", "ip addr add 198.19.0.1/24 dev lan0");
+    let q = start(&lab, "");
+    let m = metrics(&lab);
+    let backend = |dir: &str, iface: &str, b: &str| {
+        m.get(&format!(
+            r#"qosd_datapath_backend{{direction="{dir}",interface="{iface}",backend="{b}"}}"#
+        ))
+        .copied()
+    };
+    assert_eq!(
+        backend("upload", "lan0", "ring"),
+        Some(1.0),
+        "{}",
+        q.log_text()
+    );
+    assert_eq!(
+        backend("download", "wan0", "xdp"),
+        Some(1.0),
+        "{}",
+        q.log_text()
+    );
+    assert_eq!(backend("upload", "lan0", "xdp"), None);
+    assert!(
+        q.log_text().contains("has an address"),
+        "the log does not say why lan0 kept the ring:\n{}",
+        q.log_text()
+    );
+    assert!(
+        lab.sh("gw", "ip link show wan0").contains("qosd_redirect")
+            && !lab.sh("gw", "ip link show lan0").contains("xdp"),
+        "the XDP program should be on wan0 only"
+    );
+
+    let cfg = lab.scratch().join("second.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}\n[datapath]\nbackend = \"xdp\"\n[metrics]\nlisten = \"127.0.0.1:19477\"\n\
+             [api]\nlisten = \"127.0.0.1:19478\"\n",
+            lab_config("19 Mbit", "47 Mbit")
+        ),
+    )
+    .unwrap();
+    let second = Command::new("ip")
+        .args(["netns", "exec", "qif5-gw"])
+        .arg(env!("CARGO_BIN_EXE_qosd"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    eprintln!("second qosd: {:?}: {err}", second.status.code());
+    assert_eq!(second.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("interface wan0: AF_XDP") && err.contains("holds the queue"),
+        "{err}"
+    );
+    // The failed start took nothing from the running qosd.
+    assert!(
+        forwarding_within(&lab, Duration::from_secs(3)).is_some(),
+        "{}",
+        q.log_text()
+    );
+    assert!(lab.sh("gw", "ip link show wan0").contains("qosd_redirect"));
+    assert!(!lab.sh("gw", "ip link show lan0").contains("xdp"));
 }

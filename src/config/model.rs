@@ -401,9 +401,29 @@ pub enum Backend {
     /// the simplest path, kept as a fallback.
     Pnet,
     /// A memory-mapped TPACKET_V2 receive ring and batched `sendmmsg`:
-    /// fewer system calls per frame; the default (BENCHMARKS.md: more
-    /// packets/s and less CPU than `pnet` on every measure, same latency).
+    /// fewer system calls per frame (BENCHMARKS.md: more packets/s and
+    /// less CPU than `pnet` on every measure, same latency).
     Ring,
+    /// AF_XDP: an XDP program hands every frame to qosd before the
+    /// kernel's stack sees it; sending as `Ring`. Refuses to start where
+    /// the kernel or driver cannot.
+    Xdp,
+    /// The default: `Xdp` where it works and the interface carries no
+    /// address of the host's, else `Ring`, else `Pnet`; the choice is
+    /// logged and exported (`qosd_datapath_backend`).
+    Auto,
+}
+
+impl Backend {
+    /// The configuration's spelling, also the metric's label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Pnet => "pnet",
+            Backend::Ring => "ring",
+            Backend::Xdp => "xdp",
+            Backend::Auto => "auto",
+        }
+    }
 }
 
 /// `[classify]`: how the classifier works, beyond rules.

@@ -441,6 +441,29 @@ fn empty_category_list_and_missing_default() {
 }
 
 #[test]
+fn datapath_backend_defaults_to_auto_and_names_every_choice() {
+    assert_eq!(load(BASE).unwrap().datapath.backend, Backend::Auto);
+    for (text, want) in [
+        ("auto", Backend::Auto),
+        ("XDP", Backend::Xdp),
+        ("ring", Backend::Ring),
+        ("pnet", Backend::Pnet),
+    ] {
+        let cfg = load(&format!("{BASE}[datapath]\nbackend = \"{text}\"\n")).unwrap();
+        assert_eq!(cfg.datapath.backend, want);
+        assert_eq!(want.as_str(), text.to_ascii_lowercase());
+    }
+    let errs = errors(&format!("{BASE}[datapath]\nbackend = \"dpdk\"\n"));
+    assert_eq!(errs[0].key, "datapath.backend");
+    assert!(
+        errs[0]
+            .message
+            .contains("\"auto\", \"xdp\", \"ring\" or \"pnet\""),
+        "{errs:?}"
+    );
+}
+
+#[test]
 fn unknown_default_category() {
     let errs = errors(&BASE.replace("default_category = \"web\"", "default_category = \"www\""));
     assert_eq!(errs.len(), 1, "{errs:?}");

@@ -21,6 +21,9 @@ use crate::shaper::{Shaper, ShaperConfig};
 use crate::telemetry::{IoCounters, PortHealth, PortState, SnapshotCell, now};
 use crate::time::Instant;
 
+/// Most descriptors one `poll` watches: the AF_XDP sockets of every
+/// receive queue and the packet socket.
+const MAX_POLL: usize = crate::io::xdp::MAX_QUEUES + 1;
 /// Most frames received per loop before the queue is served again.
 const RX_BATCH: usize = 64;
 /// Longest sleep when idle: bounds shutdown and snapshot latency.
@@ -332,24 +335,30 @@ impl Datapath {
 
     /// Sleeps for `wait`, or until a frame arrives when `watch` is set.
     fn sleep(&mut self, wait: Duration, watch: bool) {
-        // No socket while the ingress interface is gone: a timed sleep.
-        let (fd, watch) = match self.rx.socket_mut() {
-            Some(rx) => (rx.fd(), watch),
-            None => (-1, false),
-        };
-        let mut pfd = libc::pollfd {
-            fd,
+        // Every receiving socket (one per queue with AF_XDP); none while
+        // the ingress interface is gone: a timed sleep.
+        let mut pfds = [libc::pollfd {
+            fd: -1,
             events: libc::POLLIN,
             revents: 0,
-        };
+        }; MAX_POLL];
+        let mut n = 0;
+        if watch && let Some(rx) = self.rx.socket_mut() {
+            for (p, &fd) in pfds.iter_mut().zip(rx.poll_fds()) {
+                p.fd = fd;
+                n += 1;
+            }
+        }
         let ts = libc::timespec {
             tv_sec: wait.as_secs() as libc::time_t,
             tv_nsec: wait.subsec_nanos() as libc::c_long,
         };
-        // SAFETY: one valid pollfd (or none) and a timespec for the call's
-        // duration.
-        let n = unsafe { libc::ppoll(&mut pfd, libc::nfds_t::from(watch), &ts, std::ptr::null()) };
-        if n > 0 && pfd.revents & libc::POLLERR != 0 {
+        // SAFETY: `n` valid pollfds (or none) and a timespec for the
+        // call's duration.
+        let ready =
+            unsafe { libc::ppoll(pfds.as_mut_ptr(), n as libc::nfds_t, &ts, std::ptr::null()) };
+        let failed = pfds.iter().take(n).any(|p| p.revents & libc::POLLERR != 0);
+        if ready > 0 && failed {
             // The interface went down (or away): read the error, or every
             // poll returns at once from now on, and look at the interface.
             if let Some(rx) = self.rx.socket_mut()
@@ -362,9 +371,10 @@ impl Datapath {
     }
 
     fn publish(&mut self, t: Instant, running: bool) {
-        if let Some(rx) = self.rx.socket_mut() {
+        let backend = self.rx.socket_mut().map(|rx| {
             self.io.kernel_drops += rx.kernel_drops();
-        }
+            rx.backend()
+        });
         // A reader that panicked while holding the cell leaves a snapshot
         // that is still whole: keep publishing rather than freeze the
         // metrics and the readiness check for good.
@@ -393,6 +403,7 @@ impl Datapath {
             }
             s.at = t;
             s.running = running;
+            s.backend = backend;
         }
     }
 }

@@ -20,7 +20,7 @@ use self::datapath::Datapath;
 use self::ports::{Port, Reopen};
 use self::preflight::PreflightError;
 use self::state::Handle;
-use crate::config::{Config, ConfigErrors, Direction};
+use crate::config::{Backend, Config, ConfigErrors, Direction};
 use crate::engine::{DirectionEngine, Shared};
 use crate::io::afpacket::{OpenError, RxSocket, SocketOptions, TxSocket};
 use crate::shaper::Shaper;
@@ -98,18 +98,26 @@ pub fn run(config_path: Option<&Path>) -> Result<(), DaemonError> {
         // Frames queued while the bridge still forwarded them were already
         // delivered: forwarding them again would duplicate them.
         let mut scratch = vec![0u8; datapath::buffer_size(pre.max_frame)];
+        // AF_XDP took its frames from the bridge instead: keep those.
         for rx in [&mut lan_rx, &mut wan_rx] {
-            while let Ok(Some(_)) = rx.recv(&mut scratch) {}
+            while rx.receives_copies()
+                && let Ok(Some(_)) = rx.recv(&mut scratch)
+            {}
         }
     }
     if let Some(user) = &cfg.daemon.user {
         // CAP_NET_RAW to re-open a socket on an interface that was
         // re-created (a USB NIC re-plugged, a driver reset), CAP_NET_ADMIN
         // to turn its offloads off and to put offloads back at exit.
-        let keep = [
+        // With AF_XDP possible also CAP_BPF (the program and its map) and
+        // CAP_IPC_LOCK (the UMEM is pinned memory).
+        let mut keep = vec![
             caps::Capability::CAP_NET_RAW,
             caps::Capability::CAP_NET_ADMIN,
         ];
+        if matches!(cfg.datapath.backend, Backend::Xdp | Backend::Auto) {
+            keep.extend([caps::Capability::CAP_BPF, caps::Capability::CAP_IPC_LOCK]);
+        }
         privileges::drop_to(user, &keep).map_err(|e| DaemonError::Startup(e.to_string()))?;
     }
 

@@ -23,6 +23,7 @@ use pnet_datalink::{
 };
 
 use super::ring::RxRing;
+use super::xdp::{self, XdpError, XdpRx};
 use crate::packet::rewrite;
 
 /// Why an interface could not be opened.
@@ -41,6 +42,16 @@ pub enum OpenError {
         /// The OS error.
         source: io::Error,
     },
+    /// `datapath.backend = "xdp"` and the kernel or driver cannot.
+    #[error(
+        "interface {name}: AF_XDP: {source} (datapath.backend = \"auto\" falls back to \"ring\")"
+    )]
+    Xdp {
+        /// Interface.
+        name: String,
+        /// What failed.
+        source: XdpError,
+    },
 }
 
 /// Socket settings.
@@ -50,8 +61,9 @@ pub struct SocketOptions {
     pub rcvbuf: usize,
     /// Send buffer in bytes.
     pub sndbuf: usize,
-    /// How frames move: one `recvmsg` and one `send` per frame, or a
-    /// TPACKET_V2 receive ring and batched `sendmmsg`.
+    /// How frames move: one `recvmsg` and one `send` per frame, a
+    /// TPACKET_V2 receive ring or AF_XDP, and batched `sendmmsg`; `Auto`
+    /// picks the fastest that opens.
     pub backend: Backend,
 }
 
@@ -62,7 +74,7 @@ impl Default for SocketOptions {
         SocketOptions {
             rcvbuf: 4 << 20,
             sndbuf: 1 << 20,
-            backend: Backend::Ring,
+            backend: Backend::Auto,
         }
     }
 }
@@ -132,7 +144,13 @@ pub struct RxSocket {
     name: String,
     ifindex: u32,
     fd: RawFd,
+    /// The backend in use (never `Auto`).
+    backend: Backend,
     ring: Option<RxRing>,
+    xdp: Option<XdpRx>,
+    /// What to `poll` for arrivals: the packet socket, or the AF_XDP
+    /// sockets and the packet socket (which then only reports errors).
+    poll_fds: Vec<RawFd>,
     // Keep pnet's halves of the descriptor alive (the fd closes when both
     // are dropped).
     _pnet: (Box<dyn DataLinkSender>, Box<dyn DataLinkReceiver>),
@@ -187,8 +205,43 @@ pub fn find_interface(name: &str) -> Option<NetworkInterface> {
 }
 
 impl RxSocket {
-    /// Opens `name` for receiving every frame (promiscuous).
+    /// Opens `name` for receiving every frame (promiscuous), with
+    /// `opts.backend`; `Auto` tries AF_XDP, then the ring, then pnet, and
+    /// logs what it chose and why.
     pub fn open(name: &str, opts: SocketOptions) -> Result<Self, OpenError> {
+        if opts.backend != Backend::Auto {
+            return Self::open_with(name, opts.backend, opts);
+        }
+        if xdp::has_address(name) {
+            tracing::info!(
+                interface = name,
+                "datapath backend ring: the interface has an address of this host's, which \
+                 AF_XDP would take from the kernel"
+            );
+        } else {
+            match Self::open_with(name, Backend::Xdp, opts) {
+                Ok(s) => return Ok(s),
+                Err(e) => tracing::warn!(
+                    interface = name,
+                    "datapath backend ring: AF_XDP is not available: {e}"
+                ),
+            }
+        }
+        match Self::open_with(name, Backend::Ring, opts) {
+            Ok(s) => Ok(s),
+            Err(e @ OpenError::NoSuchInterface(_)) => Err(e),
+            Err(e) => {
+                tracing::warn!(
+                    interface = name,
+                    "datapath backend pnet: the receive ring is not available: {e}"
+                );
+                Self::open_with(name, Backend::Pnet, opts)
+            }
+        }
+    }
+
+    /// Opens `name` with exactly `backend` (not `Auto`).
+    fn open_with(name: &str, backend: Backend, opts: SocketOptions) -> Result<Self, OpenError> {
         let iface =
             find_interface(name).ok_or_else(|| OpenError::NoSuchInterface(name.to_owned()))?;
         // Protocol 0: receive nothing until pnet binds with ETH_P_ALL to
@@ -201,14 +254,25 @@ impl RxSocket {
         if !set_int(fd, libc::SOL_PACKET, libc::PACKET_AUXDATA, 1) {
             return Err(os_err(name, "PACKET_AUXDATA"));
         }
-        set_buffer(fd, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, opts.rcvbuf);
+        if backend == Backend::Xdp {
+            // Frames reach qosd through AF_XDP; this socket only keeps
+            // the interface promiscuous and reports errors, so it takes
+            // nothing (a filter that accepts no frame).
+            drop_everything(fd).map_err(|source| OpenError::Socket {
+                name: name.to_owned(),
+                what: "SO_ATTACH_FILTER",
+                source,
+            })?;
+        } else {
+            set_buffer(fd, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, opts.rcvbuf);
+        }
         // The ring before the bind: setting up a ring on a bound socket
         // detaches it from the interface and re-attaches it, and that
         // dance races with the interface coming up (seen in the soak: a
         // socket re-opened on a re-created interface received nothing).
         // Unbound (protocol 0), there is nothing to detach.
-        let ring = match opts.backend {
-            Backend::Pnet => None,
+        let ring = match backend {
+            Backend::Pnet | Backend::Xdp | Backend::Auto => None,
             Backend::Ring => Some(RxRing::new(fd).map_err(|source| OpenError::Socket {
                 name: name.to_owned(),
                 what: "TPACKET_V2 receive ring",
@@ -242,13 +306,51 @@ impl RxSocket {
                 });
             }
         };
+        // The program goes on last: from then on the kernel's stack no
+        // longer sees the interface's frames.
+        let xdp = match backend {
+            Backend::Xdp => {
+                Some(
+                    XdpRx::open(name, iface.index).map_err(|source| OpenError::Xdp {
+                        name: name.to_owned(),
+                        source,
+                    })?,
+                )
+            }
+            _ => None,
+        };
+        let mut poll_fds: Vec<RawFd> = xdp.as_ref().map(|x| x.fds().to_vec()).unwrap_or_default();
+        poll_fds.push(fd);
+        if let Some(x) = &xdp {
+            let (mode, zero_copy) = x.describe();
+            tracing::info!(
+                interface = name,
+                queues = x.fds().len(),
+                "datapath backend xdp: {mode} mode, {}",
+                if zero_copy { "zero-copy" } else { "copy" }
+            );
+        }
         Ok(RxSocket {
             name: name.to_owned(),
             ifindex: iface.index,
             fd,
+            backend,
             ring,
+            xdp,
+            poll_fds,
             _pnet: (tx, rx),
         })
+    }
+
+    /// The backend in use: `Pnet`, `Ring` or `Xdp`.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Whether the kernel's stack and any bridge still see the frames this
+    /// socket receives (it gets copies): not with AF_XDP, which takes them.
+    pub fn receives_copies(&self) -> bool {
+        self.xdp.is_none()
     }
 
     /// The index of the interface the socket is bound to (a re-created
@@ -261,9 +363,9 @@ impl RxSocket {
         &self.name
     }
 
-    /// The socket, for `poll`.
-    pub fn fd(&self) -> RawFd {
-        self.fd
+    /// The descriptors to `poll` for arrivals and errors.
+    pub fn poll_fds(&self) -> &[RawFd] {
+        &self.poll_fds
     }
 
     /// Takes the socket's pending error, if any. The kernel sets one
@@ -272,24 +374,19 @@ impl RxSocket {
     /// would read it, so without this a thread woke at once forever after
     /// an interface was set down and up (100% of a core, seen in the lab).
     pub fn take_error(&self) -> Option<io::Error> {
-        let mut err: libc::c_int = 0;
-        let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: SO_ERROR writes an int into `err`.
-        let rc = unsafe {
-            libc::getsockopt(
-                self.fd,
-                libc::SOL_SOCKET,
-                libc::SO_ERROR,
-                (&mut err as *mut libc::c_int).cast(),
-                &mut len,
-            )
-        };
-        (rc == 0 && err != 0).then(|| io::Error::from_raw_os_error(err))
+        // Every socket's error is read (and so cleared), not just the first.
+        self.poll_fds
+            .iter()
+            .filter_map(|&fd| socket_error(fd))
+            .fold(None, |first, e| first.or(Some(e)))
     }
 
     /// Frames the kernel dropped because this socket's receive queue was
     /// full, since the last call (reading resets the kernel's counter).
-    pub fn kernel_drops(&self) -> u64 {
+    pub fn kernel_drops(&mut self) -> u64 {
+        if let Some(x) = self.xdp.as_mut() {
+            return x.kernel_drops();
+        }
         let mut st = libc::tpacket_stats {
             tp_packets: 0,
             tp_drops: 0,
@@ -313,6 +410,19 @@ impl RxSocket {
     /// the ring; otherwise it is one `recvmsg`. The frame starts at [`Received::start`]; `buf`
     /// must be at least [`HEADROOM`] plus the largest frame long.
     pub fn recv(&mut self, buf: &mut [u8]) -> io::Result<Option<Received>> {
+        if let Some(x) = self.xdp.as_mut() {
+            let Some(space) = buf.get_mut(HEADROOM..) else {
+                return Err(io::Error::other("receive buffer too small"));
+            };
+            // XDP sees the frame as it came off the wire: tags in place,
+            // checksums complete (no local sender's offload).
+            return Ok(x.recv(space).map(|(len, real)| Received {
+                start: HEADROOM,
+                len,
+                truncated: real > len,
+                checksum_completed: false,
+            }));
+        }
         if let Some(ring) = self.ring.as_mut() {
             let Some(f) = ring.next_frame() else {
                 return Ok(None);
@@ -393,6 +503,52 @@ impl RxSocket {
             truncated,
             checksum_completed,
         }))
+    }
+}
+
+/// A socket's pending error (SO_ERROR), which reading clears.
+fn socket_error(fd: RawFd) -> Option<io::Error> {
+    let mut err: libc::c_int = 0;
+    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: SO_ERROR writes an int into `err`.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&mut err as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0 && err != 0).then(|| io::Error::from_raw_os_error(err))
+}
+
+/// Attaches a classic BPF filter that accepts no frame (`ret #0`).
+fn drop_everything(fd: RawFd) -> io::Result<()> {
+    let mut code = [libc::sock_filter {
+        code: 0x06, // BPF_RET | BPF_K
+        jt: 0,
+        jf: 0,
+        k: 0,
+    }];
+    let prog = libc::sock_fprog {
+        len: 1,
+        filter: code.as_mut_ptr(),
+    };
+    // SAFETY: passes a valid sock_fprog whose filter outlives the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&prog as *const libc::sock_fprog).cast(),
+            mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
@@ -492,7 +648,7 @@ impl TxSocket {
             name: name.to_owned(),
             ifindex: iface.index,
             fd,
-            batched: opts.backend == Backend::Ring,
+            batched: opts.backend != Backend::Pnet,
             retries: 0,
         })
     }

@@ -1,5 +1,5 @@
 //! The edges where frames enter and leave: the daemon's raw sockets
-//! (`afpacket`, `ring`), the state of its interfaces (`link`, `netdev`),
+//! (`afpacket`, `ring`, `xdp`), the state of its interfaces (`link`, `netdev`),
 //! and captures (`pcap`).
 
 pub mod afpacket;
@@ -7,3 +7,4 @@ pub mod link;
 pub mod netdev;
 pub mod pcap;
 pub mod ring;
+pub mod xdp;

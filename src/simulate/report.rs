@@ -797,6 +797,7 @@ pub(super) fn metrics_view<Q: LinkQueue<Frame>>(
             config: Some(Arc::clone(e.config())),
             ports: Vec::new(),
             hosts: e.hosts().hosts().copied().collect(),
+            backend: None,
         }
     };
     let [up, down] = &sim.engines;

@@ -81,6 +81,9 @@ pub struct Snapshot {
     /// What each LAN computer sent or received this way (bytes by category
     /// in the layout of `config`).
     pub hosts: Vec<HostCounters>,
+    /// How its receiving socket gets frames (`datapath.backend`, as
+    /// `auto` resolved it), while open.
+    pub backend: Option<crate::config::Backend>,
 }
 
 impl Snapshot {

@@ -20,15 +20,17 @@ pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:9478";
 
 pub(super) fn datapath(raw: &RawDatapath, p: &mut Problems) -> Datapath {
     Datapath {
-        backend: p.optional("datapath.backend", &raw.backend, Backend::Ring, |s| match s
+        backend: p.optional("datapath.backend", &raw.backend, Backend::Auto, |s| match s
             .trim()
             .to_ascii_lowercase()
             .as_str()
         {
             "pnet" => Ok(Backend::Pnet),
             "ring" => Ok(Backend::Ring),
+            "xdp" => Ok(Backend::Xdp),
+            "auto" => Ok(Backend::Auto),
             _ => Err(format!(
-                "unknown backend \"{s}\" (use \"pnet\" or \"ring\")"
+                "unknown backend \"{s}\" (use \"auto\", \"xdp\", \"ring\" or \"pnet\")"
             )),
         }),
         manage_offloads: p.optional(
