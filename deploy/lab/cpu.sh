@@ -2,18 +2,27 @@
 # qosd's CPU use under the office load (run by hand as root; not part of
 # CI's pass/fail): the same load as bench.sh's scenario (4+4 bulk TCP
 # flows, a business flow each way, a voice stream) through qosd alone,
-# REPS times. Prints, per run, qosd's CPU (% of one core), its context
-# switches per second (wake-ups of its threads) and the voice round trip.
+# REPS times. Prints, per run, qosd's CPU (% of one core; usr%: of it in
+# user space, the rest is the kernel's, which on veth includes the peers'
+# receive processing that qosd's sends trigger), the frames it
+# received per second (both directions: what the LAN host and the ISP side
+# sent it), CPU per frame (µs), its context switches per second (wake-ups
+# of its threads) and the voice round trip.
 #
-#   sudo deploy/lab/cpu.sh [-r REPS] [-b ring|pnet]
+#   sudo deploy/lab/cpu.sh [-r REPS] [-b auto|xdp|ring|pnet] [-n]   (default auto)
+#
+# -n: no call in the office: the latency probe runs on UDP 5005 (browsing,
+# not voice), so qosd coalesces departures (see datapath.rs, COALESCE);
+# by default it is a voice stream (UDP 5004) and every departure wakes qosd.
 #
 # For comparing two builds: QOSD=/path/to/other/qosd sudo -E deploy/lab/cpu.sh
 set -eu
-REPS=3 BACKEND=ring
-while getopts "r:b:" o; do
+REPS=3 BACKEND=auto VPORT=5004
+while getopts "r:b:n" o; do
   case $o in
     r) REPS=$OPTARG ;;
     b) BACKEND=$OPTARG ;;
+    n) VPORT=5005 ;;
     *) sed -n '2,11p' "$0"; exit 2 ;;
   esac
 done
@@ -34,10 +43,17 @@ trap cleanup EXIT INT TERM
 x() { "$LAB" exec -p $P "$@"; }
 switches() { cat /proc/"$QOSD_PID"/task/*/status | awk '/ctxt_switches/ {s += $2} END {print s}'; }
 ticks() { awk '{print $14 + $15}' /proc/"$QOSD_PID"/stat; }
+uticks() { awk '{print $14}' /proc/"$QOSD_PID"/stat; }
+# Frames sent towards qosd: by the LAN host and by the ISP's side of wan0.
+frames() {
+  echo $(( $(x lan cat /sys/class/net/eth0/statistics/tx_packets) + \
+    $(ip netns exec $P-isp cat /sys/class/net/ispa/statistics/tx_packets) ))
+}
 
 "$LAB" up -p $P -u 20mbit -d 50mbit -b 300 >/dev/null
-x srv sh -c 'for p in 5201 5202 5301 5302; do iperf3 -s -D -p $p; done; irtt server -b 198.18.0.20:5004 >/dev/null 2>&1 &'
-echo "run  cpu%  switches/s  voice p50/p99 ms  loss%"
+x srv sh -c 'for p in 5201 5202 5301 5302; do iperf3 -s -D -p $p; done; irtt server -b 198.18.0.20:5004 >/dev/null 2>&1 & irtt server -b 198.18.0.20:5005 >/dev/null 2>&1 &'
+echo "backend $BACKEND, latency probe on UDP $VPORT"
+echo "run  cpu%  usr%  kframes/s  us/frame  switches/s  voice p50/p99 ms  loss%"
 for rep in $(seq 1 "$REPS"); do
   QOSD_LINK__UPLOAD="19 Mbit" QOSD_LINK__DOWNLOAD="47 Mbit" QOSD_DATAPATH__BACKEND="$BACKEND" \
     ip netns exec $P-gw "$QOSD" run --config "$HERE/qosd-lab.toml" 2> "$TMP/qosd.log" &
@@ -49,21 +65,24 @@ for rep in $(seq 1 "$REPS"); do
   x lan iperf3 -c 198.18.0.20 -p 5301 -t 18 >/dev/null 2>&1 & pids+=($!)
   x lan iperf3 -c 198.18.0.20 -p 5302 -t 18 -R >/dev/null 2>&1 & pids+=($!)
   sleep 2
-  x lan irtt client -i 20ms -d 14s -l 172 -q -o - 198.18.0.20:5004 > "$TMP/voice.json" 2>/dev/null & pids+=($!)
+  x lan irtt client -i 20ms -d 14s -l 172 -q -o - 198.18.0.20:$VPORT > "$TMP/voice.json" 2>/dev/null & pids+=($!)
   sleep 1
-  t0=$(ticks); c0=$(switches); s0=$(date +%s.%N)
+  t0=$(ticks); u0=$(uticks); c0=$(switches); f0=$(frames); s0=$(date +%s.%N)
   sleep 10
-  t1=$(ticks); c1=$(switches); s1=$(date +%s.%N)
+  t1=$(ticks); u1=$(uticks); c1=$(switches); f1=$(frames); s1=$(date +%s.%N)
   wait "${pids[@]}" || true
   kill "$QOSD_PID"; wait "$QOSD_PID" 2>/dev/null || true; QOSD_PID=
-  python3 - "$TMP/voice.json" "$t0" "$t1" "$c0" "$c1" "$s0" "$s1" "$(getconf CLK_TCK)" "$rep" <<'PY'
+  python3 - "$TMP/voice.json" "$t0" "$t1" "$c0" "$c1" "$s0" "$s1" "$(getconf CLK_TCK)" "$rep" "$f0" "$f1" "$u0" "$u1" <<'PY'
 import json, sys
-f, t0, t1, c0, c1, s0, s1, hz, rep = sys.argv[1:]
+f, t0, t1, c0, c1, s0, s1, hz, rep, f0, f1, u0, u1 = sys.argv[1:]
 secs = float(s1) - float(s0)
 v = json.load(open(f))
 r = sorted(x["delay"]["rtt"] / 1e6 for x in v["round_trips"] if "rtt" in x.get("delay", {}))
 cpu = (float(t1) - float(t0)) / float(hz) / secs * 100
 sw = (int(c1) - int(c0)) / secs
-print(f"{rep:>3}  {cpu:4.1f}  {sw:10.0f}  {r[len(r) // 2]:6.2f} / {r[int(len(r) * 0.99)]:5.2f}  {v['stats']['packet_loss_percent']:5.2f}")
+fps = (int(f1) - int(f0)) / secs
+us = cpu / 100 / fps * 1e6 if fps else 0
+usr = (float(u1) - float(u0)) / float(hz) / secs * 100
+print(f"{rep:>3}  {cpu:4.1f}  {usr:4.1f}  {fps / 1000:9.1f}  {us:8.2f}  {sw:10.0f}  {r[len(r) // 2]:6.2f} / {r[int(len(r) * 0.99)]:5.2f}  {v['stats']['packet_loss_percent']:5.2f}")
 PY
 done

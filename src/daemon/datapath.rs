@@ -36,6 +36,15 @@ const MIN_DEAF: Duration = Duration::from_micros(20);
 /// Longest: at 1 Gbit/s of 64-byte frames the receive queue (4 096 ring
 /// slots) takes about 3 ms to fill.
 const MAX_DEAF: Duration = Duration::from_millis(1);
+/// Under a backlog on a busy link, and while no voice is about, departures
+/// are sent at most this often, several at a time: the shaper's buckets
+/// save up at least `shaper::DEFAULT_BURST` (1 ms) of credit, so waking
+/// this late loses no rate, and the thread wakes once per this time
+/// instead of once per frame (a 1500-byte frame leaves every 255 us at
+/// 47 Mbit/s). A voice frame arriving meanwhile would wait for the wake-up
+/// (up to this long), so with voice about every departure wakes the
+/// thread, as before.
+const COALESCE: Duration = Duration::from_micros(500);
 /// How often the download thread hands the WAN-delay samples to autorate
 /// (which decides every 200 ms).
 const AUTORATE_EVERY: Duration = Duration::from_millis(20);
@@ -64,6 +73,12 @@ pub struct Datapath {
     board: Arc<Board>,
     /// The download thread runs autorate: it sees the answers to probes.
     autorate: Option<AutorateRun>,
+    /// Departures may be coalesced: no frame of the most urgent categories
+    /// (voice) arrived in the last publishing period.
+    coalesce: bool,
+    /// Frames of the most urgent categories that had arrived at the last
+    /// look.
+    urgent_seen: u64,
 }
 
 /// Autorate on the download thread, and its rate-limited log.
@@ -106,7 +121,25 @@ impl Datapath {
             io: IoCounters::default(),
             snapshot,
             check_soon: false,
+            coalesce: false,
+            urgent_seen: 0,
         })
+    }
+
+    /// Whether frames of the most urgent categories (the lowest priority
+    /// number: voice) arrived since the last call.
+    fn urgent_arrived(&mut self) -> bool {
+        let cfg = self.engine.config();
+        let top = cfg.category.iter().map(|c| c.priority).min();
+        let urgent: u64 = cfg
+            .category
+            .iter()
+            .zip(self.engine.category_counters())
+            .filter(|(c, _)| Some(c.priority) == top)
+            .map(|(_, n)| n.arrived.packets)
+            .sum();
+        let seen = std::mem::replace(&mut self.urgent_seen, urgent);
+        urgent != seen
     }
 
     /// Runs until `stop` is set.
@@ -143,24 +176,18 @@ impl Datapath {
             self.transmit_due(t);
             if t >= next_publish {
                 self.publish(t, true);
+                self.coalesce = !self.urgent_arrived();
                 next_publish = t + PUBLISH_EVERY;
             }
             let t = now();
-            let wait = match self.engine.next_wakeup() {
+            let due = match self.engine.next_wakeup() {
                 Some(due) if due <= t => continue,
-                Some(due) => Duration::from_nanos(due.nanos_since(t)).min(IDLE_POLL),
-                None => IDLE_POLL,
+                Some(due) => Some(Duration::from_nanos(due.nanos_since(t))),
+                None => None,
             };
-            // While the link is still busy with what it sent, nothing that
-            // arrives can leave earlier: let arrivals wait in the socket's
-            // queue instead of waking for each (half the wake-ups under
-            // load), but never for long, so a burst cannot overflow it.
             let busy = Duration::from_nanos(self.engine.queue().link_free_at().nanos_since(t));
-            if busy >= MIN_DEAF && wait >= MIN_DEAF {
-                self.sleep(wait.min(busy).min(MAX_DEAF), false);
-            } else {
-                self.sleep(wait, true);
-            }
+            let (wait, watch) = plan_sleep(due, busy, self.coalesce);
+            self.sleep(wait, watch);
         }
         self.publish(now(), false);
     }
@@ -496,6 +523,36 @@ fn log_transition(dir: &str, h: &PortHealth, old: PortState, reopens_before: u64
     }
 }
 
+/// How long to sleep, and whether an arrival may end the sleep, given
+/// when the shaper's next departure is due (`None`: nothing queued) and
+/// how long the link stays busy with what it already sent.
+///
+/// While the link is busy nothing that arrives can leave earlier: arrivals
+/// wait in the socket's queue instead of waking the thread for each, but
+/// never longer than `MAX_DEAF`, so a burst cannot overflow it. With a
+/// backlog and `coalesce`, departures are coalesced to one wake-up per
+/// [`COALESCE`].
+fn plan_sleep(due: Option<Duration>, busy: Duration, coalesce: bool) -> (Duration, bool) {
+    let wait = due.map_or(IDLE_POLL, |d| d.min(IDLE_POLL));
+    if !coalesce {
+        return if busy >= MIN_DEAF && wait >= MIN_DEAF {
+            (wait.min(busy).min(MAX_DEAF), false)
+        } else {
+            (wait, true)
+        };
+    }
+    let target = if due.is_some() {
+        wait.max(COALESCE)
+    } else {
+        wait
+    };
+    if busy >= MIN_DEAF && target >= MIN_DEAF {
+        (target.min(busy.max(COALESCE)).min(MAX_DEAF), false)
+    } else {
+        (wait, true)
+    }
+}
+
 /// The shaper of one direction of the daemon. Every queued frame holds a
 /// whole receive buffer, so the packet limit is what the memory budget
 /// buys in buffers: a flood of tiny frames cannot pin more memory than
@@ -514,6 +571,38 @@ pub fn buffer_size(max_frame: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn departures_are_coalesced_on_a_busy_link_and_arrivals_watched_on_an_idle_one() {
+        let us = Duration::from_micros;
+        // A backlog on a busy link: a departure due in 255 us (a 1500-byte
+        // frame at 47 Mbit/s) waits for the next one, deaf to arrivals.
+        let plan = |due, busy| plan_sleep(due, busy, true);
+        assert_eq!(plan(Some(us(255)), us(255)), (COALESCE, false));
+        // Due in 10 us: coalesced as well (the bucket's burst catches up).
+        assert_eq!(plan(Some(us(10)), us(30)), (COALESCE, false));
+        // Due later than the coalescing time: no earlier than due...
+        assert_eq!(plan(Some(us(800)), us(900)), (us(800), false));
+        // ...and never deaf longer than MAX_DEAF.
+        assert_eq!(plan(Some(us(5000)), us(5000)), (MAX_DEAF, false));
+        // Nothing queued, link busy: deaf until it frees, at least COALESCE.
+        assert_eq!(plan(None, us(300)), (COALESCE, false));
+        assert_eq!(plan(None, us(700)), (us(700), false));
+        // Link free: arrivals wake the thread (voice leaves at once).
+        assert_eq!(plan(None, Duration::ZERO), (IDLE_POLL, true));
+        // A category ceiling holds a frame while the link is free: its
+        // departure time, watching arrivals.
+        assert_eq!(plan(Some(us(100)), Duration::ZERO), (us(100), true));
+        // With voice about, every departure wakes the thread, and arrivals
+        // wait no longer than the link is busy.
+        let precise = |due, busy| plan_sleep(due, busy, false);
+        assert_eq!(precise(Some(us(255)), us(255)), (us(255), false));
+        assert_eq!(precise(Some(us(255)), us(100)), (us(100), false));
+        assert_eq!(precise(Some(us(10)), us(30)), (us(10), true));
+        assert_eq!(precise(None, us(300)), (us(300), false));
+        // The buckets' burst covers the coalescing delay.
+        assert!(COALESCE * 2 <= crate::shaper::DEFAULT_BURST);
+    }
 
     #[test]
     fn a_rate_change_is_logged_when_large_and_at_most_every_ten_seconds() {
