@@ -27,6 +27,7 @@ use std::num::NonZeroU32;
 use std::os::fd::RawFd;
 use std::ptr::NonNull;
 
+use xdpilone::xdp::XdpDesc;
 use xdpilone::{DeviceQueue, IfInfo, RingRx, Socket, SocketConfig, Umem, UmemConfig, User};
 
 pub use program::AttachMode;
@@ -141,6 +142,12 @@ struct Queue {
     /// Chunks read and copied out, waiting to go back on the fill ring.
     done: [u64; REFILL_BATCH],
     done_len: usize,
+    /// Descriptors taken off the receive ring in one go, not read yet
+    /// (the ring's slots are released at once; the chunks stay qosd's
+    /// until they go back on the fill ring).
+    pending: [XdpDesc; REFILL_BATCH],
+    pending_at: usize,
+    pending_len: usize,
     /// The last statistics read, to report differences.
     dropped_seen: u64,
     area: Area,
@@ -220,6 +227,9 @@ impl Queue {
             _umem: umem,
             done: [0; REFILL_BATCH],
             done_len: 0,
+            pending: [XdpDesc::default(); REFILL_BATCH],
+            pending_at: 0,
+            pending_len: 0,
             dropped_seen: 0,
             area,
         })
@@ -249,12 +259,11 @@ impl Queue {
     /// Copies the next frame into `out`: its length and the real length
     /// (more when `out` was too small), or None when the ring is empty.
     fn next_frame(&mut self, out: &mut [u8]) -> Option<(usize, usize)> {
-        let desc = {
-            let mut r = self.rx.receive(1);
-            let d = r.read();
-            r.release();
-            d
-        }?;
+        if self.pending_at == self.pending_len && !self.fetch() {
+            return None;
+        }
+        let desc = *self.pending.get(self.pending_at)?;
+        self.pending_at += 1;
         let real = desc.len as usize;
         let n = real.min(out.len());
         let copied = match (self.area.get(desc.addr, n as u32), out.get_mut(..n)) {
@@ -267,14 +276,32 @@ impl Queue {
             _ => 0,
         };
         let chunk = desc.addr - desc.addr % u64::from(FRAME_SIZE);
+        // `fetch` took no more than `done` has room for.
         if let Some(slot) = self.done.get_mut(self.done_len) {
             *slot = chunk;
             self.done_len += 1;
         }
+        Some((copied, real.max(copied)))
+    }
+
+    /// Takes up to a batch of descriptors off the receive ring, with one
+    /// release of its slots; false when it is empty.
+    fn fetch(&mut self) -> bool {
         if self.done_len == REFILL_BATCH {
             self.refill();
         }
-        Some((copied, real.max(copied)))
+        let room = REFILL_BATCH - self.done_len;
+        let mut r = self.rx.receive(room as u32);
+        let mut k = 0;
+        for slot in self.pending.iter_mut().take(room) {
+            let Some(d) = r.read() else { break };
+            *slot = d;
+            k += 1;
+        }
+        r.release();
+        self.pending_at = 0;
+        self.pending_len = k;
+        k > 0
     }
 
     fn fd(&self) -> RawFd {
