@@ -17,7 +17,7 @@ use crate::engine::DirectionEngine;
 use crate::engine::frame::{Frame, FramePool};
 use crate::io::afpacket::{HEADROOM, RxSocket, TX_BATCH, TxOutcome, TxSocket};
 use crate::io::link::LinkProbe;
-use crate::shaper::{Shaper, ShaperConfig};
+use crate::shaper::{CategoryCounters, Shaper, ShaperConfig};
 use crate::telemetry::{IoCounters, PortHealth, PortState, SnapshotCell, now};
 use crate::time::Instant;
 
@@ -129,15 +129,7 @@ impl Datapath {
     /// Whether frames of the most urgent categories (the lowest priority
     /// number: voice) arrived since the last call.
     fn urgent_arrived(&mut self) -> bool {
-        let cfg = self.engine.config();
-        let top = cfg.category.iter().map(|c| c.priority).min();
-        let urgent: u64 = cfg
-            .category
-            .iter()
-            .zip(self.engine.category_counters())
-            .filter(|(c, _)| Some(c.priority) == top)
-            .map(|(_, n)| n.arrived.packets)
-            .sum();
+        let urgent = urgent_arrivals(self.engine.config(), self.engine.category_counters());
         let seen = std::mem::replace(&mut self.urgent_seen, urgent);
         urgent != seen
     }
@@ -523,6 +515,18 @@ fn log_transition(dir: &str, h: &PortHealth, old: PortState, reopens_before: u64
     }
 }
 
+/// Frames that have arrived in the most urgent categories (those of the
+/// lowest priority number: voice), by `counters` in `cfg`'s layout.
+fn urgent_arrivals(cfg: &Config, counters: &[CategoryCounters]) -> u64 {
+    let top = cfg.category.iter().map(|c| c.priority).min();
+    cfg.category
+        .iter()
+        .zip(counters)
+        .filter(|(c, _)| Some(c.priority) == top)
+        .map(|(_, n)| n.arrived.packets)
+        .sum()
+}
+
 /// How long to sleep, and whether an arrival may end the sleep, given
 /// when the shaper's next departure is due (`None`: nothing queued) and
 /// how long the link stays busy with what it already sent.
@@ -571,6 +575,20 @@ pub fn buffer_size(max_frame: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_most_urgent_categories_count_as_voice_about() {
+        let cfg = crate::config::load_embedded().unwrap();
+        let mut counters = vec![CategoryCounters::default(); cfg.category.len()];
+        let top = cfg.category.iter().map(|c| c.priority).min().unwrap();
+        for (c, n) in cfg.category.iter().zip(counters.iter_mut()) {
+            // 1 frame in each urgent category, 1000 in every other one.
+            n.arrived.packets = if c.priority == top { 1 } else { 1000 };
+        }
+        let urgent = cfg.category.iter().filter(|c| c.priority == top).count();
+        assert!(urgent >= 1 && urgent < cfg.category.len());
+        assert_eq!(urgent_arrivals(&cfg, &counters), urgent as u64);
+    }
 
     #[test]
     fn departures_are_coalesced_on_a_busy_link_and_arrivals_watched_on_an_idle_one() {
