@@ -113,7 +113,7 @@ check "bypass removed" wait_for 5000 not_bridged
 check "traffic flows through qosd" wait_for 5000 pings 1
 pid=$(main_pid)
 check "runs as user qosd" test "$(ps -o user= -p "$pid")" = qosd
-check "effective capabilities: CAP_NET_ADMIN, CAP_NET_RAW, CAP_IPC_LOCK, CAP_BPF only" grep -q '^CapEff:.*0000008000007000$' "/proc/$pid/status"
+check "effective capabilities: CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF only" grep -q '^CapEff:.*0000008000003000$' "/proc/$pid/status"
 echo "     datapath: $(journalctl -u qosd.service -b --no-pager -o cat | grep -m 2 'datapath backend' | tr '\n' ' ')"
 check "NoNewPrivs" grep -q '^NoNewPrivs:.*1$' "/proc/$pid/status"
 check "seccomp filter" grep -q '^Seccomp:.*2$' "/proc/$pid/status"

@@ -109,8 +109,10 @@ pub fn run(config_path: Option<&Path>) -> Result<(), DaemonError> {
         // CAP_NET_RAW to re-open a socket on an interface that was
         // re-created (a USB NIC re-plugged, a driver reset), CAP_NET_ADMIN
         // to turn its offloads off and to put offloads back at exit.
-        // With AF_XDP possible also CAP_BPF (the program and its map) and
-        // CAP_IPC_LOCK (the UMEM is pinned memory).
+        // With AF_XDP possible also CAP_BPF (the program and its map)
+        // and CAP_IPC_LOCK: its frame memory is locked memory, and raising
+        // RLIMIT_MEMLOCK instead needs CAP_SYS_RESOURCE, which containers
+        // often lack (the packaged unit sets LimitMEMLOCK instead).
         let mut keep = vec![
             caps::Capability::CAP_NET_RAW,
             caps::Capability::CAP_NET_ADMIN,
