@@ -358,6 +358,7 @@ fn a_full_send_queue_is_waited_for_not_dropped() {
                 // The kernel doubles it: room for about 14 full frames.
                 sndbuf: 16 << 10,
                 backend,
+                max_frame: 1522,
             };
             let mut tx = TxSocket::open("txa", opts).expect("open txa");
             let mut frame = vec![0u8; 1514];
@@ -471,7 +472,8 @@ fn auto_picks_the_backend_per_port_and_xdp_refuses_clearly() {
     eprintln!("second qosd: {:?}: {err}", second.status.code());
     assert_eq!(second.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("interface wan0: AF_XDP") && err.contains("holds the queue"),
+        err.contains("interface wan0: AF_XDP")
+            && err.contains("another XDP program is attached to the interface"),
         "{err}"
     );
     // The failed start took nothing from the running qosd.

@@ -177,6 +177,12 @@ impl Datapath {
                 Some(due) => Some(Duration::from_nanos(due.nanos_since(t))),
                 None => None,
             };
+            // Frames AF_XDP already handed over but this loop has not read
+            // yet (it reads RX_BATCH at a time): `poll` would not report
+            // them.
+            if self.rx.socket_mut().is_some_and(|rx| rx.has_pending()) {
+                continue;
+            }
             let busy = Duration::from_nanos(self.engine.queue().link_free_at().nanos_since(t));
             let (wait, watch) = plan_sleep(due, busy, self.coalesce);
             self.sleep(wait, watch);

@@ -85,6 +85,7 @@ pub fn run(config_path: Option<&Path>) -> Result<(), DaemonError> {
         rcvbuf: cfg.datapath.socket_buffer as usize,
         sndbuf: cfg.datapath.socket_buffer as usize / 4,
         backend: cfg.datapath.backend,
+        max_frame: pre.max_frame,
     };
     // Each direction receives on one interface and sends on the other,
     // with sockets of its own, so it can re-open them alone.

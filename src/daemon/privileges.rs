@@ -78,7 +78,16 @@ pub fn drop_to(user: &str, keep: &[Capability]) -> Result<(), DropError> {
             return Err(err(format!("setuid: {}", std::io::Error::last_os_error())));
         }
     }
-    let keep: CapsHashSet = keep.iter().copied().collect();
+    // Only what this process may hold: a container's bounding set, or a
+    // kernel older than the capability (CAP_BPF: 5.8), may lack some, and
+    // asking for them would fail the whole change. What is left out only
+    // limits what a re-open can do (AF_XDP then falls back to the ring).
+    let permitted = caps::read(None, CapSet::Permitted).unwrap_or_default();
+    let (keep, missing): (CapsHashSet, CapsHashSet) =
+        keep.iter().copied().partition(|c| permitted.contains(c));
+    if !missing.is_empty() {
+        tracing::warn!("not permitted, so not kept: {missing:?}");
+    }
     // Effective first (it must stay within permitted), then permitted.
     for (set, want) in [
         (CapSet::Effective, &keep),

@@ -65,6 +65,9 @@ pub struct SocketOptions {
     /// TPACKET_V2 receive ring or AF_XDP, and batched `sendmmsg`; `Auto`
     /// picks the fastest that opens.
     pub backend: Backend,
+    /// The largest frame to forward (AF_XDP refuses an interface whose
+    /// frames would not fit its chunks).
+    pub max_frame: usize,
 }
 
 pub use crate::config::Backend;
@@ -75,6 +78,7 @@ impl Default for SocketOptions {
             rcvbuf: 4 << 20,
             sndbuf: 1 << 20,
             backend: Backend::Auto,
+            max_frame: 1522,
         }
     }
 }
@@ -309,14 +313,12 @@ impl RxSocket {
         // The program goes on last: from then on the kernel's stack no
         // longer sees the interface's frames.
         let xdp = match backend {
-            Backend::Xdp => {
-                Some(
-                    XdpRx::open(name, iface.index).map_err(|source| OpenError::Xdp {
-                        name: name.to_owned(),
-                        source,
-                    })?,
-                )
-            }
+            Backend::Xdp => Some(XdpRx::open(name, iface.index, opts.max_frame).map_err(
+                |source| OpenError::Xdp {
+                    name: name.to_owned(),
+                    source,
+                },
+            )?),
             _ => None,
         };
         let mut poll_fds: Vec<RawFd> = xdp.as_ref().map(|x| x.fds().to_vec()).unwrap_or_default();
@@ -345,6 +347,13 @@ impl RxSocket {
     /// The backend in use: `Pnet`, `Ring` or `Xdp`.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Frames already taken off the kernel's ring and not yet read: the
+    /// thread must not sleep on `poll` while there are any (`poll` only
+    /// reports what is still in the kernel's ring).
+    pub fn has_pending(&self) -> bool {
+        self.xdp.as_ref().is_some_and(XdpRx::has_pending)
     }
 
     /// Whether the kernel's stack and any bridge still see the frames this

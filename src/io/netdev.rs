@@ -102,6 +102,7 @@ const ETHTOOL_SFLAGS: u32 = 0x26;
 const ETHTOOL_GGRO: u32 = 0x2b;
 const ETHTOOL_SGRO: u32 = 0x2c;
 const ETH_FLAG_LRO: u32 = 1 << 15;
+const ETH_FLAG_RXVLAN: u32 = 1 << 8;
 
 #[repr(C)]
 struct EthtoolValue {
@@ -151,6 +152,19 @@ pub fn offloads(name: &str) -> io::Result<Offloads> {
         tso: ethtool(name, ETHTOOL_GTSO, 0).unwrap_or(0) != 0,
         lro: ethtool(name, ETHTOOL_GFLAGS, 0).unwrap_or(0) & ETH_FLAG_LRO != 0,
     })
+}
+
+/// Whether `name` is a NIC (it has a device behind it) that strips VLAN
+/// tags in hardware (rx-vlan-offload). Such a driver takes the tag off
+/// before an XDP program sees the frame, and AF_XDP hands no metadata for
+/// it, so the tag would be lost. Virtual interfaces (veth) report the
+/// offload too, but untag in software after XDP: they do not count.
+pub fn strips_vlan_in_hardware(name: &str) -> bool {
+    let physical = std::path::Path::new("/sys/class/net")
+        .join(name)
+        .join("device")
+        .exists();
+    physical && ethtool(name, ETHTOOL_GFLAGS, 0).unwrap_or(0) & ETH_FLAG_RXVLAN != 0
 }
 
 /// Sets `name`'s offloads to `want`; returns what they are afterwards.

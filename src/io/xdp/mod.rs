@@ -42,6 +42,9 @@ const TOTAL_FRAMES: u32 = 4096;
 const MIN_QUEUE_FRAMES: u32 = 256;
 /// More receive queues than this: ask the admin to reduce them.
 pub const MAX_QUEUES: usize = 64;
+/// The largest frame a chunk takes: the kernel keeps XDP_PACKET_HEADROOM
+/// (256 bytes) in front of it in copy mode.
+pub const MAX_XDP_FRAME: usize = FRAME_SIZE as usize - 256;
 /// Received chunks are handed back to the kernel this many at a time.
 const REFILL_BATCH: usize = 32;
 
@@ -56,6 +59,18 @@ pub enum XdpError {
         /// The kernel's answer.
         source: io::Error,
     },
+    /// The NIC strips VLAN tags before XDP sees the frames.
+    #[error(
+        "the NIC strips VLAN tags before XDP sees them, and they would be lost: \
+         turn that off (ethtool -K {0} rxvlan off) to use AF_XDP"
+    )]
+    VlanStripping(String),
+    /// Frames larger than a UMEM chunk takes.
+    #[error(
+        "frames up to {0} bytes do not fit AF_XDP's {MAX_XDP_FRAME}-byte chunks \
+         (datapath.max_frame, or the interface MTU)"
+    )]
+    FrameTooLarge(usize),
     /// Too many receive queues for one socket each.
     #[error(
         "{0} receive queues (qosd opens one AF_XDP socket per queue, at most {MAX_QUEUES}); \
@@ -336,7 +351,13 @@ impl XdpRx {
     /// Redirects every frame received on interface `name` (index
     /// `ifindex`) to qosd: one socket per receive queue, zero-copy where
     /// the driver can, the program in the driver where it can.
-    pub fn open(name: &str, ifindex: u32) -> Result<XdpRx, XdpError> {
+    pub fn open(name: &str, ifindex: u32, max_frame: usize) -> Result<XdpRx, XdpError> {
+        if max_frame > MAX_XDP_FRAME {
+            return Err(XdpError::FrameTooLarge(max_frame));
+        }
+        if crate::io::netdev::strips_vlan_in_hardware(name) {
+            return Err(XdpError::VlanStripping(name.to_owned()));
+        }
         let queues = rx_queues(name);
         if queues > MAX_QUEUES {
             return Err(XdpError::TooManyQueues(queues));
@@ -344,38 +365,40 @@ impl XdpRx {
         let per_queue = (TOTAL_FRAMES / queues as u32)
             .max(MIN_QUEUE_FRAMES)
             .next_power_of_two();
-        // Native first: generic XDP runs after the skb is built, where it
-        // saves less; zero-copy needs native. Each attempt starts afresh,
-        // and fills the map before attaching, so no frame slips past to
-        // the kernel in between.
+        // The program goes on first, with its map still empty: until a
+        // queue's socket is in the map its frames pass to the kernel (and
+        // to the bypass bridge, if any), so nothing is lost, and the
+        // sockets are built once, for the mode that attached. Native
+        // first: generic XDP runs after the skb is built, where it saves
+        // less, and zero-copy needs native.
+        let mut redirect = Redirect::load(queues as u32)?;
+        redirect.attach(ifindex, &[AttachMode::Native, AttachMode::Generic])?;
+        let native = redirect.mode() == Some(AttachMode::Native);
         let mut last = None;
-        for (mode, zero_copy) in [
-            (AttachMode::Native, true),
-            (AttachMode::Native, false),
-            (AttachMode::Generic, false),
-        ] {
-            let mut redirect = Redirect::load(queues as u32)?;
-            let qs = match open_queues(&redirect, ifindex, queues, per_queue, zero_copy) {
-                Ok(qs) => qs,
-                Err(e) => {
-                    last = Some(e);
-                    continue;
-                }
-            };
-            if let Err(e) = redirect.attach(ifindex, &[mode]) {
-                last = Some(XdpError::from(e));
+        for zero_copy in [true, false] {
+            if zero_copy && !native {
                 continue;
             }
-            let fds = qs.iter().map(Queue::fd).collect();
-            return Ok(XdpRx {
-                redirect,
-                queues: qs,
-                fds,
-                next: 0,
-                zero_copy,
-            });
+            match open_queues(&redirect, ifindex, queues, per_queue, zero_copy) {
+                Ok(qs) => {
+                    let fds = qs.iter().map(Queue::fd).collect();
+                    return Ok(XdpRx {
+                        redirect,
+                        queues: qs,
+                        fds,
+                        next: 0,
+                        zero_copy,
+                    });
+                }
+                Err(e) => last = Some(e),
+            }
         }
         Err(last.unwrap_or(XdpError::TooManyQueues(queues)))
+    }
+
+    /// Whether frames taken off a receive ring wait to be read.
+    pub fn has_pending(&self) -> bool {
+        self.queues.iter().any(|q| q.pending_at < q.pending_len)
     }
 
     /// The sockets, for `poll` (one per receive queue).
@@ -391,7 +414,7 @@ impl XdpRx {
         )
     }
 
-    /// Copies the next frame into `out`, looking at the queues in turn:
+    /// Copies the next frame into `out`, one queue after the other:
     /// `Some((copied, real_len))`, where a `real_len` above `copied` means
     /// the frame was cut. None when every queue is empty; the chunks read
     /// so far are then handed back to the kernel.
@@ -402,7 +425,9 @@ impl XdpRx {
             if let Some(q) = self.queues.get_mut(at)
                 && let Some(got) = q.next_frame(out)
             {
-                self.next = at;
+                // The next call starts at the next queue: a queue that is
+                // never empty must not starve the others.
+                self.next = (at + 1) % n;
                 return Some(got);
             }
         }
@@ -452,6 +477,23 @@ pub fn rx_queues(name: &str) -> usize {
 /// own (IPv4, or IPv6 other than link-local): with the XDP backend that
 /// address would stop answering.
 pub fn has_address(name: &str) -> bool {
+    // An address on a VLAN or macvlan device on top of the interface
+    // arrives through it as well.
+    let uppers: Vec<String> = std::fs::read_dir(format!("/sys/class/net/{name}"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter_map(|e| {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    n.strip_prefix("upper_").map(str::to_owned)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    own_address(name) || uppers.iter().any(|u| own_address(u))
+}
+
+/// Whether interface `name` itself carries an address (see [`has_address`]).
+fn own_address(name: &str) -> bool {
     let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs fills `ifap` with a list we free below.
     if unsafe { libc::getifaddrs(&mut ifap) } != 0 {

@@ -233,20 +233,26 @@ impl Redirect {
             .map_err(|e| (Step::MapCreate, e))?;
         let insns = redirect_program(map.as_raw_fd());
         let license = c"Dual MIT/GPL";
-        let mut log = [0u8; 512];
         let mut attr = ProgLoad {
             prog_type: BPF_PROG_TYPE_XDP,
             insn_cnt: insns.len() as u32,
             insns: insns.as_ptr() as u64,
             license: license.as_ptr() as u64,
-            log_level: 1,
-            log_size: log.len() as u32,
-            log_buf: log.as_mut_ptr() as u64,
             prog_name: name16("qosd_redirect"),
             expected_attach_type: BPF_XDP,
             ..ProgLoad::default()
         };
-        let prog = match bpf(BPF_PROG_LOAD, &mut attr).and_then(owned) {
+        // Without a log first: a log too small for what a kernel prints
+        // fails even a valid program (ENOSPC). The log only to explain a
+        // refusal, as libbpf does.
+        let mut log = vec![0u8; 64 << 10];
+        let loaded = bpf(BPF_PROG_LOAD, &mut attr).or_else(|_| {
+            attr.log_level = 1;
+            attr.log_size = log.len() as u32;
+            attr.log_buf = log.as_mut_ptr() as u64;
+            bpf(BPF_PROG_LOAD, &mut attr)
+        });
+        let prog = match loaded.and_then(owned) {
             Ok(p) => p,
             Err(e) => {
                 let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
