@@ -544,20 +544,10 @@ fn urgent_arrivals(cfg: &Config, counters: &[CategoryCounters]) -> u64 {
 /// [`COALESCE`].
 fn plan_sleep(due: Option<Duration>, busy: Duration, coalesce: bool) -> (Duration, bool) {
     let wait = due.map_or(IDLE_POLL, |d| d.min(IDLE_POLL));
-    if !coalesce {
-        return if busy >= MIN_DEAF && wait >= MIN_DEAF {
-            (wait.min(busy).min(MAX_DEAF), false)
-        } else {
-            (wait, true)
-        };
-    }
-    let target = if due.is_some() {
-        wait.max(COALESCE)
-    } else {
-        wait
-    };
+    let floor = if coalesce { COALESCE } else { Duration::ZERO };
+    let target = if due.is_some() { wait.max(floor) } else { wait };
     if busy >= MIN_DEAF && target >= MIN_DEAF {
-        (target.min(busy.max(COALESCE)).min(MAX_DEAF), false)
+        (target.min(busy.max(floor)).min(MAX_DEAF), false)
     } else {
         (wait, true)
     }

@@ -148,8 +148,6 @@ pub struct RxSocket {
     name: String,
     ifindex: u32,
     fd: RawFd,
-    /// The backend in use (never `Auto`).
-    backend: Backend,
     ring: Option<RxRing>,
     xdp: Option<XdpRx>,
     /// What to `poll` for arrivals: the packet socket, or the AF_XDP
@@ -336,7 +334,6 @@ impl RxSocket {
             name: name.to_owned(),
             ifindex: iface.index,
             fd,
-            backend,
             ring,
             xdp,
             poll_fds,
@@ -346,7 +343,11 @@ impl RxSocket {
 
     /// The backend in use: `Pnet`, `Ring` or `Xdp`.
     pub fn backend(&self) -> Backend {
-        self.backend
+        match (&self.xdp, &self.ring) {
+            (Some(_), _) => Backend::Xdp,
+            (None, Some(_)) => Backend::Ring,
+            (None, None) => Backend::Pnet,
+        }
     }
 
     /// Frames already taken off the kernel's ring and not yet read: the

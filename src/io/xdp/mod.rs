@@ -374,26 +374,21 @@ impl XdpRx {
         let mut redirect = Redirect::load(queues as u32)?;
         redirect.attach(ifindex, &[AttachMode::Native, AttachMode::Generic])?;
         let native = redirect.mode() == Some(AttachMode::Native);
-        let mut last = None;
-        for zero_copy in [true, false] {
-            if zero_copy && !native {
-                continue;
-            }
-            match open_queues(&redirect, ifindex, queues, per_queue, zero_copy) {
-                Ok(qs) => {
-                    let fds = qs.iter().map(Queue::fd).collect();
-                    return Ok(XdpRx {
-                        redirect,
-                        queues: qs,
-                        fds,
-                        next: 0,
-                        zero_copy,
-                    });
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or(XdpError::TooManyQueues(queues)))
+        let attempt = |zero_copy| {
+            open_queues(&redirect, ifindex, queues, per_queue, zero_copy).map(|qs| (qs, zero_copy))
+        };
+        let (queues, zero_copy) = match native.then(|| attempt(true)) {
+            Some(Ok(done)) => done,
+            _ => attempt(false)?,
+        };
+        let fds = queues.iter().map(Queue::fd).collect();
+        Ok(XdpRx {
+            redirect,
+            queues,
+            fds,
+            next: 0,
+            zero_copy,
+        })
     }
 
     /// Whether frames taken off a receive ring wait to be read.
@@ -533,6 +528,17 @@ fn own_address(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frames_larger_than_a_chunk_refuse_before_anything_is_set_up() {
+        // Checked first, so no privilege or interface is needed to see it.
+        let err = XdpRx::open("qosd-no-such-if", 0, MAX_XDP_FRAME + 1).err();
+        assert!(
+            matches!(err, Some(XdpError::FrameTooLarge(n)) if n == MAX_XDP_FRAME + 1),
+            "{err:?}"
+        );
+        assert_eq!(MAX_XDP_FRAME, 1792);
+    }
 
     #[test]
     fn loopback_has_an_address_and_a_missing_interface_none() {
