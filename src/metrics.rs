@@ -183,6 +183,22 @@ const FAMILIES: &[(&str, &str)] = &[
         "Time the download ran at 3/4 of its rate while a queue stood in the ISP's buffer.",
     ),
     (
+        "qosd_window_clamp_lowered_total",
+        "Acknowledgements from the office whose TCP receive window qosd lowered, so that download senders keep no more in flight than their share of the line needs (link.window_clamp).",
+    ),
+    (
+        "qosd_window_clamp_windows_total",
+        "Windows the download window clamp set: each download flow's, every two round trips (at least 100 ms) while the download is full.",
+    ),
+    (
+        "qosd_window_clamp_active",
+        "1 while the download counts as full (qosd's download queue held more than 1 ms of the line within the last second), so the download flows' windows are lowered.",
+    ),
+    (
+        "qosd_window_clamp_allowance_seconds",
+        "The queue the download windows leave room for over each flow's round trip: 4 ms at first, more when the receivers hold their acknowledgements (the download queue ran dry), less when the queue stood.",
+    ),
+    (
         "qosd_isp_queue_gave_up_total",
         "Queues in the ISP's buffer the guard left alone: the throttle did not halve them in 0.5 s, so they are not in front of qosd.",
     ),
@@ -567,6 +583,20 @@ pub fn build(v: &MetricsView) -> Vec<MetricFamily> {
                 g.throttled_ns as f64 / 1e9,
             );
             f.counter("qosd_isp_queue_gave_up_total", &[], g.gave_up as f64);
+            let w = &e.window_clamp;
+            f.counter("qosd_window_clamp_windows_total", &[], w.windows as f64);
+            f.gauge("qosd_window_clamp_active", &[], f64::from(u8::from(w.full)));
+            f.gauge(
+                "qosd_window_clamp_allowance_seconds",
+                &[],
+                w.allowance_ns as f64 / 1e9,
+            );
+        } else {
+            f.counter(
+                "qosd_window_clamp_lowered_total",
+                &[],
+                e.window_clamp.lowered as f64,
+            );
         }
         for (kind, n) in Holder::KINDS.iter().zip(e.dpi_refusals) {
             f.counter(

@@ -197,6 +197,10 @@ pub struct Link {
     /// The queue in the ISP's download buffer that counts as standing.
     #[serde(serialize_with = "serialize_duration")]
     pub isp_queue_target: Duration,
+    /// While the download is full, lower each download TCP flow's receive
+    /// window to its share of the line times its round trip plus a few
+    /// milliseconds ([`crate::wan::clamp`]).
+    pub window_clamp: bool,
 }
 
 impl Link {

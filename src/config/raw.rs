@@ -150,6 +150,7 @@ pub struct RawLink {
     pub overhead: Option<Value>,
     pub isp_queue_guard: Option<Value>,
     pub isp_queue_target: Option<Value>,
+    pub window_clamp: Option<Value>,
 }
 
 /// One `[[category]]`.

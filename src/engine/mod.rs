@@ -29,7 +29,10 @@ use crate::config::{CategoryId, Config, Direction};
 use crate::packet::{FrameKind, PacketMeta, rewrite};
 use crate::shaper::{CategoryCounters, DropReason, LinkQueue, ShaperConfig};
 use crate::time::Instant;
-use crate::wan::{GuardParams, IspGuard, Meter, ProbeBoard, Segment, Stamper};
+use crate::wan::{
+    DownloadWindows, GuardParams, IspGuard, Meter, ProbeBoard, Segment, Stamper, UploadWindows,
+    WindowBoard,
+};
 
 /// Entries in the DNS snooping cache.
 pub const DNS_CACHE_ENTRIES: usize = 65_536;
@@ -45,6 +48,9 @@ pub struct Shared {
     /// Where the upload side times WAN round trips for the download side
     /// to complete ([`crate::wan`]).
     pub probes: Arc<ProbeBoard>,
+    /// Where the download side publishes the download flows' windows for
+    /// the upload side to write ([`crate::wan::clamp`]).
+    pub windows: Arc<WindowBoard>,
     installed: ArcSwap<Installed>,
     generation: AtomicU32,
 }
@@ -79,6 +85,7 @@ impl Shared {
             installed: ArcSwap::from_pointee(Installed::new(cfg, 1, &dpi)),
             dpi,
             probes: Arc::new(ProbeBoard::new()),
+            windows: Arc::new(WindowBoard::default()),
             generation: AtomicU32::new(1),
         }
     }
@@ -137,6 +144,24 @@ pub struct EngineCounters {
     pub tcp_payload_bytes: u64,
     /// The ISP-queue guard (download): what it does and sees.
     pub isp_queue: IspQueueCounters,
+    /// The download window clamp: what it did.
+    pub window_clamp: WindowClampCounters,
+}
+
+/// What the download window clamp did ([`crate::wan::clamp`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WindowClampCounters {
+    /// Upload: acknowledgements whose receive window qosd lowered.
+    pub lowered: u64,
+    /// Download: windows set (each download flow's, every interval of at
+    /// least two round trips while the download is full).
+    pub windows: u64,
+    /// Download: the download counted as full at the last packet, so the
+    /// windows apply.
+    pub full: bool,
+    /// Download: the queue the windows leave room for over each flow's
+    /// round trip, ns ([`DownloadWindows::allowance`]).
+    pub allowance_ns: u64,
 }
 
 /// What the download's ISP-queue guard did ([`crate::wan::guard`]).
@@ -193,6 +218,8 @@ pub struct DirectionEngine<Q> {
     throttled_at: Instant,
     /// What each LAN computer sent or received this way.
     hosts: HostTable,
+    /// `link.window_clamp`.
+    window_clamp: bool,
 }
 
 /// The pace of the ISP-queue guard's signals while the queue stands, at
@@ -216,11 +243,12 @@ fn configure_guard(guard: &mut Option<IspGuard>, cfg: &Config, dir: Direction) {
     }
 }
 
-/// The upload thread times packets leaving toward the WAN; the download
-/// thread recognises their answers.
+/// The upload thread times packets leaving toward the WAN and writes the
+/// download flows' windows; the download thread recognises the answers
+/// and sets the windows.
 enum WanSide {
-    Lan(Stamper),
-    Wan(Box<Meter>),
+    Lan(Stamper, Box<UploadWindows>),
+    Wan(Box<Meter>, Box<DownloadWindows>),
 }
 
 impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
@@ -230,6 +258,7 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
         let cfg = &installed.config;
         let mut guard = None;
         configure_guard(&mut guard, cfg, dir);
+        let window_clamp = cfg.link.window_clamp;
         DirectionEngine {
             dir,
             classifier: Arc::clone(&installed.classifier),
@@ -242,11 +271,16 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
             accounting: Accounting::new(cfg, dir == Direction::Download),
             installed,
             wan: match dir {
-                Direction::Upload => WanSide::Lan(Stamper::new(Arc::clone(&shared.probes))),
-                Direction::Download => {
-                    WanSide::Wan(Box::new(Meter::new(Arc::clone(&shared.probes))))
-                }
+                Direction::Upload => WanSide::Lan(
+                    Stamper::new(Arc::clone(&shared.probes)),
+                    Box::new(UploadWindows::new(Arc::clone(&shared.windows))),
+                ),
+                Direction::Download => WanSide::Wan(
+                    Box::new(Meter::new(Arc::clone(&shared.probes))),
+                    Box::new(DownloadWindows::new(Arc::clone(&shared.windows))),
+                ),
             },
+            window_clamp,
             shared,
             queue,
             cache: ClassCache::new(),
@@ -267,8 +301,8 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
     /// The WAN-delay meter (the download direction's engine has it).
     pub fn wan_meter_mut(&mut self) -> Option<&mut Meter> {
         match &mut self.wan {
-            WanSide::Wan(m) => Some(m),
-            WanSide::Lan(_) => None,
+            WanSide::Wan(m, _) => Some(m),
+            WanSide::Lan(..) => None,
         }
     }
 
@@ -360,6 +394,7 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
             .collect();
         self.accounting = self.accounting.relayout(&before.config, &cfg, &self.origin);
         configure_guard(&mut self.guard, &cfg, self.dir);
+        self.window_clamp = cfg.link.window_clamp;
         let mut qc = queue_config(&cfg, self.dir);
         if let Some(rate) = self.link_rate {
             qc = qc.with_link_rate(&cfg, self.dir, rate);
@@ -400,7 +435,9 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
         self.counters.arrived_bytes += len;
         let mut probe = None;
         let mut app = None;
+        let mut window = None;
         let (category, flow_hash, ip, vlan, lan_addr) = {
+            let base = frame.bytes().as_ptr() as usize;
             let pkt = PacketMeta::parse(frame.bytes());
             let vlan = pkt.vlan;
             let lan_addr = match self.dir {
@@ -442,21 +479,35 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
                     }
                     app = verdict.app;
                     let segment = match &mut self.wan {
-                        WanSide::Lan(s) => {
+                        WanSide::Lan(s, w) => {
                             probe = s.on_lan_packet(&pkt, id, now);
+                            if self.window_clamp
+                                && let Some(units) = w.on_lan_packet(&pkt, id, now)
+                            {
+                                let at = (pkt.tcp.as_ptr() as usize).wrapping_sub(base);
+                                window = Some((at, units));
+                            }
                             s.segment(&pkt, id)
                         }
-                        WanSide::Wan(m) => {
+                        WanSide::Wan(m, w) => {
                             // The round trip is the flow's in the direction
                             // of the traffic it timed, whichever packet
                             // completed it.
-                            if let Some(rtt) = m.on_wan_packet(&pkt, id, now) {
+                            let rtt = m.on_wan_packet(&pkt, id, now);
+                            if let Some(rtt) = rtt {
                                 let d = rtt.direction();
                                 self.accounting.count_rtt(
                                     d,
                                     d.pick(verdict.flow_category),
                                     rtt.rtt_ns,
                                 );
+                            }
+                            if self.window_clamp {
+                                let rate = self
+                                    .link_rate
+                                    .unwrap_or_else(|| self.installed.config.link.rate(self.dir));
+                                let rtt = rtt.map(|r| r.rtt_ns);
+                                w.on_packet(&pkt, id, rtt, rate.bytes_per_sec(), now);
                             }
                             m.segment(&pkt, id)
                         }
@@ -497,8 +548,25 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
                 self.counters.dscp_marked += 1;
             }
         }
+        if let Some((at, units)) = window
+            && rewrite::set_tcp_window(frame.bytes_mut(), at, units)
+        {
+            self.counters.window_clamp.lowered += 1;
+        }
         self.queue.enqueue(frame, category, flow_hash, now);
-        if let (Some(g), WanSide::Wan(m)) = (&mut self.guard, &self.wan) {
+        if self.window_clamp
+            && let WanSide::Wan(_, w) = &mut self.wan
+        {
+            let rate = self
+                .link_rate
+                .unwrap_or_else(|| self.installed.config.link.rate(self.dir));
+            w.on_queue(self.queue.backlog_bytes(), rate.bytes_per_sec(), now);
+            let c = &mut self.counters.window_clamp;
+            c.windows = w.windows_published();
+            c.full = w.full(now);
+            c.allowance_ns = u64::try_from(w.allowance().as_nanos()).unwrap_or(u64::MAX);
+        }
+        if let (Some(g), WanSide::Wan(m, _)) = (&mut self.guard, &self.wan) {
             let standing = m.outside_queue(now);
             let c = &mut self.counters.isp_queue;
             c.standing_ns = standing.unwrap_or(0);
@@ -542,7 +610,7 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
     pub fn dequeue(&mut self, now: Instant) -> Option<Frame> {
         let frame = self.queue.dequeue(now)?;
         self.counters.sent_bytes += frame.bytes().len() as u64;
-        if let (Some(p), WanSide::Lan(s)) = (frame.probe, &mut self.wan) {
+        if let (Some(p), WanSide::Lan(s, _)) = (frame.probe, &mut self.wan) {
             s.departed(p, now);
         }
         Some(frame)

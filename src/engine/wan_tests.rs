@@ -482,3 +482,89 @@ fn a_queue_standing_in_the_isps_buffer_signals_the_download_and_throttles_it_whi
     assert_eq!((during, after), ((0, 0, 1000), (0, 0, 1000)));
     assert_eq!(c, super::IspQueueCounters::default());
 }
+
+/// A TCP frame of the test's flow with window field `window`, the
+/// window-scale option `scale` and `len` bytes of payload.
+fn windowed(up: bool, flags: u8, window: u16, scale: Option<u8>, len: usize) -> Frame {
+    let (src, dst, sp, dp) = if up {
+        (LAN, SRV, 40000, 443)
+    } else {
+        (SRV, LAN, 443, 40000)
+    };
+    let mut b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4(src, dst, 64)
+        .tcp(sp, dp, 1, window);
+    if flags & SYN != 0 {
+        b = b.syn();
+    }
+    if flags & ACK != 0 {
+        // The LAN end's SYN is sequence number 1.
+        b = b.ack(2);
+    }
+    if let Some(s) = scale {
+        b = b.options_raw(&[1, 3, 3, s]).unwrap();
+    }
+    let mut out = Vec::new();
+    b.write(&mut out, &vec![0u8; len]).unwrap();
+    Frame::new(vec![0u8; 2048].into_boxed_slice(), &out)
+}
+
+/// The test flow's handshake (30 ms round trip), then 250 ms of download
+/// faster than qosd's rate, then an acknowledgement announcing 8 MB: the
+/// window it leaves qosd with, and the upload's count of lowered ones.
+fn window_after_a_full_download(clamp: bool) -> (u16, Vec<u8>, u64) {
+    let text = crate::config::DEFAULT_CONFIG_TOML.replacen(
+        "window_clamp = true",
+        &format!("window_clamp = {clamp}"),
+        1,
+    );
+    let cfg: Config = load_str(EMBEDDED_NAME, &text, &Env::None).unwrap();
+    let shared = Arc::new(Shared::new(&cfg));
+    let q = |d| Shaper::new(&ShaperConfig::from_config(&cfg, d));
+    let mut up: Engine =
+        DirectionEngine::new(Direction::Upload, Arc::clone(&shared), q(Direction::Upload));
+    let mut down: Engine =
+        DirectionEngine::new(Direction::Download, shared, q(Direction::Download));
+    up_and_out(
+        &mut up,
+        windowed(true, SYN, 64240, Some(7), 0),
+        ms(0),
+        ms(0),
+    );
+    down.ingress(windowed(false, SYN | ACK, 65535, Some(8), 0), ms(30));
+    while down.dequeue(ms(30)).is_some() {}
+    for t in 31..280 {
+        for _ in 0..5 {
+            down.ingress(windowed(false, ACK, 512, None, 1448), ms(t));
+        }
+        while down.dequeue(ms(t)).is_some() {}
+        down.drain_dropped(|_, _| {});
+    }
+    let c = down.counters().window_clamp;
+    assert_eq!(c.full && c.windows > 0, clamp, "{c:?}");
+    up.ingress(windowed(true, ACK, 0xffff, None, 0), ms(280));
+    let out = up.dequeue(ms(280)).unwrap();
+    let bytes = out.bytes().to_vec();
+    let tcp = crate::packet::PacketMeta::parse(&bytes).tcp.to_vec();
+    let field = u16::from_be_bytes([tcp[14], tcp[15]]);
+    (field, bytes, up.counters().window_clamp.lowered)
+}
+
+#[test]
+fn a_full_download_lowers_the_window_the_office_announces() {
+    let (field, bytes, lowered) = window_after_a_full_download(true);
+    // One flow: the whole line's rate (the default 46 Mbit/s) over the
+    // round trip plus the allowance (4 ms, or 3 or 2 after the queue
+    // stood), in the LAN end's units of 128 bytes.
+    let window = |ms: u64| (46_000_000u64 / 8 * (30 + ms) / 1000).div_ceil(128);
+    assert!(
+        (window(2)..=window(4)).contains(&u64::from(field)),
+        "{field}"
+    );
+    assert_eq!(lowered, 1);
+    let mut full = bytes.clone();
+    assert!(crate::packet::rewrite::complete_l4_checksum(&mut full));
+    assert_eq!(full, bytes, "the TCP checksum follows the window");
+    // Off: left as it came.
+    assert_eq!(window_after_a_full_download(false).0, 0xffff);
+}

@@ -1,7 +1,8 @@
-//! In-place edits of a frame's IP header on egress: DSCP marking per
-//! category and ECN CE marking by CoDel. Pure functions on bytes; the IPv4
-//! header checksum is updated incrementally (RFC 1624) so the rest of the
-//! frame is never touched.
+//! In-place edits of a frame on its way through: DSCP marking per
+//! category, ECN CE marking by CoDel, and a lower TCP receive window (the
+//! download window clamp). Pure functions on bytes; the IPv4 header and
+//! TCP checksums are updated incrementally (RFC 1624) so the rest of the
+//! frame is never read.
 
 use super::IpVersion;
 
@@ -15,6 +16,40 @@ fn traffic_class(frame: &[u8], ip_offset: usize, version: IpVersion) -> Option<u
             Some(((b0 & 0x0f) << 4) | (b1 >> 4))
         }
     }
+}
+
+/// A ones'-complement checksum after one of the 16-bit words it covers
+/// changed from `old_word` to `new_word` (RFC 1624 eqn. 3: HC' = ~(~HC +
+/// ~m + m')).
+fn updated_checksum(old_sum: u16, old_word: u16, new_word: u16) -> u16 {
+    let mut sum = u32::from(!old_sum) + u32::from(!old_word) + u32::from(new_word);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
+}
+
+/// Writes `window` into the window field of the TCP header at `tcp_offset`
+/// in `frame`, fixing the TCP checksum (which must be complete: partial
+/// ones are completed on receive). Returns false, leaving the frame as it
+/// was, when the header is not all there.
+pub fn set_tcp_window(frame: &mut [u8], tcp_offset: usize, window: u16) -> bool {
+    let Some(h) = frame.get_mut(tcp_offset..tcp_offset + 20) else {
+        return false;
+    };
+    let (Some(&w0), Some(&w1), Some(&c0), Some(&c1)) = (h.get(14), h.get(15), h.get(16), h.get(17))
+    else {
+        return false;
+    };
+    let sum = updated_checksum(
+        u16::from_be_bytes([c0, c1]),
+        u16::from_be_bytes([w0, w1]),
+        window,
+    );
+    let ([w0, w1], [c0, c1]) = (window.to_be_bytes(), sum.to_be_bytes());
+    if let Some(f) = h.get_mut(14..18) {
+        f.copy_from_slice(&[w0, w1, c0, c1]);
+    }
+    true
 }
 
 /// Writes the traffic class, fixing the IPv4 header checksum.
@@ -35,12 +70,7 @@ fn set_traffic_class(frame: &mut [u8], ip_offset: usize, version: IpVersion, tc:
                 return false;
             };
             let old_sum = u16::from_be_bytes([*c0, *c1]);
-            // RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m')
-            let mut sum = u32::from(!old_sum) + u32::from(!old_word) + u32::from(new_word);
-            sum = (sum & 0xffff) + (sum >> 16);
-            sum = (sum & 0xffff) + (sum >> 16);
-            let new_sum = !(sum as u16);
-            let bytes = new_sum.to_be_bytes();
+            let bytes = updated_checksum(old_sum, old_word, new_word).to_be_bytes();
             if let Some(slot) = frame.get_mut(ip_offset + 10..ip_offset + 12) {
                 slot.copy_from_slice(&bytes);
             }

@@ -487,6 +487,28 @@ fn partial_checksums_are_completed() {
     assert!(!complete_l4_checksum(&mut arp));
 }
 
+#[test]
+fn a_lower_tcp_window_keeps_the_checksum_valid() {
+    use super::rewrite::{complete_l4_checksum, set_tcp_window};
+    for frame in [tcp_v4(b"some payload", false), tcp_v4(b"", false)] {
+        for window in [0u16, 1, 7, 0x1234, 0xffff] {
+            let mut f = frame.clone();
+            let off = PacketMeta::parse(&f).tcp.as_ptr() as usize - f.as_ptr() as usize;
+            assert!(set_tcp_window(&mut f, off, window));
+            assert_eq!(f[off + 14..off + 16], window.to_be_bytes());
+            // Recomputed from scratch, the checksum is the same.
+            let mut full = f.clone();
+            assert!(complete_l4_checksum(&mut full));
+            assert_eq!(full, f, "window {window}");
+        }
+    }
+    let mut short = tcp_v4(b"", false);
+    let off = short.len() - 10;
+    let before = short.clone();
+    assert!(!set_tcp_window(&mut short, off, 1));
+    assert_eq!(short, before);
+}
+
 fn any_frame(v6: bool, tcp: bool, tags: u8, payload: &[u8], tcp_options: bool) -> Vec<u8> {
     let eth = PacketBuilder::ethernet2(MAC_A, MAC_B);
     let mut out = Vec::new();

@@ -126,6 +126,10 @@ impl<P: ShapedPacket> LinkQueue<P> for Fifo<P> {
     }
 
     /// Counters, indexed by [`CategoryId`].
+    fn backlog_bytes(&self) -> u64 {
+        self.queued.bytes
+    }
+
     fn counters(&self) -> &[CategoryCounters] {
         &self.counters
     }

@@ -137,6 +137,9 @@ pub trait LinkQueue<P> {
     fn throttle(&mut self, permille: u32) {
         let _ = permille;
     }
+    /// Bytes queued, all categories (what the download window clamp reads
+    /// to tell a full download from an idle one).
+    fn backlog_bytes(&self) -> u64;
     /// Counters, indexed by [`CategoryId`].
     fn counters(&self) -> &[CategoryCounters];
     /// Switches to `cfg` live, keeping every queued packet. `origin[i]`
@@ -725,6 +728,10 @@ impl<P: ShapedPacket> LinkQueue<P> for Shaper<P> {
             }
         }
         told
+    }
+
+    fn backlog_bytes(&self) -> u64 {
+        self.queued.bytes
     }
 
     /// Runs the link at `permille` thousandths of its rate; the debt or

@@ -671,7 +671,9 @@ impl<Q: LinkQueue<Frame>> Sim<Q> {
     }
 
     /// A TCP segment of flow `f` (described by `m`) reached end `at`.
-    fn tcp_receive(&mut self, f: usize, at: End, m: &Meta, now: Instant) {
+    /// `window`: the window field of the segment as it arrived (after
+    /// qosd, which may have lowered it).
+    fn tcp_receive(&mut self, f: usize, at: End, m: &Meta, window: Option<u16>, now: Instant) {
         let sender = self.data_sender(f);
         let addr = self
             .flows
@@ -755,6 +757,10 @@ impl<Q: LinkQueue<Frame>> Sim<Q> {
                             .rtt_sample(Duration::from_millis(u64::from(rtt)));
                     }
                 }
+                if let Some(w) = window {
+                    // Both ends' SYNs carry window scale 7 (frames::tcp).
+                    conn.sender.set_window((u32::from(w) << 7) / MSS as u32);
+                }
                 conn.sender.acked(n, high_tx, now);
                 self.pump(f, now);
             }
@@ -766,6 +772,8 @@ impl<Q: LinkQueue<Frame>> Sim<Q> {
     /// LAN host (download), which answers as it would.
     fn receive(&mut self, frame: Frame, now: Instant) {
         let m = self.meta.remove(&buffer_key(&frame));
+        let window =
+            crate::wan::tcp::window_field(crate::packet::PacketMeta::parse(frame.bytes()).tcp);
         self.pool.put(frame.into_buffer());
         let Some(m) = m else {
             return;
@@ -783,7 +791,7 @@ impl<Q: LinkQueue<Frame>> Sim<Q> {
                 }
             }
             What::Other | What::DnsAnswer => {}
-            _ => self.tcp_receive(m.flow, at, &m, now),
+            _ => self.tcp_receive(m.flow, at, &m, window, now),
         }
     }
 

@@ -207,6 +207,9 @@ pub(super) struct Sender {
     /// Transmissions acknowledged so far.
     acked_tx: u32,
     cubic: Cubic,
+    /// The receiver's window, in segments, as its latest acknowledgement
+    /// announced it (`None`: not yet, no limit).
+    rwnd: Option<u32>,
 }
 
 /// CUBIC's state in congestion avoidance.
@@ -248,7 +251,9 @@ impl Sender {
     /// The next segment to send (one lost before, else a new one) and its
     /// transmission number, if the window lets one go.
     pub(super) fn send(&mut self) -> Option<(u32, u32)> {
-        if f64::from(self.inflight) >= self.cwnd {
+        if f64::from(self.inflight) >= self.cwnd
+            || self.rwnd.is_some_and(|w| self.inflight >= w.max(1))
+        {
             return None;
         }
         let k = match self.again.pop_front() {
@@ -262,6 +267,13 @@ impl Sender {
         self.inflight += 1;
         self.tx = self.tx.wrapping_add(1);
         Some((k, self.tx))
+    }
+
+    /// The receiver announced a window of `segments`: no more than that
+    /// is in flight from now on (RFC 9293: a window may shrink; what was
+    /// sent beyond it is not taken back).
+    pub(super) fn set_window(&mut self, segments: u32) {
+        self.rwnd = Some(segments);
     }
 
     /// The retransmission timeout now (RFC 6298, at least 200 ms).

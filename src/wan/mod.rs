@@ -21,6 +21,7 @@
 //! the upload direction delivered.
 
 pub mod board;
+pub mod clamp;
 pub mod guard;
 pub mod meter;
 pub mod outside;
@@ -33,6 +34,7 @@ pub mod window;
 use std::time::Duration;
 
 pub use self::board::{Probe, ProbeBoard};
+pub use self::clamp::{DownloadWindows, UploadWindows, WindowBoard};
 pub use self::guard::{GuardParams, IspGuard};
 pub use self::meter::{Meter, Toward};
 pub use self::outside::OutsideQueue;

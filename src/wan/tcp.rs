@@ -1,5 +1,6 @@
-//! The few TCP header fields the WAN-delay meter reads: sequence and
-//! acknowledgement numbers, flags and the timestamp option (RFC 7323).
+//! The few TCP header fields the WAN-delay meter and the window clamp
+//! read: sequence and acknowledgement numbers, flags, the window, and the
+//! timestamp and window-scale options (RFC 7323).
 //! Checked reads of an untrusted header: a short or malformed header gives
 //! `None`, never a panic.
 
@@ -20,6 +21,7 @@ pub struct TcpView {
 /// TCP option kinds.
 const OPT_END: u8 = 0;
 const OPT_NOP: u8 = 1;
+const OPT_WINDOW_SCALE: u8 = 3;
 const OPT_TIMESTAMPS: u8 = 8;
 
 impl TcpView {
@@ -65,25 +67,48 @@ fn timestamps(options: &[u8]) -> Option<(u32, u32)> {
     if let [OPT_NOP, OPT_NOP, OPT_TIMESTAMPS, 10, ..] = options {
         return read(options.get(2..)?);
     }
+    read(option(options, OPT_TIMESTAMPS, 10)?)
+}
+
+/// The option `kind` of length `len` in `options` (kind and length bytes
+/// included), if present and well formed.
+fn option(options: &[u8], kind: u8, len: u8) -> Option<&[u8]> {
     let mut rest = options;
     // At most 40 bytes of options: the walk is bounded.
-    while let Some(&kind) = rest.first() {
-        match kind {
+    while let Some(&k) = rest.first() {
+        match k {
             OPT_END => return None,
             OPT_NOP => rest = rest.get(1..)?,
             _ => {
-                let len = usize::from(*rest.get(1)?);
-                if len < 2 {
+                let l = *rest.get(1)?;
+                if l < 2 {
                     return None;
                 }
-                if kind == OPT_TIMESTAMPS {
-                    return if len == 10 { read(rest) } else { None };
+                if k == kind {
+                    return if l == len {
+                        rest.get(..usize::from(len))
+                    } else {
+                        None
+                    };
                 }
-                rest = rest.get(len..)?;
+                rest = rest.get(usize::from(l)..)?;
             }
         }
     }
     None
+}
+
+/// The window-scale option's shift in a SYN's TCP header (with its
+/// options), if it carries one; RFC 7323 caps the shift at 14.
+pub fn window_scale(header: &[u8]) -> Option<u8> {
+    let o = option(header.get(20..)?, OPT_WINDOW_SCALE, 3)?;
+    Some((*o.get(2)?).min(14))
+}
+
+/// The 16-bit window field of a TCP header (unscaled).
+pub fn window_field(header: &[u8]) -> Option<u16> {
+    let b: [u8; 2] = header.get(14..16)?.try_into().ok()?;
+    Some(u16::from_be_bytes(b))
 }
 
 /// `a` comes before `b` in sequence space (RFC 1982 arithmetic).
@@ -133,6 +158,28 @@ mod tests {
             assert_eq!(TcpView::parse(&header(opts)).unwrap().timestamps, None);
         }
         assert_eq!(TcpView::parse(&[0u8; 12]), None);
+    }
+
+    #[test]
+    fn reads_the_window_and_its_scale() {
+        // MSS, SACK-permitted, timestamps, NOP, window scale 7: Linux's SYN.
+        let syn = [
+            2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 1, 0, 0, 0, 0, 0, 1, 3, 3, 7,
+        ];
+        let mut h = header(&syn);
+        h[14..16].copy_from_slice(&64240u16.to_be_bytes());
+        assert_eq!(window_scale(&h), Some(7));
+        assert_eq!(window_field(&h), Some(64240));
+        assert_eq!(window_scale(&header(&[3, 3, 30])), Some(14), "capped");
+        for opts in [
+            &[2, 4, 5, 0xb4][..], // no window scale
+            &[3, 4, 7, 0][..],    // wrong length
+            &[3, 3][..],          // truncated
+            &[0, 3, 3, 7][..],    // after END
+        ] {
+            assert_eq!(window_scale(&header(opts)), None, "{opts:?}");
+        }
+        assert_eq!(window_field(&[0u8; 15]), None);
     }
 
     #[test]

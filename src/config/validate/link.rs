@@ -43,6 +43,7 @@ pub(super) struct LinkRates {
     overhead: PerDirection<i32>,
     isp_queue_guard: bool,
     isp_queue_target: Duration,
+    window_clamp: bool,
 }
 
 impl LinkRates {
@@ -54,6 +55,7 @@ impl LinkRates {
             overhead: self.overhead,
             isp_queue_guard: self.isp_queue_guard,
             isp_queue_target: self.isp_queue_target,
+            window_clamp: self.window_clamp,
         })
     }
 }
@@ -77,12 +79,14 @@ pub(super) fn link(raw: &RawLink, p: &mut Problems) -> LinkRates {
         DEFAULT_ISP_QUEUE_TARGET,
         parse_isp_queue_target,
     );
+    let window_clamp = p.optional("link.window_clamp", &raw.window_clamp, true, parse_bool);
     LinkRates {
         upload,
         download,
         overhead,
         isp_queue_guard,
         isp_queue_target,
+        window_clamp,
     }
 }
 

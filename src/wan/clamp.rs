@@ -1,0 +1,466 @@
+//! The download window clamp (issue 20): while the download is full, each
+//! download TCP flow's receive window, as the office's computer announces
+//! it in its acknowledgements, is lowered to what the flow's share of the
+//! line needs for its round trip plus a few milliseconds.
+//!
+//! Why: qosd shapes the download after the line, so the only queue it can
+//! keep out of the ISP's buffer is one the senders never send. Drops and
+//! ECN marks (CoDel, the ISP-queue guard) work on senders that answer
+//! them, and only a round trip after the queue formed; BBRv1 does not
+//! answer a drop at all, and each of several BBR flows keeps up to twice
+//! its estimate of the line in flight, so together they hold a standing
+//! queue, and while they probe they send faster than the line, so it forms
+//! in the ISP's buffer. Every TCP sender, whatever its congestion control,
+//! keeps within the receiver's window. With each flow's window at
+//! `rate x (round trip + ALLOWANCE)`, the flows together hold at most
+//! about `ALLOWANCE` of queue (qosd's and the ISP's), and they send as the
+//! acknowledgements come back, at qosd's rate, below the line's: that
+//! queue forms in qosd, where calls go first, not in the ISP's buffer.
+//! (Packeteer's TCP rate control and some WAN optimisers did this; the
+//! windows here follow what qosd's own scheduler gives each flow.)
+//!
+//! How: the download thread ([`DownloadWindows`]) measures each flow's
+//! rate over intervals of at least two round trips and its least round
+//! trip (the WAN-delay meter's samples, qosd's and the LAN's queues not in
+//! them), and publishes `rate x (round trip + allowance)` on the shared
+//! [`WindowBoard`]. A flow whose window is the limit gets, through a
+//! round trip of `base + queue`, `rate x (base + allowance) / (base +
+//! queue)`: it grows while the queue is under the allowance and shrinks
+//! while it is over, so the windows settle where the queue is the
+//! allowance, and they follow every change of share (weights, new flows,
+//! autorate) within a few round trips. The allowance starts at 4 ms and
+//! adapts to what the receivers need ([`DownloadWindows::allowance`]). A
+//! window is never below an equal share of the line, and a flow that
+//! opens while the download is full starts at one, so a new flow is
+//! neither held back while its rate is measured nor let to overshoot in
+//! slow start. The upload thread
+//! ([`UploadWindows`]) writes the window into the acknowledgements that
+//! announce more (a lower window is left alone), in the units the
+//! handshake's window-scale options set; the TCP checksum is updated
+//! incrementally.
+//!
+//! Only while the download is full (qosd's download queue held more than
+//! a millisecond of the line within the last second): on an idle line a
+//! flow that starts a burst (a web page, a video's next chunk) opens its
+//! window at TCP's own pace. A flow whose handshake qosd did not see (it
+//! started before qosd) is left alone, as the window's units are unknown.
+//! Tables are fixed (no allocation per flow); a flow that loses its slot
+//! to another is left alone too.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::tcp::{window_field, window_scale};
+use crate::packet::{PacketMeta, TCP_ACK, TCP_SYN};
+use crate::time::Instant;
+
+/// Slots of the board and of each thread's table (a power of two).
+pub const SLOTS: usize = 1 << 14;
+/// The queue the windows leave room for, over each flow's least round
+/// trip, at first: under CoDel's 5 ms target, so a flow held by its
+/// window loses nothing to CoDel. It then adapts (see
+/// [`DownloadWindows::allowance`]) between [`MIN_ALLOWANCE_NS`] and
+/// [`MAX_ALLOWANCE_NS`].
+pub const ALLOWANCE_NS: u64 = 4_000_000;
+/// The least allowance.
+pub const MIN_ALLOWANCE_NS: u64 = 2_000_000;
+/// The most: receivers that hold their acknowledgements for tens of
+/// milliseconds (stretch ACKs) need that much more window.
+pub const MAX_ALLOWANCE_NS: u64 = 60_000_000;
+/// The allowance is reconsidered this often.
+const CONTROL_NS: u64 = 100_000_000;
+/// A download queue that never went below this much of the line in a
+/// control period stood: the windows leave more room than the line needs.
+const STOOD_NS: u64 = 2_000_000;
+/// A queue that went down to this many bytes ran dry: the line went
+/// unused, the windows were too tight.
+const DRY_BYTES: u64 = 2 * 1514;
+/// Periods in a row the queue must run dry for the allowance to grow.
+const DRY_PERIODS: u32 = 5;
+/// A flow's rate is measured over at least this, and two round trips.
+const MIN_INTERVAL_NS: u64 = 100_000_000;
+/// Flows that carried at least [`ACTIVE_BYTES`] of download data in the
+/// last such period share the line equally at least (a control
+/// connection's few bytes do not make it one of them).
+const PERIOD_NS: u64 = 200_000_000;
+/// See [`PERIOD_NS`]: six full segments.
+const ACTIVE_BYTES: u32 = 6 * 1514;
+/// How long the download counts as full after its queue last held more
+/// than [`FULL_QUEUE_NS`] of the line.
+const FULL_HOLD_NS: u64 = 1_000_000_000;
+/// The queue that says the download is full.
+pub const FULL_QUEUE_NS: u64 = 1_000_000;
+/// The board's word for the download's state is rewritten at most this
+/// often (the upload thread reads it on every acknowledgement).
+const FULL_REFRESH_NS: u64 = 50_000_000;
+/// No window goes below two full segments.
+const MIN_WINDOW: u64 = 2 * 1448;
+/// Nor above a gigabyte (the board's 31 bits).
+const MAX_WINDOW: u64 = 1 << 30;
+/// The board's bit for "the far end scales its windows" (both handshake
+/// options are needed for the scale to apply).
+const SCALED: u64 = 1 << 31;
+
+fn slot_of(flow: u64) -> usize {
+    // Fibonacci hashing: flow ids are consecutive.
+    (flow.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SLOTS.trailing_zeros())) as usize
+}
+
+/// A flow's tag in a slot: never 0, which marks an empty one.
+fn tag_of(flow: u64) -> u32 {
+    (flow as u32) | 1 << 31
+}
+
+/// What the download thread tells the upload thread: each flow's window,
+/// and whether the download is full. One atomic word per flow slot
+/// (tag, scaled bit, window bytes), no lock.
+#[derive(Debug)]
+pub struct WindowBoard {
+    slots: Box<[AtomicU64]>,
+    /// Until when (ns) the download counts as full.
+    full_until: AtomicU64,
+}
+
+impl Default for WindowBoard {
+    fn default() -> Self {
+        WindowBoard {
+            slots: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            full_until: AtomicU64::new(0),
+        }
+    }
+}
+
+impl WindowBoard {
+    fn publish(&self, flow: u64, window: Option<(u64, bool)>) {
+        let word = match window {
+            Some((bytes, scaled)) => {
+                u64::from(tag_of(flow)) << 32
+                    | if scaled { SCALED } else { 0 }
+                    | bytes.clamp(MIN_WINDOW, MAX_WINDOW)
+            }
+            None => 0,
+        };
+        if let Some(s) = self.slots.get(slot_of(flow)) {
+            s.store(word, Ordering::Relaxed);
+        }
+    }
+
+    /// `flow`'s window in bytes and whether the far end scales its
+    /// windows, while the download is full at `now`.
+    fn window(&self, flow: u64, now: Instant) -> Option<(u64, bool)> {
+        if self.full_until.load(Ordering::Relaxed) <= now.as_nanos() {
+            return None;
+        }
+        let word = self.slots.get(slot_of(flow))?.load(Ordering::Relaxed);
+        if (word >> 32) as u32 != tag_of(flow) {
+            return None;
+        }
+        Some((word & (SCALED - 1), word & SCALED != 0))
+    }
+}
+
+/// A download flow as the download thread follows it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Down {
+    /// [`tag_of`] the flow (0: empty).
+    tag: u32,
+    /// The far end's handshake carried the window-scale option.
+    scaled: bool,
+    /// A window is on the board for it.
+    published: bool,
+    /// [`DownloadWindows::period`] of its last data, and its bytes in
+    /// that period.
+    period: u32,
+    period_bytes: u32,
+    /// Its least round trip, ns (0: none yet).
+    rtt: u64,
+    /// Its bytes (frames) since `since`, and the download's total then.
+    bytes: u64,
+    since: u64,
+    total_then: u64,
+}
+
+/// The download thread's half: rates, round trips and windows.
+#[derive(Debug)]
+pub struct DownloadWindows {
+    board: Arc<WindowBoard>,
+    flows: Box<[Down]>,
+    /// The current period's number and start, and the flows that carried
+    /// data in it and in the one before.
+    period: u32,
+    period_start: u64,
+    active: u32,
+    active_before: u32,
+    /// Until when the download counts as full, as last written.
+    full_until: u64,
+    /// Windows published.
+    windows: u64,
+    /// Bytes (frames) of every download packet so far.
+    total: u64,
+    /// The current allowance, ns.
+    allowance: u64,
+    /// The current control period's start, and the least download queue
+    /// in it, bytes.
+    control_start: u64,
+    least_backlog: u64,
+    /// Control periods in a row in which the queue ran dry.
+    dry: u32,
+}
+
+impl DownloadWindows {
+    /// The download side, telling `board`.
+    pub fn new(board: Arc<WindowBoard>) -> Self {
+        DownloadWindows {
+            board,
+            flows: vec![Down::default(); SLOTS].into_boxed_slice(),
+            period: 1,
+            period_start: 0,
+            active: 0,
+            active_before: 0,
+            full_until: 0,
+            windows: 0,
+            total: 0,
+            allowance: ALLOWANCE_NS,
+            control_start: 0,
+            least_backlog: u64::MAX,
+            dry: 0,
+        }
+    }
+
+    /// The queue, over each flow's least round trip, that the windows
+    /// leave room for now, ns. Each window must also cover what the
+    /// round trip qosd measures does not see: the receiver holding its
+    /// acknowledgements (delayed and stretch ACKs, LRO/GRO), the
+    /// acknowledgements' own queue upstream, a Wi-Fi LAN's aggregation.
+    /// So it adapts while the download is full, every 100 ms: 2 ms more
+    /// after the fifth period in a row in which qosd's download queue ran
+    /// dry (the line went unused for want of window; shorter spells are
+    /// BBR draining its own queue on purpose, one round trip in eight and
+    /// in its ProbeRTT, or the windows catching up with a change of
+    /// shares, a fast flow's end), 1 ms less after one in which it never
+    /// went below 2 ms of the line (room the line did not need, that
+    /// bursts can fill).
+    pub fn allowance(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.allowance)
+    }
+
+    /// Windows published since start (a flow's every interval while the
+    /// download is full).
+    pub fn windows_published(&self) -> u64 {
+        self.windows
+    }
+
+    /// Whether the download counts as full at `now`.
+    pub fn full(&self, now: Instant) -> bool {
+        self.full_until > now.as_nanos()
+    }
+
+    /// qosd's download queue holds `backlog` bytes at `now`, and the
+    /// download runs at `rate` bytes/s.
+    #[inline]
+    pub fn on_queue(&mut self, backlog: u64, rate: u64, now: Instant) {
+        let t = now.as_nanos();
+        let full =
+            u128::from(backlog) * 1_000_000_000 > u128::from(FULL_QUEUE_NS) * u128::from(rate);
+        if full && t + FULL_HOLD_NS > self.full_until + FULL_REFRESH_NS {
+            self.full_until = t + FULL_HOLD_NS;
+            self.board
+                .full_until
+                .store(self.full_until, Ordering::Relaxed);
+        }
+        self.least_backlog = self.least_backlog.min(backlog);
+        if t.saturating_sub(self.control_start) >= CONTROL_NS {
+            if self.full_until > t {
+                let stood = u128::from(self.least_backlog) * 1_000_000_000
+                    > u128::from(STOOD_NS) * u128::from(rate);
+                if self.least_backlog <= DRY_BYTES {
+                    self.dry += 1;
+                    if self.dry >= DRY_PERIODS {
+                        self.allowance = (self.allowance + 2_000_000).min(MAX_ALLOWANCE_NS);
+                    }
+                } else {
+                    self.dry = 0;
+                    if stood {
+                        self.allowance = (self.allowance - 1_000_000).max(MIN_ALLOWANCE_NS);
+                    }
+                }
+            } else {
+                self.dry = 0;
+            }
+            self.control_start = t;
+            self.least_backlog = u64::MAX;
+        }
+    }
+
+    /// A packet of download flow `flow` arrived from the WAN at `now`;
+    /// `rtt_ns`: the round trip the WAN-delay meter completed with it, if
+    /// any; `rate`: the download's rate, bytes/s.
+    #[inline]
+    pub fn on_packet(
+        &mut self,
+        pkt: &PacketMeta<'_>,
+        flow: u64,
+        rtt_ns: Option<u64>,
+        rate: u64,
+        now: Instant,
+    ) {
+        self.total += pkt.frame_len as u64;
+        if pkt.protocol != 6 || pkt.tcp.is_empty() {
+            return;
+        }
+        let t = now.as_nanos();
+        if t.saturating_sub(self.period_start) >= PERIOD_NS {
+            self.active_before = self.active;
+            self.active = 0;
+            self.period = self.period.wrapping_add(1);
+            self.period_start = t;
+        }
+        let tag = tag_of(flow);
+        let Some(f) = self.flows.get_mut(slot_of(flow)) else {
+            return;
+        };
+        if pkt.tcp_flags & TCP_SYN != 0 {
+            // The far end's SYN or SYN-ACK: a new connection.
+            *f = Down {
+                tag,
+                scaled: window_scale(pkt.tcp).is_some(),
+                // A SYN-ACK completes the LAN end's SYN's round trip.
+                rtt: rtt_ns.unwrap_or(0),
+                since: t,
+                total_then: self.total,
+                ..Down::default()
+            };
+            // On a full download a new flow starts at an equal share: its
+            // slow start would otherwise overshoot into the ISP's buffer
+            // before its rate is measured.
+            let window = (self.full_until > t && f.rtt > 0).then(|| {
+                let sharing = u64::from(self.active.max(self.active_before)) + 1;
+                (
+                    mul_div(rate, f.rtt + self.allowance, 1_000_000_000) / sharing,
+                    f.scaled,
+                )
+            });
+            f.published = window.is_some();
+            self.board.publish(flow, window);
+            return;
+        }
+        if f.tag != tag {
+            return;
+        }
+        if let Some(r) = rtt_ns.filter(|&r| r > 0) {
+            f.rtt = if f.rtt == 0 { r } else { f.rtt.min(r) };
+        }
+        if pkt.payload.is_empty() {
+            return;
+        }
+        if f.period != self.period {
+            f.period = self.period;
+            f.period_bytes = 0;
+        }
+        let before = f.period_bytes;
+        f.period_bytes = f.period_bytes.saturating_add(pkt.frame_len as u32);
+        if before < ACTIVE_BYTES && f.period_bytes >= ACTIVE_BYTES {
+            self.active += 1;
+        }
+        f.bytes += pkt.frame_len as u64;
+        let elapsed = t.saturating_sub(f.since);
+        if elapsed < MIN_INTERVAL_NS.max(2 * f.rtt) {
+            return;
+        }
+        let full = self.full_until > t;
+        if full && f.rtt > 0 {
+            let span = f.rtt + self.allowance;
+            // Its share of the download (of every packet, QUIC and calls
+            // included) times the download's rate: a share, not a rate,
+            // so a throttle by the ISP-queue guard, or autorate's cut,
+            // resizes every window at once instead of being learnt.
+            let all = self.total.saturating_sub(f.total_then).max(f.bytes);
+            let own = mul_div(mul_div(rate, f.bytes, all), span, 1_000_000_000);
+            let sharing = u64::from(self.active.max(self.active_before).max(1));
+            let equal = mul_div(rate, span, 1_000_000_000) / sharing;
+            self.board.publish(flow, Some((own.max(equal), f.scaled)));
+            f.published = true;
+            self.windows += 1;
+        } else if f.published {
+            self.board.publish(flow, None);
+            f.published = false;
+        }
+        f.bytes = 0;
+        f.since = t;
+        f.total_then = self.total;
+    }
+}
+
+/// `a * b / c` without overflow (saturating), `c > 0`.
+fn mul_div(a: u64, b: u64, c: u64) -> u64 {
+    u64::try_from(u128::from(a) * u128::from(b) / u128::from(c.max(1))).unwrap_or(u64::MAX)
+}
+
+/// The upload thread's half: the LAN end's window scale, and the window
+/// to write into its acknowledgements.
+#[derive(Debug)]
+pub struct UploadWindows {
+    board: Arc<WindowBoard>,
+    /// Per slot: the flow's tag, and the LAN end's handshake shift plus
+    /// one (0: it sent no window-scale option).
+    flows: Box<[(u32, u8)]>,
+    lowered: u64,
+}
+
+impl UploadWindows {
+    /// The upload side, reading `board`.
+    pub fn new(board: Arc<WindowBoard>) -> Self {
+        UploadWindows {
+            board,
+            flows: vec![(0, 0); SLOTS].into_boxed_slice(),
+            lowered: 0,
+        }
+    }
+
+    /// Acknowledgements whose window was lowered since start.
+    pub fn lowered(&self) -> u64 {
+        self.lowered
+    }
+
+    /// A LAN packet of `flow` on its way to the WAN at `now`: the value to
+    /// write into its window field instead of the one it carries, if the
+    /// flow's window is to be lower.
+    #[inline]
+    pub fn on_lan_packet(&mut self, pkt: &PacketMeta<'_>, flow: u64, now: Instant) -> Option<u16> {
+        if pkt.protocol != 6 || pkt.tcp.is_empty() {
+            return None;
+        }
+        let tag = tag_of(flow);
+        let slot = self.flows.get_mut(slot_of(flow))?;
+        if pkt.tcp_flags & TCP_SYN != 0 {
+            // Windows in SYNs are never scaled, and never lowered here.
+            *slot = (tag, window_scale(pkt.tcp).map_or(0, |s| s + 1));
+            return None;
+        }
+        if pkt.tcp_flags & TCP_ACK == 0 || slot.0 != tag {
+            return None;
+        }
+        let lan_scale = slot.1;
+        let (window, scaled) = self.board.window(flow, now)?;
+        let shift = if scaled && lan_scale > 0 {
+            lan_scale - 1
+        } else {
+            0
+        };
+        let field = window_field(pkt.tcp)?;
+        if u64::from(field) << shift <= window {
+            return None;
+        }
+        // Rounded up: a window is never cut below what was published.
+        let units = window.div_ceil(1u64 << shift).clamp(1, u64::from(u16::MAX));
+        let units = u16::try_from(units).unwrap_or(u16::MAX);
+        if units >= field {
+            return None;
+        }
+        self.lowered += 1;
+        Some(units)
+    }
+}
+
+#[cfg(test)]
+mod tests;

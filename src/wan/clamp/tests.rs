@@ -1,0 +1,275 @@
+use std::sync::Arc;
+
+use etherparse::{PacketBuilder, TcpOptionElement};
+
+use super::*;
+
+const MS: u64 = 1_000_000;
+const FLOW: u64 = 7;
+/// 47 Mbit/s in bytes/s.
+const RATE: u64 = 47_000_000 / 8;
+
+fn at(ns: u64) -> Instant {
+    Instant::from_nanos(ns)
+}
+
+/// A TCP frame from the LAN (`up`) or the WAN with `flags`, window
+/// field `window`, a window-scale option `scale` (SYNs) and `len` bytes.
+fn tcp(up: bool, syn: bool, window: u16, scale: Option<u8>, len: usize) -> Vec<u8> {
+    let (src, dst) = ([198, 18, 0, 10], [198, 18, 0, 20]);
+    let (src, dst, sp, dp) = if up {
+        (src, dst, 40000, 443)
+    } else {
+        (dst, src, 443, 40000)
+    };
+    let mut b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4(src, dst, 64)
+        .tcp(sp, dp, 1, window)
+        .ack(1);
+    if syn {
+        b = b.syn();
+    }
+    if let Some(s) = scale {
+        b = b
+            .options(&[
+                TcpOptionElement::MaximumSegmentSize(1460),
+                TcpOptionElement::Noop,
+                TcpOptionElement::WindowScale(s),
+            ])
+            .unwrap();
+    }
+    let mut out = Vec::new();
+    b.write(&mut out, &vec![0u8; len]).unwrap();
+    out
+}
+
+fn meta(f: &[u8]) -> PacketMeta<'_> {
+    PacketMeta::parse(f)
+}
+
+/// A UDP frame of `len` bytes in all, from the WAN (the rest of the
+/// download: it counts in the total, not in the flow).
+fn udp(len: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4([198, 18, 0, 20], [198, 18, 0, 10], 64)
+        .udp(443, 40001)
+        .write(&mut out, &vec![0u8; len - 42])
+        .unwrap();
+    out
+}
+
+/// The far end's SYN-ACK, then `ms` of data in 1448-byte segments (1502-
+/// byte frames), one every `gap_us`, with one 30 ms round trip sample;
+/// after each, `rest` bytes of other download traffic; the download full
+/// throughout.
+fn download(d: &mut DownloadWindows, remote_scale: Option<u8>, gap_us: u64, rest: usize, ms: u64) {
+    d.on_packet(
+        &meta(&tcp(false, true, 65535, remote_scale, 0)),
+        FLOW,
+        None,
+        RATE,
+        at(0),
+    );
+    let seg = tcp(false, false, 65535, None, 1448);
+    let mut t = MS;
+    let mut first = true;
+    while t < ms * MS {
+        // 1.5 ms of the line: full, neither dry nor standing.
+        d.on_queue(RATE * 3 / 2000, RATE, at(t));
+        let rtt = first.then_some(30 * MS);
+        first = false;
+        d.on_packet(&meta(&seg), FLOW, rtt, RATE, at(t));
+        let mut left = rest;
+        while left > 0 {
+            let n = left.clamp(64, 1000);
+            d.on_packet(&meta(&udp(n)), 99, None, RATE, at(t));
+            left = left.saturating_sub(n);
+        }
+        t += gap_us * 1000;
+    }
+}
+
+/// Nine other flows carry data in the first period (7 segments each:
+/// enough to count as sharing the line).
+fn nine_others(d: &mut DownloadWindows) {
+    let other = tcp(false, false, 65535, None, 1448);
+    for f in 100..109u64 {
+        d.on_packet(
+            &meta(&tcp(false, true, 65535, Some(7), 0)),
+            f,
+            None,
+            RATE,
+            at(0),
+        );
+        for _ in 0..7 {
+            d.on_packet(&meta(&other), f, None, RATE, at(MS / 2));
+        }
+    }
+}
+
+#[test]
+fn a_full_download_lowers_each_flows_window_to_its_rate_times_its_round_trip() {
+    let board = Arc::new(WindowBoard::default());
+    let mut d = DownloadWindows::new(Arc::clone(&board));
+    let mut u = UploadWindows::new(Arc::clone(&board));
+    // The LAN end's SYN (scale 7), then 20 Mbit/s of download for 250 ms.
+    assert_eq!(
+        u.on_lan_packet(&meta(&tcp(true, true, 64240, Some(7), 0)), FLOW, at(0)),
+        None
+    );
+    download(&mut d, Some(8), 580, 0, 250);
+    assert!(d.full(at(250 * MS)));
+    assert!(d.windows_published() >= 1);
+    // All of the download: the line's rate over (30 + 4) ms.
+    let (w, scaled) = board.window(FLOW, at(250 * MS)).unwrap();
+    assert!(scaled);
+    assert_eq!(w, RATE * 34 / 1000);
+    // An acknowledgement announcing 0xffff << 7 = 8 MB is lowered to
+    // the window, rounded up to the LAN end's unit of 128 bytes.
+    let ack = tcp(true, false, 0xffff, None, 0);
+    let units = u.on_lan_packet(&meta(&ack), FLOW, at(250 * MS)).unwrap();
+    assert_eq!(u64::from(units), w.div_ceil(128));
+    assert_eq!(u.lowered(), 1);
+    // One announcing less is left alone.
+    let small = tcp(true, false, 100, None, 0);
+    assert_eq!(u.on_lan_packet(&meta(&small), FLOW, at(250 * MS)), None);
+}
+
+#[test]
+fn a_flow_among_many_gets_its_share_of_the_line_or_an_equal_one_whichever_is_more() {
+    let board = Arc::new(WindowBoard::default());
+    let mut d = DownloadWindows::new(Arc::clone(&board));
+    nine_others(&mut d);
+    // 85 % of the download's bytes: 85 % of the line's rate over the
+    // round trip plus 4 ms, at whatever rate the bytes arrive.
+    download(&mut d, Some(7), 500, 265, 150);
+    let (w, _) = board.window(FLOW, at(150 * MS)).unwrap();
+    let share = RATE * 34 / 1000 * 1502 / 1767;
+    assert!(w.abs_diff(share) < share / 50, "{w} vs {share}");
+    // 7 %: less than a tenth (ten flows): a tenth.
+    let board = Arc::new(WindowBoard::default());
+    let mut d = DownloadWindows::new(Arc::clone(&board));
+    nine_others(&mut d);
+    download(&mut d, Some(7), 500, 20_000, 150);
+    let (w, _) = board.window(FLOW, at(150 * MS)).unwrap();
+    assert_eq!(w, RATE * 34 / 1000 / 10);
+}
+
+#[test]
+fn nothing_is_lowered_on_an_idle_download_or_without_the_handshake() {
+    let board = Arc::new(WindowBoard::default());
+    let mut d = DownloadWindows::new(Arc::clone(&board));
+    let mut u = UploadWindows::new(Arc::clone(&board));
+    let ack = tcp(true, false, 0xffff, None, 0);
+    // The LAN end's handshake was not seen (the flow predates qosd).
+    download(&mut d, Some(7), 580, 0, 250);
+    assert_eq!(u.on_lan_packet(&meta(&ack), FLOW, at(250 * MS)), None);
+    // Seen now; a second after the queue last stood, the download is no
+    // longer full and nothing is lowered either.
+    u.on_lan_packet(
+        &meta(&tcp(true, true, 64240, Some(7), 0)),
+        FLOW,
+        at(250 * MS),
+    );
+    assert!(u.on_lan_packet(&meta(&ack), FLOW, at(260 * MS)).is_some());
+    assert_eq!(u.on_lan_packet(&meta(&ack), FLOW, at(1_300 * MS)), None);
+    assert!(!d.full(at(1_300 * MS)));
+    // Another flow in the same slot is not this one.
+    let clash = (1..u64::MAX)
+        .map(|k| FLOW + k * SLOTS as u64)
+        .find(|&f| slot_of(f) == slot_of(FLOW) && tag_of(f) != tag_of(FLOW));
+    if let Some(f) = clash {
+        assert_eq!(board.window(f, at(260 * MS)), None);
+    }
+}
+
+#[test]
+fn the_scale_applies_only_when_both_ends_sent_the_option() {
+    // The far end sent none: windows are in bytes, whatever the LAN's SYN
+    // said (RFC 7323: scaling needs both).
+    let board = Arc::new(WindowBoard::default());
+    let mut d = DownloadWindows::new(Arc::clone(&board));
+    let mut u = UploadWindows::new(Arc::clone(&board));
+    u.on_lan_packet(&meta(&tcp(true, true, 64240, Some(7), 0)), FLOW, at(0));
+    download(&mut d, None, 580, 0, 250);
+    let (w, scaled) = board.window(FLOW, at(250 * MS)).unwrap();
+    assert!(!scaled);
+    let ack = tcp(true, false, 0xffff, None, 0);
+    let units = u.on_lan_packet(&meta(&ack), FLOW, at(250 * MS));
+    assert_eq!(
+        units.map(u64::from),
+        Some(w.min(0xffff)).filter(|&w| w < 0xffff)
+    );
+    // The LAN end sent none: the same.
+    let board = Arc::new(WindowBoard::default());
+    let mut d = DownloadWindows::new(Arc::clone(&board));
+    let mut u = UploadWindows::new(Arc::clone(&board));
+    u.on_lan_packet(&meta(&tcp(true, true, 64240, None, 0)), FLOW, at(0));
+    nine_others(&mut d);
+    download(&mut d, Some(7), 500, 20_000, 150);
+    let (w, scaled) = board.window(FLOW, at(150 * MS)).unwrap();
+    assert!(scaled && w < 0xffff);
+    let units = u.on_lan_packet(&meta(&ack), FLOW, at(150 * MS)).unwrap();
+    assert_eq!(u64::from(units), w);
+}
+
+#[test]
+fn a_new_connection_on_the_same_tuple_starts_afresh() {
+    let board = Arc::new(WindowBoard::default());
+    let mut d = DownloadWindows::new(Arc::clone(&board));
+    download(&mut d, Some(7), 580, 0, 250);
+    assert!(board.window(FLOW, at(250 * MS)).is_some());
+    d.on_packet(
+        &meta(&tcp(false, true, 65535, Some(7), 0)),
+        FLOW,
+        None,
+        RATE,
+        at(260 * MS),
+    );
+    assert_eq!(board.window(FLOW, at(260 * MS)), None);
+}
+
+#[test]
+fn the_allowance_grows_when_the_queue_runs_dry_and_shrinks_when_it_stands() {
+    let mut d = DownloadWindows::new(Arc::new(WindowBoard::default()));
+    let ms = |d: &DownloadWindows| d.allowance().as_millis();
+    assert_eq!(ms(&d), 4);
+    // Full, and the queue runs dry every period: from the fifth in a row,
+    // 2 ms more per 100 ms, up to 60.
+    let mut t = 0;
+    fn run(d: &mut DownloadWindows, t: &mut u64, backlogs: &[u64], periods: u64) {
+        for _ in 0..periods * 10 {
+            for &b in backlogs {
+                d.on_queue(b, RATE, at(*t));
+            }
+            *t += 10 * MS;
+        }
+    }
+    let mut step = |d: &mut DownloadWindows, backlogs: &[u64], periods: u64| {
+        run(d, &mut t, backlogs, periods);
+        t
+    };
+    step(&mut d, &[RATE / 100, 1514], 4);
+    assert_eq!(ms(&d), 4, "up to four dry periods are BBR draining");
+    step(&mut d, &[RATE / 100, 1514], 3);
+    assert!((8..=10).contains(&ms(&d)), "{}", ms(&d));
+    step(&mut d, &[RATE / 100, 1514], 50);
+    assert_eq!(ms(&d), 60);
+    // A queue that never goes below 2 ms of the line: 1 ms less per
+    // period, down to 2.
+    step(&mut d, &[RATE / 100, RATE / 400], 5);
+    assert!((54..=56).contains(&ms(&d)), "{}", ms(&d));
+    step(&mut d, &[RATE / 100], 100);
+    assert_eq!(ms(&d), 2);
+    // In between (1.5 ms at least, not dry): as it is.
+    step(&mut d, &[RATE / 100, RATE * 3 / 2000], 10);
+    assert_eq!(ms(&d), 2);
+    // Not full (the queue never held 1 ms for over a second): as it is,
+    // though dry.
+    let now = step(&mut d, &[RATE / 2000, 1514], 12);
+    assert!(!d.full(at(now)));
+    let before = ms(&d);
+    step(&mut d, &[RATE / 2000, 1514], 30);
+    assert_eq!(ms(&d), before, "only while full");
+}
