@@ -395,6 +395,9 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
         self.accounting = self.accounting.relayout(&before.config, &cfg, &self.origin);
         configure_guard(&mut self.guard, &cfg, self.dir);
         self.window_clamp = cfg.link.window_clamp;
+        if let (false, WanSide::Wan(_, w)) = (self.window_clamp, &mut self.wan) {
+            w.off();
+        }
         let mut qc = queue_config(&cfg, self.dir);
         if let Some(rate) = self.link_rate {
             qc = qc.with_link_rate(&cfg, self.dir, rate);
@@ -481,11 +484,9 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
                     let segment = match &mut self.wan {
                         WanSide::Lan(s, w) => {
                             probe = s.on_lan_packet(&pkt, id, now);
-                            if self.window_clamp
-                                && let Some(units) = w.on_lan_packet(&pkt, id, now)
-                            {
+                            if let Some(units) = w.on_lan_packet(&pkt, id, self.window_clamp, now) {
                                 let at = (pkt.tcp.as_ptr() as usize).wrapping_sub(base);
-                                window = Some((at, units));
+                                window = Some((at, units, pkt.ip_offset, pkt.ip_version));
                             }
                             s.segment(&pkt, id)
                         }
@@ -502,13 +503,13 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
                                     rtt.rtt_ns,
                                 );
                             }
-                            if self.window_clamp {
-                                let rate = self
-                                    .link_rate
-                                    .unwrap_or_else(|| self.installed.config.link.rate(self.dir));
-                                let rtt = rtt.map(|r| r.rtt_ns);
-                                w.on_packet(&pkt, id, rtt, rate.bytes_per_sec(), now);
-                            }
+                            // Followed with the clamp off too (handshakes),
+                            // but no window applies then.
+                            let rate = self
+                                .link_rate
+                                .unwrap_or_else(|| self.installed.config.link.rate(self.dir));
+                            let rtt = rtt.map(|r| r.rtt_ns);
+                            w.on_packet(&pkt, id, rtt, rate.bytes_per_sec(), now);
                             m.segment(&pkt, id)
                         }
                     };
@@ -548,7 +549,8 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
                 self.counters.dscp_marked += 1;
             }
         }
-        if let Some((at, units)) = window
+        if let Some((at, units, ip_offset, version)) = window
+            && rewrite::tcp_follows_ip(frame.bytes(), ip_offset, version, at)
             && rewrite::set_tcp_window(frame.bytes_mut(), at, units)
         {
             self.counters.window_clamp.lowered += 1;

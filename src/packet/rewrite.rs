@@ -28,12 +28,36 @@ fn updated_checksum(old_sum: u16, old_word: u16, new_word: u16) -> u16 {
     !(sum as u16)
 }
 
+/// Whether the TCP header at `tcp_offset` is the frame's own, right after
+/// its (outer) IP header at `ip_offset`, not one inside a tunnel, whose
+/// outer header may carry a checksum of its own over it (VXLAN or GTP-U
+/// over UDP, GRE), nor one behind IPv6 extension headers.
+pub fn tcp_follows_ip(
+    frame: &[u8],
+    ip_offset: usize,
+    version: IpVersion,
+    tcp_offset: usize,
+) -> bool {
+    match version {
+        IpVersion::V4 => {
+            let (Some(&b0), Some(&proto)) = (frame.get(ip_offset), frame.get(ip_offset + 9)) else {
+                return false;
+            };
+            proto == 6 && ip_offset + usize::from(b0 & 0x0f) * 4 == tcp_offset
+        }
+        IpVersion::V6 => frame.get(ip_offset + 6) == Some(&6) && ip_offset + 40 == tcp_offset,
+    }
+}
+
 /// Writes `window` into the window field of the TCP header at `tcp_offset`
 /// in `frame`, fixing the TCP checksum (which must be complete: partial
 /// ones are completed on receive). Returns false, leaving the frame as it
 /// was, when the header is not all there.
 pub fn set_tcp_window(frame: &mut [u8], tcp_offset: usize, window: u16) -> bool {
-    let Some(h) = frame.get_mut(tcp_offset..tcp_offset + 20) else {
+    let Some(h) = tcp_offset
+        .checked_add(20)
+        .and_then(|end| frame.get_mut(tcp_offset..end))
+    else {
         return false;
     };
     let (Some(&w0), Some(&w1), Some(&c0), Some(&c1)) = (h.get(14), h.get(15), h.get(16), h.get(17))

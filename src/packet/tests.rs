@@ -509,6 +509,35 @@ fn a_lower_tcp_window_keeps_the_checksum_valid() {
     assert_eq!(short, before);
 }
 
+#[test]
+fn only_a_tcp_header_right_after_the_outer_ip_header_is_the_frames_own() {
+    use super::rewrite::tcp_follows_ip;
+    let plain = tcp_v4(b"x", false);
+    let m = PacketMeta::parse(&plain);
+    let at = m.tcp.as_ptr() as usize - plain.as_ptr() as usize;
+    assert!(tcp_follows_ip(&plain, m.ip_offset, m.ip_version, at));
+    // TCP inside VXLAN: the inner header is not the frame's own.
+    let mut inner = Vec::new();
+    PacketBuilder::ethernet2(MAC_A, MAC_B)
+        .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+        .tcp(40000, 443, 7, 1000)
+        .ack(3)
+        .write(&mut inner, b"x")
+        .unwrap();
+    let mut vxlan = vec![0x08, 0, 0, 0, 0, 0, 0x2a, 0];
+    vxlan.extend_from_slice(&inner);
+    let mut outer = Vec::new();
+    PacketBuilder::ethernet2(MAC_A, MAC_B)
+        .ipv4([198, 18, 0, 1], [198, 18, 0, 2], 64)
+        .udp(50000, super::VXLAN_PORT)
+        .write(&mut outer, &vxlan)
+        .unwrap();
+    let m = PacketMeta::parse(&outer);
+    assert_eq!(m.protocol, 6, "classified as the inner TCP flow");
+    let at = m.tcp.as_ptr() as usize - outer.as_ptr() as usize;
+    assert!(!tcp_follows_ip(&outer, m.ip_offset, m.ip_version, at));
+}
+
 fn any_frame(v6: bool, tcp: bool, tags: u8, payload: &[u8], tcp_options: bool) -> Vec<u8> {
     let eth = PacketBuilder::ethernet2(MAC_A, MAC_B);
     let mut out = Vec::new();

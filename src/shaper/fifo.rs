@@ -125,11 +125,11 @@ impl<P: ShapedPacket> LinkQueue<P> for Fifo<P> {
         }
     }
 
-    /// Counters, indexed by [`CategoryId`].
     fn backlog_bytes(&self) -> u64 {
         self.queued.bytes
     }
 
+    /// Counters, indexed by [`CategoryId`].
     fn counters(&self) -> &[CategoryCounters] {
         &self.counters
     }

@@ -50,7 +50,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::tcp::{window_field, window_scale};
+use super::tcp::{signed, window_field, window_scale};
 use crate::packet::{PacketMeta, TCP_ACK, TCP_SYN};
 use crate::time::Instant;
 
@@ -72,9 +72,9 @@ const CONTROL_NS: u64 = 100_000_000;
 /// A download queue that never went below this much of the line in a
 /// control period stood: the windows leave more room than the line needs.
 const STOOD_NS: u64 = 2_000_000;
-/// A queue that went down to this many bytes ran dry: the line went
-/// unused, the windows were too tight.
-const DRY_BYTES: u64 = 2 * 1514;
+/// A full frame. A queue that held no more than the frame that just
+/// arrived ran dry: the line went unused, the windows were too tight.
+const FRAME: u64 = 1514;
 /// Periods in a row the queue must run dry for the allowance to grow.
 const DRY_PERIODS: u32 = 5;
 /// A flow's rate is measured over at least this, and two round trips.
@@ -145,6 +145,13 @@ impl WindowBoard {
         }
     }
 
+    /// Whether slot `slot` holds a window for the flow tagged `tag`.
+    fn holds(&self, tag: u32, slot: usize) -> bool {
+        self.slots
+            .get(slot)
+            .is_some_and(|s| (s.load(Ordering::Relaxed) >> 32) as u32 == tag)
+    }
+
     /// `flow`'s window in bytes and whether the far end scales its
     /// windows, while the download is full at `now`.
     fn window(&self, flow: u64, now: Instant) -> Option<(u64, bool)> {
@@ -164,6 +171,9 @@ impl WindowBoard {
 struct Down {
     /// [`tag_of`] the flow (0: empty).
     tag: u32,
+    /// The far end's initial sequence number (a SYN sent again carries
+    /// the same).
+    isn: u32,
     /// The far end's handshake carried the window-scale option.
     scaled: bool,
     /// A window is on the board for it.
@@ -205,6 +215,8 @@ pub struct DownloadWindows {
     least_backlog: u64,
     /// Control periods in a row in which the queue ran dry.
     dry: u32,
+    /// The queue was full in the current control period.
+    busy: bool,
 }
 
 impl DownloadWindows {
@@ -224,6 +236,7 @@ impl DownloadWindows {
             control_start: 0,
             least_backlog: u64::MAX,
             dry: 0,
+            busy: false,
         }
     }
 
@@ -255,41 +268,57 @@ impl DownloadWindows {
         self.full_until > now.as_nanos()
     }
 
-    /// qosd's download queue holds `backlog` bytes at `now`, and the
-    /// download runs at `rate` bytes/s.
+    /// qosd's download queue holds `backlog` bytes at `now`, the frame
+    /// that just arrived included, and the download runs at `rate`
+    /// bytes/s.
     #[inline]
     pub fn on_queue(&mut self, backlog: u64, rate: u64, now: Instant) {
         let t = now.as_nanos();
-        let full =
-            u128::from(backlog) * 1_000_000_000 > u128::from(FULL_QUEUE_NS) * u128::from(rate);
+        let of_line = |ns: u64| u64::try_from(u128::from(rate) * u128::from(ns) / 1_000_000_000);
+        // At least two frames: on a slow line one frame is more than a
+        // millisecond of it, and the frame that just arrived is always
+        // there.
+        let full_bytes = of_line(FULL_QUEUE_NS).unwrap_or(u64::MAX).max(2 * FRAME);
+        let full = backlog > full_bytes;
         if full && t + FULL_HOLD_NS > self.full_until + FULL_REFRESH_NS {
             self.full_until = t + FULL_HOLD_NS;
             self.board
                 .full_until
                 .store(self.full_until, Ordering::Relaxed);
         }
+        self.busy |= full;
         self.least_backlog = self.least_backlog.min(backlog);
         if t.saturating_sub(self.control_start) >= CONTROL_NS {
-            if self.full_until > t {
-                let stood = u128::from(self.least_backlog) * 1_000_000_000
-                    > u128::from(STOOD_NS) * u128::from(rate);
-                if self.least_backlog <= DRY_BYTES {
+            // Only a period in which the queue was full says anything of
+            // the windows: the dry spells after the downloads ended (the
+            // second the download still counts as full) do not.
+            if self.busy {
+                let stood_bytes = of_line(STOOD_NS).unwrap_or(u64::MAX).max(3 * FRAME);
+                if self.least_backlog <= FRAME {
                     self.dry += 1;
                     if self.dry >= DRY_PERIODS {
                         self.allowance = (self.allowance + 2_000_000).min(MAX_ALLOWANCE_NS);
                     }
                 } else {
                     self.dry = 0;
-                    if stood {
+                    if self.least_backlog > stood_bytes {
                         self.allowance = (self.allowance - 1_000_000).max(MIN_ALLOWANCE_NS);
                     }
                 }
             } else {
                 self.dry = 0;
             }
+            self.busy = false;
             self.control_start = t;
             self.least_backlog = u64::MAX;
         }
+    }
+
+    /// The clamp was switched off: no window applies from now on (the
+    /// flows' handshakes are still followed, for when it is back on).
+    pub fn off(&mut self) {
+        self.full_until = 0;
+        self.board.full_until.store(0, Ordering::Relaxed);
     }
 
     /// A packet of download flow `flow` arrived from the WAN at `now`;
@@ -309,10 +338,14 @@ impl DownloadWindows {
             return;
         }
         let t = now.as_nanos();
-        if t.saturating_sub(self.period_start) >= PERIOD_NS {
-            self.active_before = self.active;
+        let periods = t.saturating_sub(self.period_start) / PERIOD_NS;
+        if periods > 0 {
+            // Periods without a TCP packet had no active flow.
+            self.active_before = if periods == 1 { self.active } else { 0 };
             self.active = 0;
-            self.period = self.period.wrapping_add(1);
+            self.period = self
+                .period
+                .wrapping_add(u32::try_from(periods).unwrap_or(u32::MAX));
             self.period_start = t;
         }
         let tag = tag_of(flow);
@@ -320,12 +353,30 @@ impl DownloadWindows {
             return;
         };
         if pkt.tcp_flags & TCP_SYN != 0 {
-            // The far end's SYN or SYN-ACK: a new connection.
+            // The far end's SYN or SYN-ACK.
+            let isn = pkt.tcp_seq().unwrap_or(0);
+            if f.tag == tag && f.isn == isn {
+                // Sent again (its first copy lost, or the LAN end's SYN
+                // sent again): the same connection, whose round trip
+                // this copy may not time.
+                if let Some(r) = rtt_ns.filter(|&r| r > 0) {
+                    f.rtt = if f.rtt == 0 { r } else { f.rtt.min(r) };
+                }
+                return;
+            }
+            // A slot whose flow carried data lately is not given up to a
+            // new one (an inbound scan must not lift a download's clamp):
+            // the newcomer goes without.
+            if f.tag != tag && f.tag != 0 && self.period.wrapping_sub(f.period) < 2 {
+                return;
+            }
             *f = Down {
                 tag,
+                isn,
                 scaled: window_scale(pkt.tcp).is_some(),
                 // A SYN-ACK completes the LAN end's SYN's round trip.
                 rtt: rtt_ns.unwrap_or(0),
+                period: self.period,
                 since: t,
                 total_then: self.total,
                 ..Down::default()
@@ -424,20 +475,33 @@ impl UploadWindows {
 
     /// A LAN packet of `flow` on its way to the WAN at `now`: the value to
     /// write into its window field instead of the one it carries, if the
-    /// flow's window is to be lower.
+    /// flow's window is to be lower and the clamp is `enabled` (handshakes
+    /// are followed either way, so that flows opened while it was off
+    /// have the right scale when it is back on).
     #[inline]
-    pub fn on_lan_packet(&mut self, pkt: &PacketMeta<'_>, flow: u64, now: Instant) -> Option<u16> {
+    pub fn on_lan_packet(
+        &mut self,
+        pkt: &PacketMeta<'_>,
+        flow: u64,
+        enabled: bool,
+        now: Instant,
+    ) -> Option<u16> {
         if pkt.protocol != 6 || pkt.tcp.is_empty() {
             return None;
         }
         let tag = tag_of(flow);
         let slot = self.flows.get_mut(slot_of(flow))?;
         if pkt.tcp_flags & TCP_SYN != 0 {
-            // Windows in SYNs are never scaled, and never lowered here.
-            *slot = (tag, window_scale(pkt.tcp).map_or(0, |s| s + 1));
+            // Windows in SYNs are never scaled, and never lowered here. A
+            // slot whose flow has a window on the board is not given up
+            // (the download side keeps it too).
+            let (old, _) = *slot;
+            if old == tag || old == 0 || !self.board.holds(old, slot_of(flow)) {
+                *slot = (tag, window_scale(pkt.tcp).map_or(0, |s| s + 1));
+            }
             return None;
         }
-        if pkt.tcp_flags & TCP_ACK == 0 || slot.0 != tag {
+        if !enabled || pkt.tcp_flags & TCP_ACK == 0 || slot.0 != tag {
             return None;
         }
         let lan_scale = slot.1;
@@ -454,7 +518,8 @@ impl UploadWindows {
         // Rounded up: a window is never cut below what was published.
         let units = window.div_ceil(1u64 << shift).clamp(1, u64::from(u16::MAX));
         let units = u16::try_from(units).unwrap_or(u16::MAX);
-        if units >= field {
+        // A segment signed with TCP-MD5 or TCP-AO would fail its signature.
+        if units >= field || signed(pkt.tcp) {
             return None;
         }
         self.lowered += 1;

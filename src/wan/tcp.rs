@@ -23,6 +23,8 @@ const OPT_END: u8 = 0;
 const OPT_NOP: u8 = 1;
 const OPT_WINDOW_SCALE: u8 = 3;
 const OPT_TIMESTAMPS: u8 = 8;
+const OPT_MD5: u8 = 19;
+const OPT_AO: u8 = 29;
 
 impl TcpView {
     /// Reads `header` (the TCP header with its options).
@@ -105,6 +107,27 @@ pub fn window_scale(header: &[u8]) -> Option<u8> {
     Some((*o.get(2)?).min(14))
 }
 
+/// Whether a TCP header carries a TCP-MD5 signature (RFC 2385) or a
+/// TCP-AO MAC (RFC 5925): both cover the window field.
+pub fn signed(header: &[u8]) -> bool {
+    let Some(mut rest) = header.get(20..) else {
+        return false;
+    };
+    // At most 40 bytes of options: the walk is bounded.
+    while let Some(&k) = rest.first() {
+        match k {
+            OPT_END => return false,
+            OPT_NOP => rest = rest.get(1..).unwrap_or_default(),
+            OPT_MD5 | OPT_AO => return true,
+            _ => match rest.get(1).map(|&l| usize::from(l)) {
+                Some(l) if l >= 2 => rest = rest.get(l..).unwrap_or_default(),
+                _ => return false,
+            },
+        }
+    }
+    false
+}
+
 /// The 16-bit window field of a TCP header (unscaled).
 pub fn window_field(header: &[u8]) -> Option<u16> {
     let b: [u8; 2] = header.get(14..16)?.try_into().ok()?;
@@ -180,6 +203,13 @@ mod tests {
             assert_eq!(window_scale(&header(opts)), None, "{opts:?}");
         }
         assert_eq!(window_field(&[0u8; 15]), None);
+        // Signed segments: TCP-MD5 (19) and TCP-AO (29), after others.
+        assert!(signed(&header(&[1, 1, 19, 18, 0, 0, 0, 0])));
+        assert!(signed(&header(&[
+            1, 1, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0, 29, 4, 0, 0
+        ])));
+        assert!(!signed(&header(&syn)));
+        assert!(!signed(&header(&[3, 0, 19, 18])), "malformed: not read on");
     }
 
     #[test]

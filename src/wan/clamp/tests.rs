@@ -47,6 +47,20 @@ fn meta(f: &[u8]) -> PacketMeta<'_> {
     PacketMeta::parse(f)
 }
 
+/// A board and both sides on it.
+fn pair() -> (Arc<WindowBoard>, DownloadWindows, UploadWindows) {
+    let board = Arc::new(WindowBoard::default());
+    let d = DownloadWindows::new(Arc::clone(&board));
+    let u = UploadWindows::new(Arc::clone(&board));
+    (board, d, u)
+}
+
+/// The LAN end's SYN of `flow` with window scale `scale`.
+fn lan_syn(u: &mut UploadWindows, scale: Option<u8>, flow: u64, enabled: bool, now: Instant) {
+    let syn = tcp(true, true, 64240, scale, 0);
+    assert_eq!(u.on_lan_packet(&meta(&syn), flow, enabled, now), None);
+}
+
 /// A UDP frame of `len` bytes in all, from the WAN (the rest of the
 /// download: it counts in the total, not in the flow).
 fn udp(len: usize) -> Vec<u8> {
@@ -110,12 +124,15 @@ fn nine_others(d: &mut DownloadWindows) {
 
 #[test]
 fn a_full_download_lowers_each_flows_window_to_its_rate_times_its_round_trip() {
-    let board = Arc::new(WindowBoard::default());
-    let mut d = DownloadWindows::new(Arc::clone(&board));
-    let mut u = UploadWindows::new(Arc::clone(&board));
+    let (board, mut d, mut u) = pair();
     // The LAN end's SYN (scale 7), then 20 Mbit/s of download for 250 ms.
     assert_eq!(
-        u.on_lan_packet(&meta(&tcp(true, true, 64240, Some(7), 0)), FLOW, at(0)),
+        u.on_lan_packet(
+            &meta(&tcp(true, true, 64240, Some(7), 0)),
+            FLOW,
+            true,
+            at(0)
+        ),
         None
     );
     download(&mut d, Some(8), 580, 0, 250);
@@ -128,12 +145,17 @@ fn a_full_download_lowers_each_flows_window_to_its_rate_times_its_round_trip() {
     // An acknowledgement announcing 0xffff << 7 = 8 MB is lowered to
     // the window, rounded up to the LAN end's unit of 128 bytes.
     let ack = tcp(true, false, 0xffff, None, 0);
-    let units = u.on_lan_packet(&meta(&ack), FLOW, at(250 * MS)).unwrap();
+    let units = u
+        .on_lan_packet(&meta(&ack), FLOW, true, at(250 * MS))
+        .unwrap();
     assert_eq!(u64::from(units), w.div_ceil(128));
     assert_eq!(u.lowered(), 1);
     // One announcing less is left alone.
     let small = tcp(true, false, 100, None, 0);
-    assert_eq!(u.on_lan_packet(&meta(&small), FLOW, at(250 * MS)), None);
+    assert_eq!(
+        u.on_lan_packet(&meta(&small), FLOW, true, at(250 * MS)),
+        None
+    );
 }
 
 #[test]
@@ -158,59 +180,52 @@ fn a_flow_among_many_gets_its_share_of_the_line_or_an_equal_one_whichever_is_mor
 
 #[test]
 fn nothing_is_lowered_on_an_idle_download_or_without_the_handshake() {
-    let board = Arc::new(WindowBoard::default());
-    let mut d = DownloadWindows::new(Arc::clone(&board));
-    let mut u = UploadWindows::new(Arc::clone(&board));
+    let (board, mut d, mut u) = pair();
     let ack = tcp(true, false, 0xffff, None, 0);
     // The LAN end's handshake was not seen (the flow predates qosd).
     download(&mut d, Some(7), 580, 0, 250);
-    assert_eq!(u.on_lan_packet(&meta(&ack), FLOW, at(250 * MS)), None);
+    assert_eq!(u.on_lan_packet(&meta(&ack), FLOW, true, at(250 * MS)), None);
     // Seen now; a second after the queue last stood, the download is no
     // longer full and nothing is lowered either.
-    u.on_lan_packet(
-        &meta(&tcp(true, true, 64240, Some(7), 0)),
-        FLOW,
-        at(250 * MS),
+    lan_syn(&mut u, Some(7), FLOW, true, at(250 * MS));
+    assert!(
+        u.on_lan_packet(&meta(&ack), FLOW, true, at(260 * MS))
+            .is_some()
     );
-    assert!(u.on_lan_packet(&meta(&ack), FLOW, at(260 * MS)).is_some());
-    assert_eq!(u.on_lan_packet(&meta(&ack), FLOW, at(1_300 * MS)), None);
+    assert_eq!(
+        u.on_lan_packet(&meta(&ack), FLOW, true, at(1_300 * MS)),
+        None
+    );
     assert!(!d.full(at(1_300 * MS)));
     // Another flow in the same slot is not this one.
-    let clash = (1..u64::MAX)
-        .map(|k| FLOW + k * SLOTS as u64)
-        .find(|&f| slot_of(f) == slot_of(FLOW) && tag_of(f) != tag_of(FLOW));
-    if let Some(f) = clash {
-        assert_eq!(board.window(f, at(260 * MS)), None);
-    }
+    assert_eq!(board.window(same_slot(), at(260 * MS)), None);
 }
 
 #[test]
 fn the_scale_applies_only_when_both_ends_sent_the_option() {
     // The far end sent none: windows are in bytes, whatever the LAN's SYN
     // said (RFC 7323: scaling needs both).
-    let board = Arc::new(WindowBoard::default());
-    let mut d = DownloadWindows::new(Arc::clone(&board));
-    let mut u = UploadWindows::new(Arc::clone(&board));
-    u.on_lan_packet(&meta(&tcp(true, true, 64240, Some(7), 0)), FLOW, at(0));
+    let (board, mut d, mut u) = pair();
+    lan_syn(&mut u, Some(7), FLOW, true, at(0));
     download(&mut d, None, 580, 0, 250);
     let (w, scaled) = board.window(FLOW, at(250 * MS)).unwrap();
     assert!(!scaled);
     let ack = tcp(true, false, 0xffff, None, 0);
-    let units = u.on_lan_packet(&meta(&ack), FLOW, at(250 * MS));
+    let units = u.on_lan_packet(&meta(&ack), FLOW, true, at(250 * MS));
     assert_eq!(
         units.map(u64::from),
         Some(w.min(0xffff)).filter(|&w| w < 0xffff)
     );
     // The LAN end sent none: the same.
-    let board = Arc::new(WindowBoard::default());
-    let mut d = DownloadWindows::new(Arc::clone(&board));
-    let mut u = UploadWindows::new(Arc::clone(&board));
-    u.on_lan_packet(&meta(&tcp(true, true, 64240, None, 0)), FLOW, at(0));
+    let (board, mut d, mut u) = pair();
+    lan_syn(&mut u, None, FLOW, true, at(0));
     nine_others(&mut d);
     download(&mut d, Some(7), 500, 20_000, 150);
     let (w, scaled) = board.window(FLOW, at(150 * MS)).unwrap();
     assert!(scaled && w < 0xffff);
-    let units = u.on_lan_packet(&meta(&ack), FLOW, at(150 * MS)).unwrap();
+    let units = u
+        .on_lan_packet(&meta(&ack), FLOW, true, at(150 * MS))
+        .unwrap();
     assert_eq!(u64::from(units), w);
 }
 
@@ -220,13 +235,14 @@ fn a_new_connection_on_the_same_tuple_starts_afresh() {
     let mut d = DownloadWindows::new(Arc::clone(&board));
     download(&mut d, Some(7), 580, 0, 250);
     assert!(board.window(FLOW, at(250 * MS)).is_some());
-    d.on_packet(
-        &meta(&tcp(false, true, 65535, Some(7), 0)),
-        FLOW,
-        None,
-        RATE,
-        at(260 * MS),
-    );
+    // The same SYN-ACK again (same ISN) is the same connection...
+    let syn_ack = tcp(false, true, 65535, Some(7), 0);
+    d.on_packet(&meta(&syn_ack), FLOW, None, RATE, at(255 * MS));
+    assert!(board.window(FLOW, at(255 * MS)).is_some());
+    // ...another ISN a new one, on a download no longer full.
+    let mut again = syn_ack.clone();
+    again[38..42].copy_from_slice(&777u32.to_be_bytes());
+    d.on_packet(&meta(&again), FLOW, None, RATE, at(1_400 * MS));
     assert_eq!(board.window(FLOW, at(260 * MS)), None);
 }
 
@@ -272,4 +288,112 @@ fn the_allowance_grows_when_the_queue_runs_dry_and_shrinks_when_it_stands() {
     let before = ms(&d);
     step(&mut d, &[RATE / 2000, 1514], 30);
     assert_eq!(ms(&d), before, "only while full");
+}
+
+/// Another flow id in [`FLOW`]'s slot.
+fn same_slot() -> u64 {
+    (1..u64::MAX)
+        .map(|k| FLOW + k)
+        .find(|&f| slot_of(f) == slot_of(FLOW) && tag_of(f) != tag_of(FLOW))
+        .unwrap()
+}
+
+#[test]
+fn a_new_flow_does_not_take_the_slot_of_one_that_carries_data() {
+    let (board, mut d, mut u) = pair();
+    lan_syn(&mut u, Some(7), FLOW, true, at(0));
+    download(&mut d, Some(7), 580, 0, 250);
+    let before = board.window(FLOW, at(250 * MS)).unwrap();
+    // A SYN of another flow in the same slot, both ways (an inbound scan,
+    // a new connection of the office): the download keeps its window.
+    let other = same_slot();
+    let syn = tcp(false, true, 65535, Some(7), 0);
+    d.on_packet(&meta(&syn), other, Some(30 * MS), RATE, at(250 * MS));
+    lan_syn(&mut u, Some(7), other, true, at(250 * MS));
+    assert_eq!(board.window(FLOW, at(250 * MS)), Some(before));
+    let ack = tcp(true, false, 0xffff, None, 0);
+    assert!(
+        u.on_lan_packet(&meta(&ack), FLOW, true, at(250 * MS))
+            .is_some()
+    );
+    assert_eq!(
+        u.on_lan_packet(&meta(&ack), other, true, at(250 * MS)),
+        None
+    );
+    // Once it has been quiet for two periods (400 ms), the slot is free.
+    d.on_packet(&meta(&syn), other, Some(30 * MS), RATE, at(900 * MS));
+    assert_eq!(board.window(FLOW, at(900 * MS)), None);
+}
+
+#[test]
+fn a_syn_ack_sent_again_keeps_the_round_trip() {
+    let board = Arc::new(WindowBoard::default());
+    let mut d = DownloadWindows::new(Arc::clone(&board));
+    // The far end's SYN-ACK, timed (30 ms), then the same again (same
+    // ISN), which no probe times: the round trip stays, and windows come.
+    let syn_ack = tcp(false, true, 65535, Some(7), 0);
+    d.on_packet(&meta(&syn_ack), FLOW, Some(30 * MS), RATE, at(0));
+    d.on_packet(&meta(&syn_ack), FLOW, None, RATE, at(MS));
+    let seg = tcp(false, false, 65535, None, 1448);
+    for i in 0..400u64 {
+        let t = 2 * MS + i * MS / 2;
+        d.on_queue(RATE * 3 / 2000, RATE, at(t));
+        d.on_packet(&meta(&seg), FLOW, None, RATE, at(t));
+    }
+    assert!(board.window(FLOW, at(200 * MS)).is_some());
+}
+
+#[test]
+fn off_lifts_every_window_and_handshakes_are_followed_meanwhile() {
+    let (board, mut d, mut u) = pair();
+    // Off: the LAN end's SYN is still read, nothing is lowered.
+    lan_syn(&mut u, Some(7), FLOW, false, at(0));
+    download(&mut d, Some(7), 580, 0, 250);
+    let ack = tcp(true, false, 0xffff, None, 0);
+    assert_eq!(
+        u.on_lan_packet(&meta(&ack), FLOW, false, at(250 * MS)),
+        None
+    );
+    // On: the scale read while off applies.
+    let units = u
+        .on_lan_packet(&meta(&ack), FLOW, true, at(250 * MS))
+        .unwrap();
+    let (w, _) = board.window(FLOW, at(250 * MS)).unwrap();
+    assert_eq!(u64::from(units), w.div_ceil(128));
+    // Switched off: lifted at once.
+    d.off();
+    assert_eq!(board.window(FLOW, at(250 * MS)), None);
+    assert!(!d.full(at(250 * MS)));
+}
+
+#[test]
+fn a_single_frame_on_a_slow_line_is_not_a_full_download() {
+    // 8 Mbit/s: one 1514-byte frame is 1.5 ms of the line.
+    let slow = 1_000_000;
+    let mut d = DownloadWindows::new(Arc::new(WindowBoard::default()));
+    for i in 0..100u64 {
+        d.on_queue(1514, slow, at(i * 10 * MS));
+    }
+    assert!(!d.full(at(1000 * MS)));
+    assert_eq!(d.allowance().as_millis(), 4);
+    d.on_queue(3 * 1514, slow, at(1000 * MS));
+    assert!(d.full(at(1000 * MS)));
+}
+
+#[test]
+fn dry_spells_after_the_downloads_end_leave_the_allowance_alone() {
+    let mut d = DownloadWindows::new(Arc::new(WindowBoard::default()));
+    // Full for a second (the queue at 1.5 ms of the line), then light
+    // traffic only: the download counts as full for another second, the
+    // queue runs dry, but it is never full in those periods.
+    let mut t = 0;
+    while t < 1_000 * MS {
+        d.on_queue(RATE * 3 / 2000, RATE, at(t));
+        t += 5 * MS;
+    }
+    while t < 3_000 * MS {
+        d.on_queue(100, RATE, at(t));
+        t += 5 * MS;
+    }
+    assert_eq!(d.allowance().as_millis(), 4);
 }
