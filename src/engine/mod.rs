@@ -439,6 +439,8 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
         let mut probe = None;
         let mut app = None;
         let mut window = None;
+        // The link's rate, bytes/s, for the window clamp.
+        let rate = self.link_rate().bytes_per_sec();
         let (category, flow_hash, ip, vlan, lan_addr) = {
             let base = frame.bytes().as_ptr() as usize;
             let pkt = PacketMeta::parse(frame.bytes());
@@ -505,11 +507,8 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
                             }
                             // Followed with the clamp off too (handshakes),
                             // but no window applies then.
-                            let rate = self
-                                .link_rate
-                                .unwrap_or_else(|| self.installed.config.link.rate(self.dir));
                             let rtt = rtt.map(|r| r.rtt_ns);
-                            w.on_packet(&pkt, id, rtt, rate.bytes_per_sec(), now);
+                            w.on_packet(&pkt, id, rtt, rate, self.window_clamp, now);
                             m.segment(&pkt, id)
                         }
                     };
@@ -559,10 +558,7 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
         if self.window_clamp
             && let WanSide::Wan(_, w) = &mut self.wan
         {
-            let rate = self
-                .link_rate
-                .unwrap_or_else(|| self.installed.config.link.rate(self.dir));
-            w.on_queue(self.queue.backlog_bytes(), rate.bytes_per_sec(), now);
+            w.on_queue(self.queue.backlog_bytes(), rate, now);
             let c = &mut self.counters.window_clamp;
             c.windows = w.windows_published();
             c.full = w.full(now);

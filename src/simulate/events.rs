@@ -772,8 +772,13 @@ impl<Q: LinkQueue<Frame>> Sim<Q> {
     /// LAN host (download), which answers as it would.
     fn receive(&mut self, frame: Frame, now: Instant) {
         let m = self.meta.remove(&buffer_key(&frame));
-        let window =
-            crate::wan::tcp::window_field(crate::packet::PacketMeta::parse(frame.bytes()).tcp);
+        // What a receiver's acknowledgement announces, as qosd left it.
+        let window = m
+            .as_ref()
+            .filter(|m| matches!(m.what, What::Ack { .. }))
+            .and_then(|_| {
+                crate::wan::tcp::window_field(crate::packet::PacketMeta::parse(frame.bytes()).tcp)
+            });
         self.pool.put(frame.into_buffer());
         let Some(m) = m else {
             return;

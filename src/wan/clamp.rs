@@ -190,6 +190,16 @@ struct Down {
     total_then: u64,
 }
 
+impl Down {
+    /// A round trip of the flow was measured (`None`: not with this
+    /// packet): its least one so far.
+    fn timed(&mut self, rtt_ns: Option<u64>) {
+        if let Some(r) = rtt_ns.filter(|&r| r > 0) {
+            self.rtt = if self.rtt == 0 { r } else { self.rtt.min(r) };
+        }
+    }
+}
+
 /// The download thread's half: rates, round trips and windows.
 #[derive(Debug)]
 pub struct DownloadWindows {
@@ -274,12 +284,12 @@ impl DownloadWindows {
     #[inline]
     pub fn on_queue(&mut self, backlog: u64, rate: u64, now: Instant) {
         let t = now.as_nanos();
-        let of_line = |ns: u64| u64::try_from(u128::from(rate) * u128::from(ns) / 1_000_000_000);
-        // At least two frames: on a slow line one frame is more than a
-        // millisecond of it, and the frame that just arrived is always
-        // there.
-        let full_bytes = of_line(FULL_QUEUE_NS).unwrap_or(u64::MAX).max(2 * FRAME);
-        let full = backlog > full_bytes;
+        // Over a millisecond of the line, and at least two frames: on a
+        // slow line one frame is more than a millisecond of it, and the
+        // frame that just arrived is always there.
+        let more_than =
+            |ns: u64| u128::from(backlog) * 1_000_000_000 > u128::from(ns) * u128::from(rate);
+        let full = backlog > 2 * FRAME && more_than(FULL_QUEUE_NS);
         if full && t + FULL_HOLD_NS > self.full_until + FULL_REFRESH_NS {
             self.full_until = t + FULL_HOLD_NS;
             self.board
@@ -293,15 +303,17 @@ impl DownloadWindows {
             // the windows: the dry spells after the downloads ended (the
             // second the download still counts as full) do not.
             if self.busy {
-                let stood_bytes = of_line(STOOD_NS).unwrap_or(u64::MAX).max(3 * FRAME);
-                if self.least_backlog <= FRAME {
+                let least = self.least_backlog;
+                let stood = least > 3 * FRAME
+                    && u128::from(least) * 1_000_000_000 > u128::from(STOOD_NS) * u128::from(rate);
+                if least <= FRAME {
                     self.dry += 1;
                     if self.dry >= DRY_PERIODS {
                         self.allowance = (self.allowance + 2_000_000).min(MAX_ALLOWANCE_NS);
                     }
                 } else {
                     self.dry = 0;
-                    if self.least_backlog > stood_bytes {
+                    if stood {
                         self.allowance = (self.allowance - 1_000_000).max(MIN_ALLOWANCE_NS);
                     }
                 }
@@ -323,7 +335,8 @@ impl DownloadWindows {
 
     /// A packet of download flow `flow` arrived from the WAN at `now`;
     /// `rtt_ns`: the round trip the WAN-delay meter completed with it, if
-    /// any; `rate`: the download's rate, bytes/s.
+    /// any; `rate`: the download's rate, bytes/s. With the clamp not
+    /// `enabled` only handshakes are followed (one flag test per packet).
     #[inline]
     pub fn on_packet(
         &mut self,
@@ -331,15 +344,20 @@ impl DownloadWindows {
         flow: u64,
         rtt_ns: Option<u64>,
         rate: u64,
+        enabled: bool,
         now: Instant,
     ) {
+        if !enabled && pkt.tcp_flags & TCP_SYN == 0 {
+            return;
+        }
         self.total += pkt.frame_len as u64;
         if pkt.protocol != 6 || pkt.tcp.is_empty() {
             return;
         }
         let t = now.as_nanos();
-        let periods = t.saturating_sub(self.period_start) / PERIOD_NS;
-        if periods > 0 {
+        let since = t.saturating_sub(self.period_start);
+        if since >= PERIOD_NS {
+            let periods = since / PERIOD_NS;
             // Periods without a TCP packet had no active flow.
             self.active_before = if periods == 1 { self.active } else { 0 };
             self.active = 0;
@@ -359,9 +377,7 @@ impl DownloadWindows {
                 // Sent again (its first copy lost, or the LAN end's SYN
                 // sent again): the same connection, whose round trip
                 // this copy may not time.
-                if let Some(r) = rtt_ns.filter(|&r| r > 0) {
-                    f.rtt = if f.rtt == 0 { r } else { f.rtt.min(r) };
-                }
+                f.timed(rtt_ns);
                 return;
             }
             // A slot whose flow carried data lately is not given up to a
@@ -384,13 +400,9 @@ impl DownloadWindows {
             // On a full download a new flow starts at an equal share: its
             // slow start would otherwise overshoot into the ISP's buffer
             // before its rate is measured.
-            let window = (self.full_until > t && f.rtt > 0).then(|| {
-                let sharing = u64::from(self.active.max(self.active_before)) + 1;
-                (
-                    mul_div(rate, f.rtt + self.allowance, 1_000_000_000) / sharing,
-                    f.scaled,
-                )
-            });
+            let flows = self.active.max(self.active_before) + 1;
+            let window = (self.full_until > t && f.rtt > 0)
+                .then(|| (equal_share(rate, f.rtt + self.allowance, flows), f.scaled));
             f.published = window.is_some();
             self.board.publish(flow, window);
             return;
@@ -398,9 +410,7 @@ impl DownloadWindows {
         if f.tag != tag {
             return;
         }
-        if let Some(r) = rtt_ns.filter(|&r| r > 0) {
-            f.rtt = if f.rtt == 0 { r } else { f.rtt.min(r) };
-        }
+        f.timed(rtt_ns);
         if pkt.payload.is_empty() {
             return;
         }
@@ -423,12 +433,12 @@ impl DownloadWindows {
             let span = f.rtt + self.allowance;
             // Its share of the download (of every packet, QUIC and calls
             // included) times the download's rate: a share, not a rate,
-            // so a throttle by the ISP-queue guard, or autorate's cut,
-            // resizes every window at once instead of being learnt.
+            // so autorate's new rate resizes every window at once instead
+            // of being learnt (the guard's throttle, which slows the
+            // acknowledgements instead, leaves them as they are).
             let all = self.total.saturating_sub(f.total_then).max(f.bytes);
             let own = mul_div(mul_div(rate, f.bytes, all), span, 1_000_000_000);
-            let sharing = u64::from(self.active.max(self.active_before).max(1));
-            let equal = mul_div(rate, span, 1_000_000_000) / sharing;
+            let equal = equal_share(rate, span, self.active.max(self.active_before));
             self.board.publish(flow, Some((own.max(equal), f.scaled)));
             f.published = true;
             self.windows += 1;
@@ -440,6 +450,12 @@ impl DownloadWindows {
         f.since = t;
         f.total_then = self.total;
     }
+}
+
+/// An equal share among `flows` (at least one) of what the download
+/// carries, at `rate` bytes/s, in `span_ns`.
+fn equal_share(rate: u64, span_ns: u64, flows: u32) -> u64 {
+    mul_div(rate, span_ns, 1_000_000_000) / u64::from(flows.max(1))
 }
 
 /// `a * b / c` without overflow (saturating), `c > 0`.
@@ -486,7 +502,7 @@ impl UploadWindows {
         enabled: bool,
         now: Instant,
     ) -> Option<u16> {
-        if pkt.protocol != 6 || pkt.tcp.is_empty() {
+        if (!enabled && pkt.tcp_flags & TCP_SYN == 0) || pkt.protocol != 6 || pkt.tcp.is_empty() {
             return None;
         }
         let tag = tag_of(flow);
@@ -501,7 +517,7 @@ impl UploadWindows {
             }
             return None;
         }
-        if !enabled || pkt.tcp_flags & TCP_ACK == 0 || slot.0 != tag {
+        if pkt.tcp_flags & TCP_ACK == 0 || slot.0 != tag {
             return None;
         }
         let lan_scale = slot.1;

@@ -83,6 +83,7 @@ fn download(d: &mut DownloadWindows, remote_scale: Option<u8>, gap_us: u64, rest
         FLOW,
         None,
         RATE,
+        true,
         at(0),
     );
     let seg = tcp(false, false, 65535, None, 1448);
@@ -93,11 +94,11 @@ fn download(d: &mut DownloadWindows, remote_scale: Option<u8>, gap_us: u64, rest
         d.on_queue(RATE * 3 / 2000, RATE, at(t));
         let rtt = first.then_some(30 * MS);
         first = false;
-        d.on_packet(&meta(&seg), FLOW, rtt, RATE, at(t));
+        d.on_packet(&meta(&seg), FLOW, rtt, RATE, true, at(t));
         let mut left = rest;
         while left > 0 {
             let n = left.clamp(64, 1000);
-            d.on_packet(&meta(&udp(n)), 99, None, RATE, at(t));
+            d.on_packet(&meta(&udp(n)), 99, None, RATE, true, at(t));
             left = left.saturating_sub(n);
         }
         t += gap_us * 1000;
@@ -114,10 +115,11 @@ fn nine_others(d: &mut DownloadWindows) {
             f,
             None,
             RATE,
+            true,
             at(0),
         );
         for _ in 0..7 {
-            d.on_packet(&meta(&other), f, None, RATE, at(MS / 2));
+            d.on_packet(&meta(&other), f, None, RATE, true, at(MS / 2));
         }
     }
 }
@@ -237,12 +239,12 @@ fn a_new_connection_on_the_same_tuple_starts_afresh() {
     assert!(board.window(FLOW, at(250 * MS)).is_some());
     // The same SYN-ACK again (same ISN) is the same connection...
     let syn_ack = tcp(false, true, 65535, Some(7), 0);
-    d.on_packet(&meta(&syn_ack), FLOW, None, RATE, at(255 * MS));
+    d.on_packet(&meta(&syn_ack), FLOW, None, RATE, true, at(255 * MS));
     assert!(board.window(FLOW, at(255 * MS)).is_some());
     // ...another ISN a new one, on a download no longer full.
     let mut again = syn_ack.clone();
     again[38..42].copy_from_slice(&777u32.to_be_bytes());
-    d.on_packet(&meta(&again), FLOW, None, RATE, at(1_400 * MS));
+    d.on_packet(&meta(&again), FLOW, None, RATE, true, at(1_400 * MS));
     assert_eq!(board.window(FLOW, at(260 * MS)), None);
 }
 
@@ -308,7 +310,7 @@ fn a_new_flow_does_not_take_the_slot_of_one_that_carries_data() {
     // a new connection of the office): the download keeps its window.
     let other = same_slot();
     let syn = tcp(false, true, 65535, Some(7), 0);
-    d.on_packet(&meta(&syn), other, Some(30 * MS), RATE, at(250 * MS));
+    d.on_packet(&meta(&syn), other, Some(30 * MS), RATE, true, at(250 * MS));
     lan_syn(&mut u, Some(7), other, true, at(250 * MS));
     assert_eq!(board.window(FLOW, at(250 * MS)), Some(before));
     let ack = tcp(true, false, 0xffff, None, 0);
@@ -321,7 +323,7 @@ fn a_new_flow_does_not_take_the_slot_of_one_that_carries_data() {
         None
     );
     // Once it has been quiet for two periods (400 ms), the slot is free.
-    d.on_packet(&meta(&syn), other, Some(30 * MS), RATE, at(900 * MS));
+    d.on_packet(&meta(&syn), other, Some(30 * MS), RATE, true, at(900 * MS));
     assert_eq!(board.window(FLOW, at(900 * MS)), None);
 }
 
@@ -332,13 +334,13 @@ fn a_syn_ack_sent_again_keeps_the_round_trip() {
     // The far end's SYN-ACK, timed (30 ms), then the same again (same
     // ISN), which no probe times: the round trip stays, and windows come.
     let syn_ack = tcp(false, true, 65535, Some(7), 0);
-    d.on_packet(&meta(&syn_ack), FLOW, Some(30 * MS), RATE, at(0));
-    d.on_packet(&meta(&syn_ack), FLOW, None, RATE, at(MS));
+    d.on_packet(&meta(&syn_ack), FLOW, Some(30 * MS), RATE, true, at(0));
+    d.on_packet(&meta(&syn_ack), FLOW, None, RATE, true, at(MS));
     let seg = tcp(false, false, 65535, None, 1448);
     for i in 0..400u64 {
         let t = 2 * MS + i * MS / 2;
         d.on_queue(RATE * 3 / 2000, RATE, at(t));
-        d.on_packet(&meta(&seg), FLOW, None, RATE, at(t));
+        d.on_packet(&meta(&seg), FLOW, None, RATE, true, at(t));
     }
     assert!(board.window(FLOW, at(200 * MS)).is_some());
 }
