@@ -30,10 +30,12 @@
 //! allowance, and they follow every change of share (weights, new flows,
 //! autorate) within a few round trips. The allowance starts at 4 ms and
 //! adapts to what the receivers need ([`DownloadWindows::allowance`]). A
-//! window is never below an equal share of the line, and a flow that
-//! opens while the download is full starts at one, so a new flow is
-//! neither held back while its rate is measured nor let to overshoot in
-//! slow start. The upload thread
+//! window is not below an equal share of the line, and a flow that opens
+//! while the download is full starts at one, so a new flow is neither
+//! held back while its rate is measured nor let to overshoot in slow
+//! start; but no window grows by more than a quarter per interval over
+//! what its flow carried, so flows that pause and resume together (BBR's
+//! ProbeRTT) do not refill the ISP's buffer at once. The upload thread
 //! ([`UploadWindows`]) writes the window into the acknowledgements that
 //! announce more (a lower window is left alone), in the units the
 //! handshake's window-scale options set; the TCP checksum is updated
@@ -93,6 +95,9 @@ pub const FULL_QUEUE_NS: u64 = 1_000_000;
 /// The board's word for the download's state is rewritten at most this
 /// often (the upload thread reads it on every acknowledgement).
 const FULL_REFRESH_NS: u64 = 50_000_000;
+/// A window may grow by this much in an interval beyond a quarter of
+/// what the flow carried (so a flow that carried next to nothing grows).
+const GROWTH_SEGMENTS: u64 = 4 * 1448;
 /// No window goes below two full segments.
 const MIN_WINDOW: u64 = 2 * 1448;
 /// Nor above a gigabyte (the board's 31 bits).
@@ -227,6 +232,8 @@ pub struct DownloadWindows {
     dry: u32,
     /// The queue was full in the current control period.
     busy: bool,
+    /// CoDel or the ISP-queue guard dropped a download packet in it.
+    dropped: bool,
 }
 
 impl DownloadWindows {
@@ -247,6 +254,7 @@ impl DownloadWindows {
             least_backlog: u64::MAX,
             dry: 0,
             busy: false,
+            dropped: false,
         }
     }
 
@@ -260,9 +268,13 @@ impl DownloadWindows {
     /// dry (the line went unused for want of window; shorter spells are
     /// BBR draining its own queue on purpose, one round trip in eight and
     /// in its ProbeRTT, or the windows catching up with a change of
-    /// shares, a fast flow's end), 1 ms less after one in which it never
-    /// went below 2 ms of the line (room the line did not need, that
-    /// bursts can fill).
+    /// shares, a fast flow's end; and a run of them grows it once), 1 ms
+    /// less after one in which it never went below 2 ms of the line, or
+    /// in which CoDel or the guard dropped a download packet (room the
+    /// line did not need, that bursts can fill: a lab run without that
+    /// second test climbed to 14-22 ms, as BBR's drain phases kept the
+    /// queue from standing, and CoDel and the guard then dropped 20
+    /// packets a second and cost a fifth of the download).
     pub fn allowance(&self) -> std::time::Duration {
         std::time::Duration::from_nanos(self.allowance)
     }
@@ -306,24 +318,39 @@ impl DownloadWindows {
                 let least = self.least_backlog;
                 let stood = least > 3 * FRAME
                     && u128::from(least) * 1_000_000_000 > u128::from(STOOD_NS) * u128::from(rate);
-                if least <= FRAME {
+                if stood || self.dropped {
+                    self.dry = 0;
+                    self.allowance = (self.allowance - 1_000_000).max(MIN_ALLOWANCE_NS);
+                } else if least <= FRAME {
                     self.dry += 1;
                     if self.dry >= DRY_PERIODS {
+                        // One step per run of dry periods, not one per
+                        // period after the run: BBR's flows take turns
+                        // in ProbeRTT (200 ms each, the others' windows
+                        // not yet grown into the gap), and a run of them
+                        // must not ratchet the allowance up by 2 ms every
+                        // 100 ms.
+                        self.dry = 0;
                         self.allowance = (self.allowance + 2_000_000).min(MAX_ALLOWANCE_NS);
                     }
                 } else {
                     self.dry = 0;
-                    if stood {
-                        self.allowance = (self.allowance - 1_000_000).max(MIN_ALLOWANCE_NS);
-                    }
                 }
             } else {
                 self.dry = 0;
             }
             self.busy = false;
+            self.dropped = false;
             self.control_start = t;
             self.least_backlog = u64::MAX;
         }
+    }
+
+    /// CoDel or the ISP-queue guard dropped a download packet: the queue
+    /// stood too long, in qosd or outside it, so the windows left more
+    /// room than the line needs (see [`DownloadWindows::allowance`]).
+    pub fn queue_dropped(&mut self) {
+        self.dropped = true;
     }
 
     /// The clamp was switched off: no window applies from now on (the
@@ -439,7 +466,18 @@ impl DownloadWindows {
             let all = self.total.saturating_sub(f.total_then).max(f.bytes);
             let own = mul_div(mul_div(rate, f.bytes, all), span, 1_000_000_000);
             let equal = equal_share(rate, span, self.active.max(self.active_before));
-            self.board.publish(flow, Some((own.max(equal), f.scaled)));
+            // But never more than a quarter over what it carried (plus a
+            // few segments): a flow back from a pause (BBR's ProbeRTT, an
+            // app that stalled) would otherwise put an equal share in
+            // flight at once while the others still hold the share they
+            // took in its absence, and those, when flows pause, would
+            // take the whole gap in one interval; in the lab either sent
+            // 10 ms of excess into the ISP's buffer. A quarter per
+            // interval is BBR's own probing pace.
+            let carried = mul_div(f.bytes, span, elapsed);
+            let growth = carried + carried / 4 + GROWTH_SEGMENTS;
+            self.board
+                .publish(flow, Some((own.max(equal).min(growth), f.scaled)));
             f.published = true;
             self.windows += 1;
         } else if f.published {

@@ -127,7 +127,7 @@ fn nine_others(d: &mut DownloadWindows) {
 #[test]
 fn a_full_download_lowers_each_flows_window_to_its_rate_times_its_round_trip() {
     let (board, mut d, mut u) = pair();
-    // The LAN end's SYN (scale 7), then 20 Mbit/s of download for 250 ms.
+    // The LAN end's SYN (scale 7), then 40 Mbit/s of download for 250 ms.
     assert_eq!(
         u.on_lan_packet(
             &meta(&tcp(true, true, 64240, Some(7), 0)),
@@ -137,7 +137,7 @@ fn a_full_download_lowers_each_flows_window_to_its_rate_times_its_round_trip() {
         ),
         None
     );
-    download(&mut d, Some(8), 580, 0, 250);
+    download(&mut d, Some(8), 300, 0, 250);
     assert!(d.full(at(250 * MS)));
     assert!(d.windows_published() >= 1);
     // All of the download: the line's rate over (30 + 4) ms.
@@ -167,7 +167,7 @@ fn a_flow_among_many_gets_its_share_of_the_line_or_an_equal_one_whichever_is_mor
     nine_others(&mut d);
     // 85 % of the download's bytes: 85 % of the line's rate over the
     // round trip plus 4 ms, at whatever rate the bytes arrive.
-    download(&mut d, Some(7), 500, 265, 150);
+    download(&mut d, Some(7), 280, 265, 150);
     let (w, _) = board.window(FLOW, at(150 * MS)).unwrap();
     let share = RATE * 34 / 1000 * 1502 / 1767;
     assert!(w.abs_diff(share) < share / 50, "{w} vs {share}");
@@ -178,6 +178,22 @@ fn a_flow_among_many_gets_its_share_of_the_line_or_an_equal_one_whichever_is_mor
     download(&mut d, Some(7), 500, 20_000, 150);
     let (w, _) = board.window(FLOW, at(150 * MS)).unwrap();
     assert_eq!(w, RATE * 34 / 1000 / 10);
+}
+
+#[test]
+fn a_window_grows_by_a_quarter_per_interval_over_what_the_flow_carried() {
+    // The only flow, so all of the download's share, but it carries 2.9
+    // Mbit/s (back from a pause): a quarter more than that over its round
+    // trip plus 4 ms, and four segments, not the whole line at once.
+    let board = Arc::new(WindowBoard::default());
+    let mut d = DownloadWindows::new(Arc::clone(&board));
+    download(&mut d, Some(7), 4_000, 0, 150);
+    let (w, _) = board.window(FLOW, at(150 * MS)).unwrap();
+    let carried = 1502 * 1_000_000 / 4_000 * 34 / 1000;
+    let grown = carried + carried / 4 + 4 * 1448;
+    // (Within a segment of the interval's length.)
+    assert!(w.abs_diff(grown) < grown / 20, "{w} vs {grown}");
+    assert!(w < RATE * 34 / 1000 / 5);
 }
 
 #[test]
@@ -253,8 +269,8 @@ fn the_allowance_grows_when_the_queue_runs_dry_and_shrinks_when_it_stands() {
     let mut d = DownloadWindows::new(Arc::new(WindowBoard::default()));
     let ms = |d: &DownloadWindows| d.allowance().as_millis();
     assert_eq!(ms(&d), 4);
-    // Full, and the queue runs dry every period: from the fifth in a row,
-    // 2 ms more per 100 ms, up to 60.
+    // Full, and the queue runs dry every period: 2 ms more at the fifth
+    // in a row, and at every fifth after it, up to 60.
     let mut t = 0;
     fn run(d: &mut DownloadWindows, t: &mut u64, backlogs: &[u64], periods: u64) {
         for _ in 0..periods * 10 {
@@ -271,8 +287,10 @@ fn the_allowance_grows_when_the_queue_runs_dry_and_shrinks_when_it_stands() {
     step(&mut d, &[RATE / 100, 1514], 4);
     assert_eq!(ms(&d), 4, "up to four dry periods are BBR draining");
     step(&mut d, &[RATE / 100, 1514], 3);
-    assert!((8..=10).contains(&ms(&d)), "{}", ms(&d));
-    step(&mut d, &[RATE / 100, 1514], 50);
+    assert_eq!(ms(&d), 6, "one step per run of dry periods");
+    step(&mut d, &[RATE / 100, 1514], 25);
+    assert!((14..=16).contains(&ms(&d)), "{}", ms(&d));
+    step(&mut d, &[RATE / 100, 1514], 200);
     assert_eq!(ms(&d), 60);
     // A queue that never goes below 2 ms of the line: 1 ms less per
     // period, down to 2.
@@ -283,6 +301,23 @@ fn the_allowance_grows_when_the_queue_runs_dry_and_shrinks_when_it_stands() {
     // In between (1.5 ms at least, not dry): as it is.
     step(&mut d, &[RATE / 100, RATE * 3 / 2000], 10);
     assert_eq!(ms(&d), 2);
+    // Dry, but CoDel or the guard dropped a download packet in the
+    // period: the queue stood too long somewhere, 1 ms less.
+    step(&mut d, &[RATE / 100, 1514], 4);
+    for _ in 0..3 {
+        step(&mut d, &[RATE / 100, 1514], 1);
+        d.queue_dropped();
+    }
+    step(&mut d, &[RATE / 100, 1514], 1);
+    assert_eq!(ms(&d), 2, "{}", ms(&d));
+    step(&mut d, &[RATE / 100, 1514], 40);
+    assert_eq!(ms(&d), 18);
+    for _ in 0..5 {
+        step(&mut d, &[RATE / 100, 1514], 1);
+        d.queue_dropped();
+    }
+    step(&mut d, &[RATE / 100, 1514], 1);
+    assert_eq!(ms(&d), 13);
     // Not full (the queue never held 1 ms for over a second): as it is,
     // though dry.
     let now = step(&mut d, &[RATE / 2000, 1514], 12);
