@@ -4,28 +4,24 @@
 //!
 //! The lab office of the issue: line 20/50 Mbit/s with a 400 ms buffer and
 //! a 30 ms base round trip (`lab.sh up -r`), qosd at 19/47 Mbit/s; 4 TCP
-//! uploads, 4 TCP downloads and a 20 ms voice stream for 85 s. Run twice
-//! in one go: with the ISP-queue guard (`link.isp_queue_guard`, the
-//! default) and without it (qosd before issue 20).
+//! uploads, 4 TCP downloads (BBR senders) and a 20 ms voice stream for
+//! 85 s. Run twice in one go: qosd as it ships (the download window clamp
+//! and the ISP-queue guard on) and qosd before issue 20 (both off).
 //!
-//! The issue's criterion (every 5 s window after the first: the call's
-//! p99 within 5 ms of idle, downloads at 85 % of qosd's rate) is printed
-//! per window for both runs (`!`), but not gated: it does not hold in this
-//! lab. About every 10 s the iperf3 server (one thread for its four
-//! streams) stalls for ~200 ms and resumes with its windows open, sending
-//! faster than the line for a round trip; no gateway keeps that out of the
-//! ISP's buffer (the guard drains it sooner), and on a 2-core machine
-//! running a debug qosd, a Python delay line and both iperf3s, the
-//! endpoints add several ms of their own to some windows (BENCHMARKS.md,
-//! "Steady download"). Which windows a burst lands in, and how hard, varies
-//! from run to run as much as the guard changes it: in seven runs the
-//! guard's worst window was better than the run without it five times
-//! and worse twice. So what is gated is what holds on every run: the guard
-//! acts on the lab's real traffic (drops with reason isp_queue, its
-//! throttle engaged; none of either without it) and the downloads keep
-//! 85 % of qosd's rate on average and 80 % in every window. Root only:
-//! without root cargo reports it ignored. The tests are listed in `main`
-//! (common::run_lab_tests; `#[test]` does nothing here).
+//! The issue's criterion: in every 5 s window after the first, the call's
+//! p99 within 5 ms of idle and the downloads at 85 % of qosd's rate; the
+//! old behaviour must fail it. Printed per window for both runs (`!`).
+//! Gated: the old behaviour fails it (its senders fill the ISP's buffer);
+//! qosd as it ships keeps the downloads at 85 % on average and 80 % in
+//! every window, and the call within the margin in all but at most
+//! [`SPARE_WINDOWS`] windows, by at most [`SPARE_MS`] summed. That
+//! tolerance is for this lab, not for qosd: on a 2-core machine running a
+//! debug qosd, a Python delay line and both iperf3s, the endpoints add a
+//! few ms of their own to some windows, and about every 10 s BBR's
+//! ProbeRTT drains and refills the flows at once (BENCHMARKS.md, "The
+//! download window clamp"). Root only: without root cargo reports it
+//! ignored. The tests are listed in `main` (common::run_lab_tests;
+//! `#[test]` does nothing here).
 
 mod common;
 
@@ -35,16 +31,16 @@ use common::*;
 
 fn main() -> std::process::ExitCode {
     run_lab_tests(&[(
-        "the_isp_queue_guard_acts_on_a_steady_line_and_the_downloads_keep_the_line",
-        the_isp_queue_guard_acts_on_a_steady_line_and_the_downloads_keep_the_line,
+        "calls_stay_clean_and_downloads_keep_the_line_on_a_steady_line",
+        calls_stay_clean_and_downloads_keep_the_line_on_a_steady_line,
     )])
 }
 
 /// The TCP senders' congestion control: BBR (v1), which does not slow
 /// down on a drop, so its bursts are what reaches the ISP's buffer and
-/// what the guard is for. With CUBIC senders (the other lab tests'
-/// [`TCP_CC`]) CoDel alone keeps the call within the issue's margin here,
-/// guard or not (BENCHMARKS.md, "Downloads from BBR senders").
+/// what the window clamp is for. With CUBIC senders (the other lab tests'
+/// [`TCP_CC`]) CoDel alone keeps the call within the issue's margin here
+/// (BENCHMARKS.md, "Downloads from BBR senders").
 const SENDERS: &str = "bbr";
 
 /// Seconds of load.
@@ -60,11 +56,21 @@ const RATES: (f64, f64) = (19e6, 47e6);
 /// The share of qosd's download rate the downloads must carry in every
 /// window.
 const DOWN_SHARE: f64 = 0.85;
+/// Windows in which qosd as it ships may miss the call's margin in this
+/// lab (see the module's comment)...
+const SPARE_WINDOWS: usize = 3;
+/// ...and by how much, summed, ms.
+const SPARE_MS: f64 = 10.0;
 
-fn config(guard: bool) -> String {
-    lab_config("19 Mbit", "47 Mbit").replace(
+/// qosd's configuration: as it ships (`now`), or as before issue 20.
+fn config(now: bool) -> String {
+    let config = lab_config("19 Mbit", "47 Mbit");
+    if now {
+        return config;
+    }
+    config.replace(
         "download = \"47 Mbit\"",
-        &format!("download = \"47 Mbit\"\nisp_queue_guard = {guard}"),
+        "download = \"47 Mbit\"\nisp_queue_guard = false\nwindow_clamp = false",
     )
 }
 
@@ -90,6 +96,8 @@ struct Run {
     codel_drops: f64,
     /// Seconds the download ran throttled.
     throttled: f64,
+    /// Acknowledgements whose window the clamp lowered.
+    lowered: f64,
 }
 
 impl Run {
@@ -120,13 +128,14 @@ impl Run {
     fn print(&self) {
         eprintln!(
             "{}: idle voice rtt p50 {:.2} ms, p99 {:.2} ms; download drops: {:.0} by the guard, \
-             {:.0} by CoDel; throttled {:.1} s",
+             {:.0} by CoDel; throttled {:.1} s; windows lowered {:.0}",
             self.label,
             self.idle.p50_ms,
             self.idle.p99_ms,
             self.isp_drops,
             self.codel_drops,
-            self.throttled
+            self.throttled,
+            self.lowered
         );
         eprintln!("  window    rtt p99 ms  +idle  up p99  down p99  loss%  up Mbit/s  down Mbit/s");
         for w in &self.windows {
@@ -149,8 +158,8 @@ impl Run {
     }
 }
 
-fn run(lab: &Lab, label: &'static str, guard: bool) -> Run {
-    let _qosd = lab.qosd(&config(guard));
+fn run(lab: &Lab, label: &'static str, now: bool) -> Run {
+    let _qosd = lab.qosd(&config(now));
     let idle = irtt_stats(&output_of(lab.voice_client(5)));
     let secs = LOAD as u32;
     let t0 = SystemTime::now();
@@ -207,12 +216,16 @@ fn run(lab: &Lab, label: &'static str, guard: bool) -> Run {
             .get("qosd_isp_queue_throttled_seconds_total")
             .copied()
             .unwrap_or(0.0),
+        lowered: m
+            .get("qosd_window_clamp_lowered_total")
+            .copied()
+            .unwrap_or(0.0),
     };
     r.print();
     r
 }
 
-fn the_isp_queue_guard_acts_on_a_steady_line_and_the_downloads_keep_the_line() {
+fn calls_stay_clean_and_downloads_keep_the_line_on_a_steady_line() {
     let lab = Lab::up_with("qi1", "20mbit", "50mbit", 400, 30);
     assert!(
         std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_congestion_control")
@@ -223,60 +236,71 @@ fn the_isp_queue_guard_acts_on_a_steady_line_and_the_downloads_keep_the_line() {
     let mut irtt = lab.voice_server();
     std::thread::sleep(Duration::from_millis(300));
 
-    let guarded = run(&lab, "qosd 19/47, ISP-queue guard on", true);
+    let now = run(
+        &lab,
+        "qosd 19/47 as it ships (window clamp, ISP-queue guard)",
+        true,
+    );
     // Let the buffers empty between the runs.
     std::thread::sleep(Duration::from_secs(2));
-    let old = run(&lab, "qosd 19/47, guard off (before issue 20)", false);
+    let old = run(&lab, "qosd 19/47 before issue 20 (neither)", false);
     let _ = irtt.kill();
     let _ = irtt.wait();
 
     assert!(
-        guarded.windows.len() as u64 == (LOAD - RAMP) / WINDOW,
-        "{guarded:?}"
+        now.windows.len() as u64 == (LOAD - RAMP) / WINDOW,
+        "{now:?}"
     );
     assert!(
-        guarded.windows.iter().all(|w| w.voice.sent >= 200),
-        "voice stream too short: {guarded:?}"
+        now.windows.iter().all(|w| w.voice.sent >= 200),
+        "voice stream too short: {now:?}"
     );
     eprintln!(
-        "issue 20's criterion: with the guard {} of {} windows fail ({:?}), without it {} ({:?}); \
-         the call's p99 beyond the margin, summed: {:.1} ms with, {:.1} ms without",
-        guarded.failures().len(),
-        guarded.windows.len(),
-        guarded.failures(),
+        "issue 20's criterion: as qosd ships {} of {} windows fail ({:?}), before issue 20 {} \
+         ({:?}); the call's p99 beyond the margin, summed: {:.1} ms now, {:.1} ms before",
+        now.failures().len(),
+        now.windows.len(),
+        now.failures(),
         old.failures().len(),
         old.failures(),
-        guarded.excess_ms(),
+        now.excess_ms(),
         old.excess_ms()
     );
-    // The guard acts on the lab's real traffic, and only when on.
-    assert!(
-        guarded.isp_drops > 0.0,
-        "the guard never signalled a flow: the ISP's queue went unseen"
-    );
-    assert!(
-        guarded.throttled > 0.0,
-        "the guard never throttled the download"
-    );
+    // The clamp acts on the lab's real traffic, and only when on; so does
+    // the guard.
+    assert!(now.lowered > 0.0, "the clamp never lowered a window");
     assert_eq!(
-        (old.isp_drops, old.throttled),
-        (0.0, 0.0),
-        "the guard acted while off"
+        (old.lowered, old.isp_drops, old.throttled),
+        (0.0, 0.0, 0.0),
+        "the clamp or the guard acted while off"
+    );
+    // The old behaviour fails the issue's criterion.
+    assert!(
+        !old.failures().is_empty(),
+        "before issue 20 every window kept the call within {VOICE_MARGIN_MS} ms: \
+         the senders did not fill the ISP's buffer"
+    );
+    // The call stays clean, but for this lab's own jitter.
+    let voice_failures = now.windows.iter().filter(|w| !now.ok(w).0).count();
+    assert!(
+        voice_failures <= SPARE_WINDOWS && now.excess_ms() <= SPARE_MS,
+        "as qosd ships, the call missed its margin in {voice_failures} windows by {:.1} ms \
+         summed (at most {SPARE_WINDOWS} and {SPARE_MS} ms)",
+        now.excess_ms()
     );
     // The downloads keep the line.
-    let mean_down =
-        guarded.windows.iter().map(|w| w.down).sum::<f64>() / guarded.windows.len() as f64;
+    let mean_down = now.windows.iter().map(|w| w.down).sum::<f64>() / now.windows.len() as f64;
     assert!(
         mean_down >= DOWN_SHARE * RATES.1,
-        "with the guard, downloads {:.1} Mbit/s on average, under {:.0} % of {} Mbit/s",
+        "downloads {:.1} Mbit/s on average, under {:.0} % of {} Mbit/s",
         mean_down / 1e6,
         DOWN_SHARE * 100.0,
         RATES.1 / 1e6
     );
-    for w in &guarded.windows {
+    for w in &now.windows {
         assert!(
             w.down >= 0.8 * RATES.1,
-            "with the guard, downloads {:.1} Mbit/s in {}-{} s, under 80 % of {} Mbit/s",
+            "downloads {:.1} Mbit/s in {}-{} s, under 80 % of {} Mbit/s",
             w.down / 1e6,
             w.from,
             w.from + WINDOW,

@@ -958,10 +958,10 @@ fn autorate_from_the_environment() {
 }
 
 #[test]
-fn the_window_clamp_is_off_by_default_and_checked() {
-    assert!(!load(BASE).unwrap().link.window_clamp);
-    let on = BASE.replacen("[link]", "[link]\nwindow_clamp = true", 1);
-    assert!(load(&on).unwrap().link.window_clamp);
+fn the_window_clamp_is_on_by_default_and_checked() {
+    assert!(load(BASE).unwrap().link.window_clamp);
+    let off = BASE.replacen("[link]", "[link]\nwindow_clamp = false", 1);
+    assert!(!load(&off).unwrap().link.window_clamp);
     let errs = errors(&BASE.replacen("[link]", "[link]\nwindow_clamp = 3", 1));
     assert!(
         errs.iter().any(|e| e.key == "link.window_clamp"),

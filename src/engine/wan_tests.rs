@@ -514,7 +514,7 @@ fn windowed(up: bool, flags: u8, window: u16, scale: Option<u8>, len: usize) -> 
 /// window it leaves qosd with, and the upload's count of lowered ones.
 fn window_after_a_full_download(clamp: bool) -> (u16, Vec<u8>, u64) {
     let text = crate::config::DEFAULT_CONFIG_TOML.replacen(
-        "window_clamp = false",
+        "window_clamp = true",
         &format!("window_clamp = {clamp}"),
         1,
     );

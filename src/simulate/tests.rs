@@ -476,13 +476,8 @@ fn the_wan_meter_reads_the_simulated_office() {
 /// still uses most of the low capacity, then all of the restored one.
 #[test]
 fn autorate_follows_a_capacity_drop() {
-    let mut cfg = load_embedded().unwrap();
-    // Autorate alone. This model's receivers hold a stretch ACK for 5-30
-    // segments, which at the drop's per-flow rates (1-2 Mbit/s) is 100-
-    // 300 ms, beyond the window clamp's largest allowance (60 ms): with it
-    // the recovered download used 0.67 of the line instead of 0.7-0.79.
-    // Real receivers hold an ACK at most a delayed-ACK timer's worth.
-    cfg.link.window_clamp = false;
+    // The defaults: the window clamp and the ISP-queue guard on.
+    let cfg = load_embedded().unwrap();
     let trace = drop_trace();
     let r = run_link(&cfg, &trace, trace.length);
     let phases: BTreeMap<&str, &PhaseReport> = r

@@ -79,7 +79,7 @@ pub(super) fn link(raw: &RawLink, p: &mut Problems) -> LinkRates {
         DEFAULT_ISP_QUEUE_TARGET,
         parse_isp_queue_target,
     );
-    let window_clamp = p.optional("link.window_clamp", &raw.window_clamp, false, parse_bool);
+    let window_clamp = p.optional("link.window_clamp", &raw.window_clamp, true, parse_bool);
     LinkRates {
         upload,
         download,
