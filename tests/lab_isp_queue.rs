@@ -11,17 +11,22 @@
 //! The issue's criterion: in every 5 s window after the first, the call's
 //! p99 within 5 ms of idle and the downloads at 85 % of qosd's rate; the
 //! old behaviour must fail it. Printed per window for both runs (`!`).
-//! Gated: the old behaviour fails it (its senders fill the ISP's buffer);
-//! qosd as it ships keeps the downloads at 85 % on average and 80 % in
-//! every window, and the call within the margin in all but at most
+//! Gated: qosd as it ships keeps the downloads at 85 % on average and 80 %
+//! in every window, and the call within the margin in all but at most
 //! [`SPARE_WINDOWS`] windows, by at most [`SPARE_MS`] summed. That
 //! tolerance is for this lab, not for qosd: on a 2-core machine running a
 //! debug qosd, a Python delay line and both iperf3s, the endpoints add a
 //! few ms of their own to some windows, and about every 10 s BBR's
 //! ProbeRTT drains and refills the flows at once (BENCHMARKS.md, "The
-//! download window clamp"). Root only: without root cargo reports it
-//! ignored. The tests are listed in `main` (common::run_lab_tests;
-//! `#[test]` does nothing here).
+//! download window clamp"). That the old behaviour fails is printed, not
+//! gated, in this office: it fails only when its senders happen to refill
+//! the ISP's buffer in step, which most runs do (by 13-237 ms summed) and
+//! some do not (in one `.ci/run` every window stayed within 4.8 ms). The
+//! second test gates it in a busier office, where it always fails: the
+//! same, and a new 3 MB download every 5 s.
+//!
+//! Root only: without root cargo reports them ignored. The tests are
+//! listed in `main` (common::run_lab_tests; `#[test]` does nothing here).
 
 mod common;
 
@@ -30,10 +35,16 @@ use std::time::{Duration, SystemTime};
 use common::*;
 
 fn main() -> std::process::ExitCode {
-    run_lab_tests(&[(
-        "calls_stay_clean_and_downloads_keep_the_line_on_a_steady_line",
-        calls_stay_clean_and_downloads_keep_the_line_on_a_steady_line,
-    )])
+    run_lab_tests(&[
+        (
+            "calls_stay_clean_and_downloads_keep_the_line_on_a_steady_line",
+            calls_stay_clean_and_downloads_keep_the_line_on_a_steady_line,
+        ),
+        (
+            "new_downloads_no_longer_fill_the_isps_buffer",
+            new_downloads_no_longer_fill_the_isps_buffer,
+        ),
+    ])
 }
 
 /// The TCP senders' congestion control: BBR (v1), which does not slow
@@ -57,10 +68,15 @@ const RATES: (f64, f64) = (19e6, 47e6);
 /// window.
 const DOWN_SHARE: f64 = 0.85;
 /// Windows in which qosd as it ships may miss the call's margin in this
-/// lab (see the module's comment)...
-const SPARE_WINDOWS: usize = 3;
+/// lab (see the module's comment; 1-4 in the runs of 2026-12-05, by 0.2-
+/// 8.5 ms summed, and one stall of the whole machine added 18 ms to one
+/// window, both ways)...
+const SPARE_WINDOWS: usize = 5;
 /// ...and by how much, summed, ms.
-const SPARE_MS: f64 = 10.0;
+const SPARE_MS: f64 = 30.0;
+/// The same in the busy office (new downloads every 5 s), summed over its
+/// windows, ms: 14.3 in a run by hand, against 915 before issue 20.
+const BUSY_SPARE_MS: f64 = 40.0;
 
 /// qosd's configuration: as it ships (`now`), or as before issue 20.
 fn config(now: bool) -> String {
@@ -88,7 +104,7 @@ struct Window {
 /// What one run measured.
 #[derive(Debug)]
 struct Run {
-    label: &'static str,
+    label: String,
     idle: VoiceStats,
     windows: Vec<Window>,
     /// Download packets the guard and CoDel dropped, as qosd counted them.
@@ -114,6 +130,11 @@ impl Run {
             .iter()
             .map(|w| (w.voice.p99_ms - self.idle.p50_ms - VOICE_MARGIN_MS).max(0.0))
             .sum()
+    }
+
+    /// The windows in which the call missed its margin.
+    fn voice_misses(&self) -> usize {
+        self.windows.iter().filter(|w| !self.ok(w).0).count()
     }
 
     /// The windows that fail, as "from s".
@@ -158,11 +179,18 @@ impl Run {
     }
 }
 
-fn run(lab: &Lab, label: &'static str, now: bool) -> Run {
+/// A new 3 MB download (a web page, a video's next chunk) every 5 s from
+/// 7 s on, each for at most 4 s, from port 5203 of the server.
+const NEW_DOWNLOADS: &str = "sleep 7; for i in $(seq 16); do \
+     timeout 4 iperf3 -c 198.18.0.20 -p 5203 -R -n 3M -C bbr >/dev/null 2>&1 & sleep 5; \
+     done; wait";
+
+fn run(lab: &Lab, label: String, now: bool, busy: bool) -> Run {
     let _qosd = lab.qosd(&config(now));
     let idle = irtt_stats(&output_of(lab.voice_client(5)));
     let secs = LOAD as u32;
     let t0 = SystemTime::now();
+    let mut new_downloads = busy.then(|| lab.spawn("lan", &["sh", "-c", NEW_DOWNLOADS]));
     let up = lab.iperf_client(
         5201,
         secs,
@@ -184,6 +212,9 @@ fn run(lab: &Lab, label: &'static str, now: bool) -> Run {
     );
     let voice = lab.voice_client(secs);
     let trips = irtt_round_trips(&output_of(voice));
+    if let Some(c) = &mut new_downloads {
+        let _ = c.wait();
+    }
     let up = iperf_intervals(&output_of(up));
     let down = iperf_intervals(&output_of(down));
     let m = metrics(lab);
@@ -225,27 +256,43 @@ fn run(lab: &Lab, label: &'static str, now: bool) -> Run {
     r
 }
 
-fn calls_stay_clean_and_downloads_keep_the_line_on_a_steady_line() {
-    let lab = Lab::up_with("qi1", "20mbit", "50mbit", 400, 30);
+/// The office (`busy`: with new downloads) in lab `prefix`, through qosd
+/// as it ships, then through qosd before issue 20.
+fn now_and_before(prefix: &str, busy: bool) -> (Run, Run) {
+    let lab = Lab::up_with(prefix, "20mbit", "50mbit", 400, 30);
     assert!(
         std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_congestion_control")
             .is_ok_and(|a| a.split_whitespace().any(|c| c == SENDERS)),
         "this test's senders run {SENDERS}: modprobe tcp_{SENDERS}"
     );
-    lab.sh("srv", "iperf3 -s -D -J -p 5201 && iperf3 -s -D -J -p 5202");
+    lab.sh(
+        "srv",
+        "iperf3 -s -D -J -p 5201 && iperf3 -s -D -J -p 5202 && iperf3 -s -D -p 5203",
+    );
     let mut irtt = lab.voice_server();
     std::thread::sleep(Duration::from_millis(300));
-
+    let office = if busy { "busy office" } else { "office" };
     let now = run(
         &lab,
-        "qosd 19/47 as it ships (window clamp, ISP-queue guard)",
+        format!("{office}, qosd 19/47 as it ships (window clamp, ISP-queue guard)"),
         true,
+        busy,
     );
     // Let the buffers empty between the runs.
     std::thread::sleep(Duration::from_secs(2));
-    let old = run(&lab, "qosd 19/47 before issue 20 (neither)", false);
+    let old = run(
+        &lab,
+        format!("{office}, qosd 19/47 before issue 20 (neither)"),
+        false,
+        busy,
+    );
     let _ = irtt.kill();
     let _ = irtt.wait();
+    (now, old)
+}
+
+fn calls_stay_clean_and_downloads_keep_the_line_on_a_steady_line() {
+    let (now, old) = now_and_before("qi1", false);
 
     assert!(
         now.windows.len() as u64 == (LOAD - RAMP) / WINDOW,
@@ -274,14 +321,8 @@ fn calls_stay_clean_and_downloads_keep_the_line_on_a_steady_line() {
         (0.0, 0.0, 0.0),
         "the clamp or the guard acted while off"
     );
-    // The old behaviour fails the issue's criterion.
-    assert!(
-        !old.failures().is_empty(),
-        "before issue 20 every window kept the call within {VOICE_MARGIN_MS} ms: \
-         the senders did not fill the ISP's buffer"
-    );
     // The call stays clean, but for this lab's own jitter.
-    let voice_failures = now.windows.iter().filter(|w| !now.ok(w).0).count();
+    let voice_failures = now.voice_misses();
     assert!(
         voice_failures <= SPARE_WINDOWS && now.excess_ms() <= SPARE_MS,
         "as qosd ships, the call missed its margin in {voice_failures} windows by {:.1} ms \
@@ -307,4 +348,39 @@ fn calls_stay_clean_and_downloads_keep_the_line_on_a_steady_line() {
             RATES.1 / 1e6
         );
     }
+}
+
+/// The same office, and a new 3 MB download every 5 s (each one's start
+/// overshoots: BBR's startup sends at 2.9 times its estimate until its
+/// window stops it). Before issue 20 each one filled the ISP's buffer, and
+/// in a run by hand the call's p99 was 15-140 ms over idle in every
+/// window; with the clamp a new flow's window starts at an equal share of
+/// the line, and the call stays within a few ms of its margin. Gated: the
+/// old behaviour fails the issue's criterion by over 100 ms summed, and
+/// qosd as it ships by under a quarter of that and under
+/// [`BUSY_SPARE_MS`].
+fn new_downloads_no_longer_fill_the_isps_buffer() {
+    let (now, old) = now_and_before("qi2", true);
+    // (The downloads' goodput shown is the four long ones': the new ones
+    // carry another ~5 Mbit/s.)
+    eprintln!(
+        "busy office: as qosd ships the call misses its margin in {} of {} windows, by {:.1} ms \
+         summed; before issue 20 in {}, by {:.1} ms",
+        now.voice_misses(),
+        now.windows.len(),
+        now.excess_ms(),
+        old.voice_misses(),
+        old.excess_ms()
+    );
+    assert!(
+        old.excess_ms() > 100.0,
+        "before issue 20 the new downloads did not fill the ISP's buffer: {:.1} ms",
+        old.excess_ms()
+    );
+    assert!(
+        now.excess_ms() < old.excess_ms() / 4.0 && now.excess_ms() < BUSY_SPARE_MS,
+        "as qosd ships the call missed its margin by {:.1} ms summed, before issue 20 by {:.1}",
+        now.excess_ms(),
+        old.excess_ms()
+    );
 }

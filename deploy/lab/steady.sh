@@ -6,9 +6,10 @@
 # uploads, 4 TCP downloads and a 20 ms call for SECONDS, through, on the
 # same namespaces one after the other:
 #
-#   qosd     qosd at 19/47 Mbit/s (deploy/lab/qosd-lab.toml)
-#   noguard  the same without the ISP-queue guard (link.isp_queue_guard
-#            = false: qosd before issue 20)
+#   qosd     qosd at 19/47 Mbit/s (deploy/lab/qosd-lab.toml: the window
+#            clamp and the ISP-queue guard on, as qosd ships)
+#   noguard  the same without either (link.window_clamp and
+#            link.isp_queue_guard false: qosd before issue 20)
 #   htb      the classic admin script (deploy/lab/htb.sh) at 19/47
 #   bridge   a plain kernel bridge (the ISP's buffer alone)
 #
@@ -75,7 +76,7 @@ for setup in $SETUPS; do
     qosd|noguard)
       guard=true; [ "$setup" = qosd ] || guard=false
       QOSD_LINK__UPLOAD="$UP_Q Mbit" QOSD_LINK__DOWNLOAD="$DOWN_Q Mbit" \
-        QOSD_LINK__ISP_QUEUE_GUARD=$guard \
+        QOSD_LINK__ISP_QUEUE_GUARD=$guard QOSD_LINK__WINDOW_CLAMP=$guard \
         ip netns exec $P-gw "$QOSD" run --config "$HERE/qosd-lab.toml" 2> "$OUT/$setup.log" &
       QOSD_PID=$!
       for _ in $(seq 100); do grep -q running "$OUT/$setup.log" && break; sleep 0.1; done

@@ -621,18 +621,8 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
     }
 
     /// Hands back frames the queue dropped (to recycle their buffers).
-    pub fn drain_dropped(&mut self, mut f: impl FnMut(Frame, DropReason)) {
-        let mut queue_too_long = false;
-        self.queue.drain_dropped(|frame, reason| {
-            queue_too_long |= matches!(reason, DropReason::Codel | DropReason::IspQueue);
-            f(frame, reason);
-        });
-        if queue_too_long
-            && self.window_clamp
-            && let WanSide::Wan(_, w) = &mut self.wan
-        {
-            w.queue_dropped();
-        }
+    pub fn drain_dropped(&mut self, f: impl FnMut(Frame, DropReason)) {
+        self.queue.drain_dropped(f);
     }
 }
 

@@ -166,7 +166,8 @@ fn a_flow_among_many_gets_its_share_of_the_line_or_an_equal_one_whichever_is_mor
     let mut d = DownloadWindows::new(Arc::clone(&board));
     nine_others(&mut d);
     // 85 % of the download's bytes: 85 % of the line's rate over the
-    // round trip plus 4 ms, at whatever rate the bytes arrive.
+    // round trip plus 4 ms (the flow carries more than that: its share
+    // alone is never capped).
     download(&mut d, Some(7), 280, 265, 150);
     let (w, _) = board.window(FLOW, at(150 * MS)).unwrap();
     let share = RATE * 34 / 1000 * 1502 / 1767;
@@ -181,19 +182,113 @@ fn a_flow_among_many_gets_its_share_of_the_line_or_an_equal_one_whichever_is_mor
 }
 
 #[test]
-fn a_window_grows_by_a_quarter_per_interval_over_what_the_flow_carried() {
-    // The only flow, so all of the download's share, but it carries 2.9
-    // Mbit/s (back from a pause): a quarter more than that over its round
-    // trip plus 4 ms, and four segments, not the whole line at once.
+fn the_equal_share_lifts_a_window_by_a_quarter_per_interval_after_the_first() {
+    // Among ten flows, one carrying 1.2 Mbit/s, 4 % of the download (back
+    // from BBR's ProbeRTT, say): in its first interval it keeps the equal
+    // share its SYN-ACK gave it (a tenth)...
+    let equal = RATE * 34 / 1000 / 10;
+    let run = |ms: u64| {
+        let board = Arc::new(WindowBoard::default());
+        let mut d = DownloadWindows::new(Arc::clone(&board));
+        nine_others(&mut d);
+        download(&mut d, Some(7), 10_000, 40_000, ms);
+        board.window(FLOW, at(ms * MS)).unwrap().0
+    };
+    assert_eq!(run(150), equal);
+    // ...after it, a quarter over what it carried (over its round trip
+    // plus 4 ms) and four segments, not the tenth at once.
+    let w = run(250);
+    let carried = 1502 * 100 * 34 / 1000;
+    let grown = carried + carried / 4 + 4 * 1448;
+    assert!(w.abs_diff(grown) < grown / 10, "{w} vs {grown}");
+    assert!(w < equal * 2 / 3, "{w} vs {equal}");
+}
+
+/// Flows [`FLOW`] and `B` from a full download's start, each one segment
+/// per ms while `on(flow, ms)`; the board after `ms_end`.
+fn two_flows(on: impl Fn(u64, u64) -> bool, ms_end: u64) -> Arc<WindowBoard> {
+    const B: u64 = 100;
     let board = Arc::new(WindowBoard::default());
     let mut d = DownloadWindows::new(Arc::clone(&board));
-    download(&mut d, Some(7), 4_000, 0, 150);
-    let (w, _) = board.window(FLOW, at(150 * MS)).unwrap();
-    let carried = 1502 * 1_000_000 / 4_000 * 34 / 1000;
-    let grown = carried + carried / 4 + 4 * 1448;
-    // (Within a segment of the interval's length.)
-    assert!(w.abs_diff(grown) < grown / 20, "{w} vs {grown}");
-    assert!(w < RATE * 34 / 1000 / 5);
+    let syn_ack = tcp(false, true, 65535, Some(7), 0);
+    for f in [FLOW, B] {
+        d.on_packet(&meta(&syn_ack), f, Some(30 * MS), RATE, true, at(0));
+    }
+    let seg = tcp(false, false, 65535, None, 1448);
+    for ms in 1..=ms_end {
+        d.on_queue(RATE * 3 / 2000, RATE, at(ms * MS));
+        for f in [FLOW, B] {
+            if on(f, ms) {
+                d.on_packet(&meta(&seg), f, None, RATE, true, at(ms * MS));
+            }
+        }
+    }
+    board
+}
+
+#[test]
+fn a_window_grows_by_a_quarter_per_interval_when_others_slow_down() {
+    // Half the download each (a 100 KB window each: half the line over
+    // 34 ms), then B slows right down (BBR's ProbeRTT) from 300 ms: FLOW's
+    // share is all of the download, but its window keeps what it had and
+    // grows by a quarter over what it carried per interval, not to the
+    // whole line at once.
+    let line = RATE * 34 / 1000;
+    let board = two_flows(|f, ms| f == FLOW || ms < 300 || ms % 10 == 0, 300);
+    let before = board.window(FLOW, at(300 * MS)).unwrap().0;
+    assert_eq!(before, line / 2);
+    let board = two_flows(|f, ms| f == FLOW || ms < 300 || ms % 10 == 0, 500);
+    let w = board.window(FLOW, at(500 * MS)).unwrap().0;
+    assert!(w < line * 3 / 4, "{w} of {line}");
+}
+
+#[test]
+fn a_lone_flow_keeps_its_window_through_a_slow_spell() {
+    // The only flow, at 12 Mbit/s, then at 1.2 (BBR's ProbeRTT, an app that
+    // stalled) for 200 ms: its window stays the whole line's, so it
+    // refills at once (its window alone bounds what it sends).
+    let line = RATE * 34 / 1000;
+    let board = two_flows(|f, _| f == FLOW, 200);
+    assert_eq!(board.window(FLOW, at(200 * MS)).unwrap().0, line);
+    let board = two_flows(|f, ms| f == FLOW && (ms < 200 || ms % 10 == 0), 420);
+    assert_eq!(board.window(FLOW, at(420 * MS)).unwrap().0, line);
+}
+
+#[test]
+fn a_flow_that_resumes_after_a_pause_starts_again_at_an_equal_share() {
+    // FLOW carries two thirds of the download, then pauses from 250 to
+    // 700 ms while flow B goes on; the download stays full.
+    let board = Arc::new(WindowBoard::default());
+    let mut d = DownloadWindows::new(Arc::clone(&board));
+    const B: u64 = 100;
+    let syn_ack = tcp(false, true, 65535, Some(7), 0);
+    for f in [FLOW, B] {
+        d.on_packet(&meta(&syn_ack), f, Some(30 * MS), RATE, true, at(0));
+    }
+    let seg = tcp(false, false, 65535, None, 1448);
+    let line = RATE * 34 / 1000;
+    for ms in 1..=900u64 {
+        d.on_queue(RATE * 3 / 2000, RATE, at(ms * MS));
+        d.on_packet(&meta(&seg), B, None, RATE, true, at(ms * MS));
+        if ms == 699 {
+            // Before it resumes: the window of its last interval, its two
+            // thirds of the line.
+            let w = board.window(FLOW, at(ms * MS)).unwrap().0;
+            assert!(w.abs_diff(line * 2 / 3) < line / 20, "{w}");
+        }
+        if !(250..700).contains(&ms) {
+            for _ in 0..2 {
+                d.on_packet(&meta(&seg), FLOW, None, RATE, true, at(ms * MS));
+            }
+        }
+        if ms == 700 {
+            // At once an equal share: a half.
+            assert_eq!(board.window(FLOW, at(ms * MS)).unwrap().0, line / 2);
+        }
+    }
+    // An interval later, its share again.
+    let w = board.window(FLOW, at(900 * MS)).unwrap().0;
+    assert!(w.abs_diff(line * 2 / 3) < line / 20, "{w}");
 }
 
 #[test]
@@ -264,66 +359,65 @@ fn a_new_connection_on_the_same_tuple_starts_afresh() {
     assert_eq!(board.window(FLOW, at(260 * MS)), None);
 }
 
+/// Runs `d` for `periods` control periods (100 ms) from `t`, the queue
+/// at each of `backlogs` every 10 ms.
+fn periods(d: &mut DownloadWindows, t: &mut u64, backlogs: &[u64], periods: u64) {
+    for _ in 0..periods * 10 {
+        for &b in backlogs {
+            d.on_queue(b, RATE, at(*t));
+        }
+        *t += 10 * MS;
+    }
+}
+
 #[test]
 fn the_allowance_grows_when_the_queue_runs_dry_and_shrinks_when_it_stands() {
     let mut d = DownloadWindows::new(Arc::new(WindowBoard::default()));
     let ms = |d: &DownloadWindows| d.allowance().as_millis();
     assert_eq!(ms(&d), 4);
+    let mut t = 0;
+    let dry = [RATE / 100, 1514];
     // Full, and the queue runs dry every period: 2 ms more at the fifth
     // in a row, and at every fifth after it, up to 60.
-    let mut t = 0;
-    fn run(d: &mut DownloadWindows, t: &mut u64, backlogs: &[u64], periods: u64) {
-        for _ in 0..periods * 10 {
-            for &b in backlogs {
-                d.on_queue(b, RATE, at(*t));
-            }
-            *t += 10 * MS;
-        }
-    }
-    let mut step = |d: &mut DownloadWindows, backlogs: &[u64], periods: u64| {
-        run(d, &mut t, backlogs, periods);
-        t
-    };
-    step(&mut d, &[RATE / 100, 1514], 4);
+    periods(&mut d, &mut t, &dry, 4);
     assert_eq!(ms(&d), 4, "up to four dry periods are BBR draining");
-    step(&mut d, &[RATE / 100, 1514], 3);
-    assert_eq!(ms(&d), 6, "one step per run of dry periods");
-    step(&mut d, &[RATE / 100, 1514], 25);
+    periods(&mut d, &mut t, &dry, 3);
+    assert_eq!(ms(&d), 6, "one step per five dry periods");
+    periods(&mut d, &mut t, &dry, 25);
     assert!((14..=16).contains(&ms(&d)), "{}", ms(&d));
-    step(&mut d, &[RATE / 100, 1514], 200);
+    periods(&mut d, &mut t, &dry, 200);
     assert_eq!(ms(&d), 60);
     // A queue that never goes below 2 ms of the line: 1 ms less per
     // period, down to 2.
-    step(&mut d, &[RATE / 100, RATE / 400], 5);
+    periods(&mut d, &mut t, &[RATE / 100, RATE / 400], 5);
     assert!((54..=56).contains(&ms(&d)), "{}", ms(&d));
-    step(&mut d, &[RATE / 100], 100);
+    periods(&mut d, &mut t, &[RATE / 100], 100);
     assert_eq!(ms(&d), 2);
     // In between (1.5 ms at least, not dry): as it is.
-    step(&mut d, &[RATE / 100, RATE * 3 / 2000], 10);
+    periods(&mut d, &mut t, &[RATE / 100, RATE * 3 / 2000], 10);
     assert_eq!(ms(&d), 2);
-    // Dry, but CoDel or the guard dropped a download packet in the
-    // period: the queue stood too long somewhere, 1 ms less.
-    step(&mut d, &[RATE / 100, 1514], 4);
-    for _ in 0..3 {
-        step(&mut d, &[RATE / 100, 1514], 1);
-        d.queue_dropped();
-    }
-    step(&mut d, &[RATE / 100, 1514], 1);
-    assert_eq!(ms(&d), 2, "{}", ms(&d));
-    step(&mut d, &[RATE / 100, 1514], 40);
-    assert_eq!(ms(&d), 18);
-    for _ in 0..5 {
-        step(&mut d, &[RATE / 100, 1514], 1);
-        d.queue_dropped();
-    }
-    step(&mut d, &[RATE / 100, 1514], 1);
-    assert_eq!(ms(&d), 13);
+    // A queue over 2 ms for nine arrivals in ten that runs dry for the
+    // tenth (BBR's drain phase) stood: 1 ms less per period, not more.
+    periods(&mut d, &mut t, &dry, 40);
+    let grown = ms(&d);
+    assert!((16..=18).contains(&grown), "{grown}");
+    let mut mostly = [RATE / 100; 10];
+    mostly[9] = 1514;
+    periods(&mut d, &mut t, &mostly, 5);
+    // (A period is judged at the next one's first arrival: the first of
+    // these five judges the last dry one.)
+    assert!((grown - 5..=grown - 2).contains(&ms(&d)), "{}", ms(&d));
+    // Over 2 ms for eight in ten: not standing, dry.
+    let before = ms(&d);
+    mostly[8] = 1514;
+    periods(&mut d, &mut t, &mostly, 6);
+    assert!(ms(&d) > before, "{}", ms(&d));
     // Not full (the queue never held 1 ms for over a second): as it is,
     // though dry.
-    let now = step(&mut d, &[RATE / 2000, 1514], 12);
-    assert!(!d.full(at(now)));
+    periods(&mut d, &mut t, &[RATE / 2000, 1514], 12);
+    assert!(!d.full(at(t)));
     let before = ms(&d);
-    step(&mut d, &[RATE / 2000, 1514], 30);
+    periods(&mut d, &mut t, &[RATE / 2000, 1514], 30);
     assert_eq!(ms(&d), before, "only while full");
 }
 
