@@ -68,9 +68,9 @@ const RATES: (f64, f64) = (19e6, 47e6);
 /// window.
 const DOWN_SHARE: f64 = 0.85;
 /// Windows in which qosd as it ships may miss the call's margin in this
-/// lab (see the module's comment; 1-4 in the runs of 2026-12-05, by 0.2-
-/// 8.5 ms summed, and one stall of the whole machine added 18 ms to one
-/// window, both ways)...
+/// lab (see the module's comment; 2-4 in the runs of the final version
+/// on 2026-12-05, by 3.5-8.5 ms summed, and in another, one stall of the
+/// whole machine added 18 ms to one window, both ways)...
 const SPARE_WINDOWS: usize = 5;
 /// ...and by how much, summed, ms.
 const SPARE_MS: f64 = 30.0;

@@ -32,11 +32,14 @@
 //! adapts to what the receivers need ([`DownloadWindows::allowance`]). A
 //! flow that opens (or resumes after a pause) while the download is full
 //! starts at an equal share of the line, so it is neither held back while
-//! its rate is measured nor let to overshoot in slow start; after its
-//! first interval a window is not below an equal share either, but grows
-//! by no more than a quarter per interval over what its flow carried (or
-//! the window it had), so flows that slow down and speed up together
-//! (BBR's ProbeRTT) do not refill the ISP's buffer at once. The upload thread
+//! its rate is measured nor let to overshoot in slow start. After its
+//! first interval a window is `max(min(share, max(growth, window it
+//! had)), min(equal share, growth))`, `growth` being 5/4 of what the flow
+//! carried plus four segments: a share never grows faster than that (but
+//! keeps what it had), and the lift to an equal share is held to it, so
+//! flows that slow down and speed up together (BBR's ProbeRTT) neither
+//! hand the others their share at once nor take it back at once, and do
+//! not refill the ISP's buffer together. The upload thread
 //! ([`UploadWindows`]) writes the window into the acknowledgements that
 //! announce more (a lower window is left alone), in the units the
 //! handshake's window-scale options set; the TCP checksum is updated
@@ -73,8 +76,8 @@ pub const MAX_ALLOWANCE_NS: u64 = 60_000_000;
 /// The allowance is reconsidered this often.
 const CONTROL_NS: u64 = 100_000_000;
 /// A download queue that nine arrivals in ten found over this much of
-/// the line in a control period stood: the windows leave more room than
-/// the line needs.
+/// the line (and three frames) in a control period stood: the windows
+/// leave more room than the line needs.
 const STOOD_NS: u64 = 2_000_000;
 /// A full frame. A queue that held no more than the frame that just
 /// arrived ran dry: the line went unused, the windows were too tight.
@@ -190,9 +193,12 @@ struct Down {
     /// handshake or its pause).
     window: u32,
     /// Its current interval is its first since its SYN-ACK or since it
-    /// resumed after a pause: it was given an equal share, which the
-    /// interval's end keeps (see [`GROWTH_SEGMENTS`]).
+    /// resumed after a pause: its window (an equal share, on a full
+    /// download) is not held to what it carried at the interval's end
+    /// (see [`GROWTH_SEGMENTS`]).
     fresh: bool,
+    /// When its last data arrived, ns (0: none yet).
+    last: u64,
     /// [`DownloadWindows::period`] of its last data, and its bytes in
     /// that period.
     period: u32,
@@ -226,6 +232,11 @@ pub struct DownloadWindows {
     period_start: u64,
     active: u32,
     active_before: u32,
+    /// Flows that started an interval afresh (opened, or resumed) in the
+    /// current period: each counts in the next one's equal share, so
+    /// several that start together (a page's connections) do not each
+    /// get the share of one.
+    joined: u32,
     /// Until when the download counts as full, as last written.
     full_until: u64,
     /// Windows published.
@@ -242,7 +253,8 @@ pub struct DownloadWindows {
     dry: u32,
     /// The queue was full in the current control period.
     busy: bool,
-    /// Arrivals in it, and those that found over 2 ms of the line queued.
+    /// Arrivals in it, and those that found the queue stood (over
+    /// [`STOOD_NS`] of the line and three frames).
     arrivals: u64,
     above: u64,
     /// The download's rate (bytes/s) as last seen, and the queues (bytes)
@@ -260,6 +272,7 @@ impl DownloadWindows {
             period_start: 0,
             active: 0,
             active_before: 0,
+            joined: 0,
             full_until: 0,
             windows: 0,
             total: 0,
@@ -270,7 +283,7 @@ impl DownloadWindows {
             busy: false,
             arrivals: 0,
             above: 0,
-            levels: (0, u64::MAX, u64::MAX),
+            levels: levels(0),
         }
     }
 
@@ -309,16 +322,8 @@ impl DownloadWindows {
     pub fn on_queue(&mut self, backlog: u64, rate: u64, now: Instant) {
         let t = now.as_nanos();
         if rate != self.levels.0 {
-            // Over a millisecond of the line, and at least two frames: on
-            // a slow line one frame is more than a millisecond of it, and
-            // the frame that just arrived is always there. (Once per
-            // change of rate, not per packet.)
-            let of_line = |ns: u64| mul_div(rate, ns, 1_000_000_000);
-            self.levels = (
-                rate,
-                of_line(FULL_QUEUE_NS).max(2 * FRAME),
-                of_line(STOOD_NS).max(3 * FRAME),
-            );
+            // Once per change of rate, not per packet.
+            self.levels = levels(rate);
         }
         let (_, full_level, stood_level) = self.levels;
         let full = backlog > full_level;
@@ -417,6 +422,7 @@ impl DownloadWindows {
             // Periods without a TCP packet had no active flow.
             self.active_before = if periods == 1 { self.active } else { 0 };
             self.active = 0;
+            self.joined = 0;
             self.period = self
                 .period
                 .wrapping_add(u32::try_from(periods).unwrap_or(u32::MAX));
@@ -459,7 +465,8 @@ impl DownloadWindows {
             // On a full download a new flow starts at an equal share: its
             // slow start would otherwise overshoot into the ISP's buffer
             // before its rate is measured.
-            let flows = self.active.max(self.active_before) + 1;
+            let flows = self.active.max(self.active_before) + self.joined + 1;
+            self.joined += 1;
             let share = (self.full_until > t && f.rtt > 0)
                 .then(|| equal_share(rate, f.rtt + self.allowance, flows));
             start_afresh(&self.board, f, flow, share);
@@ -472,24 +479,25 @@ impl DownloadWindows {
         if pkt.payload.is_empty() {
             return;
         }
+        // No data for a period (and two round trips): the flow resumes
+        // after a pause (a kept-alive connection's next request, a
+        // video's next chunk). Like a new one, it starts at an equal
+        // share, and its interval starts now: one that spanned the pause
+        // would say it carried next to nothing.
+        if f.last != 0 && t.saturating_sub(f.last) >= PERIOD_NS.max(2 * f.rtt) {
+            f.since = t;
+            f.bytes = 0;
+            f.total_then = self.total;
+            let flows = self.active.max(self.active_before) + self.joined + 1;
+            self.joined += 1;
+            let share = (self.full_until > t && f.rtt > 0)
+                .then(|| equal_share(rate, f.rtt + self.allowance, flows));
+            start_afresh(&self.board, f, flow, share);
+        }
+        f.last = t;
         if f.period != self.period {
-            // Nothing in the whole period before this one: the flow
-            // resumes after a pause (a kept-alive connection's next
-            // request, a video's next chunk). Like a new one, it starts at
-            // an equal share, and its interval starts now: one that
-            // spanned the pause would say it carried next to nothing.
-            let resumed = self.period.wrapping_sub(f.period) >= 2;
             f.period = self.period;
             f.period_bytes = 0;
-            if resumed {
-                f.since = t;
-                f.bytes = 0;
-                f.total_then = self.total;
-                let flows = self.active.max(self.active_before) + 1;
-                let share = (self.full_until > t && f.rtt > 0)
-                    .then(|| equal_share(rate, f.rtt + self.allowance, flows));
-                start_afresh(&self.board, f, flow, share);
-            }
         }
         let before = f.period_bytes;
         f.period_bytes = f.period_bytes.saturating_add(pkt.frame_len as u32);
@@ -555,6 +563,20 @@ fn start_afresh(board: &WindowBoard, f: &mut Down, flow: u64, share: Option<u64>
         f.published = share.is_some();
         board.publish(flow, share.map(|w| (w, f.scaled)));
     }
+}
+
+/// `rate` (bytes/s), and the queues (bytes) that are "full" and "stood"
+/// at it: over a millisecond of the line and at least two frames (on a
+/// slow line one frame is more than a millisecond of it, and the frame
+/// that just arrived is always there), over [`STOOD_NS`] of it and at
+/// least three frames.
+fn levels(rate: u64) -> (u64, u64, u64) {
+    let of_line = |ns: u64| mul_div(rate, ns, 1_000_000_000);
+    (
+        rate,
+        of_line(FULL_QUEUE_NS).max(2 * FRAME),
+        of_line(STOOD_NS).max(3 * FRAME),
+    )
 }
 
 /// An equal share among `flows` (at least one) of what the download

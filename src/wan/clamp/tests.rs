@@ -166,8 +166,8 @@ fn a_flow_among_many_gets_its_share_of_the_line_or_an_equal_one_whichever_is_mor
     let mut d = DownloadWindows::new(Arc::clone(&board));
     nine_others(&mut d);
     // 85 % of the download's bytes: 85 % of the line's rate over the
-    // round trip plus 4 ms (the flow carries more than that: its share
-    // alone is never capped).
+    // round trip plus 4 ms (the flow carries faster than that, so what
+    // it carried does not hold its window back).
     download(&mut d, Some(7), 280, 265, 150);
     let (w, _) = board.window(FLOW, at(150 * MS)).unwrap();
     let share = RATE * 34 / 1000 * 1502 / 1767;
@@ -182,10 +182,10 @@ fn a_flow_among_many_gets_its_share_of_the_line_or_an_equal_one_whichever_is_mor
 }
 
 #[test]
-fn the_equal_share_lifts_a_window_by_a_quarter_per_interval_after_the_first() {
+fn the_lift_to_an_equal_share_is_held_to_a_quarter_over_what_the_flow_carried() {
     // Among ten flows, one carrying 1.2 Mbit/s, 4 % of the download (back
-    // from BBR's ProbeRTT, say): in its first interval it keeps the equal
-    // share its SYN-ACK gave it (a tenth)...
+    // from BBR's ProbeRTT, say): its first interval (since its SYN-ACK)
+    // ends at an equal share (a tenth)...
     let equal = RATE * 34 / 1000 / 10;
     let run = |ms: u64| {
         let board = Arc::new(WindowBoard::default());
@@ -195,8 +195,8 @@ fn the_equal_share_lifts_a_window_by_a_quarter_per_interval_after_the_first() {
         board.window(FLOW, at(ms * MS)).unwrap().0
     };
     assert_eq!(run(150), equal);
-    // ...after it, a quarter over what it carried (over its round trip
-    // plus 4 ms) and four segments, not the tenth at once.
+    // ...after it, the lift is held to a quarter over what it carried
+    // (over its round trip plus 4 ms) and four segments.
     let w = run(250);
     let carried = 1502 * 100 * 34 / 1000;
     let grown = carried + carried / 4 + 4 * 1448;
@@ -204,9 +204,10 @@ fn the_equal_share_lifts_a_window_by_a_quarter_per_interval_after_the_first() {
     assert!(w < equal * 2 / 3, "{w} vs {equal}");
 }
 
-/// Flows [`FLOW`] and `B` from a full download's start, each one segment
-/// per ms while `on(flow, ms)`; the board after `ms_end`.
-fn two_flows(on: impl Fn(u64, u64) -> bool, ms_end: u64) -> Arc<WindowBoard> {
+/// Flows [`FLOW`] and `B` from a full download's start (30 ms round
+/// trips), `segments(flow, ms)` segments each per ms; the board after
+/// `ms_end`.
+fn two_flows(segments: impl Fn(u64, u64) -> u32, ms_end: u64) -> Arc<WindowBoard> {
     const B: u64 = 100;
     let board = Arc::new(WindowBoard::default());
     let mut d = DownloadWindows::new(Arc::clone(&board));
@@ -218,7 +219,7 @@ fn two_flows(on: impl Fn(u64, u64) -> bool, ms_end: u64) -> Arc<WindowBoard> {
     for ms in 1..=ms_end {
         d.on_queue(RATE * 3 / 2000, RATE, at(ms * MS));
         for f in [FLOW, B] {
-            if on(f, ms) {
+            for _ in 0..segments(f, ms) {
                 d.on_packet(&meta(&seg), f, None, RATE, true, at(ms * MS));
             }
         }
@@ -226,69 +227,120 @@ fn two_flows(on: impl Fn(u64, u64) -> bool, ms_end: u64) -> Arc<WindowBoard> {
     board
 }
 
+/// The line's rate over a 30 ms round trip and the 4 ms allowance.
+const LINE: u64 = RATE * 34 / 1000;
+
 #[test]
 fn a_window_grows_by_a_quarter_per_interval_when_others_slow_down() {
-    // Half the download each (a 100 KB window each: half the line over
-    // 34 ms), then B slows right down (BBR's ProbeRTT) from 300 ms: FLOW's
-    // share is all of the download, but its window keeps what it had and
-    // grows by a quarter over what it carried per interval, not to the
-    // whole line at once.
-    let line = RATE * 34 / 1000;
-    let board = two_flows(|f, ms| f == FLOW || ms < 300 || ms % 10 == 0, 300);
-    let before = board.window(FLOW, at(300 * MS)).unwrap().0;
-    assert_eq!(before, line / 2);
-    let board = two_flows(|f, ms| f == FLOW || ms < 300 || ms % 10 == 0, 500);
-    let w = board.window(FLOW, at(500 * MS)).unwrap().0;
-    assert!(w < line * 3 / 4, "{w} of {line}");
+    // Half the download each (half the line's window each), then B slows
+    // right down (BBR's ProbeRTT) from 300 ms and FLOW doubles its rate:
+    // its share is nearly all of the download, but its window grows to a
+    // quarter over what it carried (and four segments), not to the line
+    // at once.
+    let segments = |f: u64, ms: u64| match (f == FLOW, ms < 300) {
+        (_, true) => 1,
+        (true, false) => 2,
+        (false, false) => u32::from(ms.is_multiple_of(10)),
+    };
+    assert_eq!(
+        two_flows(segments, 300)
+            .window(FLOW, at(300 * MS))
+            .unwrap()
+            .0,
+        LINE / 2
+    );
+    let w = two_flows(segments, 500)
+        .window(FLOW, at(500 * MS))
+        .unwrap()
+        .0;
+    let carried = 2 * 1502 * 34;
+    let grown = carried + carried / 4 + 4 * 1448;
+    assert!(w.abs_diff(grown) < grown / 20, "{w} vs {grown}");
+    assert!(w < LINE * 3 / 4, "{w} of {LINE}");
 }
 
 #[test]
 fn a_lone_flow_keeps_its_window_through_a_slow_spell() {
-    // The only flow, at 12 Mbit/s, then at 1.2 (BBR's ProbeRTT, an app that
-    // stalled) for 200 ms: its window stays the whole line's, so it
+    // The only flow, at 12 Mbit/s, then at 1.2 (BBR's ProbeRTT, an app
+    // that stalled) for 200 ms: its window stays the whole line's, so it
     // refills at once (its window alone bounds what it sends).
-    let line = RATE * 34 / 1000;
-    let board = two_flows(|f, _| f == FLOW, 200);
-    assert_eq!(board.window(FLOW, at(200 * MS)).unwrap().0, line);
-    let board = two_flows(|f, ms| f == FLOW && (ms < 200 || ms % 10 == 0), 420);
-    assert_eq!(board.window(FLOW, at(420 * MS)).unwrap().0, line);
+    let alone = |f: u64, _| u32::from(f == FLOW);
+    assert_eq!(
+        two_flows(alone, 200).window(FLOW, at(200 * MS)).unwrap().0,
+        LINE
+    );
+    let slow = |f: u64, ms: u64| u32::from(f == FLOW && (ms < 200 || ms.is_multiple_of(10)));
+    assert_eq!(
+        two_flows(slow, 420).window(FLOW, at(420 * MS)).unwrap().0,
+        LINE
+    );
 }
 
 #[test]
 fn a_flow_that_resumes_after_a_pause_starts_again_at_an_equal_share() {
-    // FLOW carries two thirds of the download, then pauses from 250 to
-    // 700 ms while flow B goes on; the download stays full.
+    // FLOW carries two thirds of the download, pauses from 250 to 370 ms
+    // (not a pause: under 200 ms), then from 500 to 900 ms, while B goes
+    // on; the download stays full.
+    let segments = |f: u64, ms: u64| match f == FLOW {
+        true if (250..370).contains(&ms) || (500..900).contains(&ms) => 0,
+        true => 2,
+        false => 1,
+    };
+    let at_ms = |ms: u64| two_flows(segments, ms).window(FLOW, at(ms * MS)).unwrap().0;
+    assert!(
+        at_ms(249).abs_diff(LINE * 2 / 3) < LINE / 20,
+        "{}",
+        at_ms(249)
+    );
+    // Back after 120 ms: no fresh start.
+    assert_ne!(at_ms(370), LINE / 2);
+    // Before it resumes after 400 ms: the window of its last interval,
+    // its two thirds; at once an equal share, a half, when it resumes.
+    assert!(
+        at_ms(899).abs_diff(LINE * 2 / 3) < LINE / 20,
+        "{}",
+        at_ms(899)
+    );
+    assert_eq!(at_ms(900), LINE / 2);
+    // An interval later, its share again.
+    assert!(
+        at_ms(1100).abs_diff(LINE * 2 / 3) < LINE / 20,
+        "{}",
+        at_ms(1100)
+    );
+}
+
+#[test]
+fn flows_that_open_together_on_a_full_download_count_each_other_in_their_equal_share() {
+    // B carries the download; two flows open at 300 ms: the first gets
+    // half the line's window, the second a third.
     let board = Arc::new(WindowBoard::default());
     let mut d = DownloadWindows::new(Arc::clone(&board));
-    const B: u64 = 100;
     let syn_ack = tcp(false, true, 65535, Some(7), 0);
-    for f in [FLOW, B] {
-        d.on_packet(&meta(&syn_ack), f, Some(30 * MS), RATE, true, at(0));
-    }
     let seg = tcp(false, false, 65535, None, 1448);
-    let line = RATE * 34 / 1000;
-    for ms in 1..=900u64 {
+    d.on_packet(&meta(&syn_ack), 100, Some(30 * MS), RATE, true, at(0));
+    for ms in 1..=300 {
         d.on_queue(RATE * 3 / 2000, RATE, at(ms * MS));
-        d.on_packet(&meta(&seg), B, None, RATE, true, at(ms * MS));
-        if ms == 699 {
-            // Before it resumes: the window of its last interval, its two
-            // thirds of the line.
-            let w = board.window(FLOW, at(ms * MS)).unwrap().0;
-            assert!(w.abs_diff(line * 2 / 3) < line / 20, "{w}");
-        }
-        if !(250..700).contains(&ms) {
-            for _ in 0..2 {
-                d.on_packet(&meta(&seg), FLOW, None, RATE, true, at(ms * MS));
-            }
-        }
-        if ms == 700 {
-            // At once an equal share: a half.
-            assert_eq!(board.window(FLOW, at(ms * MS)).unwrap().0, line / 2);
-        }
+        d.on_packet(&meta(&seg), 100, None, RATE, true, at(ms * MS));
     }
-    // An interval later, its share again.
-    let w = board.window(FLOW, at(900 * MS)).unwrap().0;
-    assert!(w.abs_diff(line * 2 / 3) < line / 20, "{w}");
+    d.on_packet(
+        &meta(&syn_ack),
+        101,
+        Some(30 * MS),
+        RATE,
+        true,
+        at(300 * MS),
+    );
+    d.on_packet(
+        &meta(&syn_ack),
+        102,
+        Some(30 * MS),
+        RATE,
+        true,
+        at(300 * MS),
+    );
+    assert_eq!(board.window(101, at(300 * MS)).unwrap().0, LINE / 2);
+    assert_eq!(board.window(102, at(300 * MS)).unwrap().0, LINE / 3);
 }
 
 #[test]
@@ -396,20 +448,20 @@ fn the_allowance_grows_when_the_queue_runs_dry_and_shrinks_when_it_stands() {
     // In between (1.5 ms at least, not dry): as it is.
     periods(&mut d, &mut t, &[RATE / 100, RATE * 3 / 2000], 10);
     assert_eq!(ms(&d), 2);
-    // A queue over 2 ms for nine arrivals in ten that runs dry for the
-    // tenth (BBR's drain phase) stood: 1 ms less per period, not more.
+    // A queue over 2 ms for 19 arrivals in 20 that runs dry for the
+    // twentieth (BBR's drain phase) stood: 1 ms less per period, not more.
     periods(&mut d, &mut t, &dry, 40);
     let grown = ms(&d);
     assert!((16..=18).contains(&grown), "{grown}");
-    let mut mostly = [RATE / 100; 10];
-    mostly[9] = 1514;
+    let mut mostly = [RATE / 100; 20];
+    mostly[19] = 1514;
     periods(&mut d, &mut t, &mostly, 5);
     // (A period is judged at the next one's first arrival: the first of
     // these five judges the last dry one.)
     assert!((grown - 5..=grown - 2).contains(&ms(&d)), "{}", ms(&d));
     // Over 2 ms for eight in ten: not standing, dry.
     let before = ms(&d);
-    mostly[8] = 1514;
+    mostly[15..].fill(1514);
     periods(&mut d, &mut t, &mostly, 6);
     assert!(ms(&d) > before, "{}", ms(&d));
     // Not full (the queue never held 1 ms for over a second): as it is,
