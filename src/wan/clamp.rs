@@ -429,7 +429,8 @@ impl DownloadWindows {
             self.period_start = t;
         }
         let tag = tag_of(flow);
-        let Some(f) = self.flows.get_mut(slot_of(flow)) else {
+        let slot = slot_of(flow);
+        let Some(f) = self.flows.get_mut(slot) else {
             return;
         };
         if pkt.tcp_flags & TCP_SYN != 0 {
@@ -455,8 +456,6 @@ impl DownloadWindows {
                 // A SYN-ACK completes the LAN end's SYN's round trip.
                 rtt: rtt_ns.unwrap_or(0),
                 period: self.period,
-                since: t,
-                total_then: self.total,
                 // Whatever the board holds in the slot is not this
                 // connection's: rewritten below.
                 published: true,
@@ -465,11 +464,7 @@ impl DownloadWindows {
             // On a full download a new flow starts at an equal share: its
             // slow start would otherwise overshoot into the ISP's buffer
             // before its rate is measured.
-            let flows = self.active.max(self.active_before) + self.joined + 1;
-            self.joined += 1;
-            let share = (self.full_until > t && f.rtt > 0)
-                .then(|| equal_share(rate, f.rtt + self.allowance, flows));
-            start_afresh(&self.board, f, flow, share);
+            self.start_afresh(slot, flow, rate, t);
             return;
         }
         if f.tag != tag {
@@ -484,16 +479,15 @@ impl DownloadWindows {
         // video's next chunk). Like a new one, it starts at an equal
         // share, and its interval starts now: one that spanned the pause
         // would say it carried next to nothing.
-        if f.last != 0 && t.saturating_sub(f.last) >= PERIOD_NS.max(2 * f.rtt) {
-            f.since = t;
-            f.bytes = 0;
-            f.total_then = self.total;
-            let flows = self.active.max(self.active_before) + self.joined + 1;
-            self.joined += 1;
-            let share = (self.full_until > t && f.rtt > 0)
-                .then(|| equal_share(rate, f.rtt + self.allowance, flows));
-            start_afresh(&self.board, f, flow, share);
-        }
+        let f = if f.last != 0 && t.saturating_sub(f.last) >= PERIOD_NS.max(2 * f.rtt) {
+            self.start_afresh(slot, flow, rate, t);
+            let Some(f) = self.flows.get_mut(slot) else {
+                return;
+            };
+            f
+        } else {
+            f
+        };
         f.last = t;
         if f.period != self.period {
             f.period = self.period;
@@ -552,16 +546,28 @@ impl DownloadWindows {
         f.total_then = self.total;
         f.fresh = false;
     }
-}
 
-/// `f` (`flow`) starts an interval as a new flow, with `share` (an equal
-/// one, on a full download) or no window.
-fn start_afresh(board: &WindowBoard, f: &mut Down, flow: u64, share: Option<u64>) {
-    f.fresh = true;
-    f.window = 0;
-    if share.is_some() || f.published {
-        f.published = share.is_some();
-        board.publish(flow, share.map(|w| (w, f.scaled)));
+    /// `flow` (in `slot`) starts an interval afresh at `t`, opened or
+    /// resumed: on a full download, at an equal share among the flows
+    /// sharing the line and those that started afresh in this period
+    /// with it; else with no window.
+    fn start_afresh(&mut self, slot: usize, flow: u64, rate: u64, t: u64) {
+        let flows = self.active.max(self.active_before) + self.joined + 1;
+        self.joined += 1;
+        let Some(f) = self.flows.get_mut(slot) else {
+            return;
+        };
+        f.since = t;
+        f.bytes = 0;
+        f.total_then = self.total;
+        f.fresh = true;
+        f.window = 0;
+        let share = (self.full_until > t && f.rtt > 0)
+            .then(|| equal_share(rate, f.rtt + self.allowance, flows));
+        if share.is_some() || f.published {
+            f.published = share.is_some();
+            self.board.publish(flow, share.map(|w| (w, f.scaled)));
+        }
     }
 }
 
