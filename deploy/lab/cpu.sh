@@ -9,24 +9,38 @@
 # sent it), CPU per frame (µs), its context switches per second (wake-ups
 # of its threads) and the voice round trip.
 #
-#   sudo deploy/lab/cpu.sh [-r REPS] [-b auto|xdp|ring|pnet] [-n]   (default auto)
+#   sudo deploy/lab/cpu.sh [-r REPS] [-b auto|xdp|ring|pnet] [-n] [-i]   (default auto)
 #
 # -n: no call in the office: the latency probe runs on UDP 5005 (browsing,
-# not voice), so qosd coalesces departures (see datapath.rs, COALESCE);
-# by default it is a voice stream (UDP 5004) and every departure wakes qosd.
+# not voice), so qosd coalesces departures all the time (see datapath.rs,
+# COALESCE); by default it is a voice stream (UDP 5004, every 20 ms), and
+# around each of its frames' due times every departure wakes qosd
+# (engine/cadence.rs).
+#
+# -i: qosd's CPU alone, as on a gateway whose neighbours are other machines.
+# On veth, a frame qosd sends is received by the peer's stack (the LAN
+# host's or the ISP side's TCP, the ISP's shaper) inside qosd's send, on
+# qosd's CPU and in its account. With -i qosd runs on CPU 1, everything else
+# (iperf3, irtt) on CPU 0, and receive packet steering hands the peers'
+# receive work to CPU 0, as a NIC hands a frame to the wire: what is left in
+# qosd's account is its own work and its system calls up to the device.
 #
 # For comparing two builds: QOSD=/path/to/other/qosd sudo -E deploy/lab/cpu.sh
 set -eu
-REPS=3 BACKEND=auto VPORT=5004
-while getopts "r:b:n" o; do
+REPS=3 BACKEND=auto VPORT=5004 PIN_QOSD=() PIN_REST=()
+while getopts "r:b:ni" o; do
   case $o in
     r) REPS=$OPTARG ;;
     b) BACKEND=$OPTARG ;;
     n) VPORT=5005 ;;
-    *) sed -n '2,11p' "$0"; exit 2 ;;
+    i) PIN_QOSD=(taskset -c 1) PIN_REST=(taskset -c 0) ;;
+    *) sed -n '2,26p' "$0"; exit 2 ;;
   esac
 done
 [ "$(id -u)" = 0 ] || { echo "cpu.sh needs root"; exit 2; }
+if [ ${#PIN_QOSD[@]} -gt 0 ] && [ "$(nproc)" -lt 2 ]; then
+  echo "cpu.sh -i needs 2 CPUs (qosd on CPU 1, the rest on CPU 0)"; exit 2
+fi
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 QOSD=${QOSD:-$ROOT/target/release/qosd}
@@ -40,7 +54,7 @@ cleanup() {
   rm -rf "$TMP"
 }
 trap cleanup EXIT INT TERM
-x() { "$LAB" exec -p $P "$@"; }
+x() { ${PIN_REST[@]+"${PIN_REST[@]}"} "$LAB" exec -p $P "$@"; }
 switches() { cat /proc/"$QOSD_PID"/task/*/status | awk '/ctxt_switches/ {s += $2} END {print s}'; }
 ticks() { awk '{print $14 + $15}' /proc/"$QOSD_PID"/stat; }
 uticks() { awk '{print $14}' /proc/"$QOSD_PID"/stat; }
@@ -52,11 +66,16 @@ frames() {
 
 "$LAB" up -p $P -u 20mbit -d 50mbit -b 300 >/dev/null
 x srv sh -c 'for p in 5201 5202 5301 5302; do iperf3 -s -D -p $p; done; irtt server -b 198.18.0.20:5004 >/dev/null 2>&1 & irtt server -b 198.18.0.20:5005 >/dev/null 2>&1 &'
-echo "backend $BACKEND, latency probe on UDP $VPORT"
+if [ ${#PIN_QOSD[@]} -gt 0 ]; then
+  # The peers that receive qosd's frames: the LAN host's eth0, the ISP's ispa.
+  x lan sh -c 'echo 1 > /sys/class/net/eth0/queues/rx-0/rps_cpus'
+  x isp sh -c 'echo 1 > /sys/class/net/ispa/queues/rx-0/rps_cpus'
+fi
+echo "backend $BACKEND, latency probe on UDP $VPORT${PIN_QOSD:+, qosd alone on CPU 1 (-i)}"
 echo "run  cpu%  usr%  kframes/s  us/frame  switches/s  voice p50/p99 ms  loss%"
 for rep in $(seq 1 "$REPS"); do
   QOSD_LINK__UPLOAD="19 Mbit" QOSD_LINK__DOWNLOAD="47 Mbit" QOSD_DATAPATH__BACKEND="$BACKEND" \
-    ip netns exec $P-gw "$QOSD" run --config "$HERE/qosd-lab.toml" 2> "$TMP/qosd.log" &
+    ${PIN_QOSD[@]+"${PIN_QOSD[@]}"} ip netns exec $P-gw "$QOSD" run --config "$HERE/qosd-lab.toml" 2> "$TMP/qosd.log" &
   QOSD_PID=$!
   sleep 1.5
   pids=()

@@ -17,7 +17,7 @@ use crate::engine::DirectionEngine;
 use crate::engine::frame::{Frame, FramePool};
 use crate::io::afpacket::{HEADROOM, RxSocket, TX_BATCH, TxOutcome, TxSocket};
 use crate::io::link::LinkProbe;
-use crate::shaper::{CategoryCounters, Shaper, ShaperConfig};
+use crate::shaper::{Shaper, ShaperConfig};
 use crate::telemetry::{IoCounters, PortHealth, PortState, SnapshotCell, now};
 use crate::time::Instant;
 
@@ -36,15 +36,17 @@ const MIN_DEAF: Duration = Duration::from_micros(20);
 /// Longest: at 1 Gbit/s of 64-byte frames the receive queue (4 096 ring
 /// slots) takes about 3 ms to fill.
 const MAX_DEAF: Duration = Duration::from_millis(1);
-/// Under a backlog on a busy link, and while no voice is about, departures
-/// are sent at most this often, several at a time: the shaper's buckets
-/// save up at least `shaper::DEFAULT_BURST` (1 ms) of credit, so waking
-/// this late loses no rate, and the thread wakes once per this time
+/// Under a backlog on a busy link, and while no voice frame is due,
+/// departures are sent at most this often, several at a time: the shaper's
+/// buckets save up at least `shaper::DEFAULT_BURST` (1 ms) of credit, so
+/// waking this late loses no rate, and the thread wakes once per this time
 /// instead of once per frame (a 1500-byte frame leaves every 255 us at
 /// 47 Mbit/s). A voice frame arriving meanwhile would wait for the wake-up
-/// (up to this long), so with voice about every departure wakes the
-/// thread, as before.
+/// (up to this long), so around the times a call's next frames are due
+/// (`engine::cadence`) every departure wakes the thread.
 const COALESCE: Duration = Duration::from_micros(500);
+// A coalesced sleep is a deaf one: the receive queue bounds both.
+const _: () = assert!(COALESCE.as_nanos() <= MAX_DEAF.as_nanos());
 /// How often the download thread hands the WAN-delay samples to autorate
 /// (which decides every 200 ms).
 const AUTORATE_EVERY: Duration = Duration::from_millis(20);
@@ -73,12 +75,6 @@ pub struct Datapath {
     board: Arc<Board>,
     /// The download thread runs autorate: it sees the answers to probes.
     autorate: Option<AutorateRun>,
-    /// Departures may be coalesced: no frame of the most urgent categories
-    /// (voice) arrived in the last publishing period.
-    coalesce: bool,
-    /// Frames of the most urgent categories that had arrived at the last
-    /// look.
-    urgent_seen: u64,
 }
 
 /// Autorate on the download thread, and its rate-limited log.
@@ -121,17 +117,7 @@ impl Datapath {
             io: IoCounters::default(),
             snapshot,
             check_soon: false,
-            coalesce: false,
-            urgent_seen: 0,
         })
-    }
-
-    /// Whether frames of the most urgent categories (the lowest priority
-    /// number: voice) arrived since the last call.
-    fn urgent_arrived(&mut self) -> bool {
-        let urgent = urgent_arrivals(self.engine.config(), self.engine.category_counters());
-        let seen = std::mem::replace(&mut self.urgent_seen, urgent);
-        urgent != seen
     }
 
     /// Runs until `stop` is set.
@@ -168,7 +154,6 @@ impl Datapath {
             self.transmit_due(t);
             if t >= next_publish {
                 self.publish(t, true);
-                self.coalesce = !self.urgent_arrived();
                 next_publish = t + PUBLISH_EVERY;
             }
             let t = now();
@@ -184,7 +169,10 @@ impl Datapath {
                 continue;
             }
             let busy = Duration::from_nanos(self.engine.queue().link_free_at().nanos_since(t));
-            let (wait, watch) = plan_sleep(due, busy, self.coalesce);
+            // Departures are held back only where no voice frame is due
+            // (the longest deaf sleep ahead): one arriving then would wait.
+            let coalesce = self.engine.urgent_calm(t, MAX_DEAF);
+            let (wait, watch) = plan_sleep(due, busy, coalesce);
             self.sleep(wait, watch);
         }
         self.publish(now(), false);
@@ -521,18 +509,6 @@ fn log_transition(dir: &str, h: &PortHealth, old: PortState, reopens_before: u64
     }
 }
 
-/// Frames that have arrived in the most urgent categories (those of the
-/// lowest priority number: voice), by `counters` in `cfg`'s layout.
-fn urgent_arrivals(cfg: &Config, counters: &[CategoryCounters]) -> u64 {
-    let top = cfg.category.iter().map(|c| c.priority).min();
-    cfg.category
-        .iter()
-        .zip(counters)
-        .filter(|(c, _)| Some(c.priority) == top)
-        .map(|(_, n)| n.arrived.packets)
-        .sum()
-}
-
 /// How long to sleep, and whether an arrival may end the sleep, given
 /// when the shaper's next departure is due (`None`: nothing queued) and
 /// how long the link stays busy with what it already sent.
@@ -573,20 +549,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_the_most_urgent_categories_count_as_voice_about() {
-        let cfg = crate::config::load_embedded().unwrap();
-        let mut counters = vec![CategoryCounters::default(); cfg.category.len()];
-        let top = cfg.category.iter().map(|c| c.priority).min().unwrap();
-        for (c, n) in cfg.category.iter().zip(counters.iter_mut()) {
-            // 1 frame in each urgent category, 1000 in every other one.
-            n.arrived.packets = if c.priority == top { 1 } else { 1000 };
-        }
-        let urgent = cfg.category.iter().filter(|c| c.priority == top).count();
-        assert!(urgent >= 1 && urgent < cfg.category.len());
-        assert_eq!(urgent_arrivals(&cfg, &counters), urgent as u64);
-    }
-
-    #[test]
     fn departures_are_coalesced_on_a_busy_link_and_arrivals_watched_on_an_idle_one() {
         let us = Duration::from_micros;
         // A backlog on a busy link: a departure due in 255 us (a 1500-byte
@@ -601,14 +563,17 @@ mod tests {
         assert_eq!(plan(Some(us(5000)), us(5000)), (MAX_DEAF, false));
         // Nothing queued, link busy: deaf until it frees, at least COALESCE.
         assert_eq!(plan(None, us(300)), (COALESCE, false));
-        assert_eq!(plan(None, us(700)), (us(700), false));
+        assert_eq!(
+            plan(None, COALESCE + us(1)),
+            ((COALESCE + us(1)).min(MAX_DEAF), false)
+        );
         // Link free: arrivals wake the thread (voice leaves at once).
         assert_eq!(plan(None, Duration::ZERO), (IDLE_POLL, true));
         // A category ceiling holds a frame while the link is free: its
         // departure time, watching arrivals.
         assert_eq!(plan(Some(us(100)), Duration::ZERO), (us(100), true));
-        // With voice about, every departure wakes the thread, and arrivals
-        // wait no longer than the link is busy.
+        // With a voice frame due, every departure wakes the thread, and
+        // arrivals wait no longer than the link is busy.
         let precise = |due, busy| plan_sleep(due, busy, false);
         assert_eq!(precise(Some(us(255)), us(255)), (us(255), false));
         assert_eq!(precise(Some(us(255)), us(100)), (us(100), false));

@@ -11,6 +11,7 @@
 //! (see [`crate::flow`]).
 
 pub mod accounting;
+pub mod cadence;
 pub mod frame;
 pub mod hosts;
 
@@ -20,6 +21,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use arc_swap::ArcSwap;
 
 use self::accounting::Accounting;
+use self::cadence::Cadence;
 use self::frame::{Frame, host_tag, lan_mac};
 use self::hosts::HostTable;
 use crate::classify::budget::{DpiBudget, Holder, Refusals};
@@ -220,6 +222,21 @@ pub struct DirectionEngine<Q> {
     hosts: HostTable,
     /// `link.window_clamp`.
     window_clamp: bool,
+    /// Per category: one of the most urgent (the lowest priority number:
+    /// voice), whose arrivals [`Cadence`] follows.
+    urgent: Vec<bool>,
+    /// When the next urgent frames are due.
+    cadence: Cadence,
+}
+
+/// Per category of `cfg`, whether it is one of the most urgent: those of
+/// the lowest priority number (voice).
+fn urgent_categories(cfg: &Config) -> Vec<bool> {
+    let top = cfg.category.iter().map(|c| c.priority).min();
+    cfg.category
+        .iter()
+        .map(|c| Some(c.priority) == top)
+        .collect()
 }
 
 /// The pace of the ISP-queue guard's signals while the queue stands, at
@@ -259,6 +276,7 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
         let mut guard = None;
         configure_guard(&mut guard, cfg, dir);
         let window_clamp = cfg.link.window_clamp;
+        let urgent = urgent_categories(cfg);
         DirectionEngine {
             dir,
             classifier: Arc::clone(&installed.classifier),
@@ -281,6 +299,8 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
                 ),
             },
             window_clamp,
+            urgent,
+            cadence: Cadence::new(),
             shared,
             queue,
             cache: ClassCache::new(),
@@ -291,6 +311,22 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
             throttled_at: Instant::ZERO,
             hosts: HostTable::default(),
         }
+    }
+
+    /// Whether no frame of the most urgent categories (voice) is queued or
+    /// expected from `now` for `within`, and those that came lately kept
+    /// their beat: a sleep that long may then hold departures back
+    /// (see [`Cadence`]).
+    pub fn urgent_calm(&mut self, now: Instant, within: std::time::Duration) -> bool {
+        // One already waiting would be held back just the same.
+        let queued = self
+            .queue
+            .counters()
+            .iter()
+            .zip(&self.urgent)
+            .any(|(c, &urgent)| urgent && c.backlog.packets > 0);
+        let within = u64::try_from(within.as_nanos()).unwrap_or(u64::MAX);
+        !queued && self.cadence.calm(now, within)
     }
 
     /// Signals the ISP-queue guard sent since start (0 upstream).
@@ -395,6 +431,7 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
         self.accounting = self.accounting.relayout(&before.config, &cfg, &self.origin);
         configure_guard(&mut self.guard, &cfg, self.dir);
         self.window_clamp = cfg.link.window_clamp;
+        self.urgent = urgent_categories(&cfg);
         if let (false, WanSide::Wan(_, w)) = (self.window_clamp, &mut self.wan) {
             w.off();
         }
@@ -553,6 +590,9 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
             && rewrite::set_tcp_window(frame.bytes_mut(), at, units)
         {
             self.counters.window_clamp.lowered += 1;
+        }
+        if self.urgent.get(category.index()).copied().unwrap_or(false) {
+            self.cadence.on_arrival(flow_hash, now);
         }
         self.queue.enqueue(frame, category, flow_hash, now);
         if self.window_clamp

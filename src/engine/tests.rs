@@ -422,3 +422,85 @@ fn frames_count_for_their_lan_host_in_both_directions() {
     assert_eq!((hosts.len(), hosts[0].mac), (1, a));
     assert_eq!(hosts[0].addresses(), &[pc]);
 }
+
+/// The engine follows the beat of voice frames only: a call at 20 ms makes
+/// the direction un-calm around each expected frame and calm in between,
+/// however much other traffic arrives; after a reload that makes another
+/// category the most urgent, that category's frames are followed instead.
+#[test]
+fn voice_frames_set_the_beat_other_traffic_does_not() {
+    let mut cfg = config("[[rule]]\nname = \"pbx\"\nports = 5060\ncategory = \"voice\"\n");
+    // As shipped: voice is served first (this file's layout has control).
+    for c in &mut cfg.category {
+        c.priority = if c.name == "voice" {
+            0
+        } else {
+            c.priority.max(1)
+        };
+    }
+    let mut e = engine(&cfg, Direction::Upload);
+    let mut pool = FramePool::new(2048, 0);
+    let ms = |m: u64| Instant::from_nanos(m * 1_000_000);
+    let within = Duration::from_millis(1);
+    let voice = udp(PC, 40000, SRV, 5060, &[0u8; 160], 0);
+    let bulk = udp(PC, 40001, SRV, 5000, &[0u8; 1200], 0);
+    let drain = |e: &mut DirectionEngine<Shaper<Frame>>, pool: &mut FramePool, t| {
+        while let Some(f) = e.dequeue(t) {
+            pool.put(f.into_buffer());
+        }
+    };
+    // Bulk every millisecond, at random phases of the beat: never a beat.
+    for m in 0..200 {
+        e.ingress(frame(&mut pool, &bulk), ms(m));
+        drain(&mut e, &mut pool, ms(m));
+    }
+    assert!((0..200).all(|m| e.urgent_calm(ms(200 + m), within)));
+    // A call: a voice frame every 20 ms from 400, bulk in between.
+    for m in 400..600 {
+        if m % 20 == 0 {
+            e.ingress(frame(&mut pool, &voice), ms(m));
+        }
+        let t = ms(m) + Duration::from_micros(300);
+        e.ingress(frame(&mut pool, &bulk), t);
+        drain(&mut e, &mut pool, t);
+    }
+    assert!(!e.urgent_calm(ms(600), within), "a voice frame is due");
+    assert!(e.urgent_calm(ms(610), within), "between two");
+    // A voice frame still queued (off the beat, a tolerated surprise) is
+    // not held back either, until it has left.
+    e.ingress(frame(&mut pool, &voice), ms(611));
+    assert!(
+        !e.urgent_calm(ms(611), within),
+        "a voice frame waits in the queue"
+    );
+    drain(&mut e, &mut pool, ms(612));
+    assert!(e.urgent_calm(ms(612), within), "it left");
+    // The same frames, with the bulk frames' category made the most
+    // urgent: they, arriving without a beat, now keep the direction
+    // precise.
+    let bulk_category = e.ingress(frame(&mut pool, &bulk), ms(700));
+    let mut urgent_bulk = cfg.clone();
+    for (i, c) in urgent_bulk.category.iter_mut().enumerate() {
+        c.priority = if i == bulk_category.index() {
+            0
+        } else {
+            c.priority.max(1)
+        };
+    }
+    e.shared().reload(&urgent_bulk);
+    e.refresh(ShaperConfig::from_config);
+    let mut m = 1_000u64;
+    let mut seed = 7u64;
+    while m < 1_200 {
+        e.ingress(frame(&mut pool, &bulk), ms(m));
+        drain(&mut e, &mut pool, ms(m));
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        m += 2 + (seed >> 33) % 24;
+    }
+    assert!(
+        !e.urgent_calm(ms(1_199), within),
+        "bulk without a beat, now the most urgent, is never calm"
+    );
+}
