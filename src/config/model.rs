@@ -395,6 +395,11 @@ pub struct Datapath {
     pub max_frame: Option<u32>,
     /// Kernel socket buffer per interface and direction, in bytes.
     pub socket_buffer: u32,
+    /// Data-path threads: 1 serves both directions (the default: at
+    /// branch-office rates a wake-up costs more than the work it does, and
+    /// one thread wakes half as often as two), 2 gives each direction one
+    /// (for links whose two directions together need more than a core).
+    pub threads: u8,
 }
 
 /// How the daemon moves frames.

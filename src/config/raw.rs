@@ -263,6 +263,7 @@ pub struct RawDatapath {
     pub manage_offloads: Option<Value>,
     pub max_frame: Option<Value>,
     pub socket_buffer: Option<Value>,
+    pub threads: Option<Value>,
 }
 
 /// `[classify]`

@@ -441,6 +441,17 @@ fn empty_category_list_and_missing_default() {
 }
 
 #[test]
+fn datapath_threads_default_to_one_and_take_one_or_two() {
+    assert_eq!(load(BASE).unwrap().datapath.threads, 1);
+    let cfg = load(&format!("{BASE}[datapath]\nthreads = 2\n")).unwrap();
+    assert_eq!(cfg.datapath.threads, 2);
+    for bad in ["0", "3", "\"many\""] {
+        let errs = errors(&format!("{BASE}[datapath]\nthreads = {bad}\n"));
+        assert_eq!(errs[0].key, "datapath.threads", "{bad}: {errs:?}");
+    }
+}
+
+#[test]
 fn datapath_backend_defaults_to_auto_and_names_every_choice() {
     assert_eq!(load(BASE).unwrap().datapath.backend, Backend::Auto);
     for (text, want) in [

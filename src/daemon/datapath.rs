@@ -1,6 +1,7 @@
-//! One direction of the data path on its own OS thread: receive on one
-//! interface, run the engine, transmit on the other when the shaper
-//! releases frames, sleep in `poll` until the next frame is due or arrives.
+//! The data path: each direction receives on one interface, runs the
+//! engine and transmits on the other when the shaper releases frames; one
+//! thread serves both directions (or, with `datapath.threads = 2`, one
+//! each), sleeping in `poll` until the next frame is due or arrives.
 //!
 //! Nothing here allocates per frame in steady state (buffers come from a
 //! pool), logs per frame or touches Prometheus: counters are plain fields,
@@ -75,6 +76,18 @@ pub struct Datapath {
     board: Arc<Board>,
     /// The download thread runs autorate: it sees the answers to probes.
     autorate: Option<AutorateRun>,
+    /// When to publish counters next.
+    next_publish: Instant,
+    /// When to look at the interfaces next.
+    next_check: Instant,
+}
+
+/// What a turn of a path's loop asks for next.
+enum Next {
+    /// Turn again at once: frames are waiting or a departure is due.
+    Again,
+    /// Sleep for `wait`, or until a frame arrives when `watch` is set.
+    Sleep { wait: Duration, watch: bool },
 }
 
 /// Autorate on the download thread, and its rate-limited log.
@@ -117,65 +130,57 @@ impl Datapath {
             io: IoCounters::default(),
             snapshot,
             check_soon: false,
+            next_publish: now(),
+            next_check: now(),
         })
     }
 
-    /// Runs until `stop` is set.
-    pub fn run(mut self, stop: &AtomicBool) {
-        // Precise wake-ups for pacing slow links: the default 50 us timer
-        // slack would add jitter to every sleep.
-        // SAFETY: prctl on the calling thread.
-        unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000, 0, 0, 0) };
-        let mut next_publish = now();
-        let mut next_check = now();
-        self.publish(now(), true);
-        while !stop.load(Ordering::Relaxed) {
-            let t = now();
-            if t >= next_check || self.check_soon {
-                self.check_soon = false;
-                next_check = t + ports::CHECK_EVERY;
-                if self.check_ports(t) {
-                    // Tell the control plane (readiness) at once.
-                    self.publish(t, true);
-                }
-            }
-            let buffer = self.pool.buffer_size();
-            if self
-                .engine
-                .refresh(|cfg, dir| shaper_config(cfg, dir, buffer))
-                .is_some()
-            {
-                // Counters now follow the new layout: label them with it.
-                self.publish(now(), true);
-            }
-            self.receive_batch(t);
-            let t = now();
-            self.follow_link(t);
-            self.transmit_due(t);
-            if t >= next_publish {
+    /// One turn of the loop: looks at the ports when due, takes a reload,
+    /// receives a batch, sends what is due, publishes when due; then says
+    /// whether to turn again at once or how to sleep.
+    fn turn(&mut self) -> Next {
+        let t = now();
+        if t >= self.next_check || self.check_soon {
+            self.check_soon = false;
+            self.next_check = t + ports::CHECK_EVERY;
+            if self.check_ports(t) {
+                // Tell the control plane (readiness) at once.
                 self.publish(t, true);
-                next_publish = t + PUBLISH_EVERY;
             }
-            let t = now();
-            let due = match self.engine.next_wakeup() {
-                Some(due) if due <= t => continue,
-                Some(due) => Some(Duration::from_nanos(due.nanos_since(t))),
-                None => None,
-            };
-            // Frames AF_XDP already handed over but this loop has not read
-            // yet (it reads RX_BATCH at a time): `poll` would not report
-            // them.
-            if self.rx.socket_mut().is_some_and(|rx| rx.has_pending()) {
-                continue;
-            }
-            let busy = Duration::from_nanos(self.engine.queue().link_free_at().nanos_since(t));
-            // Departures are held back only where no voice frame is due
-            // (the longest deaf sleep ahead): one arriving then would wait.
-            let coalesce = self.engine.urgent_calm(t, MAX_DEAF);
-            let (wait, watch) = plan_sleep(due, busy, coalesce);
-            self.sleep(wait, watch);
         }
-        self.publish(now(), false);
+        let buffer = self.pool.buffer_size();
+        if self
+            .engine
+            .refresh(|cfg, dir| shaper_config(cfg, dir, buffer))
+            .is_some()
+        {
+            // Counters now follow the new layout: label them with it.
+            self.publish(now(), true);
+        }
+        self.receive_batch(t);
+        let t = now();
+        self.follow_link(t);
+        self.transmit_due(t);
+        if t >= self.next_publish {
+            self.publish(t, true);
+            self.next_publish = t + PUBLISH_EVERY;
+        }
+        // Frames AF_XDP already handed over but this loop has not read yet
+        // (it reads RX_BATCH at a time): `poll` would not report them.
+        if self.rx.socket_mut().is_some_and(|rx| rx.has_pending()) {
+            return Next::Again;
+        }
+        let t = now();
+        let due = self
+            .engine
+            .next_wakeup()
+            .map(|due| Duration::from_nanos(due.nanos_since(t)));
+        let busy = Duration::from_nanos(self.engine.queue().link_free_at().nanos_since(t));
+        let engine = &mut self.engine;
+        match next_sleep(due, busy, |deaf| engine.urgent_calm(t, deaf)) {
+            Some((wait, watch)) => Next::Sleep { wait, watch },
+            None => Next::Again,
+        }
     }
 
     /// Keeps the queue at the link's rate: the download thread runs
@@ -346,41 +351,34 @@ impl Datapath {
         });
     }
 
-    /// Sleeps for `wait`, or until a frame arrives when `watch` is set.
-    fn sleep(&mut self, wait: Duration, watch: bool) {
-        // Every receiving socket (one per queue with AF_XDP); none while
-        // the ingress interface is gone: a timed sleep.
-        let mut pfds = [libc::pollfd {
-            fd: -1,
-            events: libc::POLLIN,
-            revents: 0,
-        }; MAX_POLL];
-        let mut n = 0;
-        if watch && let Some(rx) = self.rx.socket_mut() {
-            for (p, &fd) in pfds.iter_mut().zip(rx.poll_fds()) {
-                p.fd = fd;
-                n += 1;
-            }
-        }
-        let ts = libc::timespec {
-            tv_sec: wait.as_secs() as libc::time_t,
-            tv_nsec: wait.subsec_nanos() as libc::c_long,
+    /// Adds the receiving sockets (one per queue with AF_XDP; none while
+    /// the ingress interface is gone) to the front of `pfds`; returns how
+    /// many.
+    fn watch(&mut self, pfds: &mut [libc::pollfd]) -> usize {
+        let Some(rx) = self.rx.socket_mut() else {
+            return 0;
         };
-        // SAFETY: `n` valid pollfds (or none) and a timespec for the
-        // call's duration.
-        let ready =
-            unsafe { libc::ppoll(pfds.as_mut_ptr(), n as libc::nfds_t, &ts, std::ptr::null()) };
-        let failed = pfds.iter().take(n).any(|p| p.revents & libc::POLLERR != 0);
-        if ready > 0 && failed {
-            // The interface went down (or away): read the error, or every
-            // poll returns at once from now on, and look at the interface.
-            if let Some(rx) = self.rx.socket_mut()
-                && rx.take_error().is_some()
-            {
-                self.io.rx_errors += 1;
-            }
-            self.check_soon = true;
+        let mut n = 0;
+        for (p, &fd) in pfds.iter_mut().zip(rx.poll_fds()) {
+            *p = pollfd(fd);
+            n += 1;
         }
+        n
+    }
+
+    /// After a sleep that watched `pfds` (this path's own): an interface
+    /// that went down (or away) makes every poll return at once until its
+    /// error is read; read it, and look at the interface.
+    fn woke(&mut self, pfds: &[libc::pollfd]) {
+        if !pfds.iter().any(|p| p.revents & libc::POLLERR != 0) {
+            return;
+        }
+        if let Some(rx) = self.rx.socket_mut()
+            && rx.take_error().is_some()
+        {
+            self.io.rx_errors += 1;
+        }
+        self.check_soon = true;
     }
 
     fn publish(&mut self, t: Instant, running: bool) {
@@ -418,6 +416,78 @@ impl Datapath {
             s.running = running;
             s.backend = backend;
         }
+    }
+}
+
+/// Runs `paths` (both directions, or one) on the calling thread until
+/// `stop` is set: every wake-up serves each of them, and the thread sleeps
+/// until the soonest of their next departures, or an arrival on a port one
+/// of them watches. One thread for both directions wakes about half as
+/// often as one per direction under a two-way load: a wake-up costs more
+/// than the work it does at office rates (BENCHMARKS.md, "One thread").
+pub fn run(paths: &mut [Datapath], stop: &AtomicBool) {
+    // Precise wake-ups for pacing slow links: the default 50 us timer
+    // slack would add jitter to every sleep.
+    // SAFETY: prctl on the calling thread.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000, 0, 0, 0) };
+    for p in paths.iter_mut() {
+        p.publish(now(), true);
+    }
+    let mut pfds = [pollfd(-1); 2 * MAX_POLL];
+    // Which of `pfds` each path watches this time.
+    let mut spans = [(0, 0); 2];
+    while !stop.load(Ordering::Relaxed) {
+        let mut again = false;
+        let mut wait = IDLE_POLL;
+        let mut n = 0;
+        for (i, p) in paths.iter_mut().enumerate() {
+            let span = match p.turn() {
+                Next::Again => {
+                    again = true;
+                    (n, n)
+                }
+                Next::Sleep { wait: w, watch } => {
+                    wait = wait.min(w);
+                    let added = match pfds.get_mut(n..) {
+                        Some(free) if watch => p.watch(free),
+                        _ => 0,
+                    };
+                    (n, n + added)
+                }
+            };
+            n = span.1;
+            if let Some(s) = spans.get_mut(i) {
+                *s = span;
+            }
+        }
+        if again {
+            continue;
+        }
+        let ts = libc::timespec {
+            tv_sec: wait.as_secs() as libc::time_t,
+            tv_nsec: wait.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: `n` valid pollfds (or none: a timed sleep) and a
+        // timespec, both alive for the call's duration.
+        let ready =
+            unsafe { libc::ppoll(pfds.as_mut_ptr(), n as libc::nfds_t, &ts, std::ptr::null()) };
+        if ready > 0 {
+            for (p, &(from, to)) in paths.iter_mut().zip(&spans) {
+                p.woke(pfds.get(from..to).unwrap_or_default());
+            }
+        }
+    }
+    for p in paths.iter_mut() {
+        p.publish(now(), false);
+    }
+}
+
+/// A pollfd waiting for `fd` to become readable.
+fn pollfd(fd: std::os::fd::RawFd) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
     }
 }
 
@@ -529,6 +599,31 @@ fn plan_sleep(due: Option<Duration>, busy: Duration, coalesce: bool) -> (Duratio
     }
 }
 
+/// The sleep after a turn (`None`: turn again at once), given when the
+/// next departure is due and how long the link stays busy (as
+/// [`plan_sleep`]), and `calm`: whether no voice frame is queued or due
+/// over a deaf sleep of the given length. Departures are coalesced where
+/// it is calm over the coalesced sleep itself; elsewhere every departure
+/// wakes the thread, as a voice frame arriving during a deaf sleep would
+/// wait for its end.
+fn next_sleep(
+    due: Option<Duration>,
+    busy: Duration,
+    calm: impl FnOnce(Duration) -> bool,
+) -> Option<(Duration, bool)> {
+    let coalesced = plan_sleep(due, busy, true);
+    // A sleep that watches the sockets is the same either way.
+    let (wait, watch) = if coalesced.1 || calm(coalesced.0) {
+        coalesced
+    } else {
+        plan_sleep(due, busy, false)
+    };
+    // Due now, with nothing to wait for: a departure fell due while the
+    // turn sent. When coalescing, it waits for the next wake-up instead
+    // (the buckets' burst catches up), saving a round of system calls.
+    (!wait.is_zero()).then_some((wait, watch))
+}
+
 /// The shaper of one direction of the daemon. Every queued frame holds a
 /// whole receive buffer, so the packet limit is what the memory budget
 /// buys in buffers: a flood of tiny frames cannot pin more memory than
@@ -581,6 +676,36 @@ mod tests {
         assert_eq!(precise(None, us(300)), (us(300), false));
         // The buckets' burst covers the coalescing delay.
         assert!(COALESCE * 2 <= crate::shaper::DEFAULT_BURST);
+    }
+
+    #[test]
+    fn a_turn_coalesces_only_where_calm_over_the_sleep_it_takes() {
+        let us = Duration::from_micros;
+        // A departure fell due while the turn sent, the link busy: with no
+        // voice about it waits for the coalesced wake-up, and calm is asked
+        // over that sleep (not the longest deaf one).
+        let mut asked = None;
+        let plan = next_sleep(Some(Duration::ZERO), us(300), |d| {
+            asked = Some(d);
+            true
+        });
+        assert_eq!(plan, Some((COALESCE, false)));
+        assert_eq!(asked, Some(COALESCE));
+        // A voice frame due (or queued): it goes at once...
+        assert_eq!(next_sleep(Some(Duration::ZERO), us(300), |_| false), None);
+        // ...and a later departure wakes the thread precisely.
+        assert_eq!(
+            next_sleep(Some(us(255)), us(255), |_| false),
+            Some((us(255), false))
+        );
+        // Due now on a free link: at once either way.
+        assert_eq!(
+            next_sleep(Some(Duration::ZERO), Duration::ZERO, |_| true),
+            None
+        );
+        // Idle: a sleep that watches the sockets needs no calm.
+        let plan = next_sleep(None, Duration::ZERO, |_| panic!("not asked"));
+        assert_eq!(plan, Some((IDLE_POLL, true)));
     }
 
     #[test]

@@ -47,6 +47,9 @@ pub(super) fn datapath(raw: &RawDatapath, p: &mut Problems) -> Datapath {
         socket_buffer: p.optional("datapath.socket_buffer", &raw.socket_buffer, 4 << 20, |s| {
             int_in_range(65_536, 1 << 30, "socket_buffer")(s).map(|n| n as u32)
         }),
+        threads: p.optional("datapath.threads", &raw.threads, 1, |s| {
+            int_in_range(1, 2, "threads")(s).map(|n| n as u8)
+        }),
     }
 }
 
