@@ -6,8 +6,8 @@
 //! The mix, over 1 000 established flows: 45% full-size TCP data, 35% pure
 //! TCP ACKs, 15% RTP voice (200-byte frames), 5% DNS and small UDP.
 //!
-//! `engine_threads/*`: the daemon's two data-path threads, one per
-//! direction, on one flow table and the same 1 000 flows (the download
+//! `engine_threads/*`: the daemon's two directions on threads of their own
+//! (`datapath.threads = 2`), on one flow table and the same 1 000 flows (the download
 //! thread gets the mix mirrored). `one_direction_alone` runs the upload
 //! thread only, `both_directions_at_once` both, started together; each
 //! reports the upload thread's packets/s. The target: both at once within

@@ -208,7 +208,7 @@ const FAMILIES: &[(&str, &str)] = &[
     ),
     (
         "qosd_datapath_running",
-        "1 while the data path thread of the direction runs.",
+        "1 while the data path of the direction runs.",
     ),
     (
         "qosd_category_packets_total",

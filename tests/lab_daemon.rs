@@ -15,6 +15,7 @@ fn main() -> std::process::ExitCode {
         ("transparency", transparency),
         ("transparency_ring_backend", transparency_ring_backend),
         ("transparency_xdp_backend", transparency_xdp_backend),
+        ("transparency_two_threads", transparency_two_threads),
         (
             "shapes_each_direction_to_its_rate",
             shapes_each_direction_to_its_rate,
@@ -130,25 +131,48 @@ while time.time() < end:
 "#;
 
 fn transparency() {
-    transparent_with(Lab::up("qt1", "100mbit", "100mbit"), "pnet");
+    let lab = Lab::up("qt1", "100mbit", "100mbit");
+    transparent_with(&lab, "backend = \"pnet\"", &["qosd-datapath"]);
 }
 
 /// The same with the TPACKET_V2 ring backend.
 fn transparency_ring_backend() {
-    transparent_with(Lab::up("qt7", "100mbit", "100mbit"), "ring");
+    let lab = Lab::up("qt7", "100mbit", "100mbit");
+    transparent_with(&lab, "backend = \"ring\"", &["qosd-datapath"]);
 }
 
 /// The same with AF_XDP (the XDP program in veth's driver, copy mode).
 fn transparency_xdp_backend() {
-    transparent_with(Lab::up("qt8", "100mbit", "100mbit"), "xdp");
+    let lab = Lab::up("qt8", "100mbit", "100mbit");
+    transparent_with(&lab, "backend = \"xdp\"", &["qosd-datapath"]);
 }
 
-fn transparent_with(lab: Lab, backend: &str) {
+/// The same with a data-path thread per direction (`datapath.threads = 2`)
+/// instead of one for both.
+fn transparency_two_threads() {
+    let lab = Lab::up("qt9", "100mbit", "100mbit");
+    transparent_with(&lab, "threads = 2", &["qosd-upload", "qosd-download"]);
+}
+
+/// Everything crosses unchanged, both ways, with `datapath` (lines of its
+/// section) and the data-path threads named `threads` running.
+fn transparent_with(lab: &Lab, datapath: &str, threads: &[&str]) {
     let cfg = format!(
-        "{}\n[datapath]\nbackend = \"{backend}\"\n",
+        "{}\n[datapath]\n{datapath}\n",
         lab_config("80 Mbit", "80 Mbit")
     );
-    let _qosd = lab.qosd(&cfg);
+    let qosd = lab.qosd(&cfg);
+    let pid = qosd.pid().expect("qosd runs");
+    let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("qosd's threads")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_owned())
+        .filter(|n| n.starts_with("qosd-") && n != "qosd-control")
+        .collect();
+    names.sort();
+    let mut want: Vec<String> = threads.iter().map(|t| t.to_string()).collect();
+    want.sort();
+    assert_eq!(names, want, "data-path threads");
 
     // ARP and ICMP both families (fresh namespaces: the first ping needs ARP
     // through qosd).

@@ -117,5 +117,5 @@ for key, label in (("bridge", "kernel bridge"), ("qosd-pnet", "qosd, unshaped, p
 for be in ("pnet", "ring"):
     c = cpu(out / f"qosd-unshaped-{be}.cpu")
     results["forwarding"][f"qosd_{be}_cpu_pct"] = c
-    print("qosd CPU while forwarding unshaped (%s): %.0f%% of one core (both threads)" % (be, c))
+    print("qosd CPU while forwarding unshaped (%s): %.0f%% of one core (all its threads)" % (be, c))
 (out / "results.json").write_text(json.dumps(results, indent=2))

@@ -46,9 +46,13 @@ const MAX_DEAF: Duration = Duration::from_millis(1);
 /// (up to this long), so around the times a call's next frames are due
 /// (`engine::cadence`) every departure wakes the thread.
 const COALESCE: Duration = Duration::from_micros(500);
+/// How far past a coalesced sleep no voice frame may be due either: the
+/// timer fires a little late on a busy machine, and the other direction's
+/// turn may come first.
+const CALM_SLACK: Duration = Duration::from_micros(250);
 // A coalesced sleep is a deaf one: the receive queue bounds both.
 const _: () = assert!(COALESCE.as_nanos() <= MAX_DEAF.as_nanos());
-/// How often the download thread hands the WAN-delay samples to autorate
+/// How often the download path hands the WAN-delay samples to autorate
 /// (which decides every 200 ms).
 const AUTORATE_EVERY: Duration = Duration::from_millis(20);
 /// At most one log line about the rate per this long...
@@ -56,7 +60,8 @@ const RATE_LOG_EVERY: Duration = Duration::from_secs(10);
 /// ...and only for a change of at least this share since the last one.
 const RATE_LOG_CHANGE: f64 = 0.2;
 
-/// One direction's thread state.
+/// One direction of the data path: its engine, sockets, buffers and
+/// counters; [`run`] gives it turns on a thread (alone or with the other).
 pub struct Datapath {
     dir: Direction,
     engine: DirectionEngine<Shaper<Frame>>,
@@ -72,9 +77,10 @@ pub struct Datapath {
     /// A socket error suggests an interface changed: look before the next
     /// scheduled check.
     check_soon: bool,
-    /// Rates between the threads, the link's status for the control plane.
+    /// Rates between the directions, the link's status for the control
+    /// plane.
     board: Arc<Board>,
-    /// The download thread runs autorate: it sees the answers to probes.
+    /// The download path runs autorate: it sees the answers to probes.
     autorate: Option<AutorateRun>,
     /// When to publish counters next.
     next_publish: Instant,
@@ -86,11 +92,11 @@ pub struct Datapath {
 enum Next {
     /// Turn again at once: frames are waiting or a departure is due.
     Again,
-    /// Sleep for `wait`, or until a frame arrives when `watch` is set.
-    Sleep { wait: Duration, watch: bool },
+    /// Sleep until `until`, or until a frame arrives when `watch` is set.
+    Sleep { until: Instant, watch: bool },
 }
 
-/// Autorate on the download thread, and its rate-limited log.
+/// Autorate on the download path, and its rate-limited log.
 struct AutorateRun {
     autorate: Autorate,
     next: Instant,
@@ -178,14 +184,17 @@ impl Datapath {
         let busy = Duration::from_nanos(self.engine.queue().link_free_at().nanos_since(t));
         let engine = &mut self.engine;
         match next_sleep(due, busy, |deaf| engine.urgent_calm(t, deaf)) {
-            Some((wait, watch)) => Next::Sleep { wait, watch },
+            Some((wait, watch)) => Next::Sleep {
+                until: t + wait,
+                watch,
+            },
             None => Next::Again,
         }
     }
 
-    /// Keeps the queue at the link's rate: the download thread runs
-    /// autorate on what its engine measured (and the upload thread sent),
-    /// the upload thread follows the rate it sets.
+    /// Keeps the queue at the link's rate: the download path runs
+    /// autorate on what its engine measured (and the upload path sent),
+    /// the upload path follows the rate it sets.
     fn follow_link(&mut self, t: Instant) {
         let buffer = self.pool.buffer_size();
         let queue_config = |cfg: &Config, dir| shaper_config(cfg, dir, buffer);
@@ -288,6 +297,10 @@ impl Datapath {
 
     fn transmit_due(&mut self, t: Instant) {
         let mut batch: [Option<Frame>; TX_BATCH] = std::array::from_fn(|_| None);
+        // A full send queue holds the turn up a couple of milliseconds in
+        // all, however many batches are due: the other direction, on the
+        // same thread, waits for it.
+        let mut deadline = None;
         loop {
             let mut n = 0;
             while n < TX_BATCH {
@@ -311,7 +324,11 @@ impl Datapath {
             // leave stale when the link returns.
             let mut outcome = [TxOutcome::LinkDown; TX_BATCH];
             if let Some(tx) = self.tx.usable() {
-                tx.send_batch(views.get(..n).unwrap_or_default(), &mut outcome);
+                tx.send_batch_within(
+                    views.get(..n).unwrap_or_default(),
+                    &mut outcome,
+                    &mut deadline,
+                );
                 self.io.tx_retries += tx.take_retries();
                 // The kernel says the link went down since the last look:
                 // look now rather than at the next scheduled check.
@@ -425,44 +442,41 @@ impl Datapath {
 /// of them watches. One thread for both directions wakes about half as
 /// often as one per direction under a two-way load: a wake-up costs more
 /// than the work it does at office rates (BENCHMARKS.md, "One thread").
-pub fn run(paths: &mut [Datapath], stop: &AtomicBool) {
+pub fn run(mut paths: Vec<Datapath>, stop: &AtomicBool) {
     // Precise wake-ups for pacing slow links: the default 50 us timer
     // slack would add jitter to every sleep.
     // SAFETY: prctl on the calling thread.
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000, 0, 0, 0) };
-    for p in paths.iter_mut() {
+    for p in &mut paths {
         p.publish(now(), true);
     }
-    let mut pfds = [pollfd(-1); 2 * MAX_POLL];
+    let mut pfds = vec![pollfd(-1); paths.len() * MAX_POLL];
     // Which of `pfds` each path watches this time.
-    let mut spans = [(0, 0); 2];
+    let mut spans = vec![(0, 0); paths.len()];
     while !stop.load(Ordering::Relaxed) {
         let mut again = false;
-        let mut wait = IDLE_POLL;
+        let mut until = Instant::NEVER;
         let mut n = 0;
-        for (i, p) in paths.iter_mut().enumerate() {
-            let span = match p.turn() {
-                Next::Again => {
-                    again = true;
-                    (n, n)
+        for (p, span) in paths.iter_mut().zip(spans.iter_mut()) {
+            *span = (n, n);
+            match p.turn() {
+                Next::Again => again = true,
+                Next::Sleep { until: u, watch } => {
+                    until = until.min(u);
+                    if watch && let Some(free) = pfds.get_mut(n..) {
+                        n += p.watch(free);
+                    }
                 }
-                Next::Sleep { wait: w, watch } => {
-                    wait = wait.min(w);
-                    let added = match pfds.get_mut(n..) {
-                        Some(free) if watch => p.watch(free),
-                        _ => 0,
-                    };
-                    (n, n + added)
-                }
-            };
-            n = span.1;
-            if let Some(s) = spans.get_mut(i) {
-                *s = span;
             }
+            span.1 = n;
         }
-        if again {
+        // Each path's sleep was planned from the end of its own turn: the
+        // later paths' turns have used some of it since.
+        let t = now();
+        if again || until <= t {
             continue;
         }
+        let wait = Duration::from_nanos(until.nanos_since(t)).min(IDLE_POLL);
         let ts = libc::timespec {
             tv_sec: wait.as_secs() as libc::time_t,
             tv_nsec: wait.subsec_nanos() as libc::c_long,
@@ -477,7 +491,7 @@ pub fn run(paths: &mut [Datapath], stop: &AtomicBool) {
             }
         }
     }
-    for p in paths.iter_mut() {
+    for p in &mut paths {
         p.publish(now(), false);
     }
 }
@@ -602,10 +616,10 @@ fn plan_sleep(due: Option<Duration>, busy: Duration, coalesce: bool) -> (Duratio
 /// The sleep after a turn (`None`: turn again at once), given when the
 /// next departure is due and how long the link stays busy (as
 /// [`plan_sleep`]), and `calm`: whether no voice frame is queued or due
-/// over a deaf sleep of the given length. Departures are coalesced where
-/// it is calm over the coalesced sleep itself; elsewhere every departure
-/// wakes the thread, as a voice frame arriving during a deaf sleep would
-/// wait for its end.
+/// within the given time. Departures are coalesced where it is calm over
+/// the coalesced sleep and [`CALM_SLACK`] after it; elsewhere every
+/// departure wakes the thread, as a voice frame arriving during a deaf
+/// sleep would wait for its end.
 fn next_sleep(
     due: Option<Duration>,
     busy: Duration,
@@ -613,14 +627,11 @@ fn next_sleep(
 ) -> Option<(Duration, bool)> {
     let coalesced = plan_sleep(due, busy, true);
     // A sleep that watches the sockets is the same either way.
-    let (wait, watch) = if coalesced.1 || calm(coalesced.0) {
+    let (wait, watch) = if coalesced.1 || calm(coalesced.0 + CALM_SLACK) {
         coalesced
     } else {
         plan_sleep(due, busy, false)
     };
-    // Due now, with nothing to wait for: a departure fell due while the
-    // turn sent. When coalescing, it waits for the next wake-up instead
-    // (the buckets' burst catches up), saving a round of system calls.
     (!wait.is_zero()).then_some((wait, watch))
 }
 
@@ -681,28 +692,29 @@ mod tests {
     #[test]
     fn a_turn_coalesces_only_where_calm_over_the_sleep_it_takes() {
         let us = Duration::from_micros;
-        // A departure fell due while the turn sent, the link busy: with no
-        // voice about it waits for the coalesced wake-up, and calm is asked
-        // over that sleep (not the longest deaf one).
+        // A backlog on a busy link, the next departure when it frees: with no
+        // voice about, it waits for the coalesced wake-up, and calm is
+        // asked over that sleep and the slack after it (not the longest
+        // deaf one).
         let mut asked = None;
-        let plan = next_sleep(Some(Duration::ZERO), us(300), |d| {
+        let plan = next_sleep(Some(us(300)), us(300), |d| {
             asked = Some(d);
             true
         });
         assert_eq!(plan, Some((COALESCE, false)));
-        assert_eq!(asked, Some(COALESCE));
-        // A voice frame due (or queued): it goes at once...
-        assert_eq!(next_sleep(Some(Duration::ZERO), us(300), |_| false), None);
-        // ...and a later departure wakes the thread precisely.
-        assert_eq!(
-            next_sleep(Some(us(255)), us(255), |_| false),
-            Some((us(255), false))
-        );
-        // Due now on a free link: at once either way.
+        assert_eq!(asked, Some(COALESCE + CALM_SLACK));
+        // A voice frame due (or queued): every departure wakes the thread,
+        // deaf no longer than the link is busy.
+        let precise = |due, busy| next_sleep(Some(due), busy, |_| false);
+        assert_eq!(precise(us(300), us(300)), Some((us(300), false)));
+        // A category ceiling holds a frame while the link is free.
+        assert_eq!(precise(us(100), Duration::ZERO), Some((us(100), true)));
+        // Due now (the link free): at once, calm or not.
         assert_eq!(
             next_sleep(Some(Duration::ZERO), Duration::ZERO, |_| true),
             None
         );
+        assert_eq!(precise(Duration::ZERO, Duration::ZERO), None);
         // Idle: a sleep that watches the sockets needs no calm.
         let plan = next_sleep(None, Duration::ZERO, |_| panic!("not asked"));
         assert_eq!(plan, Some((IDLE_POLL, true)));

@@ -180,11 +180,11 @@ pub fn run(config_path: Option<&Path>) -> Result<(), DaemonError> {
         vec![("datapath", paths.into_iter().map(|(_, dp)| dp).collect())]
     };
     let mut threads = Vec::new();
-    for (name, mut group) in groups {
+    for (name, group) in groups {
         let stop = Arc::clone(&stop);
         let t = std::thread::Builder::new()
             .name(format!("qosd-{name}"))
-            .spawn(move || datapath::run(&mut group, &stop))
+            .spawn(move || datapath::run(group, &stop))
             .map_err(|e| DaemonError::Startup(format!("cannot start the data path thread: {e}")))?;
         threads.push(t);
     }

@@ -1,9 +1,9 @@
-//! The interfaces as one data-path thread sees them: its receiving socket
+//! The interfaces as one direction of the data path sees them: its receiving socket
 //! on the ingress interface and its sending socket on the egress one, each
 //! watched a few times a second and re-opened when its interface comes back
 //! as a new device.
 //!
-//! Why the data path watches rather than the control plane: each thread
+//! Why the data path watches rather than the control plane: each direction
 //! owns its sockets, so it can close and re-open them between two batches
 //! without any lock or hand-over, and it notices within one check interval
 //! (100 ms) instead of the control plane's one-second tick.
@@ -31,7 +31,7 @@ use crate::io::netdev::{self, Offloads};
 use crate::telemetry::{PortHealth, PortState, SocketKind};
 use crate::time::Instant;
 
-/// How often a data-path thread looks at its interfaces.
+/// How often a direction of the data path looks at its interfaces.
 pub const CHECK_EVERY: Duration = Duration::from_millis(100);
 
 /// A socket a port can open on an interface by name.

@@ -7,8 +7,8 @@
 //! coalesced sleep waits for its end. Rather than give up coalescing for as
 //! long as a call lasts, [`Cadence`] learns each urgent flow's period from
 //! its arrivals and marks when its next frames are due: the data path then
-//! runs precisely around those moments (about a quarter of the time for a
-//! call) and coalesces in between.
+//! runs precisely around those moments, from a margin before a frame is due
+//! until it came, and coalesces in between.
 //!
 //! A voice frame already queued is the data path's to see (the engine
 //! checks the urgent categories' backlog): this only looks ahead.
@@ -19,8 +19,8 @@
 //! stop, which is the data path's behaviour without this.
 //!
 //! Sans-IO: time is an argument. The work per urgent frame and per
-//! question is bounded by the ring (at most 128 bit operations), and a
-//! clock that steps back is read as standing still.
+//! question is bounded by the ring and the flows followed (a few hundred
+//! bit operations), and a clock that steps back is read as standing still.
 
 use crate::time::Instant;
 
@@ -77,16 +77,18 @@ struct FlowCadence {
     deviation_ns: u64,
     /// Gaps in a row that did not fit the period: a new period after a few.
     misfits: u8,
+    /// Bit `s % SLOTS` set: a frame of this flow is expected in slot `s`
+    /// (absolute time / `SLOT_NS`), for slots from `Cadence::cleared` on.
+    /// Each flow has its own, so that one call's frame closes its own
+    /// window and never another's.
+    marks: u128,
 }
 
 /// Expected arrivals of the urgent (voice) categories of one direction.
 #[derive(Debug, Clone)]
 pub struct Cadence {
     flows: [FlowCadence; FLOWS],
-    /// Bit `s % SLOTS` set: an urgent frame is expected in slot `s`
-    /// (absolute time / `SLOT_NS`), for slots from `cleared` on.
-    marks: u128,
-    /// Every slot before this one has been cleared.
+    /// Every slot before this one has been cleared in every flow's marks.
     cleared: u64,
     /// The surprise window in progress (absolute index); its unexpected
     /// and expected arrivals, and the previous window's.
@@ -95,6 +97,36 @@ pub struct Cadence {
     expected: [u32; 2],
     /// The latest time seen: an earlier one is read as this.
     latest: Instant,
+}
+
+impl FlowCadence {
+    /// Marks when this flow's next frame is due, and the one after in case
+    /// the next is lost; nothing for a flow without a period. `cleared`:
+    /// the first slot the ring holds.
+    fn expect(&mut self, cleared: u64) {
+        if !self.used || self.period_ns == 0 {
+            return;
+        }
+        let margin = margin(self.deviation_ns);
+        for k in 1..=2u64 {
+            let due = self
+                .last
+                .as_nanos()
+                .saturating_add(k.saturating_mul(self.period_ns));
+            self.marks |= slots(
+                cleared,
+                due.saturating_sub(margin) / SLOT_NS,
+                due.saturating_add(margin) / SLOT_NS,
+            );
+        }
+    }
+}
+
+/// The bits of the slots `first` to `last` (absolute), as far as a ring
+/// whose first slot is `cleared` reaches.
+fn slots(cleared: u64, first: u64, last: u64) -> u128 {
+    let last = last.min(cleared.saturating_add(SLOTS - 1));
+    (first.max(cleared)..=last).fold(0, |m, s| m | 1u128 << (s % SLOTS))
 }
 
 impl Default for Cadence {
@@ -108,7 +140,6 @@ impl Cadence {
     pub fn new() -> Self {
         Cadence {
             flows: [FlowCadence::default(); FLOWS],
-            marks: 0,
             cleared: 0,
             window: 0,
             surprises: [0; 2],
@@ -132,20 +163,20 @@ impl Cadence {
         // Flow ids are handed out in order: mix them, or flows opened
         // together would share a slot.
         let index = (flow_hash.wrapping_mul(0x9E37_79B1) >> (32 - FLOW_BITS)) as usize;
-        if self.learn(index, flow_hash, now) {
-            // The frame this flow's window waited for came, on its beat:
-            // the rest of the window is calm. It reaches at most two
-            // margins past an arrival at its start; what else is due there
-            // (another call's frame, this one's next) is marked again from
-            // what each flow learned.
+        let on_beat = self.learn(index, flow_hash, now);
+        let cleared = self.cleared;
+        let Some(f) = self.flows.get_mut(index) else {
+            return;
+        };
+        if on_beat {
+            // The frame this flow's window waited for came: the rest of
+            // its window (at most two margins past an arrival at its
+            // start) is calm. Its next frame is marked again below; other
+            // calls' marks are their own and stay.
             let widest = 2 * MAX_MARGIN_NS / SLOT_NS + 1;
-            self.unmark(slot, slot.saturating_add(widest));
-            for f in self.flows {
-                self.expect(f);
-            }
-        } else if let Some(&f) = self.flows.get(index) {
-            self.expect(f);
+            f.marks &= !slots(cleared, slot, slot.saturating_add(widest));
         }
+        f.expect(cleared);
     }
 
     /// Updates the period of the flow in slot `index` with an arrival;
@@ -201,22 +232,6 @@ impl Cadence {
         on_beat
     }
 
-    /// Marks when `f`'s next frame is due, and the one after in case the
-    /// next is lost; nothing for a flow without a period.
-    fn expect(&mut self, f: FlowCadence) {
-        if !f.used || f.period_ns == 0 {
-            return;
-        }
-        let margin = margin(f.deviation_ns);
-        for k in 1..=2u64 {
-            let due = f
-                .last
-                .as_nanos()
-                .saturating_add(k.saturating_mul(f.period_ns));
-            self.mark(due.saturating_sub(margin), due.saturating_add(margin));
-        }
-    }
-
     /// Whether no urgent frame is expected from `now` to `now + within_ns`
     /// and the urgent traffic of late has kept to its cadence: departures
     /// may then be coalesced over that time.
@@ -233,9 +248,8 @@ impl Cadence {
         }
         let first = now.as_nanos() / SLOT_NS;
         // Beyond the ring nothing is marked: a long horizon stops there.
-        let last =
-            (now.as_nanos().saturating_add(within_ns) / SLOT_NS).min(first.saturating_add(SLOTS));
-        !(first..=last).any(|s| self.marked(s))
+        let last = now.as_nanos().saturating_add(within_ns) / SLOT_NS;
+        self.marks() & slots(self.cleared, first, last) == 0
     }
 
     /// Clears the slots before `now`'s and rolls the surprise window;
@@ -244,14 +258,17 @@ impl Cadence {
         let now = now.max(self.latest);
         self.latest = now;
         let slot = now.as_nanos() / SLOT_NS;
-        if slot >= self.cleared.saturating_add(SLOTS) {
-            self.marks = 0;
-        } else {
-            for s in self.cleared..slot {
-                self.marks &= !(1u128 << (s % SLOTS));
+        if slot > self.cleared {
+            let past = if slot >= self.cleared.saturating_add(SLOTS) {
+                u128::MAX
+            } else {
+                slots(self.cleared, self.cleared, slot - 1)
+            };
+            for f in &mut self.flows {
+                f.marks &= !past;
             }
+            self.cleared = slot;
         }
-        self.cleared = self.cleared.max(slot);
         let window = now.as_nanos() / SURPRISE_WINDOW_NS;
         if window != self.window {
             let next = window == self.window.saturating_add(1);
@@ -263,29 +280,13 @@ impl Cadence {
         now
     }
 
+    /// Every flow's marks together.
+    fn marks(&self) -> u128 {
+        self.flows.iter().fold(0, |m, f| m | f.marks)
+    }
+
     fn marked(&self, slot: u64) -> bool {
-        slot >= self.cleared
-            && slot < self.cleared.saturating_add(SLOTS)
-            && self.marks & (1u128 << (slot % SLOTS)) != 0
-    }
-
-    /// Marks the slots from `from_ns` to `to_ns` (absolute), as far as the
-    /// ring reaches.
-    fn mark(&mut self, from_ns: u64, to_ns: u64) {
-        let first = (from_ns / SLOT_NS).max(self.cleared);
-        let last = (to_ns / SLOT_NS).min(self.cleared.saturating_add(SLOTS - 1));
-        for s in first..=last {
-            self.marks |= 1u128 << (s % SLOTS);
-        }
-    }
-
-    /// Clears the slots `from` to `to` (absolute), as far as the ring
-    /// reaches.
-    fn unmark(&mut self, from: u64, to: u64) {
-        let last = to.min(self.cleared.saturating_add(SLOTS - 1));
-        for s in from.max(self.cleared)..=last {
-            self.marks &= !(1u128 << (s % SLOTS));
-        }
+        self.marks() & slots(self.cleared, slot, slot) != 0
     }
 }
 
@@ -364,6 +365,27 @@ mod tests {
         // 1219) leaves b's window at 1222 marked.
         c.on_arrival(a, at(1_212));
         assert!(!c.calm(at(1_222), 0));
+    }
+
+    #[test]
+    fn a_calls_frame_closes_only_its_own_window() {
+        let mut c = Cadence::new();
+        let (a, b) = (1u32, 2u32);
+        assert_ne!(slot_of(a), slot_of(b));
+        // a every 20 ms from 700, b every 20 ms from 712.
+        for k in 0..23 {
+            c.on_arrival(a, at(700 + 20 * k));
+            c.on_arrival(b, at(712 + 20 * k));
+        }
+        // a's frame due at 1160 comes 4 ms late (off its beat): its next
+        // is still expected at 1180 (two periods after 1140) as well as
+        // at 1184 (one after 1164).
+        c.on_arrival(a, at(1_164));
+        // b's on-beat frame at 1172 closes b's window, not a's at 1180.
+        c.on_arrival(b, at(1_172));
+        assert!(!c.calm(Instant::from_nanos(1_179 * MS + MS / 2), MS / 2));
+        c.on_arrival(a, at(1_180));
+        assert_eq!(c.surprises[0], 1, "only the late frame came unexpected");
     }
 
     #[test]

@@ -200,7 +200,7 @@ pub struct DirectionEngine<Q> {
     /// For each category of the last refresh, its index before it.
     origin: Vec<Option<usize>>,
     queue: Q,
-    /// This thread's view of the flow table.
+    /// This direction's view of the flow table.
     cache: ClassCache,
     /// DSCP to write per category, if any.
     marks: Vec<Option<u8>>,

@@ -1,7 +1,7 @@
 //! Raw frames on a network interface through AF_PACKET sockets: one for
 //! receiving ([`RxSocket`]) and one for sending ([`TxSocket`]) per
-//! interface and direction, so each data-path thread owns, and can re-open,
-//! exactly the sockets it uses.
+//! interface and direction, so each direction of the data path owns, and
+//! can re-open, exactly the sockets it uses.
 //!
 //! qosd creates the receiving socket itself so that it can set, before
 //! anything is received: PACKET_IGNORE_OUTGOING (otherwise every frame qosd
@@ -142,8 +142,8 @@ fn finish(
 ///
 /// Each direction of the data path has its own receiving socket on its
 /// ingress interface and its own sending socket on its egress interface,
-/// so a thread can re-open its sockets when an interface is re-created
-/// without touching the other thread's.
+/// so a direction can re-open its sockets when an interface is re-created
+/// without touching the other direction's.
 pub struct RxSocket {
     name: String,
     ifindex: u32,
@@ -684,9 +684,22 @@ impl TxSocket {
     /// shaper has already charged for; what still cannot go is counted by
     /// the caller with its reason.
     pub fn send_batch(&mut self, frames: &[&[u8]], out: &mut [TxOutcome; TX_BATCH]) {
+        self.send_batch_within(frames, out, &mut None);
+    }
+
+    /// [`send_batch`](Self::send_batch) for one of several batches that
+    /// share one wait budget: `deadline` is set at the first wait (to the
+    /// budget from then) and kept for the next batches, so that a queue
+    /// that stays full holds the caller up a couple of milliseconds in
+    /// all, not per batch.
+    pub fn send_batch_within(
+        &mut self,
+        frames: &[&[u8]],
+        out: &mut [TxOutcome; TX_BATCH],
+        deadline: &mut Option<std::time::Instant>,
+    ) {
         let n = frames.len().min(TX_BATCH);
         let mut done = 0usize;
-        let mut deadline: Option<std::time::Instant> = None;
         while done < n {
             let rest = frames.get(done..n).unwrap_or_default();
             let result = if self.batched {

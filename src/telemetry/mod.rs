@@ -31,7 +31,7 @@ use crate::time::Instant;
 /// time.
 pub struct Telemetry {
     /// Upload and download snapshots (by [`Direction::index`]): each
-    /// data-path thread writes its own.
+    /// direction of the data path writes its own.
     pub snapshots: [SnapshotCell; 2],
     started: std::time::Instant,
     reloads: [AtomicU64; 2],
@@ -75,9 +75,9 @@ impl Telemetry {
         [get(up), get(down)]
     }
 
-    /// True when both data-path threads run and published recently
-    /// (whatever their interfaces do): what the systemd watchdog is fed on,
-    /// since a thread that waits for an interface is not hung.
+    /// True when both directions of the data path run and published
+    /// recently (whatever their interfaces do): what the systemd watchdog
+    /// is fed on, since a direction that waits for an interface is not hung.
     pub fn alive(&self, now: Instant) -> bool {
         self.snapshots().iter().all(|s| s.is_fresh(now))
     }
