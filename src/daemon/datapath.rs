@@ -441,7 +441,8 @@ impl Datapath {
 /// until the soonest of their next departures, or an arrival on a port one
 /// of them watches. One thread for both directions wakes about half as
 /// often as one per direction under a two-way load: a wake-up costs more
-/// than the work it does at office rates (BENCHMARKS.md, "One thread").
+/// than the work it does at office rates (BENCHMARKS.md, "One thread for
+/// both directions").
 pub fn run(mut paths: Vec<Datapath>, stop: &AtomicBool) {
     // Precise wake-ups for pacing slow links: the default 50 us timer
     // slack would add jitter to every sleep.
