@@ -306,6 +306,19 @@ mod tests {
         id.wrapping_mul(0x9E37_79B1) >> (32 - FLOW_BITS)
     }
 
+    /// Two calls, a and b (in slots of their own), each sending `frames`
+    /// frames 20 ms apart from `a_from` and `b_from` ms.
+    fn two_calls(a_from: u64, b_from: u64, frames: u64) -> (Cadence, u32, u32) {
+        let mut c = Cadence::new();
+        let (a, b) = (1u32, 2u32);
+        assert_ne!(slot_of(a), slot_of(b));
+        for k in 0..frames {
+            c.on_arrival(a, at(a_from + 20 * k));
+            c.on_arrival(b, at(b_from + 20 * k));
+        }
+        (c, a, b)
+    }
+
     /// Fraction of 0.1 ms steps from `from` to `to` ms that are calm.
     fn calm_share(c: &mut Cadence, from: u64, to: u64) -> f64 {
         let steps = (to - from) * 10;
@@ -341,14 +354,8 @@ mod tests {
 
     #[test]
     fn a_window_closes_when_its_frame_came_but_not_for_another_call() {
-        let mut c = Cadence::new();
-        let (a, b) = (1u32, 2u32);
-        assert_ne!(slot_of(a), slot_of(b));
         // Two calls whose frames come 2 ms apart.
-        for k in 0..10 {
-            c.on_arrival(a, at(1_000 + 20 * k));
-            c.on_arrival(b, at(1_002 + 20 * k));
-        }
+        let (mut c, a, b) = two_calls(1_000, 1_002, 10);
         // Due: a at 1200 (window 1199-1201), b at 1202 (1201-1203).
         assert!(!c.calm(at(1_199), 0));
         c.on_arrival(a, at(1_199));
@@ -361,22 +368,16 @@ mod tests {
         // shorter and its margin a little wider), b's at 1222.
         assert!(c.calm(at(1_203), 0) && c.calm(at(1_216), 0));
         assert!(!c.calm(at(1_218), 0) && !c.calm(at(1_223), 0));
-        // A frame off its beat closes nothing: a at 1212 (not due till
-        // 1219) leaves b's window at 1222 marked.
+        // Nor does a frame of a's off its beat (1212, not due till 1219)
+        // touch b's window at 1222.
         c.on_arrival(a, at(1_212));
         assert!(!c.calm(at(1_222), 0));
     }
 
     #[test]
     fn a_calls_frame_closes_only_its_own_window() {
-        let mut c = Cadence::new();
-        let (a, b) = (1u32, 2u32);
-        assert_ne!(slot_of(a), slot_of(b));
         // a every 20 ms from 700, b every 20 ms from 712.
-        for k in 0..23 {
-            c.on_arrival(a, at(700 + 20 * k));
-            c.on_arrival(b, at(712 + 20 * k));
-        }
+        let (mut c, a, b) = two_calls(700, 712, 23);
         // a's frame due at 1160 comes 4 ms late (off its beat): its next
         // is still expected at 1180 (two periods after 1140) as well as
         // at 1184 (one after 1164).
@@ -424,12 +425,7 @@ mod tests {
 
     #[test]
     fn two_calls_are_each_expected() {
-        let mut c = Cadence::new();
-        assert_ne!(slot_of(1), slot_of(2));
-        for k in 0..5 {
-            c.on_arrival(1, at(20 * k));
-            c.on_arrival(2, at(20 * k + 7));
-        }
+        let (mut c, _, _) = two_calls(0, 7, 5);
         // Last arrivals: 80 and 87; next: 100 and 107.
         assert!(!c.calm(at(100), HORIZON));
         assert!(c.calm(at(104), HORIZON));
