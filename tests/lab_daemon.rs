@@ -162,6 +162,18 @@ fn transparent_with(lab: &Lab, datapath: &str, threads: &[&str]) {
         lab_config("80 Mbit", "80 Mbit")
     );
     let qosd = lab.qosd(&cfg);
+
+    // ARP and ICMP both families (fresh namespaces: the first ping needs ARP
+    // through qosd).
+    lab.sh("lan", "ping -c 2 -i 0.2 -W 2 198.18.0.20");
+    lab.sh("lan", "ping -6 -c 2 -i 0.2 -W 2 2001:2::20");
+    lab.sh("srv", "ping -c 2 -i 0.2 -W 2 198.18.0.10");
+    assert!(
+        lab.sh("lan", "ip neigh show 198.18.0.20")
+            .contains("lladdr"),
+        "ARP did not resolve through qosd"
+    );
+    // Frames crossed both ways: the data path's threads run.
     let pid = qosd.pid().expect("qosd runs");
     let mut names: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
         .expect("qosd's threads")
@@ -174,16 +186,6 @@ fn transparent_with(lab: &Lab, datapath: &str, threads: &[&str]) {
     want.sort();
     assert_eq!(names, want, "data-path threads");
 
-    // ARP and ICMP both families (fresh namespaces: the first ping needs ARP
-    // through qosd).
-    lab.sh("lan", "ping -c 2 -i 0.2 -W 2 198.18.0.20");
-    lab.sh("lan", "ping -6 -c 2 -i 0.2 -W 2 2001:2::20");
-    lab.sh("srv", "ping -c 2 -i 0.2 -W 2 198.18.0.10");
-    assert!(
-        lab.sh("lan", "ip neigh show 198.18.0.20")
-            .contains("lladdr"),
-        "ARP did not resolve through qosd"
-    );
     // An 802.1Q-tagged, full-MTU frame crosses with its tag and payload.
     let srv_mac = lab
         .sh("srv", "cat /sys/class/net/eth0/address")
