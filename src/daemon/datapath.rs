@@ -39,13 +39,17 @@ const MIN_DEAF: Duration = Duration::from_micros(20);
 const MAX_DEAF: Duration = Duration::from_millis(1);
 /// Under a backlog on a busy link, and while no voice frame is due,
 /// departures are sent at most this often, several at a time: the shaper's
-/// buckets save up at least `shaper::DEFAULT_BURST` (1 ms) of credit, so
-/// waking this late loses no rate, and the thread wakes once per this time
-/// instead of once per frame (a 1500-byte frame leaves every 255 us at
-/// 47 Mbit/s). A voice frame arriving meanwhile would wait for the wake-up
-/// (up to this long), so around the times a call's next frames are due
-/// (`engine::cadence`) every departure wakes the thread.
-const COALESCE: Duration = Duration::from_micros(500);
+/// buckets save up twice this of credit (`shaper_config`), so waking
+/// this late loses no rate, and the thread wakes once per
+/// this time instead of once per frame (a 1500-byte frame leaves every
+/// 255 us at 47 Mbit/s). A voice frame arriving meanwhile would wait for
+/// the wake-up (up to this long), so around the times a call's next frames
+/// are due (`engine::cadence`) every departure wakes the thread. Why 750 us
+/// and not less or more: a wake-up costs more than the frames it sends at
+/// office rates, and 1 ms was measured to cost the call's latency, as each
+/// wake-up's frames wait together in the modem (BENCHMARKS.md, "Coalescing
+/// 750 us").
+const COALESCE: Duration = Duration::from_micros(750);
 /// How far past a coalesced sleep no voice frame may be due either: the
 /// timer fires a little late on a busy machine, and the other direction's
 /// turn may come first.
@@ -639,10 +643,14 @@ fn next_sleep(
 /// The shaper of one direction of the daemon. Every queued frame holds a
 /// whole receive buffer, so the packet limit is what the memory budget
 /// buys in buffers: a flood of tiny frames cannot pin more memory than
-/// the budget.
+/// the budget. The buckets save up twice [`COALESCE`] of credit (at least),
+/// so a wake-up that coalescing made late, and the timer later still,
+/// loses no rate; the engine alone (`simulate`, with exact departures)
+/// keeps the shaper's default.
 pub fn shaper_config(cfg: &Config, dir: Direction, buffer: usize) -> ShaperConfig {
     let mut sc = ShaperConfig::from_config(cfg, dir);
     sc.packet_limit = (sc.memory_limit / buffer.max(64) as u64).max(1024);
+    sc.burst = sc.burst.max(2 * COALESCE);
     sc
 }
 
@@ -686,8 +694,19 @@ mod tests {
         assert_eq!(precise(Some(us(255)), us(100)), (us(100), false));
         assert_eq!(precise(Some(us(10)), us(30)), (us(10), true));
         assert_eq!(precise(None, us(300)), (us(300), false));
-        // The buckets' burst covers the coalescing delay.
-        assert!(COALESCE * 2 <= crate::shaper::DEFAULT_BURST);
+    }
+
+    #[test]
+    fn the_daemons_buckets_save_up_twice_the_coalescing_delay() {
+        // A coalesced wake-up comes up to COALESCE late, and the timer may
+        // add as much again on a busy machine: the credit saved meanwhile
+        // must not be cut, or the link loses rate.
+        let cfg = crate::config::load_embedded().unwrap();
+        for dir in [Direction::Upload, Direction::Download] {
+            let sc = shaper_config(&cfg, dir, buffer_size(1518));
+            assert!(sc.burst >= 2 * COALESCE, "{:?}", sc.burst);
+            assert!(sc.burst >= crate::shaper::DEFAULT_BURST);
+        }
     }
 
     #[test]
