@@ -323,6 +323,10 @@ const FAMILIES: &[(&str, &str)] = &[
         "Frames whose partial TCP/UDP checksum qosd completed.",
     ),
     (
+        "qosd_datapath_bell_rings_total",
+        "Voice frames that woke the data path as they arrived (AF_XDP backend's doorbell), per direction.",
+    ),
+    (
         "qosd_datapath_errors_total",
         "Data-path errors by interface and kind.",
     ),
@@ -663,6 +667,11 @@ pub fn build(v: &MetricsView) -> Vec<MetricFamily> {
             "qosd_checksums_completed_total",
             &[("direction", d)],
             io.checksum_completed as f64,
+        );
+        f.counter(
+            "qosd_datapath_bell_rings_total",
+            &[("direction", d)],
+            io.bell_rings as f64,
         );
         for (iface, kind, n) in [
             (rx_if, "rx_error", io.rx_errors),

@@ -33,6 +33,10 @@ fn main() -> std::process::ExitCode {
             "auto_picks_the_backend_per_port_and_xdp_refuses_clearly",
             auto_picks_the_backend_per_port_and_xdp_refuses_clearly,
         ),
+        (
+            "the_xdp_program_rings_for_the_flows_in_its_map_and_no_others",
+            the_xdp_program_rings_for_the_flows_in_its_map_and_no_others,
+        ),
     ])
 }
 
@@ -494,4 +498,103 @@ fn auto_picks_the_backend_per_port_and_xdp_refuses_clearly() {
     );
     assert!(lab.sh("gw", "ip link show wan0").contains("qosd_redirect"));
     assert!(!lab.sh("gw", "ip link show lan0").contains("xdp"));
+}
+
+/// The doorbell (io::xdp::program): the kernel runs the program on frames
+/// of every shape it must read or refuse (BPF_PROG_TEST_RUN: nothing is
+/// received or sent), and it rings exactly for those whose key, as
+/// qosd's `bell_key` builds it from the same bytes, is in its map. So the
+/// program and qosd agree on every key, and a frame cut anywhere is read
+/// no further than it goes (the verifier refuses a program that could).
+fn the_xdp_program_rings_for_the_flows_in_its_map_and_no_others() {
+    use qosd::io::xdp::bell::BellRing;
+    use qosd::io::xdp::program::Redirect;
+    use qosd::packet::bell::bell_key;
+
+    let r = Redirect::load(1)
+        .map_err(|(step, e)| format!("{}: {e}", step.as_str()))
+        .unwrap();
+    let maps = r.bell().expect("this kernel (5.8+) has BPF ring buffers");
+    let mut ring = BellRing::map(maps.ring_fd()).unwrap();
+
+    let eth = |tags: &[[u8; 2]], ether_type: u16, l3: &[u8]| {
+        let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2];
+        for t in tags {
+            f.extend_from_slice(t);
+            f.extend_from_slice(&[0x00, 0x64]);
+        }
+        f.extend_from_slice(&ether_type.to_be_bytes());
+        f.extend_from_slice(l3);
+        f
+    };
+    let ipv4 = |first: u8, proto: u8, frag: u16, port: u8| {
+        let mut h = vec![first, 0, 0, 48, 0, 1];
+        h.extend_from_slice(&frag.to_be_bytes());
+        h.extend_from_slice(&[64, proto, 0, 0, 198, 18, 0, 10, 198, 19, 0, port]);
+        if first == 0x46 {
+            h.extend_from_slice(&[1, 1, 1, 0]);
+        }
+        h.extend_from_slice(&[0x13, 0x8c, 0x13, port, 0, 28, 0, 0, 0xaa, 0xbb]);
+        h
+    };
+    let ipv6 = |next: u8, port: u8| {
+        let mut h = vec![0x60, 0, 0, 0, 0, 8, next, 64];
+        h.extend((0..16u8).map(|i| 0x20 + i));
+        h.extend((0..16u8).map(|i| 0x40 + i + port));
+        h.extend_from_slice(&[0x13, 0x8c, 0x13, port, 0, 8, 0, 0]);
+        h
+    };
+    let q = [0x81, 0x00];
+    let ad = [0x88, 0xa8];
+    let frames = vec![
+        eth(&[], 0x0800, &ipv4(0x45, 17, 0, 1)),
+        eth(&[q], 0x0800, &ipv4(0x45, 17, 0, 2)),
+        eth(&[ad], 0x0800, &ipv4(0x45, 17, 0x2000, 3)),
+        eth(&[], 0x86dd, &ipv6(17, 4)),
+        eth(&[q], 0x86dd, &ipv6(17, 5)),
+        // Same ports and addresses as frame 0 but not in the map.
+        eth(&[], 0x0800, &ipv4(0x45, 17, 0, 6)),
+        // No key: TCP, a later fragment, IPv4 options, an IPv6 extension
+        // header, two tags, not IP.
+        eth(&[], 0x0800, &ipv4(0x45, 6, 0, 1)),
+        eth(&[], 0x0800, &ipv4(0x45, 17, 0x0040, 1)),
+        eth(&[], 0x0800, &ipv4(0x46, 17, 0, 1)),
+        eth(&[], 0x86dd, &ipv6(0, 4)),
+        eth(&[ad, q], 0x0800, &ipv4(0x45, 17, 0, 1)),
+        eth(&[], 0x0806, &ipv4(0x45, 17, 0, 1)),
+    ];
+    // Into the map: the keys of the first five (frame 5 differs from frame
+    // 0 only in its destination port and address).
+    let mut wanted = Vec::new();
+    for f in frames.iter().take(5) {
+        let key = bell_key(f).expect("a UDP frame the program reads has a key");
+        maps.set(&key, true).unwrap();
+        wanted.push(key);
+    }
+    assert_eq!(ring.drain(), 0);
+    for (i, f) in frames.iter().enumerate() {
+        // Every length from a bare Ethernet header to the whole frame.
+        for len in 14..=f.len() {
+            let cut = &f[..len];
+            let verdict = r.test_run(cut).unwrap();
+            // XDP_PASS: the queue has no socket in the map here.
+            assert_eq!(verdict, 2, "frame {i} cut to {len}");
+            let rings = bell_key(cut).is_some_and(|k| wanted.contains(&k));
+            assert_eq!(
+                ring.drain(),
+                u64::from(rings),
+                "frame {i} cut to {len} bytes: qosd's key {:?}",
+                bell_key(cut)
+            );
+            if len == f.len() {
+                assert_eq!(rings, i < 5, "frame {i}");
+            }
+        }
+    }
+    // A key taken out rings no more.
+    maps.set(&wanted[0], false).unwrap();
+    r.test_run(&frames[0]).unwrap();
+    assert_eq!(ring.drain(), 0);
+    // Removing what is not there is no error (a slot given up twice).
+    maps.set(&wanted[0], false).unwrap();
 }

@@ -13,8 +13,10 @@
 #
 # -n: no call in the office: the latency probe runs on UDP 5005 (browsing,
 # not voice), so qosd coalesces departures all the time (see datapath.rs,
-# COALESCE); by default it is a voice stream (UDP 5004, every 20 ms), and
-# around each of its frames' due times every departure wakes qosd
+# COALESCE); by default it is a voice stream (UDP 5004, every 20 ms): with
+# AF_XDP (auto) each of its frames wakes qosd as it arrives (the XDP
+# program's doorbell, engine/bells.rs), with the other backends every
+# departure wakes qosd around each of its frames' due times
 # (engine/cadence.rs).
 #
 # -i: qosd's CPU alone, as on a gateway whose neighbours are other machines.

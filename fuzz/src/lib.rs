@@ -208,6 +208,17 @@ pub fn packet(data: &[u8]) {
     let _ = (meta.src_ip(), meta.dst_ip(), meta.has_ports());
     let (key, side) = FlowKey::of(&meta);
     let _ = key.endpoint(side);
+    // The doorbell's key (what the XDP program builds from the same bytes;
+    // `tests/lab_interfaces.rs` checks the two agree): UDP, its version, and
+    // zeros wherever the version has no address bytes.
+    if let Some(bell) = qosd::packet::bell::bell_key(frame) {
+        assert_eq!((bell[5], bell[6], bell[7]), (17, 0, 0));
+        match bell[4] {
+            4 => assert!(bell[12..24].iter().chain(&bell[28..]).all(|b| *b == 0)),
+            6 => {}
+            v => panic!("doorbell key of IP version {v}"),
+        }
+    }
     if meta.kind == FrameKind::Ip {
         assert!(meta.ip_offset < frame.len());
         let dscp = knobs & 0x3f;

@@ -1,7 +1,8 @@
 //! The data path: each direction receives on one interface, runs the
 //! engine and transmits on the other when the shaper releases frames; one
 //! thread serves both directions (or, with `datapath.threads = 2`, one
-//! each), sleeping in `poll` until the next frame is due or arrives.
+//! each), sleeping in `poll` until the next frame is due or arrives, or
+//! a voice frame rings the AF_XDP backend's doorbell.
 //!
 //! Nothing here allocates per frame in steady state (buffers come from a
 //! pool), logs per frame or touches Prometheus: counters are plain fields,
@@ -22,9 +23,9 @@ use crate::shaper::{Shaper, ShaperConfig};
 use crate::telemetry::{IoCounters, PortHealth, PortState, SnapshotCell, now};
 use crate::time::Instant;
 
-/// Most descriptors one `poll` watches: the AF_XDP sockets of every
-/// receive queue and the packet socket.
-const MAX_POLL: usize = crate::io::xdp::MAX_QUEUES + 1;
+/// Most descriptors one `poll` watches: the doorbell, the AF_XDP sockets
+/// of every receive queue and the packet socket.
+const MAX_POLL: usize = crate::io::xdp::MAX_QUEUES + 2;
 /// Most frames received per loop before the queue is served again.
 const RX_BATCH: usize = 64;
 /// Longest sleep when idle: bounds shutdown and snapshot latency.
@@ -44,7 +45,8 @@ const MAX_DEAF: Duration = Duration::from_millis(1);
 /// this time instead of once per frame (a 1500-byte frame leaves every
 /// 255 us at 47 Mbit/s). A voice frame arriving meanwhile would wait for
 /// the wake-up (up to this long), so around the times a call's next frames
-/// are due (`engine::cadence`) every departure wakes the thread. Why 750 us
+/// are due (`engine::cadence`) every departure wakes the thread, unless the
+/// call's frames ring the doorbell (`engine::bells`). Why 750 us
 /// and not less or more: a wake-up costs more than the frames it sends at
 /// office rates, and 1 ms was measured to cost the call's latency, as each
 /// wake-up's frames wait together in the modem (BENCHMARKS.md, "Coalescing
@@ -90,6 +92,15 @@ pub struct Datapath {
     next_publish: Instant,
     /// When to look at the interfaces next.
     next_check: Instant,
+    /// Whether the engine's doorbell is armed, for the receive socket of
+    /// the ingress port's this many re-opens (a new socket has a new,
+    /// empty map).
+    bells_for: (bool, u64),
+    /// Rings heard whose frame has not been received yet: the next sleep
+    /// watches the sockets for it.
+    owed: u64,
+    /// The engine's count of frames that rang, when last looked at.
+    bell_frames: u64,
 }
 
 /// What a turn of a path's loop asks for next.
@@ -142,6 +153,9 @@ impl Datapath {
             check_soon: false,
             next_publish: now(),
             next_check: now(),
+            bells_for: (false, 0),
+            owed: 0,
+            bell_frames: 0,
         })
     }
 
@@ -168,6 +182,7 @@ impl Datapath {
             self.publish(now(), true);
         }
         self.receive_batch(t);
+        self.hear_bells();
         let t = now();
         self.follow_link(t);
         self.transmit_due(t);
@@ -188,12 +203,50 @@ impl Datapath {
         let busy = Duration::from_nanos(self.engine.queue().link_free_at().nanos_since(t));
         let engine = &mut self.engine;
         match next_sleep(due, busy, |deaf| engine.urgent_calm(t, deaf)) {
-            Some((wait, watch)) => Next::Sleep {
-                until: t + wait,
-                watch,
-            },
+            Some((wait, watch)) => {
+                // A frame that rang and is not in yet: the kernel rings
+                // before it hands the frame to the socket. Watch for it,
+                // once: a ring whose frame never comes (dropped for a full
+                // socket) must not keep the thread listening.
+                let owed = std::mem::take(&mut self.owed) > 0;
+                Next::Sleep {
+                    until: t + wait,
+                    watch: watch || owed,
+                }
+            }
             None => Next::Again,
         }
+    }
+
+    /// Keeps the engine's doorbell in step with the receive socket, counts
+    /// the rings heard against the frames that rang, and makes the map
+    /// changes the engine asks for (a bpf(2) call each, once per flow).
+    fn hear_bells(&mut self) {
+        let reopens = self.rx.health().reopens;
+        let Some(rx) = self.rx.socket_mut() else {
+            if self.bells_for.0 {
+                self.engine.arm_bells(false);
+                self.bells_for = (false, reopens);
+            }
+            return;
+        };
+        let now_for = (rx.bell_fd().is_some(), reopens);
+        if now_for != self.bells_for {
+            self.engine.arm_bells(now_for.0);
+            self.bells_for = now_for;
+            self.owed = 0;
+        }
+        if !now_for.0 {
+            return;
+        }
+        let rang = rx.drain_bell();
+        self.io.bell_rings += rang;
+        let frames = self.engine.bell_frames();
+        let received = frames.saturating_sub(self.bell_frames);
+        self.bell_frames = frames;
+        self.owed = self.owed.saturating_add(rang).saturating_sub(received);
+        self.engine
+            .take_bell_changes(|key, on| rx.set_bell(key, on).is_ok());
     }
 
     /// Keeps the queue at the link's rate: the download path runs
@@ -372,15 +425,17 @@ impl Datapath {
         });
     }
 
-    /// Adds the receiving sockets (one per queue with AF_XDP; none while
-    /// the ingress interface is gone) to the front of `pfds`; returns how
-    /// many.
-    fn watch(&mut self, pfds: &mut [libc::pollfd]) -> usize {
+    /// Adds the doorbell, if any, and with `sockets` the receiving sockets
+    /// (one per queue with AF_XDP; none while the ingress interface is
+    /// gone) to the front of `pfds`; returns how many.
+    fn watch(&mut self, pfds: &mut [libc::pollfd], sockets: bool) -> usize {
         let Some(rx) = self.rx.socket_mut() else {
             return 0;
         };
+        let bell = rx.bell_fd();
+        let fds = bell.iter().chain(rx.poll_fds().iter().filter(|_| sockets));
         let mut n = 0;
-        for (p, &fd) in pfds.iter_mut().zip(rx.poll_fds()) {
+        for (p, &fd) in pfds.iter_mut().zip(fds) {
             *p = pollfd(fd);
             n += 1;
         }
@@ -468,8 +523,8 @@ pub fn run(mut paths: Vec<Datapath>, stop: &AtomicBool) {
                 Next::Again => again = true,
                 Next::Sleep { until: u, watch } => {
                     until = until.min(u);
-                    if watch && let Some(free) = pfds.get_mut(n..) {
-                        n += p.watch(free);
+                    if let Some(free) = pfds.get_mut(n..) {
+                        n += p.watch(free, watch);
                     }
                 }
             }

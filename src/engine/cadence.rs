@@ -44,7 +44,7 @@ const MIN_MARGIN_NS: u64 = 1_000_000;
 const MAX_MARGIN_NS: u64 = 4_000_000;
 /// Flows followed at once (direct-mapped by a mix of the flow's id): a
 /// branch office's calls, with room for collisions.
-const FLOWS: usize = 32;
+pub(crate) const FLOWS: usize = 32;
 /// `FLOWS` is 2 to this power.
 const FLOW_BITS: u32 = 5;
 /// Period over which unexpected urgent arrivals are counted.
@@ -122,6 +122,12 @@ impl FlowCadence {
     }
 }
 
+/// The slot of the flow with id `flow_hash`. Flow ids are handed out in
+/// order: mix them, or flows opened together would share a slot.
+pub(crate) fn slot_of(flow_hash: u32) -> usize {
+    (flow_hash.wrapping_mul(0x9E37_79B1) >> (32 - FLOW_BITS)) as usize
+}
+
 /// The bits of the slots `first` to `last` (absolute), as far as a ring
 /// whose first slot is `cleared` reaches.
 fn slots(cleared: u64, first: u64, last: u64) -> u128 {
@@ -149,9 +155,21 @@ impl Cadence {
     }
 
     /// A frame of an urgent category arrived at `now`, of the flow
-    /// `flow_hash`.
-    pub fn on_arrival(&mut self, flow_hash: u32, now: Instant) {
+    /// `flow_hash`; `rings`: the flow's frames ring the data path's
+    /// doorbell (`engine::bells`), so they wake it wherever they fall and
+    /// need no window, and none of them is a surprise.
+    pub fn on_arrival(&mut self, flow_hash: u32, now: Instant, rings: bool) {
         let now = self.advance(now);
+        if rings {
+            // Windows marked before it rang are not needed either.
+            if let Some(f) = self.flows.get_mut(slot_of(flow_hash))
+                && f.used
+                && f.tag == flow_hash
+            {
+                f.marks = 0;
+            }
+            return;
+        }
         let slot = now.as_nanos() / SLOT_NS;
         let expected = self.marked(slot);
         let count = if expected {
@@ -160,9 +178,7 @@ impl Cadence {
             &mut self.surprises[0]
         };
         *count = count.saturating_add(1);
-        // Flow ids are handed out in order: mix them, or flows opened
-        // together would share a slot.
-        let index = (flow_hash.wrapping_mul(0x9E37_79B1) >> (32 - FLOW_BITS)) as usize;
+        let index = slot_of(flow_hash);
         let on_beat = self.learn(index, flow_hash, now);
         let cleared = self.cleared;
         let Some(f) = self.flows.get_mut(index) else {
@@ -313,8 +329,8 @@ mod tests {
         let (a, b) = (1u32, 2u32);
         assert_ne!(slot_of(a), slot_of(b));
         for k in 0..frames {
-            c.on_arrival(a, at(a_from + 20 * k));
-            c.on_arrival(b, at(b_from + 20 * k));
+            c.on_arrival(a, at(a_from + 20 * k), false);
+            c.on_arrival(b, at(b_from + 20 * k), false);
         }
         (c, a, b)
     }
@@ -333,7 +349,7 @@ mod tests {
         let mut c = Cadence::new();
         assert!(c.calm(at(1_000), HORIZON), "nothing learned: calm");
         for k in 0..10 {
-            c.on_arrival(7, at(1_000 + 20 * k));
+            c.on_arrival(7, at(1_000 + 20 * k), false);
         }
         // The last frame came at 1180: the next is due at 1200, give or
         // take the least margin (1 ms).
@@ -347,7 +363,7 @@ mod tests {
         assert!(!c.calm(at(1_201), HORIZON), "1 ms after it");
         assert!(c.calm(at(1_203), HORIZON));
         // Most of the time, departures may be coalesced.
-        c.on_arrival(7, at(1_200));
+        c.on_arrival(7, at(1_200), false);
         let share = calm_share(&mut c, 1_201, 1_221);
         assert!(share > 0.75 && share < 0.95, "{share}");
     }
@@ -358,19 +374,19 @@ mod tests {
         let (mut c, a, b) = two_calls(1_000, 1_002, 10);
         // Due: a at 1200 (window 1199-1201), b at 1202 (1201-1203).
         assert!(!c.calm(at(1_199), 0));
-        c.on_arrival(a, at(1_199));
+        c.on_arrival(a, at(1_199), false);
         // a's frame came: the rest of its window is calm...
         assert!(c.calm(Instant::from_nanos(1_200 * MS + MS / 2), 0));
         // ...but not b's, still to come.
         assert!(!c.calm(at(1_201), 0) && !c.calm(at(1_202), 0));
-        c.on_arrival(b, at(1_202));
+        c.on_arrival(b, at(1_202), false);
         // a's next is due about 1219 (from 1199, its period now a little
         // shorter and its margin a little wider), b's at 1222.
         assert!(c.calm(at(1_203), 0) && c.calm(at(1_216), 0));
         assert!(!c.calm(at(1_218), 0) && !c.calm(at(1_223), 0));
         // Nor does a frame of a's off its beat (1212, not due till 1219)
         // touch b's window at 1222.
-        c.on_arrival(a, at(1_212));
+        c.on_arrival(a, at(1_212), false);
         assert!(!c.calm(at(1_222), 0));
     }
 
@@ -381,11 +397,11 @@ mod tests {
         // a's frame due at 1160 comes 4 ms late (off its beat): its next
         // is still expected at 1180 (two periods after 1140) as well as
         // at 1184 (one after 1164).
-        c.on_arrival(a, at(1_164));
+        c.on_arrival(a, at(1_164), false);
         // b's on-beat frame at 1172 closes b's window, not a's at 1180.
-        c.on_arrival(b, at(1_172));
+        c.on_arrival(b, at(1_172), false);
         assert!(!c.calm(Instant::from_nanos(1_179 * MS + MS / 2), MS / 2));
-        c.on_arrival(a, at(1_180));
+        c.on_arrival(a, at(1_180), false);
         assert_eq!(c.surprises[0], 1, "only the late frame came unexpected");
     }
 
@@ -396,7 +412,7 @@ mod tests {
         let late = |k: u64| if k.is_multiple_of(2) { 3 * MS } else { 0 };
         let t = |k: u64| Instant::from_nanos(1_000 * MS + 20 * MS * k + late(k));
         for k in 0..30 {
-            c.on_arrival(9, t(k));
+            c.on_arrival(9, t(k), false);
         }
         // Counted over the last two 100 ms windows: every one was expected.
         assert_eq!(c.surprises, [0, 0]);
@@ -413,13 +429,13 @@ mod tests {
     fn a_lost_frame_does_not_lose_the_beat() {
         let mut c = Cadence::new();
         for k in 0..5 {
-            c.on_arrival(7, at(20 * k));
+            c.on_arrival(7, at(20 * k), false);
         }
         // The frame due at 100 is lost; the one at 120 is still expected.
         assert!(!c.calm(at(100), HORIZON));
         assert!(c.calm(at(110), HORIZON));
         assert!(!c.calm(at(120), HORIZON));
-        c.on_arrival(7, at(120));
+        c.on_arrival(7, at(120), false);
         assert!(!c.calm(at(140), HORIZON), "the period survives the gap");
     }
 
@@ -438,7 +454,7 @@ mod tests {
         let call = || {
             let mut c = Cadence::new();
             for k in 0..5 {
-                c.on_arrival(1, at(20 * k));
+                c.on_arrival(1, at(20 * k), false);
             }
             assert!(!c.calm(at(100), HORIZON));
             c
@@ -471,7 +487,7 @@ mod tests {
             if i > SURPRISES_TOLERATED && c.calm(Instant::from_nanos(t - MS / 2), MS / 2) {
                 held += 1;
             }
-            c.on_arrival(i % 20, Instant::from_nanos(t));
+            c.on_arrival(i % 20, Instant::from_nanos(t), false);
         }
         // Then hardly any (without the surprise count: 193 of 195).
         assert!(held <= 10, "{held} of 195 held");
@@ -482,8 +498,8 @@ mod tests {
     #[test]
     fn a_new_call_is_tolerated_as_a_surprise() {
         let mut c = Cadence::new();
-        c.on_arrival(5, at(1_000));
-        c.on_arrival(5, at(1_020));
+        c.on_arrival(5, at(1_000), false);
+        c.on_arrival(5, at(1_020), false);
         // Two unexpected frames: still calm away from the beat.
         assert!(c.calm(at(1_030), HORIZON));
         assert!(!c.calm(at(1_040), HORIZON));
@@ -493,12 +509,12 @@ mod tests {
     fn a_changed_period_is_learned_again() {
         let mut c = Cadence::new();
         for k in 0..5 {
-            c.on_arrival(1, at(20 * k));
+            c.on_arrival(1, at(20 * k), false);
         }
         // Now every 30 ms (from 80): the period follows, an eighth of the
         // difference per frame; the first few are surprises.
         for k in 1..=30 {
-            c.on_arrival(1, at(80 + 30 * k));
+            c.on_arrival(1, at(80 + 30 * k), false);
         }
         // Last at 980: next at 1010, not 1000.
         assert!(c.calm(at(1_000), HORIZON));
@@ -506,7 +522,7 @@ mod tests {
         // Every 12 ms from now on (not within half a period of 30, nor of
         // twice it): learned anew after three such gaps.
         for k in 1..=11 {
-            c.on_arrival(1, at(980 + 12 * k));
+            c.on_arrival(1, at(980 + 12 * k), false);
         }
         assert_eq!(c.flows[slot_of(1) as usize].period_ns, 12 * MS);
         // Last at 1112: next at 1124.
@@ -519,11 +535,11 @@ mod tests {
         let a = 3u32;
         let b = (a + 1..).find(|&b| slot_of(b) == slot_of(a)).unwrap();
         let mut c = Cadence::new();
-        c.on_arrival(a, at(0));
-        c.on_arrival(a, at(20));
+        c.on_arrival(a, at(0), false);
+        c.on_arrival(a, at(20), false);
         for k in 2..10 {
-            c.on_arrival(a, at(20 * k));
-            c.on_arrival(b, at(20 * k + 10));
+            c.on_arrival(a, at(20 * k), false);
+            c.on_arrival(b, at(20 * k + 10), false);
         }
         // The call learned its beat; the other, never followed, counted
         // as surprises, which keep the direction precise.
@@ -531,7 +547,7 @@ mod tests {
         assert_eq!((f.tag, f.period_ns), (a, 20 * MS));
         assert!(!c.calm(at(195), HORIZON));
         // Once the call is over, the slot is the newcomer's.
-        c.on_arrival(b, at(400));
+        c.on_arrival(b, at(400), false);
         assert_eq!(c.flows[slot_of(a) as usize].tag, b);
     }
 
@@ -539,7 +555,7 @@ mod tests {
     fn a_clock_that_steps_back_is_read_as_standing_still() {
         let mut c = Cadence::new();
         for k in 0..5 {
-            c.on_arrival(1, at(1_000 + 20 * k));
+            c.on_arrival(1, at(1_000 + 20 * k), false);
         }
         // The next frame is due at 1100. A question dated 500 after one
         // at 1090 is one at 1090: calm, and nothing is forgotten.
@@ -550,7 +566,7 @@ mod tests {
         let mut t = 2_000;
         for i in 0..30u64 {
             t += 1 + (i * 7) % 11;
-            c.on_arrival(100 + i as u32, at(t));
+            c.on_arrival(100 + i as u32, at(t), false);
         }
         assert!(!c.calm(at(t), HORIZON));
         assert!(
@@ -561,11 +577,11 @@ mod tests {
         // overflow nothing and loop no longer than the ring.
         let mut c = Cadence::new();
         for k in 0..5 {
-            c.on_arrival(1, at(20 * k));
+            c.on_arrival(1, at(20 * k), false);
         }
         assert!(c.calm(at(90), HORIZON));
         assert!(!c.calm(at(90), u64::MAX));
-        c.on_arrival(u32::MAX, Instant::NEVER);
+        c.on_arrival(u32::MAX, Instant::NEVER, false);
         assert!(c.calm(Instant::NEVER, u64::MAX));
     }
 }

@@ -11,6 +11,7 @@
 //! (see [`crate::flow`]).
 
 pub mod accounting;
+pub mod bells;
 pub mod cadence;
 pub mod frame;
 pub mod hosts;
@@ -21,6 +22,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use arc_swap::ArcSwap;
 
 use self::accounting::Accounting;
+use self::bells::Bells;
 use self::cadence::Cadence;
 use self::frame::{Frame, host_tag, lan_mac};
 use self::hosts::HostTable;
@@ -28,6 +30,7 @@ use crate::classify::budget::{DpiBudget, Holder, Refusals};
 use crate::classify::dpi::dns::DnsCache;
 use crate::classify::{ClassCache, ClassTable, Classifier, DecidedBy, PacketCtx};
 use crate::config::{CategoryId, Config, Direction};
+use crate::packet::bell::BellKey;
 use crate::packet::{FrameKind, PacketMeta, rewrite};
 use crate::shaper::{CategoryCounters, DropReason, LinkQueue, ShaperConfig};
 use crate::time::Instant;
@@ -227,6 +230,8 @@ pub struct DirectionEngine<Q> {
     urgent: Vec<bool>,
     /// When the next urgent frames are due.
     cadence: Cadence,
+    /// Which urgent flows wake the data path themselves.
+    bells: Bells,
 }
 
 /// Per category of `cfg`, whether it is one of the most urgent: those of
@@ -301,6 +306,7 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
             window_clamp,
             urgent,
             cadence: Cadence::new(),
+            bells: Bells::new(),
             shared,
             queue,
             cache: ClassCache::new(),
@@ -327,6 +333,29 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
             .any(|(c, &urgent)| urgent && c.backlog.packets > 0);
         let within = u64::try_from(within.as_nanos()).unwrap_or(u64::MAX);
         !queued && self.cadence.calm(now, within)
+    }
+
+    /// Whether the receive path has a doorbell that frames of chosen
+    /// urgent flows ring as they arrive (`bells`): arms or disarms it, and
+    /// forgets which flows were in its map (a new one is empty).
+    pub fn arm_bells(&mut self, armed: bool) {
+        self.bells.arm(armed);
+    }
+
+    /// Whether the doorbell is armed.
+    pub fn bells_armed(&self) -> bool {
+        self.bells.armed()
+    }
+
+    /// Hands the doorbell map's pending changes to `apply` (key, add or
+    /// remove; true if made).
+    pub fn take_bell_changes(&mut self, apply: impl FnMut(&BellKey, bool) -> bool) {
+        self.bells.take_changes(apply);
+    }
+
+    /// Frames of flows that ring the doorbell, received since start.
+    pub fn bell_frames(&self) -> u64 {
+        self.bells.rung()
     }
 
     /// Signals the ISP-queue guard sent since start (0 upstream).
@@ -592,7 +621,10 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
             self.counters.window_clamp.lowered += 1;
         }
         if self.urgent.get(category.index()).copied().unwrap_or(false) {
-            self.cadence.on_arrival(flow_hash, now);
+            let rings = self.bells.on_urgent(flow_hash, frame.bytes(), now);
+            self.cadence.on_arrival(flow_hash, now, rings);
+        } else {
+            self.bells.on_other(flow_hash);
         }
         self.queue.enqueue(frame, category, flow_hash, now);
         if self.window_clamp

@@ -423,14 +423,10 @@ fn frames_count_for_their_lan_host_in_both_directions() {
     assert_eq!(hosts[0].addresses(), &[pc]);
 }
 
-/// The engine follows the beat of voice frames only: a call at 20 ms makes
-/// the direction un-calm around each expected frame and calm in between,
-/// however much other traffic arrives; after a reload that makes another
-/// category the most urgent, that category's frames are followed instead.
-#[test]
-fn voice_frames_set_the_beat_other_traffic_does_not() {
+/// A rule that makes UDP 5060 voice, and voice served first, as shipped
+/// (this file's layout has control first).
+fn pbx_voice_first() -> Config {
     let mut cfg = config("[[rule]]\nname = \"pbx\"\nports = 5060\ncategory = \"voice\"\n");
-    // As shipped: voice is served first (this file's layout has control).
     for c in &mut cfg.category {
         c.priority = if c.name == "voice" {
             0
@@ -438,6 +434,64 @@ fn voice_frames_set_the_beat_other_traffic_does_not() {
             c.priority.max(1)
         };
     }
+    cfg
+}
+
+/// With a doorbell (the AF_XDP backend's), a call's key goes into its map
+/// once, and its frames then wake the data path as they arrive: no window
+/// around its expected frames, only while one is queued.
+#[test]
+fn a_call_that_rings_the_doorbell_needs_no_window() {
+    let cfg = pbx_voice_first();
+    let mut e = engine(&cfg, Direction::Upload);
+    e.arm_bells(true);
+    let mut pool = FramePool::new(2048, 0);
+    let ms = |m: u64| Instant::from_nanos(m * 1_000_000);
+    let within = Duration::from_millis(1);
+    let voice = udp(PC, 40000, SRV, 5060, &[0u8; 160], 0);
+    let mut keys = Vec::new();
+    for m in (400..600).step_by(20) {
+        e.ingress(frame(&mut pool, &voice), ms(m));
+        while let Some(f) = e.dequeue(ms(m)) {
+            pool.put(f.into_buffer());
+        }
+        e.take_bell_changes(|k, on| {
+            keys.push((*k, on));
+            true
+        });
+    }
+    assert_eq!(
+        keys,
+        vec![(crate::packet::bell::bell_key(&voice).unwrap(), true)]
+    );
+    // Every frame after the first rang.
+    assert_eq!(e.bell_frames(), 9);
+    assert!(e.urgent_calm(ms(600), within), "due, but it will ring");
+    e.ingress(frame(&mut pool, &voice), ms(600));
+    assert!(!e.urgent_calm(ms(600), within), "queued: sent at once");
+    // Without the doorbell (a socket re-opened without one) the same call
+    // has windows again, once its beat is learned anew.
+    e.arm_bells(false);
+    for m in (620..800).step_by(20) {
+        while let Some(f) = e.dequeue(ms(m)) {
+            pool.put(f.into_buffer());
+        }
+        e.ingress(frame(&mut pool, &voice), ms(m));
+        while let Some(f) = e.dequeue(ms(m)) {
+            pool.put(f.into_buffer());
+        }
+    }
+    assert!(!e.urgent_calm(ms(800), within), "a window");
+    assert!(e.urgent_calm(ms(810), within), "between two");
+}
+
+/// The engine follows the beat of voice frames only: a call at 20 ms makes
+/// the direction un-calm around each expected frame and calm in between,
+/// however much other traffic arrives; after a reload that makes another
+/// category the most urgent, that category's frames are followed instead.
+#[test]
+fn voice_frames_set_the_beat_other_traffic_does_not() {
+    let cfg = pbx_voice_first();
     let mut e = engine(&cfg, Direction::Upload);
     let mut pool = FramePool::new(2048, 0);
     let ms = |m: u64| Instant::from_nanos(m * 1_000_000);

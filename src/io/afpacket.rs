@@ -357,6 +357,26 @@ impl RxSocket {
         self.xdp.as_ref().is_some_and(XdpRx::has_pending)
     }
 
+    /// The doorbell (AF_XDP only): a descriptor `poll` reports readable
+    /// when a frame of a flow given to [`RxSocket::set_bell`] arrived.
+    pub fn bell_fd(&self) -> Option<RawFd> {
+        self.xdp.as_ref().and_then(XdpRx::bell_fd)
+    }
+
+    /// How many frames rang the doorbell since the last call.
+    pub fn drain_bell(&mut self) -> u64 {
+        self.xdp.as_mut().map_or(0, XdpRx::drain_bell)
+    }
+
+    /// Makes the frames of the flow with `key` ring the doorbell, or no
+    /// longer (`on` false); an error where there is no doorbell.
+    pub fn set_bell(&self, key: &crate::packet::bell::BellKey, on: bool) -> io::Result<()> {
+        match &self.xdp {
+            Some(x) => x.set_bell(key, on),
+            None => Err(io::Error::from(io::ErrorKind::Unsupported)),
+        }
+    }
+
     /// Whether the kernel's stack and any bridge still see the frames this
     /// socket receives (it gets copies): not with AF_XDP, which takes them.
     pub fn receives_copies(&self) -> bool {

@@ -4,6 +4,7 @@
 //! not IP, fragments and malformed frames are recognised as such so the data
 //! path can still forward (and count) them.
 
+pub mod bell;
 mod fast;
 pub mod rewrite;
 mod tunnel;

@@ -52,6 +52,9 @@ pub struct IoCounters {
     pub egress_down: u64,
     /// Their bytes.
     pub egress_down_bytes: u64,
+    /// Frames of voice flows that rang the data path's doorbell as they
+    /// arrived (AF_XDP backend; see `engine::bells`).
+    pub bell_rings: u64,
 }
 
 /// What one direction publishes for metrics and the API.

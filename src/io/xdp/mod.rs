@@ -20,6 +20,7 @@
 //! stops answering. `auto` therefore keeps to the `ring` backend on an
 //! interface that has an address (see [`has_address`]).
 
+pub mod bell;
 pub mod program;
 
 use std::io;
@@ -340,6 +341,8 @@ impl Queue {
 /// order: the program is detached before the sockets close.
 pub struct XdpRx {
     redirect: Redirect,
+    /// The doorbell's positions, where the program has one.
+    bell: Option<bell::BellRing>,
     queues: Vec<Queue>,
     fds: Vec<RawFd>,
     /// The queue to look at first (round robin across calls).
@@ -382,8 +385,14 @@ impl XdpRx {
             _ => attempt(false)?,
         };
         let fds = queues.iter().map(Queue::fd).collect();
+        // Without the mapping the doorbell cannot be heard: no keys go into
+        // its map then, so it never rings.
+        let bell = redirect
+            .bell()
+            .and_then(|b| bell::BellRing::map(b.ring_fd()).ok());
         Ok(XdpRx {
             redirect,
+            bell,
             queues,
             fds,
             next: 0,
@@ -430,6 +439,29 @@ impl XdpRx {
             q.refill();
         }
         None
+    }
+
+    /// The doorbell's descriptor, for `poll`: readable once a frame of a
+    /// flow given to [`XdpRx::set_bell`] arrived. None without a doorbell.
+    pub fn bell_fd(&self) -> Option<RawFd> {
+        self.bell.as_ref()?;
+        self.redirect.bell().map(program::BellMaps::ring_fd)
+    }
+
+    /// How many frames rang the doorbell since the last call (they are in
+    /// the sockets, or about to be: the kernel rings before it hands the
+    /// frame over).
+    pub fn drain_bell(&mut self) -> u64 {
+        self.bell.as_mut().map_or(0, bell::BellRing::drain)
+    }
+
+    /// Makes the frames of the flow with `key` ring the doorbell (`on`), or
+    /// no longer.
+    pub fn set_bell(&self, key: &crate::packet::bell::BellKey, on: bool) -> io::Result<()> {
+        match (self.redirect.bell(), &self.bell) {
+            (Some(b), Some(_)) => b.set(key, on),
+            _ => Err(io::Error::from(io::ErrorKind::Unsupported)),
+        }
     }
 
     /// Frames the kernel dropped since the last call because qosd did not
