@@ -96,9 +96,8 @@ pub struct Datapath {
     /// the ingress port's this many re-opens (a new socket has a new,
     /// empty map).
     bells_for: (bool, u64),
-    /// Rings heard whose frame has not been received yet: the next sleep
-    /// watches the sockets for it.
-    owed: u64,
+    /// Rings heard against frames that rang.
+    book: BellBook,
     /// The engine's count of frames that rang, when last looked at.
     bell_frames: u64,
 }
@@ -154,7 +153,7 @@ impl Datapath {
             next_publish: now(),
             next_check: now(),
             bells_for: (false, 0),
-            owed: 0,
+            book: BellBook::default(),
             bell_frames: 0,
         })
     }
@@ -205,10 +204,8 @@ impl Datapath {
         match next_sleep(due, busy, |deaf| engine.urgent_calm(t, deaf)) {
             Some((wait, watch)) => {
                 // A frame that rang and is not in yet: the kernel rings
-                // before it hands the frame to the socket. Watch for it,
-                // once: a ring whose frame never comes (dropped for a full
-                // socket) must not keep the thread listening.
-                let owed = std::mem::take(&mut self.owed) > 0;
+                // before it hands the frame to the socket.
+                let owed = self.book.sleep();
                 Next::Sleep {
                     until: t + wait,
                     watch: watch || owed,
@@ -234,7 +231,7 @@ impl Datapath {
         if now_for != self.bells_for {
             self.engine.arm_bells(now_for.0);
             self.bells_for = now_for;
-            self.owed = 0;
+            self.book = BellBook::default();
         }
         if !now_for.0 {
             return;
@@ -242,9 +239,9 @@ impl Datapath {
         let rang = rx.drain_bell();
         self.io.bell_rings += rang;
         let frames = self.engine.bell_frames();
-        let received = frames.saturating_sub(self.bell_frames);
+        self.book
+            .turn(rang, frames.saturating_sub(self.bell_frames));
         self.bell_frames = frames;
-        self.owed = self.owed.saturating_add(rang).saturating_sub(received);
         self.engine
             .take_bell_changes(|key, on| rx.set_bell(key, on).is_ok());
     }
@@ -556,6 +553,48 @@ pub fn run(mut paths: Vec<Datapath>, stop: &AtomicBool) {
     }
 }
 
+/// The doorbell's rings heard against the frames that rang: whether a
+/// sleep must watch the sockets for a frame that rang and is not in yet.
+#[derive(Debug, Default, Clone, Copy)]
+struct BellBook {
+    /// Rings heard whose frame has not been received.
+    owed: u64,
+    /// Frames a sleep watched for that had not come by its end: when they
+    /// come they settle their own rings, not newer ones.
+    late: u64,
+}
+
+/// Most rings remembered as watched for.
+const LATE_MAX: u64 = 64;
+
+impl BellBook {
+    /// A turn heard `rang` rings and received `received` frames of flows
+    /// that ring.
+    fn turn(&mut self, rang: u64, received: u64) {
+        let settled = received.min(self.late);
+        // A quiet turn forgets frames still watched for: they were lost
+        // (a full socket drops a frame after it rang).
+        self.late = if rang == 0 && received == 0 {
+            0
+        } else {
+            self.late - settled
+        };
+        self.owed = self
+            .owed
+            .saturating_add(rang)
+            .saturating_sub(received - settled);
+    }
+
+    /// Whether the coming sleep must watch the sockets. It does once per
+    /// ring: a ring whose frame never comes must not keep the thread
+    /// listening.
+    fn sleep(&mut self) -> bool {
+        let owed = std::mem::take(&mut self.owed);
+        self.late = self.late.saturating_add(owed).min(LATE_MAX);
+        owed > 0
+    }
+}
+
 /// A pollfd waiting for `fd` to become readable.
 fn pollfd(fd: std::os::fd::RawFd) -> libc::pollfd {
     libc::pollfd {
@@ -749,6 +788,34 @@ mod tests {
         assert_eq!(precise(Some(us(255)), us(100)), (us(100), false));
         assert_eq!(precise(Some(us(10)), us(30)), (us(10), true));
         assert_eq!(precise(None, us(300)), (us(300), false));
+    }
+
+    #[test]
+    fn a_ring_whose_frame_is_not_in_makes_one_sleep_watch_the_sockets() {
+        let mut b = BellBook::default();
+        // Ring and frame in the same turn: nothing to watch for.
+        b.turn(1, 1);
+        assert!(!b.sleep());
+        // The frame comes after its ring: one sleep watches, and when it
+        // comes it settles its ring...
+        b.turn(1, 0);
+        assert!(b.sleep());
+        b.turn(0, 1);
+        assert!(!b.sleep());
+        // ...and not a newer ring in the same turn, whose frame is not in.
+        b.turn(1, 0);
+        assert!(b.sleep());
+        b.turn(1, 1);
+        assert!(b.sleep(), "the second ring's frame is still to come");
+        b.turn(0, 1);
+        assert!(!b.sleep());
+        // A frame that never comes is watched for once, then forgotten.
+        b.turn(1, 0);
+        assert!(b.sleep());
+        b.turn(0, 0);
+        assert!(!b.sleep());
+        b.turn(1, 1);
+        assert!(!b.sleep());
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! is removed and the map never holds more than [`FLOWS`] keys.
 
 use super::cadence::slot_of;
-use crate::packet::bell::{BellKey, bell_key};
+use crate::packet::bell::BellKey;
 use crate::time::Instant;
 
 /// Urgent flows followed at once (the map holds twice as many): as many
@@ -86,18 +86,22 @@ impl Bells {
     }
 
     /// A frame of an urgent category arrived at `now`, of the flow
-    /// `flow` (the flow table's id), as `frame` (the whole Ethernet frame):
-    /// whether this flow's frames ring the doorbell from now on.
-    pub fn on_urgent(&mut self, flow: u32, frame: &[u8], now: Instant) -> bool {
+    /// `flow` (the flow table's id of an IP flow), whose doorbell key is
+    /// `key` (`packet::bell::bell_key_of`: None where the XDP program
+    /// could not build this flow's): whether this flow's frames ring the
+    /// doorbell from now on.
+    pub fn on_urgent(&mut self, flow: u32, key: Option<&BellKey>, now: Instant) -> bool {
         if !self.armed {
             return false;
         }
-        let Some(slot) = self.slots.get_mut(slot_of(flow)) else {
+        let index = slot_of(flow);
+        let Some(slot) = self.slots.get_mut(index) else {
             return false;
         };
         if slot.used && slot.flow == flow {
             slot.last = now;
-            if slot.rings {
+            // Only a frame with the key rang (not, say, a later fragment).
+            if slot.rings && key == Some(&slot.key) {
                 self.rung += 1;
             }
             return slot.rings;
@@ -105,43 +109,62 @@ impl Bells {
         let live = slot.used && now.nanos_since(slot.last) < STALE_NS;
         // Room for the removal and the addition, or the newcomer waits.
         let room = CHANGES - self.changes.len().min(CHANGES);
+        let Some(&key) = key else {
+            return false;
+        };
         if live || room < 2 {
             return false;
         }
-        let Some(key) = bell_key(frame) else {
-            return false;
-        };
-        if slot.used && slot.rings {
-            self.changes.push((slot.key, false));
+        self.release(index);
+        if let Some(slot) = self.slots.get_mut(index) {
+            *slot = Slot {
+                used: true,
+                rings: true,
+                flow,
+                key,
+                last: now,
+            };
         }
-        *slot = Slot {
-            used: true,
-            rings: true,
-            flow,
-            key,
-            last: now,
-        };
         self.changes.push((key, true));
         true
     }
 
-    /// A frame of a category that is not urgent arrived, of the flow
-    /// `flow`: if that flow rang, it no longer does (a call whose one
-    /// flow carries video too moved to video: a wake-up per video frame
-    /// would cost what coalescing saves).
+    /// A frame of an IP flow of a category that is not urgent arrived,
+    /// of the flow `flow`: if that flow rang, it no longer does (a call
+    /// whose one flow carries video too moved to video: a wake-up per
+    /// video frame would cost what coalescing saves).
     pub fn on_other(&mut self, flow: u32) {
         if !self.armed {
             return;
         }
-        if let Some(slot) = self.slots.get_mut(slot_of(flow))
-            && slot.used
-            && slot.flow == flow
+        let index = slot_of(flow);
+        if self
+            .slots
+            .get(index)
+            .is_some_and(|s| s.used && s.flow == flow)
             && self.changes.len() < CHANGES
         {
-            if slot.rings {
-                self.changes.push((slot.key, false));
-            }
-            *slot = EMPTY;
+            self.release(index);
+        }
+    }
+
+    /// Empties slot `index`. Its key leaves the map unless another slot's
+    /// flow rings with the same key (the same addresses and ports under a
+    /// new flow id, after the flow table let the first go).
+    fn release(&mut self, index: usize) {
+        let Some(old) = self
+            .slots
+            .get_mut(index)
+            .map(|s| std::mem::replace(s, EMPTY))
+        else {
+            return;
+        };
+        let shared = self
+            .slots
+            .iter()
+            .any(|s| s.used && s.rings && s.key == old.key);
+        if old.used && old.rings && !shared {
+            self.changes.push((old.key, false));
         }
     }
 
@@ -169,13 +192,11 @@ impl Bells {
 mod tests {
     use super::*;
 
-    fn frame(port: u8) -> Vec<u8> {
-        let mut f = vec![0x02; 12];
-        f.extend_from_slice(&[0x08, 0x00, 0x45, 0, 0, 48, 0, 1, 0, 0, 64, 17, 0, 0]);
-        f.extend_from_slice(&[
-            198, 18, 0, 10, 198, 19, 0, 20, 0x13, port, 0x13, 0x8d, 0, 28, 0, 0,
-        ]);
-        f
+    /// A key whose second byte is `port`.
+    fn key(port: u8) -> Option<BellKey> {
+        let mut k = [0; crate::packet::bell::BELL_KEY_LEN];
+        k[1] = port;
+        Some(k)
     }
 
     fn at(ms: u64) -> Instant {
@@ -194,7 +215,7 @@ mod tests {
     #[test]
     fn without_a_doorbell_nothing_rings_and_nothing_changes() {
         let mut b = Bells::new();
-        assert!(!b.on_urgent(1, &frame(1), at(0)));
+        assert!(!b.on_urgent(1, key(1).as_ref(), at(0)));
         assert!(changes(&mut b).is_empty());
         assert_eq!(b.rung(), 0);
     }
@@ -203,14 +224,14 @@ mod tests {
     fn a_flow_is_added_once_and_counted_while_it_rings() {
         let mut b = Bells::new();
         b.arm(true);
-        assert!(b.on_urgent(7, &frame(1), at(0)));
-        assert!(b.on_urgent(7, &frame(1), at(20)));
-        assert!(b.on_urgent(7, &frame(1), at(40)));
+        assert!(b.on_urgent(7, key(1).as_ref(), at(0)));
+        assert!(b.on_urgent(7, key(1).as_ref(), at(20)));
+        assert!(b.on_urgent(7, key(1).as_ref(), at(40)));
         assert_eq!(changes(&mut b), vec![(1, true)]);
         // The first frame came before its key was in the map.
         assert_eq!(b.rung(), 2);
         // A frame the program cannot read has no key: it does not ring.
-        assert!(!b.on_urgent(9, &frame(2)[..30], at(40)));
+        assert!(!b.on_urgent(9, None, at(40)));
         assert!(changes(&mut b).is_empty());
     }
 
@@ -220,11 +241,11 @@ mod tests {
         b.arm(true);
         // Find two flow ids that share a slot.
         let other = (2..10_000).find(|&f| slot_of(f) == slot_of(1)).unwrap();
-        assert!(b.on_urgent(1, &frame(1), at(0)));
-        assert!(!b.on_urgent(other, &frame(2), at(500)));
+        assert!(b.on_urgent(1, key(1).as_ref(), at(0)));
+        assert!(!b.on_urgent(other, key(2).as_ref(), at(500)));
         assert_eq!(changes(&mut b), vec![(1, true)]);
         // A second on, the first call has gone quiet: its key goes.
-        assert!(b.on_urgent(other, &frame(2), at(1_500)));
+        assert!(b.on_urgent(other, key(2).as_ref(), at(1_500)));
         assert_eq!(changes(&mut b), vec![(1, false), (2, true)]);
     }
 
@@ -232,28 +253,48 @@ mod tests {
     fn a_call_moved_to_video_stops_ringing() {
         let mut b = Bells::new();
         b.arm(true);
-        assert!(b.on_urgent(4, &frame(1), at(0)));
+        assert!(b.on_urgent(4, key(1).as_ref(), at(0)));
         // Other flows' frames change nothing.
         b.on_other(5);
         assert_eq!(changes(&mut b), vec![(1, true)]);
         b.on_other(4);
         assert_eq!(changes(&mut b), vec![(1, false)]);
         // Back to voice: added again.
-        assert!(b.on_urgent(4, &frame(1), at(40)));
+        assert!(b.on_urgent(4, key(1).as_ref(), at(40)));
         assert_eq!(changes(&mut b), vec![(1, true)]);
+    }
+
+    #[test]
+    fn a_key_another_ringing_flow_shares_stays_in_the_map() {
+        let mut b = Bells::new();
+        b.arm(true);
+        // The same addresses and ports under two flow ids (the flow table
+        // let the first go and made it anew), in two slots.
+        let second = (2..10_000).find(|&f| slot_of(f) != slot_of(1)).unwrap();
+        assert!(b.on_urgent(1, key(1).as_ref(), at(0)));
+        assert!(b.on_urgent(second, key(1).as_ref(), at(0)));
+        assert_eq!(changes(&mut b), vec![(1, true), (1, true)]);
+        b.on_other(1);
+        assert!(changes(&mut b).is_empty(), "the other flow still rings");
+        b.on_other(second);
+        assert_eq!(changes(&mut b), vec![(1, false)]);
+        // A frame without the key (a later fragment) did not ring.
+        assert!(b.on_urgent(9, key(3).as_ref(), at(0)));
+        assert!(b.on_urgent(9, None, at(20)));
+        assert_eq!(b.rung(), 0);
     }
 
     #[test]
     fn a_key_the_map_refused_does_not_ring() {
         let mut b = Bells::new();
         b.arm(true);
-        assert!(b.on_urgent(3, &frame(1), at(0)));
+        assert!(b.on_urgent(3, key(1).as_ref(), at(0)));
         b.take_changes(|_, _| false);
-        assert!(!b.on_urgent(3, &frame(1), at(20)));
+        assert!(!b.on_urgent(3, key(1).as_ref(), at(20)));
         assert_eq!(b.rung(), 0);
         // Re-armed (a new socket, an empty map): it is added again.
         b.arm(true);
-        assert!(b.on_urgent(3, &frame(1), at(40)));
+        assert!(b.on_urgent(3, key(1).as_ref(), at(40)));
         assert_eq!(changes(&mut b), vec![(1, true)]);
     }
 }

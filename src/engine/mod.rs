@@ -30,7 +30,7 @@ use crate::classify::budget::{DpiBudget, Holder, Refusals};
 use crate::classify::dpi::dns::DnsCache;
 use crate::classify::{ClassCache, ClassTable, Classifier, DecidedBy, PacketCtx};
 use crate::config::{CategoryId, Config, Direction};
-use crate::packet::bell::BellKey;
+use crate::packet::bell::{BellKey, bell_key_of};
 use crate::packet::{FrameKind, PacketMeta, rewrite};
 use crate::shaper::{CategoryCounters, DropReason, LinkQueue, ShaperConfig};
 use crate::time::Instant;
@@ -507,7 +507,7 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
         let mut window = None;
         // The link's rate, bytes/s, for the window clamp.
         let rate = self.link_rate().bytes_per_sec();
-        let (category, flow_hash, ip, vlan, lan_addr) = {
+        let (category, flow_hash, ip, vlan, lan_addr, bell) = {
             let base = frame.bytes().as_ptr() as usize;
             let pkt = PacketMeta::parse(frame.bytes());
             let vlan = pkt.vlan;
@@ -515,18 +515,19 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
                 Direction::Upload => pkt.src,
                 Direction::Download => pkt.dst,
             };
-            let (category, flow_hash, ip) = match pkt.kind {
+            let (category, flow_hash, ip, bell) = match pkt.kind {
                 FrameKind::NonIp { ether_type } => {
                     self.counters.non_ip_frames += 1;
                     (
                         self.classifier.non_ip_category(),
                         u32::from(ether_type),
                         None,
+                        None,
                     )
                 }
                 FrameKind::Malformed => {
                     self.counters.malformed_frames += 1;
-                    (self.classifier.malformed_category(), 0, None)
+                    (self.classifier.malformed_category(), 0, None, None)
                 }
                 FrameKind::Ip => {
                     self.counters.ip_frames += 1;
@@ -586,10 +587,20 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
                         .classifier
                         .ack_category(&pkt)
                         .unwrap_or(verdict.category);
-                    (category, id as u32, Some((pkt.ip_offset, pkt.ip_version)))
+                    // An urgent frame's doorbell key, built only for those.
+                    let bell = (self.bells.armed()
+                        && self.urgent.get(category.index()).copied().unwrap_or(false))
+                    .then(|| bell_key_of(frame.bytes(), &pkt))
+                    .flatten();
+                    (
+                        category,
+                        id as u32,
+                        Some((pkt.ip_offset, pkt.ip_version)),
+                        bell,
+                    )
                 }
             };
-            (category, flow_hash, ip, vlan, lan_addr)
+            (category, flow_hash, ip, vlan, lan_addr, bell)
         };
         frame.probe = probe;
         let mac = lan_mac(frame.bytes(), self.dir);
@@ -620,11 +631,18 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
         {
             self.counters.window_clamp.lowered += 1;
         }
-        if self.urgent.get(category.index()).copied().unwrap_or(false) {
-            let rings = self.bells.on_urgent(flow_hash, frame.bytes(), now);
+        let urgent = self.urgent.get(category.index()).copied().unwrap_or(false);
+        // Only IP frames have flow ids: a non-IP frame's is its EtherType.
+        let rings = match (urgent, ip.is_some()) {
+            (true, true) => self.bells.on_urgent(flow_hash, bell.as_ref(), now),
+            (false, true) => {
+                self.bells.on_other(flow_hash);
+                false
+            }
+            (_, false) => false,
+        };
+        if urgent {
             self.cadence.on_arrival(flow_hash, now, rings);
-        } else {
-            self.bells.on_other(flow_hash);
         }
         self.queue.enqueue(frame, category, flow_hash, now);
         if self.window_clamp

@@ -329,6 +329,12 @@ impl RxSocket {
                 "datapath backend xdp: {mode} mode, {}",
                 if zero_copy { "zero-copy" } else { "copy" }
             );
+            if let Some(why) = x.no_bell() {
+                tracing::warn!(
+                    interface = name,
+                    "no doorbell for voice frames ({why}): a call keeps the data path waking                      at every departure around its frames, which costs more CPU"
+                );
+            }
         }
         Ok(RxSocket {
             name: name.to_owned(),

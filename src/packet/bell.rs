@@ -81,9 +81,29 @@ pub fn bell_key(frame: &[u8]) -> Option<BellKey> {
     Some(key)
 }
 
+/// The doorbell key of `frame` if it names the flow `meta` (the parse of
+/// the same frame) found: the same ports and addresses. A tunnel's frame
+/// has none: the parser gives the flow inside it, the key would be the
+/// tunnel's, and every frame of the tunnel would ring for one call in it.
+pub fn bell_key_of(frame: &[u8], meta: &super::PacketMeta) -> Option<BellKey> {
+    let key = bell_key(frame)?;
+    let ports = [meta.src_port.to_be_bytes(), meta.dst_port.to_be_bytes()].concat();
+    let (src, dst, len) = match meta.ip_version {
+        super::IpVersion::V4 => (meta.src.get(12..)?, meta.dst.get(12..)?, 4),
+        super::IpVersion::V6 => (&meta.src[..], &meta.dst[..], 16),
+    };
+    let same = meta.protocol == UDP
+        && key.get(KEY_PORTS..KEY_PORTS + 4)? == &ports[..]
+        && key.get(KEY_VERSION).copied() == Some(if len == 4 { 4 } else { 6 })
+        && key.get(KEY_SRC..KEY_SRC + len)? == src
+        && key.get(KEY_DST..KEY_DST + len)? == dst;
+    same.then_some(key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::packet::PacketMeta;
 
     /// An Ethernet frame, tagged if `vlan`, around `l3`.
     pub(crate) fn eth(ether_type: u16, vlan: bool, l3: &[u8]) -> Vec<u8> {
@@ -135,6 +155,41 @@ mod tests {
             bell_key(&eth(0x0800, false, &back)),
             bell_key(&eth(0x0800, false, &ipv4(17, 0)))
         );
+    }
+
+    #[test]
+    fn a_key_must_name_the_flow_the_parser_found() {
+        let udp = |src: [u8; 4], sp, dst: [u8; 4], dp, payload: &[u8]| {
+            let mut out = Vec::new();
+            etherparse::PacketBuilder::ethernet2([2; 6], [4; 6])
+                .ipv4(src, dst, 64)
+                .udp(sp, dp)
+                .write(&mut out, payload)
+                .unwrap();
+            out
+        };
+        let call = udp([198, 18, 0, 10], 5004, [198, 19, 0, 20], 5006, &[0; 160]);
+        let meta = PacketMeta::parse(&call);
+        assert!(bell_key(&call).is_some());
+        assert_eq!(bell_key_of(&call, &meta), bell_key(&call));
+        let mut v6 = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv6([0x20; 16], [0x40; 16], 64)
+            .udp(5004, 5006)
+            .write(&mut v6, &[0; 160])
+            .unwrap();
+        let meta = PacketMeta::parse(&v6);
+        assert!(bell_key(&v6).is_some());
+        assert_eq!(bell_key_of(&v6, &meta), bell_key(&v6));
+        // A VXLAN tunnel (UDP 4789) around that call: the parser gives the
+        // inner flow, so the outer key is not this flow's.
+        let mut vxlan = vec![0x08, 0, 0, 0, 0, 0, 0x2a, 0];
+        vxlan.extend_from_slice(&call);
+        let f = udp([198, 18, 0, 1], 49152, [198, 19, 0, 2], 4789, &vxlan);
+        let meta = PacketMeta::parse(&f);
+        assert_eq!(meta.dst_port, 5006, "the parser reads the inner flow");
+        assert!(bell_key(&f).is_some());
+        assert_eq!(bell_key_of(&f, &meta), None);
     }
 
     #[test]

@@ -343,6 +343,8 @@ pub struct XdpRx {
     redirect: Redirect,
     /// The doorbell's positions, where the program has one.
     bell: Option<bell::BellRing>,
+    /// Why there is none.
+    no_bell: Option<String>,
     queues: Vec<Queue>,
     fds: Vec<RawFd>,
     /// The queue to look at first (round robin across calls).
@@ -387,12 +389,15 @@ impl XdpRx {
         let fds = queues.iter().map(Queue::fd).collect();
         // Without the mapping the doorbell cannot be heard: no keys go into
         // its map then, so it never rings.
-        let bell = redirect
-            .bell()
-            .and_then(|b| bell::BellRing::map(b.ring_fd()).ok());
+        let (bell, no_bell) = match redirect.bell().map(|b| bell::BellRing::map(b.ring_fd())) {
+            Some(Ok(ring)) => (Some(ring), None),
+            Some(Err(e)) => (None, Some(format!("mapping its ring buffer: {e}"))),
+            None => (None, redirect.no_bell().map(|e| e.to_string())),
+        };
         Ok(XdpRx {
             redirect,
             bell,
+            no_bell,
             queues,
             fds,
             next: 0,
@@ -446,6 +451,11 @@ impl XdpRx {
     pub fn bell_fd(&self) -> Option<RawFd> {
         self.bell.as_ref()?;
         self.redirect.bell().map(program::BellMaps::ring_fd)
+    }
+
+    /// Why there is no doorbell, if there is none.
+    pub fn no_bell(&self) -> Option<&str> {
+        self.no_bell.as_deref()
     }
 
     /// How many frames rang the doorbell since the last call (they are in

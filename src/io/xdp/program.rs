@@ -535,6 +535,8 @@ pub struct Redirect {
     // program its maps.
     prog: OwnedFd,
     bell: Option<BellMaps>,
+    /// Why there is no doorbell (an old kernel, a verifier's refusal).
+    no_bell: Option<io::Error>,
     link: Option<OwnedFd>,
     mode: Option<AttachMode>,
 }
@@ -557,24 +559,41 @@ impl Redirect {
             .and_then(owned)
             .map_err(|e| (Step::MapCreate, e))?;
         let xsks = map.as_raw_fd();
-        let with_bell = BellMaps::create().ok().and_then(|b| {
-            let insns = bell_program(xsks, b.flows.as_raw_fd(), b.ring.as_raw_fd())?;
-            load_xdp(&insns).ok().map(|prog| (prog, b))
-        });
-        let (prog, bell) = match with_bell {
-            Some((prog, b)) => (prog, Some(b)),
-            None => (
+        let with_bell = if cfg!(target_endian = "little") {
+            BellMaps::create().and_then(|b| {
+                // The program compares network-order fields read as
+                // little-endian words.
+                let insns = bell_program(xsks, b.flows.as_raw_fd(), b.ring.as_raw_fd())
+                    .ok_or_else(|| io::Error::other("the doorbell program does not assemble"))?;
+                load_xdp(&insns).map(|prog| (prog, b))
+            })
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the doorbell program is written for little-endian hosts",
+            ))
+        };
+        let (prog, bell, no_bell) = match with_bell {
+            Ok((prog, b)) => (prog, Some(b), None),
+            Err(e) => (
                 load_xdp(&redirect_program(xsks)).map_err(|e| (Step::ProgLoad, e))?,
                 None,
+                Some(e),
             ),
         };
         Ok(Redirect {
             map,
             prog,
             bell,
+            no_bell,
             link: None,
             mode: None,
         })
+    }
+
+    /// Why the program has no doorbell, if it has none.
+    pub fn no_bell(&self) -> Option<&io::Error> {
+        self.no_bell.as_ref()
     }
 
     /// The doorbell's maps, if the program has them.
