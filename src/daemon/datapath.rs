@@ -220,22 +220,16 @@ impl Datapath {
     /// changes the engine asks for (a bpf(2) call each, once per flow).
     fn hear_bells(&mut self) {
         let reopens = self.rx.health().reopens;
-        let Some(rx) = self.rx.socket_mut() else {
-            if self.bells_for.0 {
-                self.engine.arm_bells(false);
-                self.bells_for = (false, reopens);
-            }
-            return;
-        };
-        let now_for = (rx.bell_fd().is_some(), reopens);
+        let rx = self.rx.socket_mut();
+        let now_for = (rx.as_ref().is_some_and(|r| r.bell_fd().is_some()), reopens);
         if now_for != self.bells_for {
             self.engine.arm_bells(now_for.0);
             self.bells_for = now_for;
             self.book = BellBook::default();
         }
-        if !now_for.0 {
+        let Some(rx) = rx.filter(|_| now_for.0) else {
             return;
-        }
+        };
         let rang = rx.drain_bell();
         self.io.bell_rings += rang;
         let frames = self.engine.bell_frames();

@@ -8,9 +8,10 @@
 //!
 //! This module decides which flows are in the map and lists the changes
 //! for the data path to make; it does no I/O. A flow takes one of
-//! [`FLOWS`] slots by its flow id; a slot is given up to a newcomer once
-//! its flow has sent nothing for [`STALE_NS`], so a long-gone call's key
-//! is removed and the map never holds more than [`FLOWS`] keys.
+//! [`FLOWS`] slots by its flow id; a slot is freed when its flow's frames
+//! come in another category, and given up to a newcomer once its flow has
+//! sent nothing for [`STALE_NS`], so a long-gone call's key is removed and
+//! the map never holds more than [`FLOWS`] keys.
 
 use super::cadence::slot_of;
 use crate::packet::bell::BellKey;
@@ -106,13 +107,12 @@ impl Bells {
             }
             return slot.rings;
         }
-        let live = slot.used && now.nanos_since(slot.last) < STALE_NS;
-        // Room for the removal and the addition, or the newcomer waits.
-        let room = CHANGES - self.changes.len().min(CHANGES);
         let Some(&key) = key else {
             return false;
         };
-        if live || room < 2 {
+        let live = slot.used && now.nanos_since(slot.last) < STALE_NS;
+        // Room for the removal and the addition, or the newcomer waits.
+        if live || self.changes.len() + 2 > CHANGES {
             return false;
         }
         self.release(index);

@@ -318,10 +318,6 @@ mod tests {
         Instant::from_nanos(ms * MS)
     }
 
-    fn slot_of(id: u32) -> u32 {
-        id.wrapping_mul(0x9E37_79B1) >> (32 - FLOW_BITS)
-    }
-
     /// Two calls, a and b (in slots of their own), each sending `frames`
     /// frames 20 ms apart from `a_from` and `b_from` ms.
     fn two_calls(a_from: u64, b_from: u64, frames: u64) -> (Cadence, u32, u32) {
@@ -524,7 +520,7 @@ mod tests {
         for k in 1..=11 {
             c.on_arrival(1, at(980 + 12 * k), false);
         }
-        assert_eq!(c.flows[slot_of(1) as usize].period_ns, 12 * MS);
+        assert_eq!(c.flows[slot_of(1)].period_ns, 12 * MS);
         // Last at 1112: next at 1124.
         assert!(c.calm(at(1_118), HORIZON));
         assert!(!c.calm(at(1_124), HORIZON));
@@ -543,12 +539,12 @@ mod tests {
         }
         // The call learned its beat; the other, never followed, counted
         // as surprises, which keep the direction precise.
-        let f = c.flows[slot_of(a) as usize];
+        let f = c.flows[slot_of(a)];
         assert_eq!((f.tag, f.period_ns), (a, 20 * MS));
         assert!(!c.calm(at(195), HORIZON));
         // Once the call is over, the slot is the newcomer's.
         c.on_arrival(b, at(400), false);
-        assert_eq!(c.flows[slot_of(a) as usize].tag, b);
+        assert_eq!(c.flows[slot_of(a)].tag, b);
     }
 
     #[test]

@@ -335,6 +335,11 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
         !queued && self.cadence.calm(now, within)
     }
 
+    /// Whether `category` is one of the most urgent (voice).
+    fn is_urgent(&self, category: CategoryId) -> bool {
+        self.urgent.get(category.index()).copied().unwrap_or(false)
+    }
+
     /// Whether the receive path has a doorbell that frames of chosen
     /// urgent flows ring as they arrive (`bells`): arms or disarms it, and
     /// forgets which flows were in its map (a new one is empty).
@@ -588,10 +593,9 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
                         .ack_category(&pkt)
                         .unwrap_or(verdict.category);
                     // An urgent frame's doorbell key, built only for those.
-                    let bell = (self.bells.armed()
-                        && self.urgent.get(category.index()).copied().unwrap_or(false))
-                    .then(|| bell_key_of(frame.bytes(), &pkt))
-                    .flatten();
+                    let bell = (self.bells.armed() && self.is_urgent(category))
+                        .then(|| bell_key_of(frame.bytes(), &pkt))
+                        .flatten();
                     (
                         category,
                         id as u32,
@@ -631,7 +635,7 @@ impl<Q: LinkQueue<Frame>> DirectionEngine<Q> {
         {
             self.counters.window_clamp.lowered += 1;
         }
-        let urgent = self.urgent.get(category.index()).copied().unwrap_or(false);
+        let urgent = self.is_urgent(category);
         // Only IP frames have flow ids: a non-IP frame's is its EtherType.
         let rings = match (urgent, ip.is_some()) {
             (true, true) => self.bells.on_urgent(flow_hash, bell.as_ref(), now),

@@ -174,6 +174,15 @@ impl Asm {
         self.op(insn(code, dst, src, 0, imm))
     }
 
+    /// Jumps to `fail` unless the frame has `bytes` bytes from r2 on
+    /// (r2 a packet pointer, r3 the frame's end; r4 is used): the check
+    /// the verifier wants before any read of the packet.
+    fn need(&mut self, bytes: i32, fail: usize) -> &mut Self {
+        self.op(insn(MOV64_X, 4, 2, 0, 0))
+            .op(insn(ADD64_K, 4, 0, 0, bytes))
+            .jump(JGT_X, 4, 3, 0, fail)
+    }
+
     /// `dst = map` by descriptor (a two-slot ld_imm64, BPF_PSEUDO_MAP_FD).
     fn map(&mut self, dst: u8, fd: i32) -> &mut Self {
         self.op(insn(0x18, dst, 1, 0, fd)).op(insn(0, 0, 0, 0, 0))
@@ -229,9 +238,7 @@ fn bell_program(xsks: i32, bells: i32, ring: i32) -> Option<Vec<Insn>> {
     }
     // Ethernet: r5 = the EtherType, as loaded (little-endian reads of
     // network-order bytes: 0x0800 reads 0x0008).
-    a.op(insn(MOV64_X, 4, 2, 0, 0))
-        .op(insn(ADD64_K, 4, 0, 0, 14))
-        .jump(JGT_X, 4, 3, 0, redirect)
+    a.need(14, redirect)
         .op(insn(LDX_MEM | H, 5, 2, 12, 0))
         .jump(JEQ_K, 5, 0, 0x0081, vlan)
         .jump(JEQ_K, 5, 0, 0xa888, vlan)
@@ -239,9 +246,7 @@ fn bell_program(xsks: i32, bells: i32, ring: i32) -> Option<Vec<Insn>> {
     a.here(vlan);
     // One tag: the EtherType after it; r2 moves on 4 bytes so that the IP
     // header is at r2 + 14 either way.
-    a.op(insn(MOV64_X, 4, 2, 0, 0))
-        .op(insn(ADD64_K, 4, 0, 0, 18))
-        .jump(JGT_X, 4, 3, 0, redirect)
+    a.need(18, redirect)
         .op(insn(LDX_MEM | H, 5, 2, 16, 0))
         .op(insn(ADD64_K, 2, 0, 0, 4));
     a.here(l3);
@@ -250,9 +255,7 @@ fn bell_program(xsks: i32, bells: i32, ring: i32) -> Option<Vec<Insn>> {
         .jump(JA, 0, 0, 0, redirect);
     a.here(ipv4);
     // 20 bytes of header (no options) and the ports.
-    a.op(insn(MOV64_X, 4, 2, 0, 0))
-        .op(insn(ADD64_K, 4, 0, 0, 14 + 20 + 4))
-        .jump(JGT_X, 4, 3, 0, redirect)
+    a.need(14 + 20 + 4, redirect)
         .op(insn(LDX_MEM | B, 0, 2, 14, 0))
         .jump(JNE_K, 0, 0, 0x45, redirect)
         .op(insn(LDX_MEM | B, 0, 2, 14 + 9, 0))
@@ -269,9 +272,7 @@ fn bell_program(xsks: i32, bells: i32, ring: i32) -> Option<Vec<Insn>> {
         .op(insn(STX_MEM | W, FP, 0, at(KEY_DST), 0))
         .jump(JA, 0, 0, 0, lookup);
     a.here(ipv6);
-    a.op(insn(MOV64_X, 4, 2, 0, 0))
-        .op(insn(ADD64_K, 4, 0, 0, 14 + 40 + 4))
-        .jump(JGT_X, 4, 3, 0, redirect)
+    a.need(14 + 40 + 4, redirect)
         .op(insn(LDX_MEM | B, 0, 2, 14 + 6, 0))
         .jump(JNE_K, 0, 0, 17, redirect)
         .op(insn(LDX_MEM | W, 0, 2, 14 + 40, 0))
